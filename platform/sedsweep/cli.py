@@ -1,0 +1,381 @@
+"""The `sedsweep` command: parses arguments, calls the library, prints results."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer._click.exceptions import ClickException
+
+from sedsweep import __version__
+from sedsweep.errors import UserError
+
+app = typer.Typer(
+    help="Sweeps for weakly-labelled sound event detection and audio tagging.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Make, import, remix and inspect corpora.", no_args_is_help=True)
+import_app = typer.Typer(help="Write a manifest for a real corpus (audio is not copied).")
+app.add_typer(data_app, name="data")
+data_app.add_typer(import_app, name="import")
+
+# Options that take several space-separated values (`--snr 0 10 20`).
+MULTI_VALUE_OPTIONS = ("--snr",)
+
+
+class Kind(StrEnum):
+    lowres = "lowres"
+    noisy = "noisy"
+    remix = "remix"
+
+
+class Scale(StrEnum):
+    paper = "paper"
+    small = "small"
+    tiny = "tiny"
+
+
+class Layout(StrEnum):
+    subdirs = "subdirs"
+    column = "column"
+
+
+Out = Annotated[Path, typer.Option("--out", help="Output corpus directory.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out.")]
+Snr = Annotated[list[str], typer.Option("--snr", help="One or more SNRs in dB: --snr 0 10 20.")]
+
+
+def _snrs(values: list[str]) -> tuple[float, ...]:
+    out = []
+    for v in values:
+        try:
+            x = float(v)
+        except ValueError:
+            raise UserError(f"{v!r} is not a number", where="--snr") from None
+        if not math.isfinite(x):
+            raise UserError(f"{v!r} is not a finite number", where="--snr")
+        out.append(x)
+    if not out:
+        raise UserError("give at least one SNR", where="--snr")
+    return tuple(out)
+
+
+def _report(corpora: list, started: float) -> None:
+    for corpus in corpora:
+        typer.echo(
+            f"wrote {corpus.root}: {len(corpus.clips)} clips, {len(corpus.classes)} classes, "
+            f"folds {corpus.folds}, {len(corpus.events or [])} strong events"
+        )
+    typer.echo(f"done in {time.perf_counter() - started:.1f} s")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"sedsweep {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print version."),
+    ] = None,
+) -> None:
+    """sedsweep: sweeps for weakly-labelled SED and audio tagging."""
+
+
+@data_app.command("make")
+def data_make(
+    kind: Annotated[
+        Kind,
+        typer.Argument(
+            help="lowres (NIPS4B-like), noisy (FSDKaggle2019-like), remix (2APAE-like)."
+        ),
+    ],
+    out: Out,
+    scale: Annotated[
+        Scale, typer.Option(help="Preset size; paper = the paper's corpus size.")
+    ] = Scale.paper,
+    clips: Annotated[
+        int | None, typer.Option(min=1, help="Number of clips (overrides the scale).")
+    ] = None,
+    classes: Annotated[int | None, typer.Option(min=2, help="Number of classes.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same corpus.")] = 0,
+    sr: Annotated[
+        int | None, typer.Option(min=1000, help="Sample rate (default per kind).")
+    ] = None,
+    snr: Snr = None,  # type: ignore[assignment]
+    layout: Annotated[
+        Layout, typer.Option(help="remix with several SNRs: subdirs or one snr_db column.")
+    ] = Layout.subdirs,
+    noise_rate: Annotated[
+        float | None, typer.Option(help="noisy: share of unverified clips with wrong labels.")
+    ] = None,
+    verified_fraction: Annotated[
+        float | None, typer.Option(help="noisy: share of verified clips.")
+    ] = None,
+    min_duration: Annotated[float | None, typer.Option(help="noisy: shortest clip (s).")] = None,
+    max_duration: Annotated[float | None, typer.Option(help="noisy: longest clip (s).")] = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Generate a deterministic synthetic corpus (WAVs, clips.csv, events.tsv, corpus.json)."""
+    from sedsweep.data.synth import GENERATORS
+
+    options: dict = {"scale": scale.value, "clips": clips, "classes": classes, "seed": seed}
+    if sr is not None:
+        options["sr"] = sr
+    noisy_only = {
+        "noise_rate": noise_rate,
+        "verified_fraction": verified_fraction,
+        "min_duration": min_duration,
+        "max_duration": max_duration,
+    }
+    for name, value in noisy_only.items():
+        if value is not None:
+            if kind is not Kind.noisy:
+                raise UserError(
+                    f"only applies to 'noisy', not {kind.value!r}",
+                    where=f"--{name.replace('_', '-')}",
+                )
+            options[name] = value
+    if snr:
+        if kind is not Kind.remix:
+            raise UserError(f"only applies to 'remix', not {kind.value!r}", where="--snr")
+        options["snr_db"] = _snrs(snr)
+    if kind is Kind.remix:
+        options["layout"] = layout.value
+    started = time.perf_counter()
+    result = GENERATORS[kind.value](out, overwrite=overwrite, **options)
+    _report(result if isinstance(result, list) else [result], started)
+
+
+@import_app.command("nips4b")
+def import_nips4b(
+    src: Annotated[Path, typer.Argument(help="NIPS4B 2013 folder (see README).")],
+    out: Out,
+    train_count: Annotated[
+        int, typer.Option(min=1, help="Clips in the training fold (paper: 499 + 14).")
+    ] = 513,
+    overwrite: Overwrite = False,
+) -> None:
+    """Import the NIPS4B 2013 bird corpus (with NIPS4Bplus strong labels when present)."""
+    from sedsweep.data.importers import import_nips4b as run
+
+    started = time.perf_counter()
+    _report([run(src, out, train_count=train_count, overwrite=overwrite)], started)
+
+
+@import_app.command("fsdkaggle2019")
+def import_fsdkaggle2019(
+    src: Annotated[Path, typer.Argument(help="FSDKaggle2019 folder, Zenodo or Kaggle layout.")],
+    out: Out,
+    noisy: Annotated[
+        bool, typer.Option("--noisy/--no-noisy", help="Include the noisy subset.")
+    ] = True,
+    overwrite: Overwrite = False,
+) -> None:
+    """Import FSDKaggle2019 (curated = verified, noisy = unverified, test = fold 2)."""
+    from sedsweep.data.importers import import_fsdkaggle2019 as run
+
+    started = time.perf_counter()
+    _report([run(src, out, include_noisy=noisy, overwrite=overwrite)], started)
+
+
+@import_app.command("dcase")
+def import_dcase(
+    src: Annotated[Path, typer.Argument(help="Folder of audio plus DCASE metadata TSV/CSV.")],
+    out: Out,
+    meta: Annotated[
+        list[Path] | None, typer.Option("--meta", help="Metadata file; repeat for folds 1, 2, ...")
+    ] = None,
+    audio_dir: Annotated[
+        Path | None, typer.Option(help="Where the audio is (default: searched in SRC).")
+    ] = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Import a DCASE-style corpus with strong and/or weak labels."""
+    from sedsweep.data.importers import import_dcase as run
+
+    started = time.perf_counter()
+    _report([run(src, out, meta=meta or None, audio_dir=audio_dir, overwrite=overwrite)], started)
+
+
+@data_app.command("remix")
+def data_remix(
+    events: Annotated[Path, typer.Option(help="Isolated events: class sub-folders, or a corpus.")],
+    backgrounds: Annotated[Path, typer.Option(help="Folder of background recordings.")],
+    out: Out,
+    snr: Snr = None,  # type: ignore[assignment]
+    clips: Annotated[int | None, typer.Option(min=1, help="Mixtures per SNR.")] = None,
+    layout: Annotated[
+        Layout, typer.Option(help="Several SNRs: subdirs or one snr_db column.")
+    ] = Layout.subdirs,
+    folds: Annotated[int, typer.Option(min=1, help="Folds to assign round-robin.")] = 4,
+    sr: Annotated[int, typer.Option(min=1000, help="Output sample rate.")] = 32000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    overwrite: Overwrite = False,
+) -> None:
+    """Mix your own isolated events into background scenes at given SNRs (2APAE procedure)."""
+    from sedsweep.data.importers import remix_user
+
+    started = time.perf_counter()
+    result = remix_user(
+        events,
+        backgrounds,
+        out,
+        snr_db=_snrs(snr or ["0"]),
+        clips=clips,
+        layout=layout.value,
+        folds=folds,
+        sr=sr,
+        seed=seed,
+        overwrite=overwrite,
+    )
+    _report(result, started)
+
+
+@data_app.command("info")
+def data_info(
+    directory: Annotated[Path, typer.Argument(help="Corpus directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Summarise a corpus: clips, classes, cardinality, per-class counts, durations, folds."""
+    from sedsweep.data.corpus import Corpus
+
+    info = Corpus.load(directory).summary()
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    d = info["duration_s"]
+    lines = [
+        f"corpus        {info['name']}  ({info['root']})",
+        f"clips         {info['clips']}  ({info['negative_clips']} without labels)",
+        f"classes       {info['classes']}",
+        f"sample rate   {info['sample_rate']} Hz",
+        f"labels/clip   {info['label_cardinality']:.2f}  histogram {info['cardinality_histogram']}",
+        f"duration      total {d['total']:.1f} s, min {d['min']:.2f}, "
+        f"mean {d['mean']:.2f}, max {d['max']:.2f}",
+        f"folds         {info['folds']}",
+        f"verified      {info['verified_share']:.1%}",
+    ]
+    if info["strong_events"] is None:
+        lines.append("strong events none (weak labels only)")
+    else:
+        lines.append(
+            f"strong events {info['strong_events']} covering {info['strong_coverage']:.1%} of clips"
+        )
+    if "snr_db" in info:
+        lines.append(f"snr_db        {info['snr_db']}")
+    counts = sorted(info["per_class_counts"].items(), key=lambda kv: -kv[1])
+    lines.append("per class     " + ", ".join(f"{k} {v}" for k, v in counts))
+    typer.echo("\n".join(lines))
+
+
+@app.command("features")
+def features(
+    directory: Annotated[Path, typer.Argument(help="Corpus directory.")],
+    preset: Annotated[
+        str, typer.Option(help="morfi2018, he2020 or deshmukh2020.")
+    ] = "deshmukh2020",
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a field: --set n_mels=40.")
+    ] = None,
+    cache: Annotated[
+        Path | None, typer.Option(help="Cache directory (default: ~/.cache/sedsweep/features).")
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option(min=1, help="Extraction processes (default: all cores).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Build (or load from the cache) the log-mel features of a corpus and describe them."""
+    from sedsweep.data.corpus import Corpus
+    from sedsweep.features import build_features, parse_overrides, resolve_params
+
+    params = resolve_params(preset, parse_overrides(set_ or []))
+    corpus = Corpus.load(directory)
+    started = time.perf_counter()
+    fs = build_features(corpus, params, cache, jobs=jobs, progress=not as_json)
+    elapsed = time.perf_counter() - started
+    lengths = fs.lengths
+    info = {
+        "corpus": corpus.name,
+        "preset": preset,
+        "key": fs.key,
+        "cache_path": str(fs.cache_path),
+        "cache_hit": fs.cache_hit,
+        "seconds": round(elapsed, 3),
+        "clips": len(fs),
+        "n_mels": fs.n_mels,
+        "frames": {
+            "total": int(lengths.sum()),
+            "min": int(lengths.min()),
+            "max": int(lengths.max()),
+        },
+        "params": params.model_dump(mode="json"),
+    }
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    state = "cache hit" if fs.cache_hit else "extracted"
+    typer.echo(
+        f"{state}: {len(fs)} clips, {fs.n_mels} mel bins, "
+        f"frames/clip {lengths.min()}-{lengths.max()}, {elapsed:.2f} s\n"
+        f"cache entry {fs.cache_path}"
+    )
+
+
+def _expand_multi_values(argv: list[str]) -> list[str]:
+    """Rewrite `--snr 0 10 20` as `--snr 0 --snr 10 --snr 20` (click takes one value per flag)."""
+    out: list[str] = []
+    current = None
+    for token in argv:
+        if token in MULTI_VALUE_OPTIONS:
+            current = token
+            out.append(token)
+        elif current and not token.startswith("--"):
+            if out[-1] != current:
+                out.append(current)
+            out.append(token)
+        else:
+            current = None
+            out.append(token)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one-line errors with exit code 2 for bad input, never a traceback."""
+    args = _expand_multi_values(list(sys.argv[1:] if argv is None else argv))
+    try:
+        app(args=args, prog_name="sedsweep", standalone_mode=False)
+    except UserError as exc:
+        typer.echo(f"sedsweep: error: {exc}", err=True)
+        return _exit(2, argv)
+    except ClickException as exc:
+        exc.show()
+        return _exit(exc.exit_code, argv)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("sedsweep: interrupted", err=True)
+        return _exit(130, argv)
+    except typer.Exit as exc:
+        return _exit(exc.exit_code, argv)
+    return _exit(0, argv)
+
+
+def _exit(code: int, argv: list[str] | None) -> int:
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    main()

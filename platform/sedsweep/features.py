@@ -1,0 +1,472 @@
+"""Log-mel features: paper presets, parallel extraction and a content-addressed on-disk cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sedsweep.data.audio import read_audio
+from sedsweep.data.corpus import Corpus
+from sedsweep.errors import UserError
+from sedsweep.fsio import write_json
+
+log = logging.getLogger(__name__)
+
+# Bump when extraction changes numerically: old cache entries then stop matching.
+FEATURE_CODE_VERSION = "1"
+ENTRY_FILE = "entry.json"
+_ARRAYS = ("data", "offsets", "frame_times")
+# Below this many clips, worker start-up costs more than it saves.
+MIN_CLIPS_FOR_PROCESSES = 64
+
+
+class FeatureParams(BaseModel):
+    """Log-mel extraction settings; every field can be overridden on top of a preset."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sr: int = Field(gt=0, description="sample rate the audio is resampled to")
+    n_mels: int = Field(gt=0)
+    n_fft: int = Field(gt=0)
+    win_length: int = Field(gt=0, description="analysis window in samples (≤ n_fft)")
+    hop_length: int = Field(gt=0)
+    window: Literal["hann", "hamming"] = "hann"
+    fmin: float = Field(default=0.0, ge=0)
+    fmax: float | None = Field(default=None, gt=0, description="None means sr / 2")
+    power: float = Field(default=2.0, gt=0)
+    log: Literal["log", "db"] = "log"
+    log_offset: float = Field(default=1e-8, gt=0, description="log(mel + log_offset)")
+    trim_silence: bool = False
+    trim_top_db: float = Field(default=60.0, gt=0)
+    fixed_frames: int | None = Field(default=None, gt=0, description="repeat/downsample to this")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeatureParams:
+        if self.win_length > self.n_fft:
+            raise ValueError(f"win_length ({self.win_length}) must be ≤ n_fft ({self.n_fft})")
+        top = self.fmax if self.fmax is not None else self.sr / 2
+        if top > self.sr / 2:
+            raise ValueError(f"fmax ({top:g}) must be ≤ sr / 2 ({self.sr / 2:g})")
+        if self.fmin >= top:
+            raise ValueError(f"fmin ({self.fmin:g}) must be < fmax ({top:g})")
+        return self
+
+    @property
+    def hop_s(self) -> float:
+        """Frame hop in seconds."""
+        return self.hop_length / self.sr
+
+
+PRESETS: dict[str, FeatureParams] = {
+    # Morfi & Stowell 2018: 40 log mel bands, 44.1 kHz, 1024-sample Hamming, hop 512.
+    "morfi2018": FeatureParams(
+        sr=44100, n_mels=40, n_fft=1024, win_length=1024, hop_length=512, window="hamming"
+    ),
+    # He et al. 2020: 80 bands, 40 ms frames with 50 % overlap, silence trimmed, 2000 frames.
+    "he2020": FeatureParams(
+        sr=44100,
+        n_mels=80,
+        n_fft=2048,
+        win_length=1764,
+        hop_length=882,
+        window="hann",
+        trim_silence=True,
+        fixed_frames=2000,
+    ),
+    # Deshmukh et al. 2020 (code): 32 kHz, Hamming 2048, hop 1024, 64 bands 50 Hz-16 kHz.
+    "deshmukh2020": FeatureParams(
+        sr=32000,
+        n_mels=64,
+        n_fft=2048,
+        win_length=2048,
+        hop_length=1024,
+        window="hamming",
+        fmin=50.0,
+        fmax=16000.0,
+    ),
+}
+
+
+def parse_overrides(items: Sequence[str], option: str = "--set") -> dict[str, Any]:
+    """Parse `key=value` strings (values read as YAML scalars) into a dict."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"expected key=value, got {item!r}", where=option)
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def resolve_params(preset: str, overrides: Mapping[str, Any] | None = None) -> FeatureParams:
+    """A preset with field overrides applied and validated; bad names/values are UserErrors."""
+    if preset not in PRESETS:
+        raise UserError(
+            f"unknown preset {preset!r} (known: {', '.join(PRESETS)})", where="--preset"
+        )
+    overrides = dict(overrides or {})
+    unknown = [k for k in overrides if k not in FeatureParams.model_fields]
+    if unknown:
+        known = ", ".join(FeatureParams.model_fields)
+        raise UserError(f"unknown feature field {unknown[0]!r} (fields: {known})", where="--set")
+    try:
+        return FeatureParams.model_validate({**PRESETS[preset].model_dump(), **overrides})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = ".".join(str(p) for p in err["loc"]) or "params"
+        raise UserError(f"feature field {name!r}: {err['msg']}", where="--set") from None
+
+
+# -- extraction --------------------------------------------------------------------------------
+def frame_index_map(n_frames: int, target: int) -> np.ndarray:
+    """Indices that repeat a short clip or evenly downsample a long one to `target` frames."""
+    if n_frames >= target:
+        return np.round(np.linspace(0, n_frames - 1, target)).astype(np.int64)
+    return np.arange(target, dtype=np.int64) % n_frames
+
+
+def log_mel(y: np.ndarray, params: FeatureParams) -> np.ndarray:
+    """Log-mel spectrogram [frames, n_mels] (float32) of mono audio at params.sr."""
+    import librosa
+
+    mel = librosa.feature.melspectrogram(
+        y=y,
+        sr=params.sr,
+        n_fft=params.n_fft,
+        hop_length=params.hop_length,
+        win_length=params.win_length,
+        window=params.window,
+        center=True,
+        power=params.power,
+        n_mels=params.n_mels,
+        fmin=params.fmin,
+        fmax=params.fmax,
+    )
+    if params.log == "db":
+        out = librosa.power_to_db(mel, ref=1.0, amin=params.log_offset, top_db=None)
+    else:
+        out = np.log(mel + params.log_offset)
+    return np.ascontiguousarray(out.T, dtype=np.float32)
+
+
+def extract_clip(path: str | Path, params: FeatureParams) -> tuple[np.ndarray, np.ndarray]:
+    """Features [T, n_mels] and each frame's centre time (s, in the original clip) for one file."""
+    import librosa
+
+    y, sr = read_audio(path, sr=params.sr)
+    start = 0
+    if params.trim_silence:
+        _, (start, end) = librosa.effects.trim(y, top_db=params.trim_top_db)
+        if end > start:
+            y = y[start:end]
+        else:
+            start = 0
+    feats = log_mel(y, params)
+    times = (start + np.arange(feats.shape[0]) * params.hop_length) / sr
+    if params.fixed_frames is not None:
+        idx = frame_index_map(feats.shape[0], params.fixed_frames)
+        feats, times = feats[idx], times[idx]
+    return feats, times.astype(np.float32)
+
+
+def _extract_job(args: tuple[str, FeatureParams]) -> tuple[np.ndarray, np.ndarray]:
+    return extract_clip(*args)
+
+
+# -- the feature set ---------------------------------------------------------------------------
+@dataclass
+class FeatureSet:
+    """Per-clip log-mel arrays with weak targets, strong events, folds and verified flags."""
+
+    params: FeatureParams
+    classes: list[str]
+    clip_ids: list[str]
+    data: np.ndarray  # [sum of frames, n_mels] float32
+    offsets: np.ndarray  # [n_clips + 1] int64: clip i is data[offsets[i]:offsets[i+1]]
+    frame_times: np.ndarray  # [sum of frames] float32, frame centres in the original clip
+    weak: np.ndarray  # [n_clips, n_classes] float32
+    folds: np.ndarray  # [n_clips] int64
+    verified: np.ndarray  # [n_clips] bool
+    durations: np.ndarray  # [n_clips] float64
+    events: list[list[tuple[float, float, int]]] | None  # per clip (onset, offset, class index)
+    corpus_fingerprint: str
+    key: str
+    cache_path: Path | None = None
+    cache_hit: bool = False
+    snr_db: np.ndarray | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    @property
+    def n_mels(self) -> int:
+        """Number of mel bins."""
+        return int(self.data.shape[1])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Frames per clip."""
+        return np.diff(self.offsets)
+
+    @property
+    def fixed_length(self) -> int | None:
+        """The common frame count when every clip has the same length, else None."""
+        lengths = self.lengths
+        return int(lengths[0]) if len(lengths) and np.all(lengths == lengths[0]) else None
+
+    @property
+    def has_strong(self) -> bool:
+        """Whether strong (onset/offset) annotations are available."""
+        return self.events is not None
+
+    def clip(self, i: int) -> np.ndarray:
+        """Features [T_i, n_mels] of clip i (a view)."""
+        return self.data[self.offsets[i] : self.offsets[i + 1]]
+
+    def times(self, i: int) -> np.ndarray:
+        """Frame centre times (s) of clip i."""
+        return self.frame_times[self.offsets[i] : self.offsets[i + 1]]
+
+    def stacked(self, indices: Sequence[int]) -> np.ndarray:
+        """Clips [n, T, n_mels] stacked; needs a fixed length (use fixed_frames)."""
+        if self.fixed_length is None:
+            raise ValueError("clips have different lengths; set fixed_frames to stack them")
+        t = self.fixed_length
+        return self.data.reshape(len(self), t, self.n_mels)[np.asarray(indices, dtype=np.int64)]
+
+    def indices(
+        self, folds: Sequence[int] | None = None, verified: bool | None = None
+    ) -> np.ndarray:
+        """Indices of the clips in `folds` (all when None), optionally filtered by verified flag."""
+        mask = np.ones(len(self), dtype=bool)
+        if folds is not None:
+            mask &= np.isin(self.folds, np.asarray(list(folds)))
+        if verified is not None:
+            mask &= self.verified == verified
+        return np.flatnonzero(mask)
+
+    def strong_targets(self, i: int) -> np.ndarray:
+        """Frame-level targets [T_i, n_classes] (uint8): 1 where a frame centre lies in an event."""
+        t = self.times(i)
+        y = np.zeros((t.shape[0], len(self.classes)), dtype=np.uint8)
+        for onset, offset, c in (self.events or [[]] * len(self))[i]:
+            y[(t >= onset) & (t < offset), c] = 1
+        return y
+
+    def norm_stats(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Per-mel-bin mean and std over every frame of the given (training) clips only."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.size == 0:
+            raise ValueError("normalisation needs at least one training clip")
+        count, total, total_sq = 0, np.zeros(self.n_mels), np.zeros(self.n_mels)
+        for i in idx:
+            x = self.clip(int(i)).astype(np.float64)
+            count += x.shape[0]
+            total += x.sum(axis=0)
+            total_sq += (x**2).sum(axis=0)
+        mean = total / count
+        std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+        return mean.astype(np.float32), np.maximum(std, 1e-5).astype(np.float32)
+
+
+# -- cache -------------------------------------------------------------------------------------
+def default_cache_dir() -> Path:
+    """$SEDSWEEP_CACHE_DIR, else $XDG_CACHE_HOME/sedsweep/features, else ~/.cache/…"""
+    if os.environ.get("SEDSWEEP_CACHE_DIR"):
+        return Path(os.environ["SEDSWEEP_CACHE_DIR"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "sedsweep" / "features"
+
+
+def cache_key(fingerprint: str, params: FeatureParams) -> str:
+    """Content address of a feature set: corpus fingerprint, parameters, code version."""
+    import librosa
+
+    blob = json.dumps(
+        {
+            "corpus": fingerprint,
+            "params": params.model_dump(mode="json"),
+            "code": FEATURE_CODE_VERSION,
+            "librosa": librosa.__version__,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _digest(arr: np.ndarray) -> str:
+    return hashlib.blake2b(
+        memoryview(np.ascontiguousarray(arr)).cast("B"), digest_size=16
+    ).hexdigest()
+
+
+def _read_entry(path: Path, key: str, n_clips: int) -> dict[str, np.ndarray]:
+    """Load and verify a cache entry; raises ValueError describing any defect."""
+    try:
+        meta = json.loads((path / ENTRY_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"unreadable {ENTRY_FILE}: {exc}") from None
+    if meta.get("key") != key or meta.get("n_clips") != n_clips:
+        raise ValueError("entry does not match its key")
+    arrays = {}
+    for name in _ARRAYS:
+        try:
+            arr = np.load(path / f"{name}.npy", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise ValueError(f"{name}.npy unreadable: {exc}") from None
+        if list(arr.shape) != meta["shapes"][name] or _digest(arr) != meta["digests"][name]:
+            raise ValueError(f"{name}.npy does not match its recorded shape/checksum")
+        arrays[name] = arr
+    return arrays
+
+
+def _write_entry(root: Path, key: str, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> Path:
+    """Write an entry under a temporary name and rename it into place (first writer wins)."""
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / key
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".tmp", dir=root))
+    try:
+        for name, arr in arrays.items():
+            np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
+        meta = {
+            **info,
+            "key": key,
+            "shapes": {n: list(a.shape) for n, a in arrays.items()},
+            "digests": {n: _digest(a) for n, a in arrays.items()},
+        }
+        write_json(tmp / ENTRY_FILE, meta)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process finished the same entry first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _extract_all(
+    corpus: Corpus, params: FeatureParams, jobs: int, progress: bool
+) -> dict[str, np.ndarray]:
+    from tqdm import tqdm
+
+    tasks = [(str(corpus.audio_path(c)), params) for c in corpus.clips]
+    bar = tqdm(total=len(tasks), desc=f"log-mel {corpus.name}", unit="clip", disable=not progress)
+    results: list[tuple[np.ndarray, np.ndarray]] = []
+    try:
+        if jobs <= 1 or len(tasks) < MIN_CLIPS_FOR_PROCESSES:
+            for task in tasks:
+                results.append(_extract_job(task))
+                bar.update()
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+                chunk = max(1, len(tasks) // (jobs * 8))
+                for res in pool.map(_extract_job, tasks, chunksize=chunk):
+                    results.append(res)
+                    bar.update()
+    finally:
+        bar.close()
+    lengths = np.array([r[0].shape[0] for r in results], dtype=np.int64)
+    return {
+        "data": np.concatenate([r[0] for r in results]).astype(np.float32, copy=False),
+        "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        "frame_times": np.concatenate([r[1] for r in results]).astype(np.float32, copy=False),
+    }
+
+
+def build_features(
+    corpus: Corpus,
+    params: FeatureParams,
+    cache_dir: str | Path | None = None,
+    *,
+    jobs: int | None = None,
+    progress: bool = True,
+) -> FeatureSet:
+    """Load the corpus's features from the cache, extracting (in parallel) and caching on a miss.
+
+    A partial or corrupt cache entry is detected (missing files, shape or checksum mismatch),
+    removed and rebuilt.
+    """
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    fingerprint = corpus.fingerprint()
+    key = cache_key(fingerprint, params)
+    path = root / key
+    arrays, hit = None, False
+    if path.exists():
+        try:
+            arrays, hit = _read_entry(path, key, len(corpus.clips)), True
+        except ValueError as exc:
+            log.warning("feature cache entry %s is damaged (%s); rebuilding", path, exc)
+            shutil.rmtree(path, ignore_errors=True)
+    if arrays is None:
+        started = time.perf_counter()
+        arrays = _extract_all(corpus, params, jobs or os.cpu_count() or 1, progress)
+        info = {
+            "corpus": corpus.name,
+            "corpus_root": str(corpus.root),
+            "corpus_fingerprint": fingerprint,
+            "params": params.model_dump(mode="json"),
+            "code_version": FEATURE_CODE_VERSION,
+            "n_clips": len(corpus.clips),
+            "extract_seconds": round(time.perf_counter() - started, 3),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        path = _write_entry(root, key, arrays, info)
+    return _feature_set(corpus, params, arrays, fingerprint, key, path, hit)
+
+
+def _feature_set(
+    corpus: Corpus,
+    params: FeatureParams,
+    arrays: dict[str, np.ndarray],
+    fingerprint: str,
+    key: str,
+    path: Path,
+    hit: bool,
+) -> FeatureSet:
+    index = {name: i for i, name in enumerate(corpus.classes)}
+    events = None
+    if corpus.has_strong:
+        events = [
+            [(e.onset, e.offset, index[e.label]) for e in clip_events]
+            for clip_events in corpus.events_by_clip()
+        ]
+    snr = [c.snr_db for c in corpus.clips]
+    return FeatureSet(
+        params=params,
+        classes=list(corpus.classes),
+        clip_ids=[c.path for c in corpus.clips],
+        data=arrays["data"],
+        offsets=arrays["offsets"],
+        frame_times=arrays["frame_times"],
+        weak=corpus.weak_labels().astype(np.float32),
+        folds=np.array([c.fold for c in corpus.clips], dtype=np.int64),
+        verified=np.array([c.verified for c in corpus.clips], dtype=bool),
+        durations=np.array([c.duration_s for c in corpus.clips], dtype=np.float64),
+        events=events,
+        corpus_fingerprint=fingerprint,
+        key=key,
+        cache_path=path,
+        cache_hit=hit,
+        snr_db=None if all(s is None for s in snr) else np.array(snr, dtype=np.float64),
+    )
