@@ -46,6 +46,7 @@ class FeatureParams(BaseModel):
     win_length: int = Field(gt=0, description="analysis window in samples (≤ n_fft)")
     hop_length: int = Field(gt=0)
     window: Literal["hann", "hamming"] = "hann"
+    center: bool = Field(default=True, description="pad so frame t is centred at t·hop")
     fmin: float = Field(default=0.0, ge=0)
     fmax: float | None = Field(default=None, gt=0, description="None means sr / 2")
     power: float = Field(default=2.0, gt=0)
@@ -98,19 +99,23 @@ PRESETS: dict[str, FeatureParams] = {
         window="hamming",
         fmin=50.0,
         fmax=16000.0,
+        center=False,  # the published code's framing: 311 frames per 10 s clip
     ),
 }
 
 
 def parse_overrides(items: Sequence[str], option: str = "--set") -> dict[str, Any]:
-    """Parse `key=value` strings (values read as YAML scalars) into a dict."""
+    """Parse `key=value` strings (values read as YAML scalars; none/null = None) into a dict."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UserError(f"expected key=value, got {item!r}", where=option)
+        if value.strip().lower() in ("", "none", "null"):
+            out[key.strip()] = None
+            continue
         try:
-            out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+            out[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError:
             out[key.strip()] = value
     return out
@@ -147,6 +152,8 @@ def log_mel(y: np.ndarray, params: FeatureParams) -> np.ndarray:
     """Log-mel spectrogram [frames, n_mels] (float32) of mono audio at params.sr."""
     import librosa
 
+    if not params.center and y.size < params.n_fft:  # uncentred framing needs one full window
+        y = np.pad(y, (0, params.n_fft - y.size))
     mel = librosa.feature.melspectrogram(
         y=y,
         sr=params.sr,
@@ -154,7 +161,7 @@ def log_mel(y: np.ndarray, params: FeatureParams) -> np.ndarray:
         hop_length=params.hop_length,
         win_length=params.win_length,
         window=params.window,
-        center=True,
+        center=params.center,
         power=params.power,
         n_mels=params.n_mels,
         fmin=params.fmin,
@@ -180,7 +187,8 @@ def extract_clip(path: str | Path, params: FeatureParams) -> tuple[np.ndarray, n
         else:
             start = 0
     feats = log_mel(y, params)
-    times = (start + np.arange(feats.shape[0]) * params.hop_length) / sr
+    first_centre = 0 if params.center else params.n_fft // 2
+    times = (start + first_centre + np.arange(feats.shape[0]) * params.hop_length) / sr
     if params.fixed_frames is not None:
         idx = frame_index_map(feats.shape[0], params.fixed_frames)
         feats, times = feats[idx], times[idx]
@@ -370,7 +378,12 @@ def _extract_all(
     from tqdm import tqdm
 
     tasks = [(str(corpus.audio_path(c)), params) for c in corpus.clips]
-    bar = tqdm(total=len(tasks), desc=f"log-mel {corpus.name}", unit="clip", disable=not progress)
+    bar = tqdm(
+        total=len(tasks),
+        desc=f"log-mel {corpus.name}",
+        unit="clip",
+        disable=None if progress else True,
+    )  # None: only on a terminal
     results: list[tuple[np.ndarray, np.ndarray]] = []
     try:
         if jobs <= 1 or len(tasks) < MIN_CLIPS_FOR_PROCESSES:

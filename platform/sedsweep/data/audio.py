@@ -16,7 +16,7 @@ def audio_info(path: str | Path) -> tuple[int, int]:
     try:
         info = sf.info(str(path))
     except (RuntimeError, sf.LibsndfileError, OSError) as exc:
-        raise UserError(f"unreadable audio file ({_reason(exc)})", where=path) from None
+        raise UserError(f"unreadable audio file ({_reason(exc, path)})", where=path) from None
     if info.frames <= 0:
         raise UserError("audio file has zero length", where=path)
     return int(info.frames), int(info.samplerate)
@@ -27,7 +27,7 @@ def read_audio(path: str | Path, sr: int | None = None) -> tuple[np.ndarray, int
     try:
         y, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError, OSError) as exc:
-        raise UserError(f"unreadable audio file ({_reason(exc)})", where=path) from None
+        raise UserError(f"unreadable audio file ({_reason(exc, path)})", where=path) from None
     if y.shape[0] == 0:
         raise UserError("audio file has zero length", where=path)
     mono = y.mean(axis=1)
@@ -48,6 +48,6 @@ def write_wav(path: str | Path, y: np.ndarray, sr: int) -> None:
         sf.write(handle, data, sr, format="WAV", subtype="PCM_16")
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[-1] if text else type(exc).__name__
+def _reason(exc: BaseException, path: str | Path) -> str:
+    lines = str(exc).replace(f"Error opening {str(path)!r}: ", "").strip().splitlines()
+    return lines[-1].rstrip(".") if lines else type(exc).__name__
