@@ -13,6 +13,7 @@ import soundfile as sf
 
 from sedsweep import features as F
 from sedsweep.cli import main
+from sedsweep.config import parse_overrides
 from sedsweep.data.corpus import Corpus
 from sedsweep.errors import UserError
 from sedsweep.features import (
@@ -20,7 +21,6 @@ from sedsweep.features import (
     build_features,
     extract_clip,
     frame_index_map,
-    parse_overrides,
     resolve_params,
 )
 

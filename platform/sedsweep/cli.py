@@ -298,8 +298,9 @@ def features(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Build (or load from the cache) the log-mel features of a corpus and describe them."""
+    from sedsweep.config import parse_overrides
     from sedsweep.data.corpus import Corpus
-    from sedsweep.features import build_features, parse_overrides, resolve_params
+    from sedsweep.features import build_features, resolve_params
 
     params = resolve_params(preset, parse_overrides(set_ or []))
     corpus = Corpus.load(directory)
@@ -332,6 +333,63 @@ def features(
         f"frames/clip {lengths.min()}-{lengths.max()}, {elapsed:.2f} s\n"
         f"cache entry {fs.cache_path}"
     )
+
+
+@app.command("train")
+def train_cmd(
+    method: Annotated[str | None, typer.Option(help="Method name, e.g. whenwho.")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Corpus directory (default: the method's synthetic one).")
+    ] = None,
+    scale: Annotated[str | None, typer.Option(help="tiny | small | paper (default paper).")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override: mmm.w_max=0.5, features.n_mels=64, data.options.clips=80."
+        ),
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="Run spec YAML (e.g. a best.yaml).")] = None,
+    workdir: Annotated[
+        Path, typer.Option(help="Corpora, feature cache, MLflow store, runs.")
+    ] = Path("sedsweep-runs"),
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow server instead of SQLite.")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto).")] = None,
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment name.")] = None,
+) -> None:
+    """Train one method once (no Ray), logging every epoch to MLflow."""
+    from sedsweep.config import parse_overrides
+    from sedsweep.train import resolve, spec_from_cli, train
+
+    spec = spec_from_cli(config, method, data, scale, parse_overrides(set_ or []))
+    resolved = resolve(spec, where=str(config) if config else "command line")
+    epochs = resolved.config.epochs
+    typer.echo(f"training {spec.method} at scale {spec.scale} for {epochs} epochs")
+
+    def show(epoch: int, metrics: dict[str, float]) -> None:
+        vals = "  ".join(
+            f"{k[4:]} {v:.3f}" for k, v in sorted(metrics.items()) if k.startswith("val/")
+        )
+        typer.echo(
+            f"epoch {epoch}/{epochs}  loss {metrics['train/loss']:.4f}  {vals}  "
+            f"({metrics['epoch_time_s']:.1f} s)"
+        )
+
+    result = train(
+        resolved,
+        workdir=workdir,
+        tracking_uri=tracking_uri,
+        device=device,
+        experiment=experiment,
+        on_epoch=show,
+    )
+    typer.echo("final metrics:")
+    for key, value in sorted(result.metrics.items()):
+        if key.startswith(("val/", "test/")):
+            typer.echo(f"  {key:<28} {value:.4f}")
+    typer.echo(f"MLflow run {result.run_id} in {result.tracking_uri}")
+    typer.echo(f"checkpoint and run spec in {result.run_dir}")
 
 
 def _expand_multi_values(argv: list[str]) -> list[str]:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sedsweep.data.audio import read_audio
@@ -102,23 +101,6 @@ PRESETS: dict[str, FeatureParams] = {
         center=False,  # the published code's framing: 311 frames per 10 s clip
     ),
 }
-
-
-def parse_overrides(items: Sequence[str], option: str = "--set") -> dict[str, Any]:
-    """Parse `key=value` strings (values read as YAML scalars; none/null = None) into a dict."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"expected key=value, got {item!r}", where=option)
-        if value.strip().lower() in ("", "none", "null"):
-            out[key.strip()] = None
-            continue
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            out[key.strip()] = value
-    return out
 
 
 def resolve_params(preset: str, overrides: Mapping[str, Any] | None = None) -> FeatureParams:

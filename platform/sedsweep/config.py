@@ -1,0 +1,110 @@
+"""Configuration plumbing: YAML files, dotted `key=value` overrides, validation as UserErrors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from sedsweep.errors import UserError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_overrides(items: Sequence[str], option: str = "--set") -> dict[str, Any]:
+    """Parse `key=value` strings (values read as YAML scalars; none/null = None) into a dict."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"expected key=value, got {item!r}", where=option)
+        if value.strip().lower() in ("", "none", "null"):
+            out[key.strip()] = None
+            continue
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing file, bad syntax or a non-mapping is a UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("file not found", where=path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path} line {mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise UserError(f"malformed YAML: {problem}", where=where) from None
+    except UnicodeDecodeError:
+        raise UserError("not a UTF-8 text file", where=path) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError("expected a mapping of keys to values at the top level", where=path)
+    return data
+
+
+def set_dotted(target: dict[str, Any], key: str, value: Any) -> None:
+    """Set `a.b.c` in nested dicts, creating the intermediate levels."""
+    parts = key.split(".")
+    node = target
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursively merge `override` into a copy of `base` (mappings merge, other values replace)."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def with_overrides(base: Mapping[str, Any], dotted: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply dotted-key overrides (`mmm.w_max: 0.5`) to a nested mapping."""
+    out = deep_merge(base, {})
+    for key, value in dotted.items():
+        nested: dict[str, Any] = {}
+        set_dotted(nested, key, value)
+        out = deep_merge(out, nested)
+    return out
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mapping to dotted keys (lists and scalars are leaves)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def validate(model: type[M], data: Mapping[str, Any], where: str) -> M:
+    """Validate `data` against a pydantic model; the first problem becomes a one-line UserError."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        if err["type"] == "extra_forbidden":
+            raise UserError(f"unknown key {key!r}", where=where) from None
+        raise UserError(f"key {key!r}: {err['msg']}", where=where) from None

@@ -1,0 +1,46 @@
+"""The generic epoch loop: drives any Method for `sedsweep train` and for the Ray trainable."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+
+from sedsweep.methods.base import Method
+
+EpochCallback = Callable[[int, dict[str, float]], bool | None]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite: the run cannot continue meaningfully."""
+
+
+def run_epochs(
+    method: Method,
+    epochs: int,
+    *,
+    eval_splits: Sequence[str] = ("val", "test"),
+    on_epoch: EpochCallback | None = None,
+) -> dict[str, float]:
+    """Train from `method.epoch + 1` to `epochs`, evaluating each split after every epoch.
+
+    Metrics are keyed `train/…`, `val/…`, `test/…` plus `epoch` and `epoch_time_s`; `on_epoch`
+    receives them and may return True to stop early. Returns the last epoch's metrics.
+    """
+    last: dict[str, float] = {}
+    for epoch in range(method.epoch + 1, epochs + 1):
+        started = time.perf_counter()
+        train = method.train_epoch()
+        loss = train.get("loss", math.nan)
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(f"epoch {epoch}: training loss is {loss}; stopping this run")
+        metrics = {f"train/{k}": float(v) for k, v in train.items()}
+        for split in eval_splits:
+            metrics.update({f"{split}/{k}": float(v) for k, v in method.evaluate(split).items()})
+        method.epoch = epoch
+        metrics["epoch"] = float(epoch)
+        metrics["epoch_time_s"] = time.perf_counter() - started
+        last = metrics
+        if on_epoch is not None and on_epoch(epoch, metrics):
+            break
+    return last

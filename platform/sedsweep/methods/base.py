@@ -1,0 +1,163 @@
+"""The method contract shared by every paper's implementation (no Ray, no MLflow here).
+
+A method is built from a validated config (a pydantic model whose defaults are the paper's
+values) and a FeatureSet. The generic epoch loop (`sedsweep.loop`) drives it: `train_epoch()`
+then `evaluate(split)` for each split, with `state_dict()` / `load_state_dict()` for
+checkpoints and optional `artifacts(dir)` for figures.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sedsweep.features import FeatureSet
+
+
+class Strict(BaseModel):
+    """Base for config sections: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitConfig(Strict):
+    """Which folds train, select (validation) and test; validation may be carved from train."""
+
+    train_folds: list[int] | None = Field(default=None, description="None: all but val/test")
+    val_folds: list[int] | None = Field(default=None, description="None: carve val_fraction")
+    test_folds: list[int] | None = Field(default=None, description="None: the highest fold")
+    val_fraction: float = Field(default=0.15, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> SplitConfig:
+        named = [set(f) for f in (self.train_folds, self.val_folds, self.test_folds) if f]
+        if sum(len(s) for s in named) != len(set().union(*named)):
+            raise ValueError("train_folds, val_folds and test_folds must not share a fold")
+        return self
+
+
+class MethodConfig(Strict):
+    """Fields every method has; each method extends it with its paper's settings."""
+
+    seed: int = 0
+    epochs: int = Field(default=100, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    amp: bool = Field(default=False, description="bf16 autocast")
+    split: SplitConfig = Field(default_factory=SplitConfig)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A named size: config overrides, synthetic-corpus options and feature overrides."""
+
+    config: dict[str, Any] = field(default_factory=dict)
+    corpus: dict[str, Any] = field(default_factory=dict)
+    features: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Clip indices of the train, validation and test sets (disjoint)."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+
+def resolve_splits(fs: FeatureSet, cfg: SplitConfig, seed: int) -> Splits:
+    """Turn a SplitConfig into clip indices; the test fold never feeds training or selection."""
+    folds = sorted(set(fs.folds.tolist()))
+    test = cfg.test_folds if cfg.test_folds is not None else folds[-1:]
+    val = cfg.val_folds or []
+    train = (
+        cfg.train_folds
+        if cfg.train_folds is not None
+        else [f for f in folds if f not in test and f not in val]
+    )
+    unknown = sorted(set(train + val + test) - set(folds))
+    if unknown:
+        raise ValueError(f"split names fold(s) {unknown} that the corpus lacks (folds: {folds})")
+    train_idx = fs.indices(train)
+    if cfg.val_folds:
+        val_idx = fs.indices(val)
+    else:
+        rng = np.random.default_rng(seed)
+        shuffled = rng.permutation(train_idx)
+        n_val = round(len(shuffled) * cfg.val_fraction)
+        val_idx, train_idx = np.sort(shuffled[:n_val]), np.sort(shuffled[n_val:])
+    if len(train_idx) == 0:
+        raise ValueError("the training split is empty")
+    return Splits(train=train_idx, val=val_idx, test=fs.indices(test))
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """The requested device, else CUDA when available, else CPU."""
+    if name and name != "auto":
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on the device when enabled; a no-op context otherwise."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA) so a config and seed reproduce a run."""
+    torch.manual_seed(seed)
+
+
+class Method(abc.ABC):
+    """One paper's training and evaluation, epoch by epoch."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[MethodConfig]]
+    feature_preset: ClassVar[str]
+    synthetic_kind: ClassVar[str]
+    scales: ClassVar[dict[str, Scale]]
+
+    def __init__(self, config: MethodConfig, features: FeatureSet, device: torch.device) -> None:
+        self.config = config
+        self.features = features
+        self.device = device
+        self.epoch = 0
+
+    @abc.abstractmethod
+    def train_epoch(self) -> dict[str, float]:
+        """Train for one epoch; return training metrics (at least 'loss')."""
+
+    @abc.abstractmethod
+    def evaluate(self, split: str) -> dict[str, float]:
+        """Metrics on 'train', 'val' or 'test'."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: model(s), optimiser(s), scheduler(s), epoch."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from `state_dict()`."""
+
+    def artifacts(self, out_dir: Path) -> list[Path]:
+        """Write figures or files for humans into `out_dir`; return their paths."""
+        return []
+
+
+def batches(indices: np.ndarray, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Shuffled minibatches of `indices` (the last one may be smaller)."""
+    order = rng.permutation(indices)
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
