@@ -175,3 +175,19 @@ def test_bad_corpus_is_one_line_exit_2(case, make_corpus, capsys):
 def test_missing_directory(tmp_path, capsys):
     assert main(["data", "info", str(tmp_path / "nowhere")]) == 2
     assert "nowhere: corpus directory not found" in capsys.readouterr().err
+
+
+def test_stored_fingerprint_survives_unround_values(make_corpus, tmp_path):
+    """Values that don't print short (e.g. 220672/44100 s) must round-trip exactly."""
+    corpus = Corpus.load(make_corpus())
+    odd = 220672 / 44100
+    clips = [
+        type(c)(str(corpus.audio_path(c)), c.labels, c.fold, c.verified, odd, snr_db=1 / 3)
+        for c in corpus.clips
+    ]
+    events = [type(e)(str(corpus.root / e.filename), e.onset / 3, e.offset, e.label) for e in corpus.events]
+    Corpus(tmp_path / "odd", "odd", corpus.classes, clips, events, corpus.sample_rate).write()
+    again = Corpus.load(tmp_path / "odd")
+    assert again.clips == clips and again.events == events
+    stored = json.loads((tmp_path / "odd" / "corpus.json").read_text())["fingerprint"]
+    assert stored == again.fingerprint()

@@ -102,16 +102,16 @@ class Corpus:
                     LABEL_SEP.join(c.labels),
                     c.fold,
                     int(c.verified),
-                    f"{c.duration_s:.6g}",
+                    repr(float(c.duration_s)),
                 ]
                 if with_snr:
-                    row.append("" if c.snr_db is None else f"{c.snr_db:g}")
+                    row.append("" if c.snr_db is None else repr(float(c.snr_db)))
                 writer.writerow(row)
         if self.events is not None:
             with atomic_file(root / EVENTS_FILE, "w", newline="", encoding="utf-8") as handle:
                 handle.write("\t".join(EVENTS_HEADER) + "\n")
                 for e in self.events:
-                    handle.write(f"{e.filename}\t{e.onset:.6g}\t{e.offset:.6g}\t{e.label}\n")
+                    handle.write(f"{e.filename}\t{float(e.onset)!r}\t{float(e.offset)!r}\t{e.label}\n")
         written = replace(self, root=root)
         write_json(
             root / META_FILE,

@@ -1,0 +1,714 @@
+"""Importers of real datasets into sedsweep corpora, and the 2APAE remix of the user's own audio.
+
+`import_nips4b`, `import_fsdkaggle2019` and `import_dcase` write only a manifest (clips.csv,
+events.tsv, corpus.json) that references the original audio by absolute path; no audio is copied.
+`remix_user` mixes the user's isolated events into the user's background recordings and writes
+the mixtures as WAV files. Every output directory is built under a temporary name and renamed
+into place only when complete; every defect of the input is a UserError naming file and row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from sedsweep.data.audio import audio_info, read_audio, write_wav
+from sedsweep.data.corpus import CLIPS_FILE, LABEL_SEP, META_FILE, Clip, Corpus, Event
+from sedsweep.data.mixing import DEFAULT_ONSETS_S, PlacedEvent, fit_length, mix_scene, trim_event
+from sedsweep.errors import UserError
+from sedsweep.fsio import atomic_dir, check_output_dir
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
+
+_NIPS4B_LABEL_FILES = (
+    "NIPS4B_BIRD_CHALLENGE_TRAIN_LABELS/nips4b_birdchallenge_train_labels.csv",
+    "nips4b_birdchallenge_train_labels.csv",
+)
+_NIPS4B_AUDIO_DIRS = ("NIPS4B_BIRD_CHALLENGE_TRAIN_TEST_WAV/train", "train")
+_NIPS4BPLUS_DIR = "temporal_annotations_nips4b"
+_NIPS4B_FILE = re.compile(r"^(nips4b_birds_trainfile(\d+))(?:\.wav)?$", re.IGNORECASE)
+_NIPS4B_CLASS = re.compile(r"^[A-Z][a-z]+_[a-z]+$")  # species code + call type: 'Sylcan_song'
+NIPS4BPLUS_IGNORED_TAGS = ("Unknown", "Human")  # NIPS4Bplus tags that are not NIPS4B classes
+
+# per layout: set name -> (metadata file names tried in order, audio folder)
+_FSD_LAYOUTS: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
+    "zenodo": {
+        "curated": (
+            ("FSDKaggle2019.meta/train_curated_post_competition.csv",),
+            "FSDKaggle2019.audio_train_curated",
+        ),
+        "noisy": (
+            ("FSDKaggle2019.meta/train_noisy_post_competition.csv",),
+            "FSDKaggle2019.audio_train_noisy",
+        ),
+        "test": (("FSDKaggle2019.meta/test_post_competition.csv",), "FSDKaggle2019.audio_test"),
+    },
+    "kaggle": {
+        "curated": (("train_curated.csv",), "train_curated"),
+        "noisy": (("train_noisy.csv",), "train_noisy"),
+        "test": (("test_post_competition.csv", "test.csv"), "test"),
+    },
+}
+_FSD_SETS = (("curated", 1, True), ("noisy", 1, False), ("test", 2, True))
+
+_DCASE_STRONG = ("filename", "onset", "offset", "event_label")
+_DCASE_WEAK = ("filename", "event_labels")
+_MIN_GAP_S = 0.5  # gap kept before each generalised event slot
+
+
+# -- NIPS4B -----------------------------------------------------------------------------------
+def import_nips4b(
+    src: Path,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    train_count: int = 513,
+    annotations_dir: Path | None = None,
+) -> Corpus:
+    """Import the NIPS4B 2013 bird training set (weak labels) and NIPS4Bplus strong events.
+
+    Expected source layout (the challenge archives and the NIPS4Bplus zip, extracted in `src`)::
+
+        src/
+          NIPS4B_BIRD_CHALLENGE_TRAIN_LABELS/nips4b_birdchallenge_train_labels.csv
+                                                   (or src/nips4b_birdchallenge_train_labels.csv)
+          NIPS4B_BIRD_CHALLENGE_TRAIN_TEST_WAV/train/nips4b_birds_trainfile001.wav ... 687.wav
+                                                   (or src/train/*.wav, or src/*.wav)
+          temporal_annotations_nips4b/annotation_train001.csv ...   (optional, NIPS4Bplus)
+
+    The labels CSV has some title rows, then a header row holding a 'Filename' column, then one
+    row per recording: the file name and a 0/1 (or empty) cell per column. Class columns are the
+    columns named by a species code such as 'Aegcau_call' in the header row or a title row above
+    it, in file order; other columns ('Empty', duration, totals) are ignored. Recordings are
+    sorted by number: the first `train_count` are fold 1, the rest fold 2 (the Morfi & Stowell
+    split 513/174). All clips are verified. NIPS4Bplus files hold header-less rows
+    `onset,duration,label`; an empty file means no events, tags 'Unknown' and 'Human' are
+    skipped, and offsets are clipped to the clip's duration. Recordings without an annotation
+    file (13 in NIPS4Bplus) get no events. `annotations_dir` overrides where they are looked up.
+    """
+    root = _source_dir(src)
+    check_output_dir(out, overwrite)
+    if train_count < 0:
+        raise UserError(f"train_count must be ≥ 0, not {train_count}", where="--train-count")
+    labels_file = _locate(root, _NIPS4B_LABEL_FILES, "NIPS4B labels file")
+    classes, rows = _nips4b_labels(labels_file)
+    audio_dir = next((root / d for d in _NIPS4B_AUDIO_DIRS if (root / d).is_dir()), root)
+    if annotations_dir is not None and not annotations_dir.is_dir():
+        raise UserError("NIPS4Bplus annotation directory not found", where=annotations_dir)
+    plus = annotations_dir or (
+        root / _NIPS4BPLUS_DIR if (root / _NIPS4BPLUS_DIR).is_dir() else None
+    )
+    manifest, known = _Manifest(), set(classes)
+    events: list[Event] | None = None if plus is None else []
+    for k, (_, number, stem, labels, where) in enumerate(sorted(rows)):
+        clip = manifest.add(
+            audio_dir / f"{stem}.wav", labels, 1 if k < train_count else 2, True, where
+        )
+        if events is not None:
+            events += _nips4bplus_events(plus / f"annotation_train{number}.csv", clip, known)
+    generator = {
+        "importer": "nips4b",
+        "source": str(root),
+        "labels_file": str(labels_file),
+        "annotations": None if plus is None else str(plus.resolve()),
+        "train_count": train_count,
+    }
+    return manifest.write(out, overwrite, "nips4b", classes, events, generator)
+
+
+def _nips4b_labels(
+    path: Path,
+) -> tuple[list[str], list[tuple[int, str, str, tuple[str, ...], str]]]:
+    rows = _read_rows(path, ",")
+    header_at = next(
+        (i for i, (_, f) in enumerate(rows) if any(c.lower() == "filename" for c in f)), None
+    )
+    if header_at is None:
+        raise UserError("no header row with a 'Filename' column", where=path)
+    file_col = [c.lower() for c in rows[header_at][1]].index("filename")
+    titles = [f for _, f in reversed(rows[: header_at + 1])]  # header row first, then upwards
+    columns: dict[int, str] = {}
+    for j in range(max(len(f) for f in titles)):
+        name = next((f[j] for f in titles if j < len(f) and _NIPS4B_CLASS.match(f[j])), None)
+        if name is not None:
+            if name in columns.values():
+                raise UserError(f"species column {name!r} appears twice", where=path)
+            columns[j] = name
+    if not columns:
+        raise UserError("no species columns (headers like 'Aegcau_call') found", where=path)
+    entries = []
+    for line, f in rows[header_at + 1 :]:
+        match = _NIPS4B_FILE.match(f[file_col]) if file_col < len(f) else None
+        if match is None:  # totals or notes below the table
+            continue
+        where = f"{path} line {line}"
+        labels = tuple(
+            name for j, name in columns.items() if _flag(f[j] if j < len(f) else "", name, where)
+        )
+        entries.append((int(match.group(2)), match.group(2), match.group(1), labels, where))
+    if not entries:
+        raise UserError("no rows naming a nips4b_birds_trainfileNNN.wav recording", where=path)
+    return list(columns.values()), entries
+
+
+def _flag(text: str, column: str, where: str) -> bool:
+    value = _number(text, column, where) if text else 0.0
+    if value not in (0.0, 1.0):
+        raise UserError(f"column {column!r} must be 0, 1 or empty, not {text!r}", where=where)
+    return value == 1.0
+
+
+def _nips4bplus_events(path: Path, clip: Clip, classes: set[str]) -> list[Event]:
+    if not path.is_file():
+        return []
+    events = []
+    for line, f in _read_rows(path, ","):
+        where = f"{path} line {line}"
+        if len(f) != 3:
+            raise UserError(
+                f"expected 3 fields (onset, duration, label), found {len(f)}", where=where
+            )
+        onset, duration = _number(f[0], "onset", where), _number(f[1], "duration", where)
+        if f[2] in NIPS4BPLUS_IGNORED_TAGS:
+            continue
+        if f[2] not in classes:
+            raise UserError(f"label {f[2]!r} is not a class of the labels file", where=where)
+        events.append(_event(clip, onset, onset + duration, f[2], where))
+    return events
+
+
+# -- FSDKaggle2019 ----------------------------------------------------------------------------
+def import_fsdkaggle2019(
+    src: Path, out: Path, *, overwrite: bool = False, include_noisy: bool = True
+) -> Corpus:
+    """Import FSDKaggle2019 (DCASE2019 task 2) from its Zenodo or its Kaggle layout.
+
+    Expected source layouts::
+
+        Zenodo (10.5281/zenodo.3612637)             Kaggle (freesound-audio-tagging-2019)
+        src/                                        src/
+          FSDKaggle2019.meta/                         train_curated.csv
+            train_curated_post_competition.csv        train_noisy.csv
+            train_noisy_post_competition.csv          train_curated/*.wav
+            test_post_competition.csv                 train_noisy/*.wav
+          FSDKaggle2019.audio_train_curated/*.wav     test/*.wav              (optional)
+          FSDKaggle2019.audio_train_noisy/*.wav       test_post_competition.csv or test.csv
+          FSDKaggle2019.audio_test/*.wav                             (optional, with labels)
+
+    Each CSV has a header with `fname` and `labels` (comma-separated, quoted when several);
+    other columns (freesound_id, license, usage) are ignored. Curated clips are verified,
+    noisy ones are not, both in fold 1; test clips (only when a test CSV with a `labels` column
+    exists: Kaggle's sample_submission.csv has none) are verified, in fold 2. The noisy set is
+    required unless `include_noisy` is False. Classes are the sorted union of the labels.
+    """
+    root = _source_dir(src)
+    check_output_dir(out, overwrite)
+    layout = next(
+        (name for name, sets in _FSD_LAYOUTS.items() if (root / sets["curated"][0][0]).is_file()),
+        None,
+    )
+    if layout is None:
+        names = [sets["curated"][0][0] for sets in _FSD_LAYOUTS.values()]
+        raise UserError(
+            f"FSDKaggle2019 metadata not found; looked for {' and '.join(names)}", where=root
+        )
+    manifest = _Manifest()
+    used: list[str] = []
+    for name, fold, verified in _FSD_SETS:
+        if name == "noisy" and not include_noisy:
+            continue
+        meta_names, audio = _FSD_LAYOUTS[layout][name]
+        meta = _locate(root, meta_names, f"FSDKaggle2019 {name} metadata", required=name != "test")
+        if meta is None:
+            continue
+        header, body = _header(meta, _read_rows(meta, ","))
+        if name == "test" and "labels" not in header:
+            continue
+        col = _columns(meta, header, ("fname", "labels"))
+        for line, f in body:
+            where = f"{meta} line {line}"
+            labels = _split_labels(f[col["labels"]], where)
+            manifest.add(root / audio / f[col["fname"]], labels, fold, verified, where)
+        used.append(str(meta))
+    classes = sorted({label for clip in manifest.clips for label in clip.labels})
+    generator = {
+        "importer": "fsdkaggle2019",
+        "source": str(root),
+        "layout": layout,
+        "include_noisy": include_noisy,
+        "metadata": used,
+    }
+    return manifest.write(out, overwrite, "fsdkaggle2019", classes, None, generator)
+
+
+# -- DCASE metadata ---------------------------------------------------------------------------
+def import_dcase(
+    src: Path,
+    out: Path,
+    *,
+    meta: Sequence[Path] | None = None,
+    audio_dir: Path | None = None,
+    overwrite: bool = False,
+) -> Corpus:
+    """Import a folder of audio described by DCASE (task 4 style) metadata files.
+
+    Expected source layout::
+
+        src/
+          any/folders/*.wav            audio, found by file name anywhere under src
+                                       (or directly in `audio_dir` when given)
+          train.tsv, validation.tsv    metadata (or in src/metadata/; or the files in `meta`)
+
+    A metadata file is TSV or CSV (the delimiter is taken from its first line) with a header
+    naming its columns, or without one when it has 4 columns (strong) or 2 (weak):
+    strong rows `filename onset offset event_label` (a row with empty onset, offset and label
+    lists a clip without events: a negative), weak rows `filename event_labels` (comma-separated;
+    empty: a negative). Metadata file i (the `meta` order, else sorted by name) is fold i+1.
+    Strong events also give the clip's weak labels and are clipped to the clip's duration.
+    Clips are verified; classes are the sorted union of the labels. events.tsv is written when
+    any file is strong: clips from weak files then carry no events.
+    """
+    root = _source_dir(src)
+    check_output_dir(out, overwrite)
+    if meta:
+        files = [Path(m) for m in meta]
+    else:
+        folders = [d for d in (root, root / "metadata") if d.is_dir()]
+        files = sorted(
+            (p for d in folders for p in d.iterdir() if p.suffix.lower() in (".tsv", ".csv")),
+            key=lambda p: p.name,
+        )
+        if not files:
+            raise UserError(
+                "no metadata found; looked for *.tsv and *.csv in src and src/metadata", where=root
+            )
+    for path in files:
+        if not path.is_file():
+            raise UserError("metadata file not found", where=path)
+    if audio_dir is not None and not audio_dir.is_dir():
+        raise UserError("audio directory not found", where=audio_dir)
+    find = _audio_finder(root, audio_dir)
+    manifest = _Manifest()
+    events: list[Event] = []
+    any_strong = False
+    for fold, path in enumerate(files, start=1):
+        table, strong = _dcase_table(path)
+        any_strong |= strong
+        for name, (labels, spans, where) in table.items():
+            clip = manifest.add(find(name, where), tuple(labels), fold, True, where)
+            events += [_event(clip, onset, offset, label, w) for onset, offset, label, w in spans]
+    classes = sorted({label for clip in manifest.clips for label in clip.labels})
+    generator = {
+        "importer": "dcase",
+        "source": str(root),
+        "meta": [str(p.resolve()) for p in files],
+        "audio_dir": None if audio_dir is None else str(audio_dir.resolve()),
+    }
+    return manifest.write(
+        out, overwrite, root.name, classes, events if any_strong else None, generator
+    )
+
+
+_Spans = list[tuple[float, float, str, str]]
+
+
+def _dcase_table(path: Path) -> tuple[dict[str, tuple[dict[str, None], _Spans, str]], bool]:
+    """Rows grouped by file name: (ordered label set, events, first row) and whether strong."""
+    rows = _read_rows(path)
+    if not rows:
+        raise UserError("metadata file is empty", where=path)
+    first = [c.lower() for c in rows[0][1]]
+    if "filename" in first:
+        header, body = _header(path, rows)
+    elif len(first) in (len(_DCASE_STRONG), len(_DCASE_WEAK)):
+        header = list(_DCASE_STRONG if len(first) == len(_DCASE_STRONG) else _DCASE_WEAK)
+        body = _pad(path, len(header), rows)
+    else:
+        raise UserError("no header row, and neither 4 (strong) nor 2 (weak) columns", where=path)
+    strong = "event_label" in header
+    col = _columns(path, header, _DCASE_STRONG if strong else _DCASE_WEAK)
+    table: dict[str, tuple[dict[str, None], _Spans, str]] = {}
+    for line, f in body:
+        where = f"{path} line {line}"
+        labels, spans, _ = table.setdefault(f[col["filename"]], ({}, [], where))
+        if not strong:
+            labels.update(dict.fromkeys(_split_labels(f[col["event_labels"]], where)))
+            continue
+        onset, offset, label = (f[col[k]] for k in _DCASE_STRONG[1:])
+        if not (onset or offset or label):
+            continue
+        if not (onset and offset and label):
+            raise UserError(
+                "onset, offset and event_label must all be given or all be empty", where=where
+            )
+        labels[_label(label, where)] = None
+        spans.append(
+            (_number(onset, "onset", where), _number(offset, "offset", where), label, where)
+        )
+    return table, strong
+
+
+def _audio_finder(root: Path, audio_dir: Path | None) -> Callable[[str, str], Path]:
+    """Map a metadata file name to its audio: in `audio_dir`, else by base name under `root`."""
+    if audio_dir is not None:
+        return lambda name, where: audio_dir / name
+    index: dict[str, list[Path]] = defaultdict(list)
+    for path in root.rglob("*"):
+        if path.is_file():
+            index[path.name].append(path)
+
+    def find(name: str, where: str) -> Path:
+        hits = index.get(Path(name).name, [])
+        if len(hits) > 1:
+            raise UserError(
+                f"audio file name {Path(name).name!r} is ambiguous: {hits[0]} and {hits[1]} "
+                "(pass --audio-dir)",
+                where=where,
+            )
+        return hits[0] if hits else root / name
+
+    return find
+
+
+# -- remix of the user's own events and backgrounds -------------------------------------------
+def remix_user(
+    events: Path,
+    backgrounds: Path,
+    out: Path,
+    *,
+    snr_db: Sequence[float],
+    clips: int | None = None,
+    layout: Literal["subdirs", "column"] = "subdirs",
+    clip_s: float = 10.0,
+    max_event_s: float = 2.0,
+    events_per_clip: int = 3,
+    folds: int = 4,
+    sr: int = 32000,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> list[Corpus]:
+    """Mix the user's isolated events into the user's backgrounds (the 2APAE procedure).
+
+    `events` is a folder whose immediate sub-folders are class names holding audio files, or a
+    sedsweep corpus (its folder or clips.csv) whose single-label clips are the events.
+    `backgrounds` is a folder of audio files (searched recursively). Each output clip is a
+    background cut (from a random start) or looped to `clip_s`, plus `events_per_clip` events
+    of distinct classes, each trimmed of silence and cut to `max_event_s`, placed in
+    non-overlapping slots (the 2APAE code's 0.5/3.0/5.5 s for three 2 s events in 10 s, else
+    evenly spaced slots) and scaled to the SNR. Event files are split between the `folds`
+    (clip i is in fold i % folds + 1 and draws only that fold's events), so no event recording
+    appears in two folds. `clips` defaults to the number of event files // `events_per_clip`.
+    The draws are the same for every SNR (paired corpora). Layouts: one SNR gives a corpus at
+    `out`; several give `out/snr_{v:g}db/` ("subdirs") or one corpus with an snr_db column
+    ("column"). Weak labels and exact strong events describe what was placed.
+    """
+    snrs = _snr_values(snr_db)
+    if layout not in ("subdirs", "column"):
+        raise UserError(f"layout must be 'subdirs' or 'column', not {layout!r}", where="--layout")
+    for option, value in (("--clip-s", clip_s), ("--max-event-s", max_event_s), ("--sr", sr)):
+        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            raise UserError(f"must be a positive number, not {value!r}", where=option)
+    for option, count in (("--events-per-clip", events_per_clip), ("--folds", folds)):
+        if count < 1:
+            raise UserError(f"must be ≥ 1, not {count}", where=option)
+    by_class = _event_sources(Path(events))
+    if len(by_class) < events_per_clip:
+        raise UserError(
+            f"{len(by_class)} event classes, fewer than the {events_per_clip} events per clip",
+            where=events,
+        )
+    background_files = _audio_files(Path(backgrounds), "background")
+    n = round(clip_s * sr)
+    onsets = _event_onsets(events_per_clip, n, round(max_event_s * sr), sr)
+    n_clips = sum(map(len, by_class.values())) // events_per_clip if clips is None else clips
+    if n_clips < 1:
+        raise UserError(f"the number of clips must be ≥ 1, not {n_clips}", where="--clips")
+    rng = np.random.default_rng(seed)
+    pools = _fold_pools(by_class, folds, rng)
+    for k, pool in enumerate(pools, start=1):
+        if len(pool) < events_per_clip:
+            raise UserError(
+                f"fold {k} gets event files of only {len(pool)} classes, fewer than "
+                f"{events_per_clip}: use fewer folds or add event files",
+                where="--folds",
+            )
+    classes = sorted(by_class)
+    subdirs = len(snrs) > 1 and layout == "subdirs"
+    column = len(snrs) > 1 and layout == "column"
+    check_output_dir(out, overwrite)
+    rows: dict[float, tuple[list[Clip], list[Event]]] = {snr: ([], []) for snr in snrs}
+    with atomic_dir(out, overwrite) as tmp:
+        for i in range(n_clips):
+            pool = pools[i % folds]
+            chosen = rng.choice(sorted(pool), size=events_per_clip, replace=False)
+            placed = [
+                PlacedEvent(
+                    trim_event(
+                        read_audio(pool[c][rng.integers(len(pool[c]))], sr)[0], sr, max_event_s
+                    ),
+                    str(c),
+                    onset,
+                )
+                for c, onset in zip(chosen, onsets, strict=True)
+            ]
+            scene, _ = read_audio(background_files[rng.integers(len(background_files))], sr)
+            scene = fit_length(scene[rng.integers(max(scene.size - n, 0) + 1) :], n)
+            for snr in snrs:
+                mixture, strong = mix_scene(scene, sr, placed, snr)
+                path = f"audio/snr_{snr:g}db/{i:05d}.wav" if column else f"audio/{i:05d}.wav"
+                write_wav((tmp / f"snr_{snr:g}db" if subdirs else tmp) / path, mixture, sr)
+                present = {label for _, _, label in strong}
+                labels = tuple(c for c in classes if c in present)
+                rows[snr][0].append(Clip(path, labels, i % folds + 1, True, n / sr, snr))
+                rows[snr][1].extend(Event(path, on, off, label) for on, off, label in strong)
+        generator = {
+            "importer": "remix_user",
+            "events": str(Path(events).resolve()),
+            "backgrounds": str(Path(backgrounds).resolve()),
+            "snr_db": snrs,
+            "layout": layout,
+            "clips": n_clips,
+            "events_per_clip": events_per_clip,
+            "onsets_s": list(onsets),
+            "clip_s": clip_s,
+            "max_event_s": max_event_s,
+            "folds": folds,
+            "seed": seed,
+        }
+        parts = [[snr] for snr in snrs] if subdirs else [snrs]
+        for group in parts:
+            name = "remix_user" if column else f"remix_user_snr{group[0]:g}db"
+            clips_ = [c for snr in group for c in rows[snr][0]]
+            events_ = [e for snr in group for e in rows[snr][1]]
+            root = tmp / f"snr_{group[0]:g}db" if subdirs else tmp
+            Corpus(root, name, classes, clips_, events_, sr, generator).write()
+    return (
+        [Corpus.load(Path(out) / f"snr_{snr:g}db") for snr in snrs]
+        if subdirs
+        else [Corpus.load(out)]
+    )
+
+
+def _snr_values(values: Iterable[Any]) -> list[float]:
+    snrs = []
+    for value in values:
+        try:
+            snr = float(value)
+        except (TypeError, ValueError):
+            snr = math.nan
+        if not math.isfinite(snr):
+            raise UserError(f"SNR {value!r} is not a finite number (dB)", where="--snr")
+        snrs.append(snr)
+    if not snrs:
+        raise UserError("give at least one SNR value (dB)", where="--snr")
+    if len(set(snrs)) != len(snrs):
+        raise UserError(f"SNR values repeat: {snrs}", where="--snr")
+    return snrs
+
+
+def _event_sources(events: Path) -> dict[str, list[Path]]:
+    """Event files per class from class sub-folders, or from a corpus's single-label clips."""
+    if events.is_file() and events.name == CLIPS_FILE:
+        events = events.parent
+    by_class: dict[str, list[Path]] = defaultdict(list)
+    if events.is_dir() and ((events / META_FILE).exists() or (events / CLIPS_FILE).exists()):
+        corpus = Corpus.load(events)
+        for clip in corpus.clips:
+            if len(clip.labels) == 1:
+                by_class[clip.labels[0]].append(corpus.audio_path(clip))
+    elif events.is_dir():
+        for folder in sorted(events.iterdir()):
+            if folder.is_dir() and not folder.name.startswith("."):
+                if LABEL_SEP in folder.name:
+                    raise UserError(
+                        f"class folder names must not contain '{LABEL_SEP}'", where=folder
+                    )
+                by_class[folder.name] = _audio_files(folder, "event", required=False)
+    else:
+        raise UserError(
+            "event source not found: expected class sub-folders or a corpus", where=events
+        )
+    return {label: files for label, files in by_class.items() if files}
+
+
+def _audio_files(folder: Path, what: str, required: bool = True) -> list[Path]:
+    if not folder.is_dir():
+        raise UserError(f"{what} folder not found", where=folder)
+    files = sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
+    )
+    if required and not files:
+        raise UserError(f"no {what} audio files ({', '.join(AUDIO_SUFFIXES)}) found", where=folder)
+    return files
+
+
+def _event_onsets(count: int, n: int, length: int, sr: int) -> tuple[float, ...]:
+    """Onsets (s) of `count` slots of `length` samples in `n`: the 2APAE ones when they fit."""
+    starts = [round(t * sr) for t in DEFAULT_ONSETS_S]
+    fits = all(b - a >= length for a, b in itertools.pairwise(starts))
+    if count != len(starts) or not fits or starts[-1] + length > n:
+        gap = round(_MIN_GAP_S * sr)
+        slot = n // count
+        if length + gap > slot:
+            raise UserError(
+                f"{count} events of up to {length / sr:g} s do not fit in {n / sr:g} s "
+                f"with {_MIN_GAP_S:g} s gaps",
+                where="--events-per-clip",
+            )
+        starts = [k * slot + gap for k in range(count)]
+    return tuple(s / sr for s in starts)
+
+
+def _fold_pools(
+    by_class: dict[str, list[Path]], folds: int, rng: np.random.Generator
+) -> list[dict[str, list[Path]]]:
+    """Deal each class's (shuffled) event files over the folds, continuing across classes."""
+    pools: list[dict[str, list[Path]]] = [{} for _ in range(folds)]
+    turn = 0
+    for label in sorted(by_class):
+        files = by_class[label]
+        for j in rng.permutation(len(files)):
+            pools[turn % folds].setdefault(label, []).append(files[j])
+            turn += 1
+    return pools
+
+
+# -- shared steps -----------------------------------------------------------------------------
+@dataclass
+class _Manifest:
+    """Clips gathered by an importer, with the sample rates seen, written as one corpus."""
+
+    clips: list[Clip] = field(default_factory=list)
+    rates: Counter[int] = field(default_factory=Counter)
+    seen: set[str] = field(default_factory=set)
+
+    def add(
+        self, audio: Path, labels: tuple[str, ...], fold: int, verified: bool, where: str
+    ) -> Clip:
+        """Probe `audio` (existence, duration, rate) and append its clip."""
+        if not audio.is_file():
+            raise UserError(f"audio file not found: {audio}", where=where)
+        path = str(audio.resolve())
+        if path in self.seen:
+            raise UserError(f"audio file listed twice: {audio}", where=where)
+        self.seen.add(path)
+        frames, rate = audio_info(audio)
+        self.rates[rate] += 1
+        self.clips.append(Clip(path, labels, fold, verified, frames / rate))
+        return self.clips[-1]
+
+    def write(
+        self,
+        out: Path,
+        overwrite: bool,
+        name: str,
+        classes: list[str],
+        events: list[Event] | None,
+        generator: dict[str, Any],
+    ) -> Corpus:
+        """Write the manifest atomically into `out` and return the corpus as loaded from it."""
+        if not self.clips:
+            raise UserError("the metadata lists no clips", where=generator["source"])
+        rate = self.rates.most_common(1)[0][0]
+        with atomic_dir(out, overwrite) as tmp:
+            Corpus(tmp, name, classes, self.clips, events, rate, generator).write()
+        return Corpus.load(out)
+
+
+def _source_dir(src: Path) -> Path:
+    if not Path(src).is_dir():
+        raise UserError("source directory not found", where=src)
+    return Path(src).resolve()
+
+
+def _locate(root: Path, names: Sequence[str], what: str, required: bool = True) -> Path | None:
+    """The first of `names` (relative to `root`) that is a file; a UserError when none is."""
+    found = next((root / name for name in names if (root / name).is_file()), None)
+    if found is None and required:
+        raise UserError(f"{what} not found; looked for {', '.join(names)}", where=root)
+    return found
+
+
+def _read_rows(path: Path, delimiter: str | None = None) -> list[tuple[int, list[str]]]:
+    """Non-blank rows as (line number, stripped fields); the delimiter is sniffed when None."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    if delimiter is None:
+        first = next((line for line in text.splitlines() if line.strip()), "")
+        delimiter = "\t" if "\t" in first else ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    try:
+        return [
+            (reader.line_num, [v.strip() for v in f]) for f in reader if any(v.strip() for v in f)
+        ]
+    except csv.Error as exc:
+        raise UserError(f"malformed line {reader.line_num} ({exc})", where=path) from None
+
+
+def _header(
+    path: Path, rows: list[tuple[int, list[str]]]
+) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Split off the header row (lower-cased) and pad/check the other rows to its width."""
+    if not rows:
+        raise UserError("file is empty (no header row)", where=path)
+    header = [c.lower() for c in rows[0][1]]
+    return header, _pad(path, len(header), rows[1:])
+
+
+def _pad(path: Path, width: int, rows: list[tuple[int, list[str]]]) -> list[tuple[int, list[str]]]:
+    """Rows padded with empty fields to `width`; a row with more fields is a UserError."""
+    for line, f in rows:
+        if len(f) > width:
+            raise UserError(f"expected {width} fields, found {len(f)}", where=f"{path} line {line}")
+    return [(line, f + [""] * (width - len(f))) for line, f in rows]
+
+
+def _columns(path: Path, header: list[str], names: Sequence[str]) -> dict[str, int]:
+    missing = [name for name in names if name not in header]
+    if missing:
+        raise UserError(f"missing column(s): {', '.join(missing)}", where=path)
+    return {name: header.index(name) for name in names}
+
+
+def _split_labels(text: str, where: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(_label(v, where) for v in text.split(",") if v.strip()))
+
+
+def _label(text: str, where: str) -> str:
+    if LABEL_SEP in text:
+        raise UserError(f"label {text.strip()!r} contains '{LABEL_SEP}'", where=where)
+    return text.strip()
+
+
+def _number(text: str, name: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"field '{name}' is not a number: {text!r}", where=where) from None
+    if not math.isfinite(value):
+        raise UserError(f"field '{name}' is not finite: {text!r}", where=where)
+    return value
+
+
+def _event(clip: Clip, onset: float, offset: float, label: str, where: str) -> Event:
+    """A strong event on `clip`, checked (0 ≤ onset < offset, onset inside) and clipped."""
+    if onset < 0 or onset >= offset:
+        raise UserError(f"onset {onset:g} must be ≥ 0 and < offset {offset:g}", where=where)
+    if onset >= clip.duration_s:
+        raise UserError(
+            f"onset {onset:g} s is beyond the clip's duration {clip.duration_s:g} s", where=where
+        )
+    return Event(clip.path, onset, min(offset, clip.duration_s), label)
