@@ -215,7 +215,7 @@ def test_damaged_cache_entry_is_rebuilt(make_corpus, tmp_path, damage, caplog):
 def test_parallel_extraction_equals_serial(make_corpus, tmp_path, monkeypatch):
     corpus = Corpus.load(make_corpus(n=8))
     serial = build_features(corpus, _params(), tmp_path / "s", jobs=1, progress=False)
-    monkeypatch.setattr(F, "MIN_CLIPS_FOR_PROCESSES", 2)
+    monkeypatch.setattr(F, "MIN_AUDIO_S_FOR_PROCESSES", 1.0)
     parallel = build_features(corpus, _params(), tmp_path / "p", jobs=2, progress=False)
     np.testing.assert_array_equal(serial.data, parallel.data)
     np.testing.assert_array_equal(serial.offsets, parallel.offsets)

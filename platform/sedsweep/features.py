@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 FEATURE_CODE_VERSION = "1"
 ENTRY_FILE = "entry.json"
 _ARRAYS = ("data", "offsets", "frame_times")
-# Below this many clips, worker start-up costs more than it saves.
-MIN_CLIPS_FOR_PROCESSES = 64
+# Worker processes only pay off for long corpora: measured on 2 cores (tests/benchmarks/
+# bench_features.py), spawning 2 workers costs ~5.5 s and one BLAS-single-threaded process
+# extracts ~1400 s of 32 kHz audio per second, so 2 processes break even near 20 000 s of audio.
+MIN_AUDIO_S_FOR_PROCESSES = 30_000.0
 
 
 class FeatureParams(BaseModel):
@@ -179,6 +181,17 @@ def extract_clip(path: str | Path, params: FeatureParams) -> tuple[np.ndarray, n
 
 def _extract_job(args: tuple[str, FeatureParams]) -> tuple[np.ndarray, np.ndarray]:
     return extract_clip(*args)
+
+
+def _one_blas_thread() -> None:
+    """Worker initialiser: small per-clip matrix products run ~5x faster on one BLAS thread."""
+    from threadpoolctl import threadpool_limits
+
+    global _BLAS_LIMIT
+    _BLAS_LIMIT = threadpool_limits(limits=1)
+
+
+_BLAS_LIMIT = None
 
 
 # -- the feature set ---------------------------------------------------------------------------
@@ -368,13 +381,19 @@ def _extract_all(
     )  # None: only on a terminal
     results: list[tuple[np.ndarray, np.ndarray]] = []
     try:
-        if jobs <= 1 or len(tasks) < MIN_CLIPS_FOR_PROCESSES:
-            for task in tasks:
-                results.append(_extract_job(task))
-                bar.update()
+        audio_s = sum(c.duration_s for c in corpus.clips)
+        if jobs <= 1 or audio_s < MIN_AUDIO_S_FOR_PROCESSES:
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(limits=1):
+                for task in tasks:
+                    results.append(_extract_job(task))
+                    bar.update()
         else:
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            with ProcessPoolExecutor(
+                max_workers=jobs, mp_context=ctx, initializer=_one_blas_thread
+            ) as pool:
                 chunk = max(1, len(tasks) // (jobs * 8))
                 for res in pool.map(_extract_job, tasks, chunksize=chunk):
                     results.append(res)
