@@ -185,7 +185,10 @@ def test_stored_fingerprint_survives_unround_values(make_corpus, tmp_path):
         type(c)(str(corpus.audio_path(c)), c.labels, c.fold, c.verified, odd, snr_db=1 / 3)
         for c in corpus.clips
     ]
-    events = [type(e)(str(corpus.root / e.filename), e.onset / 3, e.offset, e.label) for e in corpus.events]
+    events = [
+        type(e)(str(corpus.root / e.filename), e.onset / 3, e.offset, e.label)
+        for e in corpus.events
+    ]
     Corpus(tmp_path / "odd", "odd", corpus.classes, clips, events, corpus.sample_rate).write()
     again = Corpus.load(tmp_path / "odd")
     assert again.clips == clips and again.events == events
