@@ -368,9 +368,7 @@ def train_cmd(
     typer.echo(f"training {spec.method} at scale {spec.scale} for {epochs} epochs")
 
     def show(epoch: int, metrics: dict[str, float]) -> None:
-        vals = "  ".join(
-            f"{k[4:]} {v:.3f}" for k, v in sorted(metrics.items()) if k.startswith("val/")
-        )
+        vals = "  ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items()) if k.startswith("val/"))
         typer.echo(
             f"epoch {epoch}/{epochs}  loss {metrics['train/loss']:.4f}  {vals}  "
             f"({metrics['epoch_time_s']:.1f} s)"

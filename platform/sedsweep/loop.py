@@ -28,16 +28,16 @@ def run_epochs(
     receives them and may return True to stop early. Returns the last epoch's metrics.
     """
     last: dict[str, float] = {}
-    for epoch in range(method.epoch + 1, epochs + 1):
+    while method.epoch < epochs:
         started = time.perf_counter()
         train = method.train_epoch()
+        epoch = method.epoch
         loss = train.get("loss", math.nan)
         if not math.isfinite(loss):
             raise NonFiniteLossError(f"epoch {epoch}: training loss is {loss}; stopping this run")
         metrics = {f"train/{k}": float(v) for k, v in train.items()}
         for split in eval_splits:
             metrics.update({f"{split}/{k}": float(v) for k, v in method.evaluate(split).items()})
-        method.epoch = epoch
         metrics["epoch"] = float(epoch)
         metrics["epoch_time_s"] = time.perf_counter() - started
         last = metrics

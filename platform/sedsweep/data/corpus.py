@@ -111,7 +111,9 @@ class Corpus:
             with atomic_file(root / EVENTS_FILE, "w", newline="", encoding="utf-8") as handle:
                 handle.write("\t".join(EVENTS_HEADER) + "\n")
                 for e in self.events:
-                    handle.write(f"{e.filename}\t{float(e.onset)!r}\t{float(e.offset)!r}\t{e.label}\n")
+                    handle.write(
+                        f"{e.filename}\t{float(e.onset)!r}\t{float(e.offset)!r}\t{e.label}\n"
+                    )
         written = replace(self, root=root)
         write_json(
             root / META_FILE,

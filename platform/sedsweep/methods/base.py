@@ -137,7 +137,7 @@ class Method(abc.ABC):
 
     @abc.abstractmethod
     def train_epoch(self) -> dict[str, float]:
-        """Train for one epoch; return training metrics (at least 'loss')."""
+        """Train for one epoch and advance `self.epoch` by one; return metrics (at least 'loss')."""
 
     @abc.abstractmethod
     def evaluate(self, split: str) -> dict[str, float]:
