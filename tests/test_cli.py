@@ -60,7 +60,10 @@ def test_make_remix_several_snrs(tmp_path):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["data", "make", "remix", "--snr", "0", "loud"], "--snr: 'loud' is not a number"),
+        (
+            ["data", "make", "remix", "--snr", "0", "loud"],
+            "--snr: SNR 'loud' is not a finite number",
+        ),
         (["data", "make", "lowres", "--snr", "3"], "--snr: only applies to 'remix'"),
         (["data", "make", "noisy", "--noise-rate", "1.5"], "--noise-rate"),
         (["data", "make", "remix", "--noise-rate", "0.1"], "--noise-rate: only applies to 'noisy'"),

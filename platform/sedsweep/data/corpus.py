@@ -278,7 +278,8 @@ def _read_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
-def _parse_float(text: str, where: str, field_name: str) -> float:
+def parse_number(text: str, field_name: str, where: str) -> float:
+    """A finite float from manifest text, or a UserError naming the field."""
     try:
         value = float(text)
     except ValueError:
@@ -341,12 +342,12 @@ def _read_clips(root: Path, path: Path, classes: set[str]) -> list[Clip]:
                 raise UserError(
                     f"field 'verified' must be 0 or 1, not {verified_text!r}", where=where
                 )
-            duration = _parse_float(row[col["duration_s"]].strip(), where, "duration_s")
+            duration = parse_number(row[col["duration_s"]].strip(), "duration_s", where)
             if duration <= 0:
                 raise UserError("field 'duration_s' must be positive", where=where)
             snr = None
             if "snr_db" in col and row[col["snr_db"]].strip():
-                snr = _parse_float(row[col["snr_db"]].strip(), where, "snr_db")
+                snr = parse_number(row[col["snr_db"]].strip(), "snr_db", where)
             clips.append(Clip(clip_path, labels, fold, verified_text == "1", duration, snr))
     if not clips:
         raise UserError("manifest lists no clips", where=path)
@@ -371,8 +372,8 @@ def _read_events(path: Path, clips: list[Clip], classes: set[str]) -> list[Event
             name, onset_text, offset_text, label = (f.strip() for f in fields)
             if name not in durations:
                 raise UserError(f"field 'filename': {name!r} is not in {CLIPS_FILE}", where=where)
-            onset = _parse_float(onset_text, where, "onset")
-            offset = _parse_float(offset_text, where, "offset")
+            onset = parse_number(onset_text, "onset", where)
+            offset = parse_number(offset_text, "offset", where)
             if onset < 0 or onset >= offset:
                 raise UserError(f"onset {onset:g} must be ≥ 0 and < offset {offset:g}", where=where)
             if offset > durations[name] + DURATION_TOLERANCE_S:

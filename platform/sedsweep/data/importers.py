@@ -15,7 +15,7 @@ import itertools
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,8 +23,23 @@ from typing import Any, Literal
 import numpy as np
 
 from sedsweep.data.audio import audio_info, read_audio, write_wav
-from sedsweep.data.corpus import CLIPS_FILE, LABEL_SEP, META_FILE, Clip, Corpus, Event
-from sedsweep.data.mixing import DEFAULT_ONSETS_S, PlacedEvent, fit_length, mix_scene, trim_event
+from sedsweep.data.corpus import (
+    CLIPS_FILE,
+    LABEL_SEP,
+    META_FILE,
+    Clip,
+    Corpus,
+    Event,
+    parse_number,
+)
+from sedsweep.data.mixing import (
+    DEFAULT_ONSETS_S,
+    PlacedEvent,
+    fit_length,
+    mix_scene,
+    snr_values,
+    trim_event,
+)
 from sedsweep.errors import UserError
 from sedsweep.fsio import atomic_dir, check_output_dir
 
@@ -162,7 +177,7 @@ def _nips4b_labels(
 
 
 def _flag(text: str, column: str, where: str) -> bool:
-    value = _number(text, column, where) if text else 0.0
+    value = parse_number(text, column, where) if text else 0.0
     if value not in (0.0, 1.0):
         raise UserError(f"column {column!r} must be 0, 1 or empty, not {text!r}", where=where)
     return value == 1.0
@@ -178,7 +193,7 @@ def _nips4bplus_events(path: Path, clip: Clip, classes: set[str]) -> list[Event]
             raise UserError(
                 f"expected 3 fields (onset, duration, label), found {len(f)}", where=where
             )
-        onset, duration = _number(f[0], "onset", where), _number(f[1], "duration", where)
+        onset, duration = parse_number(f[0], "onset", where), parse_number(f[1], "duration", where)
         if f[2] in NIPS4BPLUS_IGNORED_TAGS:
             continue
         if f[2] not in classes:
@@ -353,7 +368,12 @@ def _dcase_table(path: Path) -> tuple[dict[str, tuple[dict[str, None], _Spans, s
             )
         labels[_label(label, where)] = None
         spans.append(
-            (_number(onset, "onset", where), _number(offset, "offset", where), label, where)
+            (
+                parse_number(onset, "onset", where),
+                parse_number(offset, "offset", where),
+                label,
+                where,
+            )
         )
     return table, strong
 
@@ -412,7 +432,7 @@ def remix_user(
     `out`; several give `out/snr_{v:g}db/` ("subdirs") or one corpus with an snr_db column
     ("column"). Weak labels and exact strong events describe what was placed.
     """
-    snrs = _snr_values(snr_db)
+    snrs = snr_values(snr_db)
     if layout not in ("subdirs", "column"):
         raise UserError(f"layout must be 'subdirs' or 'column', not {layout!r}", where="--layout")
     for option, value in (("--clip-s", clip_s), ("--max-event-s", max_event_s), ("--sr", sr)):
@@ -497,23 +517,6 @@ def remix_user(
         if subdirs
         else [Corpus.load(out)]
     )
-
-
-def _snr_values(values: Iterable[Any]) -> list[float]:
-    snrs = []
-    for value in values:
-        try:
-            snr = float(value)
-        except (TypeError, ValueError):
-            snr = math.nan
-        if not math.isfinite(snr):
-            raise UserError(f"SNR {value!r} is not a finite number (dB)", where="--snr")
-        snrs.append(snr)
-    if not snrs:
-        raise UserError("give at least one SNR value (dB)", where="--snr")
-    if len(set(snrs)) != len(snrs):
-        raise UserError(f"SNR values repeat: {snrs}", where="--snr")
-    return snrs
 
 
 def _event_sources(events: Path) -> dict[str, list[Path]]:
@@ -691,16 +694,6 @@ def _label(text: str, where: str) -> str:
     if LABEL_SEP in text:
         raise UserError(f"label {text.strip()!r} contains '{LABEL_SEP}'", where=where)
     return text.strip()
-
-
-def _number(text: str, name: str, where: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise UserError(f"field '{name}' is not a number: {text!r}", where=where) from None
-    if not math.isfinite(value):
-        raise UserError(f"field '{name}' is not finite: {text!r}", where=where)
-    return value
 
 
 def _event(clip: Clip, onset: float, offset: float, label: str, where: str) -> Event:

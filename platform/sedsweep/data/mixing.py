@@ -8,10 +8,14 @@ The published code places the events at 0.5, 3.0 and 5.5 s (the default slots he
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from sedsweep.errors import UserError
 
 DEFAULT_ONSETS_S = (0.5, 3.0, 5.5)
 SCENE_RMS = 0.05  # the normalised scene level (about -26 dBFS), leaving headroom for events
@@ -77,3 +81,21 @@ def mix_scene(
     if peak > 0.99:
         mixture *= 0.99 / peak
     return mixture.astype(np.float32), strong
+
+
+def snr_values(values: Iterable[Any]) -> tuple[float, ...]:
+    """Validated SNRs in dB: finite numbers, at least one, none repeated (option --snr)."""
+    snrs = []
+    for value in values:
+        try:
+            snr = float(value)
+        except (TypeError, ValueError):
+            snr = math.nan
+        if not math.isfinite(snr):
+            raise UserError(f"SNR {value!r} is not a finite number (dB)", where="--snr")
+        snrs.append(snr)
+    if not snrs:
+        raise UserError("give at least one SNR value (dB)", where="--snr")
+    if len(set(snrs)) != len(snrs):
+        raise UserError(f"SNR values repeat: {snrs}", where="--snr")
+    return tuple(snrs)

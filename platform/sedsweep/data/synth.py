@@ -24,7 +24,14 @@ from scipy.fft import next_fast_len
 
 from sedsweep.data.audio import write_wav
 from sedsweep.data.corpus import Clip, Corpus, Event
-from sedsweep.data.mixing import DEFAULT_ONSETS_S, SCENE_RMS, PlacedEvent, mix_scene, trim_event
+from sedsweep.data.mixing import (
+    DEFAULT_ONSETS_S,
+    SCENE_RMS,
+    PlacedEvent,
+    mix_scene,
+    snr_values,
+    trim_event,
+)
 from sedsweep.errors import UserError
 from sedsweep.fsio import atomic_dir
 
@@ -717,12 +724,7 @@ def make_remix(
     n_clips = _count(clips, preset["clips"], 1, "--clips")
     n_classes = _count(classes, preset["classes"], len(DEFAULT_ONSETS_S), "--classes")
     n_folds = _count(folds, 4, 1, "--folds")
-    try:
-        snrs = [float(s) for s in np.atleast_1d(snr_db).tolist()]
-    except (TypeError, ValueError):
-        snrs = []
-    if not snrs or not all(math.isfinite(s) for s in snrs) or len(set(snrs)) != len(snrs):
-        raise UserError(f"need one or more distinct finite SNRs, not {snr_db!r}", where="--snr")
+    snrs = snr_values(np.atleast_1d(snr_db).tolist())
     if layout not in ("subdirs", "column"):
         raise UserError(f"must be 'subdirs' or 'column', not {layout!r}", where="--layout")
     if n_folds > n_clips:
