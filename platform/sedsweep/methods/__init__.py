@@ -9,6 +9,8 @@ from sedsweep.methods.base import Method
 
 REGISTRY: dict[str, str] = {
     "whenwho": "sedsweep.methods.whenwho:WhenWho",
+    "staged": "sedsweep.methods.staged:Staged",
+    "mtl_attention": "sedsweep.methods.mtl_attention:MtlAttention",
 }
 
 
