@@ -10,5 +10,6 @@ class UserError(Exception):
 
     def __init__(self, message: str, *, where: str | Path | None = None) -> None:
         self.where = str(where) if where is not None else None
+        self.message = " ".join(message.split())
         text = f"{self.where}: {message}" if self.where else message
         super().__init__(" ".join(text.split()))

@@ -117,8 +117,11 @@ def spec_from_cli(
     return validate(RunSpec, raw, where)
 
 
-def resolve(spec: RunSpec, where: str = "run spec") -> Resolved:
-    """Validate the method config (defaults ← scale ← spec) and the feature parameters."""
+def resolve(spec: RunSpec, where: str = "run spec", section: str = "config") -> Resolved:
+    """Validate the method config (defaults ← scale ← spec) and the feature parameters.
+
+    Config errors name `where` and `section` (the key the config came from in the file).
+    """
     method_cls = get_method(spec.method)
     if spec.scale not in method_cls.scales:
         known = ", ".join(method_cls.scales)
@@ -127,7 +130,7 @@ def resolve(spec: RunSpec, where: str = "run spec") -> Resolved:
         )
     scale = method_cls.scales[spec.scale]
     merged = deep_merge(with_overrides({}, scale.config), spec.config)
-    config = validate(method_cls.Config, merged, f"{where}: config")
+    config = validate(method_cls.Config, merged, f"{where}: {section}")
     preset = spec.features.preset or method_cls.feature_preset
     params = resolve_params(preset, {**scale.features, **spec.features.overrides})
     return Resolved(spec, method_cls, scale, config, params)

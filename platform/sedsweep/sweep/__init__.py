@@ -1,0 +1,1 @@
+"""Sweeps: search-space files, the Optuna searcher, the Ray Tune trainable and runner."""

@@ -1,0 +1,289 @@
+"""Search-space files: the YAML schema of a sweep, and its validation before any compute.
+
+A file names a method, a data source, the objective, the budget, the search algorithm, the
+scheduler, per-trial resources, fixed settings, the searched parameters (dotted keys into the
+method's config), replicate axes and the comparison table to build. Every defect is a one-line
+UserError naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from sedsweep.config import flatten, load_yaml, set_dotted, validate, with_overrides
+from sedsweep.errors import UserError
+from sedsweep.methods.base import MethodConfig, Strict
+from sedsweep.train import DataSpec, FeatureSpec, Resolved, RunSpec, resolve
+
+
+class Objective(Strict):
+    """The metric trials are ranked by (a validation or training metric, never a test one)."""
+
+    metric: str
+    mode: Literal["max", "min"] = "max"
+
+
+class Budget(Strict):
+    """How much to run: trials (per replicate), epochs per trial, concurrency."""
+
+    trials: int = Field(default=10, ge=1)
+    max_epochs: int | None = Field(default=None, ge=1, description="None: the config's epochs")
+    max_concurrent: int | None = Field(default=None, ge=1)
+
+
+class Search(Strict):
+    """The Optuna sampler (grid: exhaustive over `grid` parameters) and its seed."""
+
+    algorithm: Literal["tpe", "random", "cmaes", "gp", "grid"] = "tpe"
+    seed: int = 0
+
+
+class Scheduler(Strict):
+    """Early stopping: ASHA (default), HyperBand, the median rule, or none."""
+
+    type: Literal["asha", "hyperband", "median", "none"] = "asha"
+    grace_period: int = Field(default=1, ge=1)
+    reduction_factor: float = Field(default=2.0, gt=1.0)
+
+
+class Resources(Strict):
+    """Per-trial resources; `gpu` may be fractional to pack trials on one GPU."""
+
+    cpu: float = Field(default=1.0, gt=0)
+    gpu: float = Field(default=0.0, ge=0)
+
+
+class FloatParam(Strict):
+    """A float in [low, high], optionally log-uniform or stepped."""
+
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = Field(default=None, gt=0)
+
+
+class IntParam(Strict):
+    """An integer in [low, high], optionally log-uniform or stepped."""
+
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int = Field(default=1, ge=1)
+
+
+class CategoricalParam(Strict):
+    """One of a list of choices."""
+
+    type: Literal["categorical"]
+    choices: list[Any] = Field(min_length=1)
+
+
+class GridParam(Strict):
+    """Every one of a list of values (grid search only)."""
+
+    type: Literal["grid"]
+    values: list[Any] = Field(min_length=1)
+
+
+Param = Annotated[FloatParam | IntParam | CategoricalParam | GridParam, Field(discriminator="type")]
+
+
+class Table(Strict):
+    """The comparison table: row and column keys, replicate axes aggregated as mean ± std."""
+
+    rows: list[str] = Field(default_factory=list)
+    columns: list[str] = Field(default_factory=list)
+    replicates: list[str] = Field(default_factory=list)
+
+
+class SweepSpec(Strict):
+    """A whole search-space file."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    method: str
+    scale: str = "paper"
+    data: DataSpec = Field(default_factory=DataSpec)
+    features: FeatureSpec = Field(default_factory=FeatureSpec)
+    objective: Objective
+    budget: Budget = Field(default_factory=Budget)
+    search: Search = Field(default_factory=Search)
+    scheduler: Scheduler = Field(default_factory=Scheduler)
+    resources: Resources = Field(default_factory=Resources)
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    space: dict[str, Param] = Field(default_factory=dict)
+    cells: list[dict[str, Any]] = Field(
+        default_factory=list, description="explicit grid cells: dotted key -> value mappings"
+    )
+    replicates: dict[str, list[Any]] = Field(default_factory=dict)
+    table: Table = Field(default_factory=Table)
+
+    @model_validator(mode="after")
+    def _replicates_not_empty(self) -> SweepSpec:
+        for key, values in self.replicates.items():
+            if not values:
+                raise ValueError(f"replicates.{key} lists no values")
+        return self
+
+
+@dataclass
+class SweepPlan:
+    """A validated sweep: the spec, the resolved base run, and the trial arithmetic."""
+
+    spec: SweepSpec
+    source: str
+    base: Resolved
+    epochs: int
+
+    @property
+    def grid_cells(self) -> list[dict[str, Any]]:
+        """Every combination of grid parameters (one empty cell when there is no grid)."""
+        grid = {k: p.values for k, p in self.spec.space.items() if isinstance(p, GridParam)}
+        keys = list(grid)
+        return [
+            {**flatten(cell), **dict(zip(keys, combo, strict=True))}
+            for cell in self.spec.cells or [{}]
+            for combo in itertools.product(*grid.values())
+        ]
+
+    @property
+    def replicate_cells(self) -> list[dict[str, Any]]:
+        """Every combination of replicate values (one empty cell when there are none)."""
+        keys = list(self.spec.replicates)
+        values = itertools.product(*self.spec.replicates.values())
+        return [dict(zip(keys, combo, strict=True)) for combo in values]
+
+    @property
+    def n_trials(self) -> int:
+        """Trials the sweep runs: grid cells (or the trial budget) × replicate cells."""
+        per_replicate = (
+            len(self.grid_cells)
+            if self.spec.search.algorithm == "grid"
+            else self.spec.budget.trials
+        )
+        return per_replicate * len(self.replicate_cells)
+
+    def describe(self) -> str:
+        """The resolved plan as text for `--dry-run`."""
+        s = self.spec
+        lines = [
+            f"sweep {s.name} ({self.source}): method {s.method}, scale {s.scale}",
+            f"objective {s.objective.metric} ({s.objective.mode}); search {s.search.algorithm} "
+            f"(seed {s.search.seed}); scheduler {s.scheduler.type}",
+            f"trials {self.n_trials} = "
+            + (
+                f"{len(self.grid_cells)} grid cells"
+                if s.search.algorithm == "grid"
+                else f"{s.budget.trials} searched"
+            )
+            + f" × {len(self.replicate_cells)} replicate cells; up to {self.epochs} epochs each",
+            f"resources per trial: {s.resources.cpu:g} CPU, {s.resources.gpu:g} GPU; "
+            f"max concurrent: {s.budget.max_concurrent or 'as resources allow'}",
+            "space:",
+        ]
+        lines += [f"  {k}: {p.model_dump(exclude_none=True)}" for k, p in s.space.items()] or [
+            "  (none)"
+        ]
+        if s.replicates:
+            lines.append(f"replicates: {s.replicates}")
+        lines.append("base config (defaults ← scale ← fixed):")
+        lines += [f"  {line}" for line in _yaml(self.base.config.model_dump(mode="json"))]
+        return "\n".join(lines)
+
+
+def _yaml(data: dict[str, Any]) -> list[str]:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False).rstrip().splitlines()
+
+
+def load_sweep(
+    path: str | Path, overrides: dict[str, Any] | None = None, scale: str | None = None
+) -> SweepPlan:
+    """Read a search-space file, apply `--set`/`--scale`, validate it against the method."""
+    source = str(path)
+    raw = with_overrides(load_yaml(path), overrides or {})
+    if scale:
+        raw["scale"] = scale
+    spec = validate(SweepSpec, raw, source)
+    return plan_sweep(spec, source)
+
+
+def plan_sweep(spec: SweepSpec, source: str) -> SweepPlan:
+    """Validate a spec against its method's config: fixed keys, every searched value, replicates."""
+    run = RunSpec(
+        method=spec.method, scale=spec.scale, data=spec.data, features=spec.features, config={}
+    )
+    fixed = flatten(spec.fixed)
+    for key, value in fixed.items():
+        set_dotted(run.config, key, value)
+    base = resolve(run, where=source, section="fixed")
+    if spec.objective.metric.startswith("test/"):
+        raise UserError(
+            "the objective must not be a test metric (selection never sees the test split)",
+            where=f"{source}: objective.metric",
+        )
+    if "/" not in spec.objective.metric:
+        raise UserError(
+            "expected SPLIT/NAME, e.g. val/when_frame_auc", where=f"{source}: objective.metric"
+        )
+    is_grid = spec.search.algorithm == "grid"
+    for key, param in spec.space.items():
+        where = f"{source}: space.{key}"
+        if key in fixed:
+            raise UserError("is both fixed and searched", where=where)
+        if isinstance(param, GridParam) != is_grid:
+            raise UserError(
+                "grid values need search.algorithm: grid"
+                if not is_grid
+                else f"a grid search takes only 'grid' parameters, not {param.type!r}",
+                where=where,
+            )
+        for value in _probe_values(param, where):
+            _check_value(base, key, value, where)
+    if spec.cells and not is_grid:
+        raise UserError("explicit cells need search.algorithm: grid", where=f"{source}: cells")
+    for n, cell in enumerate(spec.cells):
+        for key, value in flatten(cell).items():
+            where = f"{source}: cells[{n}].{key}"
+            if key in fixed or key in spec.space:
+                raise UserError("is also fixed or searched", where=where)
+            _check_value(base, key, value, where)
+    for key, values in spec.replicates.items():
+        for value in values:
+            _check_value(base, key, value, f"{source}: replicates.{key}")
+    epochs = spec.budget.max_epochs or base.config.epochs
+    return SweepPlan(spec=spec, source=source, base=base, epochs=epochs)
+
+
+def _probe_values(param: Param, where: str) -> list[Any]:
+    """The values that must all be valid for the parameter to be searchable."""
+    if isinstance(param, FloatParam | IntParam):
+        if param.low > param.high:
+            raise UserError(f"low ({param.low}) > high ({param.high})", where=where)
+        if param.log and param.low <= 0:
+            raise UserError(f"a log range must be > 0, not low = {param.low}", where=where)
+        if param.log and param.step not in (None, 1):
+            raise UserError("log and step cannot be combined", where=where)
+        if not (math.isfinite(param.low) and math.isfinite(param.high)):
+            raise UserError("low and high must be finite", where=where)
+        return [param.low, param.high]
+    return list(param.choices if isinstance(param, CategoricalParam) else param.values)
+
+
+def _check_value(base: Resolved, key: str, value: Any, where: str) -> MethodConfig:
+    """Validate the base config with `key` set to `value`; a rejection names the key."""
+    data = with_overrides(base.config.model_dump(mode="json"), {key: value})
+    try:
+        return validate(type(base.config), data, where)
+    except UserError as exc:
+        raise UserError(
+            f"{value!r} rejected by {base.spec.method}: {exc.message}", where=where
+        ) from None

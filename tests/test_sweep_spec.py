@@ -1,0 +1,130 @@
+"""Search-space files: shipped files validate; each defect is one UserError naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sedsweep.errors import UserError
+from sedsweep.methods import REGISTRY
+from sedsweep.sweep.spec import load_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_files_validate_at_every_scale(path):
+    for scale in ("tiny", "paper"):
+        plan = load_sweep(path, scale=scale)
+        assert plan.spec.method in REGISTRY
+        assert plan.n_trials >= 1 and plan.epochs >= 1
+        assert plan.spec.name in plan.describe()
+
+
+def test_table3_trial_arithmetic():
+    plan = load_sweep(ROOT / "search_spaces" / "whenwho_table3.yaml", scale="tiny")
+    assert len(plan.grid_cells) == 6 and len(plan.replicate_cells) == 3
+    assert plan.n_trials == 18
+    assert plan.grid_cells[3] == {
+        "mode": "joint",
+        "input.joint": "hnh",
+        "joint.w_when": 0.5,
+        "joint.w_who": 5.0,
+    }
+    assert plan.epochs == plan.base.config.epochs  # tiny scale: the scale's epochs
+
+
+def test_overrides_and_grid_product(tmp_path):
+    spec = {
+        "name": "g",
+        "method": "whenwho",
+        "objective": {"metric": "val/when_frame_auc"},
+        "search": {"algorithm": "grid"},
+        "space": {
+            "mode": {"type": "grid", "values": ["separate", "tied"]},
+            "when_loss": {"type": "grid", "values": ["max", "mmm", "noisy_or"]},
+        },
+        "replicates": {"seed": [0, 1]},
+    }
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    plan = load_sweep(path, {"budget.max_epochs": 3, "fixed.optim.lr": 0.01}, scale="tiny")
+    assert plan.n_trials == 2 * 3 * 2 and plan.epochs == 3
+    assert plan.base.config.optim.lr == 0.01
+
+
+GOOD = {
+    "name": "bad",
+    "method": "whenwho",
+    "scale": "tiny",
+    "objective": {"metric": "val/when_frame_auc"},
+    "space": {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}},
+}
+
+BAD = {
+    "unknown_method": ({"method": "nope"}, "--method: unknown method 'nope'"),
+    "unknown_top_key": ({"colour": 1}, "unknown key 'colour'"),
+    "unknown_space_key": (
+        {"space": {"optim.lrr": {"type": "float", "low": 0.1, "high": 0.2}}},
+        "space.optim.lrr: 0.1 rejected by whenwho: unknown key 'optim.lrr'",
+    ),
+    "unknown_fixed_key": ({"fixed": {"mmm": {"w_mx": 1}}}, "fixed: unknown key 'mmm.w_mx'"),
+    "low_above_high": (
+        {"space": {"optim.lr": {"type": "float", "low": 0.1, "high": 0.01}}},
+        "space.optim.lr: low (0.1) > high (0.01)",
+    ),
+    "log_touching_zero": (
+        {"space": {"mmm.w_max": {"type": "float", "low": 0.0, "high": 1.0, "log": True}}},
+        "space.mmm.w_max: a log range must be > 0",
+    ),
+    "rejected_choice": (
+        {"space": {"mode": {"type": "categorical", "choices": ["joint", "sideways"]}}},
+        "space.mode: 'sideways' rejected by whenwho",
+    ),
+    "negative_weight": (
+        {"space": {"mmm.w_min": {"type": "float", "low": -1.0, "high": 1.0}}},
+        "space.mmm.w_min: -1.0 rejected",
+    ),
+    "grid_on_tpe": (
+        {"space": {"mode": {"type": "grid", "values": ["joint"]}}},
+        "space.mode: grid values need search.algorithm: grid",
+    ),
+    "continuous_on_grid": (
+        {"search": {"algorithm": "grid"}},
+        "space.optim.lr: a grid search takes only 'grid' parameters",
+    ),
+    "cells_without_grid": ({"cells": [{"mode": "joint"}]}, "cells: explicit cells need"),
+    "test_objective": (
+        {"objective": {"metric": "test/when_frame_auc"}},
+        "objective.metric: the objective must not be a test metric",
+    ),
+    "fixed_and_searched": ({"fixed": {"optim": {"lr": 0.1}}}, "space.optim.lr: is both fixed"),
+    "bad_replicate": ({"replicates": {"seed": ["x"]}}, "replicates.seed: 'x' rejected"),
+    "zero_trials": ({"budget": {"trials": 0}}, "key 'budget.trials'"),
+    "unknown_scheduler": ({"scheduler": {"type": "pbt"}}, "key 'scheduler.type'"),
+    "unknown_scale": ({"scale": "huge"}, "--scale: unknown scale 'huge'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_spec_names_file_and_key(tmp_path, case):
+    change, needle = BAD[case]
+    path = tmp_path / f"{case}.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, **change}))
+    with pytest.raises(UserError) as err:
+        load_sweep(path)
+    text = str(err.value)
+    assert needle in text, text
+    assert "\n" not in text
+    if not needle.startswith("--"):
+        assert str(path) in text
+
+
+def test_malformed_yaml_names_the_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\nspace:\n  a: {type: float, low: 1\n")
+    with pytest.raises(UserError, match=r"broken.yaml line \d+: malformed YAML"):
+        load_sweep(path)
