@@ -374,6 +374,66 @@ def train_cmd(
     typer.echo(f"checkpoint and run spec in {result.run_dir}")
 
 
+Workdir = Annotated[Path, typer.Option(help="Corpora, feature cache, MLflow store, Ray results.")]
+TrackingUri = Annotated[str | None, typer.Option(help="MLflow server instead of SQLite.")]
+Address = Annotated[str | None, typer.Option(help="Existing Ray cluster (default: local).")]
+
+
+@app.command("sweep")
+def sweep_cmd(
+    file: Annotated[Path, typer.Argument(help="Search-space YAML (see search_spaces/).")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and print the plan.")
+    ] = False,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a file field: budget.trials=4.")
+    ] = None,
+    scale: Annotated[str | None, typer.Option(help="tiny | small | paper.")] = None,
+    workdir: Workdir = Path("sedsweep-runs"),
+    address: Address = None,
+    storage: Annotated[str | None, typer.Option(help="Ray storage path (shared FS).")] = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Run a hyperparameter sweep on Ray Tune, searched by Optuna, tracked in MLflow."""
+    from sedsweep.config import parse_overrides
+    from sedsweep.sweep.spec import load_sweep
+
+    plan = load_sweep(file, parse_overrides(set_ or []), scale)
+    if dry_run:
+        typer.echo(plan.describe())
+        return
+    from sedsweep.sweep.runner import run_sweep
+
+    typer.echo(f"sweep {plan.spec.name}: {plan.n_trials} trials of up to {plan.epochs} epochs")
+    _sweep_result(
+        run_sweep(
+            plan, workdir=workdir, address=address, storage=storage, tracking_uri=tracking_uri
+        )
+    )
+
+
+@app.command("resume")
+def resume_cmd(
+    target: Annotated[Path, typer.Argument(help="A sweep's Ray directory or a work directory.")],
+    address: Address = None,
+) -> None:
+    """Finish an interrupted sweep from its checkpoints, with the searcher state restored."""
+    from sedsweep.sweep.runner import resume_sweep
+
+    _sweep_result(resume_sweep(target, address=address))
+
+
+def _sweep_result(outcome) -> None:
+    typer.echo(outcome.summary())
+    if outcome.best:
+        typer.echo(f"best: {outcome.best['config']}")
+    typer.echo(f"MLflow parent run {outcome.parent_run_id} in {outcome.tracking_uri}")
+    typer.echo(f"Ray results in {outcome.path}")
+    if not outcome.complete:
+        typer.echo(f"sweep incomplete; resume with: sedsweep resume {outcome.path}", err=True)
+        raise typer.Exit(1)
+
+
 def _expand_multi_values(argv: list[str]) -> list[str]:
     """Rewrite `--snr 0 10 20` as `--snr 0 --snr 10 --snr 20` (click takes one value per flag)."""
     out: list[str] = []

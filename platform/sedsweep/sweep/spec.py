@@ -35,6 +35,10 @@ class Budget(Strict):
     trials: int = Field(default=10, ge=1)
     max_epochs: int | None = Field(default=None, ge=1, description="None: the config's epochs")
     max_concurrent: int | None = Field(default=None, ge=1)
+    max_failures: int = Field(default=0, ge=0, description="retries of a failed trial")
+    max_trials: int | None = Field(
+        default=None, ge=1, description="cap on trials run (e.g. a smoke test of a grid file)"
+    )
 
 
 class Search(Strict):
@@ -168,7 +172,8 @@ class SweepPlan:
             if self.spec.search.algorithm == "grid"
             else self.spec.budget.trials
         )
-        return per_replicate * len(self.replicate_cells)
+        planned = per_replicate * len(self.replicate_cells)
+        return min(planned, self.spec.budget.max_trials or planned)
 
     def describe(self) -> str:
         """The resolved plan as text for `--dry-run`."""
@@ -248,6 +253,11 @@ def plan_sweep(spec: SweepSpec, source: str) -> SweepPlan:
             )
         for value in _probe_values(param, where):
             _check_value(base, key, value, where)
+    if spec.replicates and not is_grid:
+        raise UserError(
+            "replicates repeat grid cells: they need search.algorithm: grid",
+            where=f"{source}: replicates",
+        )
     if spec.cells and not is_grid:
         raise UserError("explicit cells need search.algorithm: grid", where=f"{source}: cells")
     for n, cell in enumerate(spec.cells):

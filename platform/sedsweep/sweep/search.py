@@ -1,0 +1,136 @@
+"""Optuna as a Ray Tune searcher that knows about early stopping.
+
+Ray's stock OptunaSearch tells Optuna that a trial stopped early by ASHA *completed* with the
+value it had at its last (low) epoch, which biases TPE towards configurations that look good
+early. Here every epoch is reported to Optuna as an intermediate value, and a trial that ends
+before the sweep's `max_epochs` without an error is told as PRUNED, so samplers see it as a
+partial evaluation (TPE ranks pruned trials by their last intermediate value).
+
+Grid sweeps enqueue every cell × replicate combination up front, so each runs exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+from typing import Any
+
+import optuna
+from optuna.trial import Trial, TrialState
+from ray.tune.search import Searcher
+
+from sedsweep.sweep.spec import (
+    CategoricalParam,
+    FloatParam,
+    GridParam,
+    IntParam,
+    SweepPlan,
+)
+
+optuna.logging.set_verbosity(logging.WARNING)
+
+SAMPLERS = {
+    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
+    "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+    "cmaes": lambda seed: optuna.samplers.CmaEsSampler(seed=seed),
+    "gp": lambda seed: optuna.samplers.GPSampler(seed=seed),
+    "grid": lambda seed: optuna.samplers.RandomSampler(seed=seed),  # only serves enqueued cells
+}
+
+
+def trial_outcome(result: dict[str, Any] | None, error: bool, metric: str, max_epochs: int) -> str:
+    """How a finished Tune trial reaches Optuna: 'fail', 'pruned' or 'complete'."""
+    if error or not result or not _finite(result.get(metric)):
+        return "fail"
+    if int(result.get("training_iteration", 0)) < max_epochs:
+        return "pruned"
+    return "complete"
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+class OptunaPruningSearch(Searcher):
+    """Define-by-run Optuna search over a SweepPlan's space; early-stopped trials are PRUNED."""
+
+    def __init__(self, plan: SweepPlan) -> None:
+        s = plan.spec
+        super().__init__(metric=s.objective.metric, mode=s.objective.mode)
+        self.max_epochs = plan.epochs
+        self.space = {k: p for k, p in s.space.items() if not isinstance(p, GridParam)}
+        self.study = optuna.create_study(
+            study_name=s.name,
+            direction="maximize" if s.objective.mode == "max" else "minimize",
+            sampler=SAMPLERS[s.search.algorithm](s.search.seed),
+        )
+        self.grid: dict[str, list[Any]] = {}
+        if s.search.algorithm == "grid":
+            cells = [{**cell, **rep} for cell in plan.grid_cells for rep in plan.replicate_cells]
+            for cell in cells:
+                for key, value in cell.items():
+                    choices = self.grid.setdefault(key, [])
+                    if value not in choices:
+                        choices.append(value)
+                self.study.enqueue_trial(cell)
+        self.trials: dict[str, Trial] = {}
+        self.last_step: dict[str, int] = {}
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        """Ask Optuna for the next trial: {'overrides': {dotted key: value}, 'optuna_trial': n}."""
+        trial = self.study.ask()
+        overrides = {
+            key: trial.suggest_categorical(key, values) for key, values in self.grid.items()
+        }
+        for key, param in self.space.items():
+            overrides[key] = _suggest(trial, key, param)
+        self.trials[trial_id] = trial
+        return {"overrides": overrides, "optuna_trial": trial.number}
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Report each epoch's objective as an intermediate value (once per step)."""
+        trial = self.trials.get(trial_id)
+        step = int(result.get("training_iteration", 0))
+        value = result.get(self.metric)
+        if trial is None or not _finite(value) or step <= self.last_step.get(trial_id, 0):
+            return
+        trial.report(float(value), step)
+        self.last_step[trial_id] = step
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        """Tell Optuna: COMPLETE with the final value, PRUNED if stopped early, or FAIL."""
+        trial = self.trials.pop(trial_id, None)
+        self.last_step.pop(trial_id, None)
+        if trial is None:
+            return
+        outcome = trial_outcome(result, error, self.metric, self.max_epochs)
+        if outcome == "complete":
+            self.study.tell(trial, float(result[self.metric]))
+        elif outcome == "pruned":
+            self.on_trial_result(trial_id, result)
+            self.study.tell(trial, state=TrialState.PRUNED)
+        else:
+            self.study.tell(trial, state=TrialState.FAIL)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Pickle the study (with its sampler state) and the in-flight trial map."""
+        with open(checkpoint_path, "wb") as handle:
+            pickle.dump(self.__dict__, handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Restore what `save` wrote (used by Tuner.restore)."""
+        with open(checkpoint_path, "rb") as handle:
+            self.__dict__.update(pickle.load(handle))
+
+
+def _suggest(trial: Trial, key: str, param: Any) -> Any:
+    if isinstance(param, FloatParam):
+        return trial.suggest_float(key, param.low, param.high, log=param.log, step=param.step)
+    if isinstance(param, IntParam):
+        step = 1 if param.log else param.step
+        return trial.suggest_int(key, param.low, param.high, log=param.log, step=step)
+    assert isinstance(param, CategoricalParam)
+    return trial.suggest_categorical(key, param.choices)
