@@ -102,7 +102,15 @@ BAD = {
         "objective.metric: the objective must not be a test metric",
     ),
     "fixed_and_searched": ({"fixed": {"optim": {"lr": 0.1}}}, "space.optim.lr: is both fixed"),
-    "bad_replicate": ({"replicates": {"seed": ["x"]}}, "replicates.seed: 'x' rejected"),
+    "bad_replicate": (
+        {
+            "search": {"algorithm": "grid"},
+            "space": {"mode": {"type": "grid", "values": ["tied"]}},
+            "replicates": {"seed": ["x"]},
+        },
+        "replicates.seed: 'x' rejected",
+    ),
+    "replicates_without_grid": ({"replicates": {"seed": [0, 1]}}, "replicates: replicates repeat"),
     "zero_trials": ({"budget": {"trials": 0}}, "key 'budget.trials'"),
     "unknown_scheduler": ({"scheduler": {"type": "pbt"}}, "key 'scheduler.type'"),
     "unknown_scale": ({"scale": "huge"}, "--scale: unknown scale 'huge'"),
@@ -121,6 +129,13 @@ def test_bad_spec_names_file_and_key(tmp_path, case):
     assert "\n" not in text
     if not needle.startswith("--"):
         assert str(path) in text
+
+
+def test_per_scale_overrides_apply_before_set(tmp_path):
+    path = ROOT / "search_spaces" / "whenwho_table3.yaml"
+    assert load_sweep(path).spec.resources.gpu > 0
+    assert load_sweep(path, scale="tiny").spec.resources.gpu == 0
+    assert load_sweep(path, {"resources.gpu": 0.5}, scale="tiny").spec.resources.gpu == 0.5
 
 
 def test_malformed_yaml_names_the_line(tmp_path):

@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: one-line errors with exit code 2 for bad input, never a traceback."""
     args = _expand_multi_values(list(sys.argv[1:] if argv is None else argv))
     try:
-        app(args=args, prog_name="sedsweep", standalone_mode=False)
+        code = app(args=args, prog_name="sedsweep", standalone_mode=False)
     except UserError as exc:
         typer.echo(f"sedsweep: error: {exc}", err=True)
         return _exit(2, argv)
@@ -468,7 +468,9 @@ def main(argv: list[str] | None = None) -> int:
         return _exit(130, argv)
     except typer.Exit as exc:
         return _exit(exc.exit_code, argv)
-    return _exit(0, argv)
+    return _exit(
+        code if isinstance(code, int) else 0, argv
+    )  # non-standalone click returns Exit codes
 
 
 def _exit(code: int, argv: list[str] | None) -> int:

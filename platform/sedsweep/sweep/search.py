@@ -66,23 +66,29 @@ class OptunaPruningSearch(Searcher):
             sampler=SAMPLERS[s.search.algorithm](s.search.seed),
         )
         self.grid: dict[str, list[Any]] = {}
+        self.cells: list[dict[str, Any]] = []
         if s.search.algorithm == "grid":
-            cells = [{**cell, **rep} for cell in plan.grid_cells for rep in plan.replicate_cells]
-            for cell in cells:
+            self.cells = [
+                {**cell, **rep} for cell in plan.grid_cells for rep in plan.replicate_cells
+            ]
+            for cell in self.cells:
                 for key, value in cell.items():
                     choices = self.grid.setdefault(key, [])
                     if value not in choices:
                         choices.append(value)
                 self.study.enqueue_trial(cell)
+        self.asked = 0
         self.trials: dict[str, Trial] = {}
         self.last_step: dict[str, int] = {}
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         """Ask Optuna for the next trial: {'overrides': {dotted key: value}, 'optuna_trial': n}."""
-        trial = self.study.ask()
-        overrides = {
-            key: trial.suggest_categorical(key, values) for key, values in self.grid.items()
-        }
+        if self.cells and self.asked >= len(self.cells):
+            return Searcher.FINISHED
+        trial = self.study.ask()  # a grid trial pops its enqueued cell: only that cell's keys
+        cell = self.cells[self.asked] if self.cells else {}
+        overrides = {key: trial.suggest_categorical(key, self.grid[key]) for key in cell}
+        self.asked += 1
         for key, param in self.space.items():
             overrides[key] = _suggest(trial, key, param)
         self.trials[trial_id] = trial

@@ -16,7 +16,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from sedsweep.config import flatten, load_yaml, set_dotted, validate, with_overrides
+from sedsweep.config import (
+    deep_merge,
+    flatten,
+    load_yaml,
+    set_dotted,
+    validate,
+    with_overrides,
+)
 from sedsweep.errors import UserError
 from sedsweep.methods.base import MethodConfig, Strict
 from sedsweep.train import DataSpec, FeatureSpec, Resolved, RunSpec, resolve
@@ -128,6 +135,9 @@ class SweepSpec(Strict):
     )
     replicates: dict[str, list[Any]] = Field(default_factory=dict)
     table: Table = Field(default_factory=Table)
+    scales: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-scale overrides of these fields (e.g. no GPU)"
+    )
 
     @model_validator(mode="after")
     def _replicates_not_empty(self) -> SweepSpec:
@@ -214,10 +224,13 @@ def load_sweep(
 ) -> SweepPlan:
     """Read a search-space file, apply `--set`/`--scale`, validate it against the method."""
     source = str(path)
-    raw = with_overrides(load_yaml(path), overrides or {})
+    raw = load_yaml(path)
     if scale:
         raw["scale"] = scale
-    spec = validate(SweepSpec, raw, source)
+    per_scale = raw.get("scales", {})
+    if isinstance(per_scale, dict) and isinstance(per_scale.get(raw.get("scale", "paper")), dict):
+        raw = deep_merge(raw, per_scale[raw.get("scale", "paper")])
+    spec = validate(SweepSpec, with_overrides(raw, overrides or {}), source)
     return plan_sweep(spec, source)
 
 

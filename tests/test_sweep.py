@@ -1,0 +1,194 @@
+"""Sweeps on real engines: Optuna searcher, local Ray Tune, MLflow on SQLite (no mocks)."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from sedsweep.cli import main
+from sedsweep.sweep.runner import run_sweep
+from sedsweep.sweep.search import OptunaPruningSearch, trial_outcome
+from sedsweep.sweep.spec import load_sweep
+from sedsweep.tracking import tracking_uri_for
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "search_spaces" / "quickstart.yaml"
+SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
+
+
+# -- the searcher alone ----------------------------------------------------------------------
+def test_early_stopped_trials_reach_optuna_as_pruned():
+    plan = load_sweep(QUICK, {"budget.max_epochs": 4})
+    search = OptunaPruningSearch(plan)
+    metric = plan.spec.objective.metric
+    for tid in ("full", "stopped", "broken", "nan"):
+        config = search.suggest(tid)
+        assert set(config["overrides"]) == {"when_loss", "optim.lr", "mmm.w_min"}
+    for step in range(1, 5):
+        search.on_trial_result("full", {metric: 0.5 + step / 10, "training_iteration": step})
+    for step in (1, 2):
+        search.on_trial_result("stopped", {metric: 0.3 + step / 10, "training_iteration": step})
+    search.on_trial_complete("full", {metric: 0.9, "training_iteration": 4})
+    search.on_trial_complete("stopped", {metric: 0.5, "training_iteration": 2})
+    search.on_trial_complete("broken", None, error=True)
+    search.on_trial_complete("nan", {metric: math.nan, "training_iteration": 4})
+    full, stopped, broken, nan = search.study.trials
+    assert full.state == TrialState.COMPLETE and full.value == pytest.approx(0.9)
+    assert stopped.state == TrialState.PRUNED  # Optuna keeps the last intermediate as its value
+    assert stopped.value == pytest.approx(0.5)
+    assert stopped.intermediate_values == {1: pytest.approx(0.4), 2: pytest.approx(0.5)}
+    assert broken.state == TrialState.FAIL and nan.state == TrialState.FAIL
+    assert trial_outcome({metric: 0.7, "training_iteration": 3}, False, metric, 4) == "pruned"
+
+
+def test_searcher_state_survives_save_and_restore(tmp_path):
+    plan = load_sweep(QUICK)
+    search = OptunaPruningSearch(plan)
+    first = search.suggest("a")
+    search.save(str(tmp_path / "s.pkl"))
+    again = OptunaPruningSearch(plan)
+    again.restore(str(tmp_path / "s.pkl"))
+    assert "a" in again.trials and again.trials["a"].params == search.trials["a"].params
+    assert again.suggest("b")["optuna_trial"] == first["optuna_trial"] + 1
+
+
+def test_grid_runs_every_cell_and_replicate_exactly_once():
+    plan = load_sweep(ROOT / "search_spaces" / "whenwho_table3.yaml", scale="tiny")
+    search = OptunaPruningSearch(plan)
+    seen = []
+    for n in range(plan.n_trials):
+        overrides = search.suggest(str(n))["overrides"]
+        seen.append(tuple(sorted(overrides.items())))
+    expected = {
+        tuple(sorted({**cell, **rep}.items()))
+        for cell in plan.grid_cells
+        for rep in plan.replicate_cells
+    }
+    assert len(seen) == 18 and set(seen) == expected
+
+
+# -- real sweeps on a local Ray ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for the module (2 CPUs), shut down afterwards."""
+    ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def children_of(client: MlflowClient, experiment: str, parent_id: str) -> list:
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id])
+    return [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_id]
+
+
+@pytest.fixture(scope="module")
+def tpe_sweep(local_ray, tmp_path_factory):
+    """A TPE + ASHA quickstart sweep of 6 trials, 3 epochs each."""
+    workdir = tmp_path_factory.mktemp("tpe")
+    plan = load_sweep(QUICK, {"budget.trials": 6, "budget.max_epochs": 3})
+    outcome = run_sweep(plan, workdir=workdir)
+    return workdir, plan, outcome
+
+
+def test_tpe_asha_sweep_tracks_one_parent_and_every_trial(tpe_sweep):
+    workdir, _, outcome = tpe_sweep
+    assert outcome.complete, outcome.summary()
+    client = MlflowClient(tracking_uri_for(workdir))
+    exp = client.get_experiment_by_name("quickstart")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.run_id == outcome.parent_run_id
+    assert parents[0].info.status == "FINISHED"
+    children = children_of(client, "quickstart", outcome.parent_run_id)
+    assert len(children) == 6
+    assert len({c.data.tags["sweep.trial_id"] for c in children}) == 6
+    for child in children:
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val/when_frame_auc")]
+        assert steps == list(range(1, len(steps) + 1)) and steps
+        assert child.data.params["mode"] == "separate" and child.data.params["epochs"] == "3"
+        stopped = child.data.tags.get("sweep.stopped_early") == "true"
+        assert child.info.status == ("KILLED" if stopped else "FINISHED")
+        assert len(steps) < 3 if stopped else len(steps) == 3
+        assert child.data.tags["sweep.node_id"]
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    assert finished
+    figures = client.list_artifacts(finished[0].info.run_id, "figures")
+    assert figures and figures[0].path.endswith(".png")
+
+
+def test_asha_stops_reach_optuna_as_pruned(tpe_sweep):
+    _, plan, outcome = tpe_sweep
+    state = max(outcome.path.glob("searcher-state-*.pkl"))
+    study = pickle.loads(state.read_bytes())["study"]
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.PRUNED) == outcome.counts["stopped_early"]
+    assert states.count(TrialState.COMPLETE) == outcome.counts["completed"]
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    for t in pruned:
+        assert (
+            t.intermediate_values and t.value == t.intermediate_values[max(t.intermediate_values)]
+        )
+        assert max(t.intermediate_values) < plan.epochs
+
+
+def test_a_raising_trial_is_failed_with_its_traceback(local_ray, tmp_path, capsys):
+    spec = yaml.safe_load(QUICK.read_text())
+    spec.update(
+        name="fails",
+        search={"algorithm": "grid"},
+        scheduler={"type": "none"},
+        space={"mmm.w_max": {"type": "grid", "values": [0.5, 1.0e300]}},
+        budget={"max_epochs": 2},
+    )
+    path = tmp_path / "fails.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    workdir = tmp_path / "w"
+    assert main(["sweep", str(path), "--workdir", str(workdir)]) == 1
+    assert "1 errored" in capsys.readouterr().out
+    client = MlflowClient(tracking_uri_for(workdir))
+    exp = client.get_experiment_by_name("fails")
+    runs = client.search_runs([exp.experiment_id])
+    by_status = {r.info.status: r for r in runs if "mlflow.parentRunId" in r.data.tags}
+    assert set(by_status) == {"FAILED", "FINISHED"}
+    failed = by_status["FAILED"]
+    assert failed.data.params["mmm.w_max"] == "1e+300"
+    assert "NonFiniteLossError" in failed.data.tags["sweep.error"]
+    local = client.download_artifacts(failed.info.run_id, "error.txt", str(tmp_path))
+    assert "Traceback" in Path(local).read_text()
+
+
+def test_gpu_request_without_gpus_is_exit_2(local_ray, tmp_path, capsys):
+    args = ["sweep", str(QUICK), "--workdir", str(tmp_path), "--set", "resources.gpu=0.5"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("resources.gpu: asks for GPUs but the Ray cluster has none"), err
+
+
+@pytest.fixture(scope="module")
+def shared_workdir(tmp_path_factory):
+    """One work directory for the smoke runs: corpus, features and MLflow store made once."""
+    return tmp_path_factory.mktemp("shipped")
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_file_runs_a_tiny_trial(local_ray, shared_workdir, path):
+    plan = load_sweep(path, {"budget.max_trials": 1, "budget.max_epochs": 1}, scale="tiny")
+    outcome = run_sweep(plan, workdir=shared_workdir)
+    assert outcome.complete and outcome.expected == 1, outcome.summary()
+
+
+def test_dry_run_prints_the_plan_without_ray(tmp_path, capsys):
+    ray.shutdown()
+    assert main(["sweep", str(ROOT / "search_spaces" / "whenwho_table3.yaml"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "trials 18 = 6 grid cells × 3 replicate cells" in out
+    assert not ray.is_initialized()
