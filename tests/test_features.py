@@ -110,10 +110,10 @@ def test_he_preset_trims_silence_and_keeps_times(tmp_path):
 
 
 def test_overrides_and_their_errors():
-    assert parse_overrides(["n_mels=40", "fmax=none", "window=hann"]) == {
+    assert parse_overrides(["n_mels=40", "fmax=null", "window=none"]) == {
         "n_mels": 40,
         "fmax": None,
-        "window": "hann",
+        "window": "none",
     }
     assert resolve_params("morfi2018", {"n_mels": 20}).n_mels == 20
     with pytest.raises(UserError, match="--preset: unknown preset 'foo'"):

@@ -15,13 +15,13 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def parse_overrides(items: Sequence[str], option: str = "--set") -> dict[str, Any]:
-    """Parse `key=value` strings (values read as YAML scalars; none/null = None) into a dict."""
+    """Parse `key=value` strings (values read as YAML scalars: null = None) into a dict."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UserError(f"expected key=value, got {item!r}", where=option)
-        if value.strip().lower() in ("", "none", "null"):
+        if not value.strip():
             out[key.strip()] = None
             continue
         try:

@@ -43,11 +43,13 @@ class MlflowSweepCallback(tune.Callback):
         self.tags = tags
         self.children: dict[str, RunWriter] = {}
         self.node_tagged: set[str] = set()
+        self.logged: dict[str, int] = {}  # last epoch logged per trial
         self._client: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
         """Tune pickles its callbacks with the experiment: keep the URI, not the live client."""
-        return {**self.__dict__, "_client": None, "children": {}, "node_tagged": set()}
+        fresh = {"_client": None, "children": {}, "node_tagged": set(), "logged": {}}
+        return {**self.__dict__, **fresh}
 
     @property
     def client(self) -> Any:
@@ -67,9 +69,11 @@ class MlflowSweepCallback(tune.Callback):
                 f"and tags.`mlflow.parentRunId` = '{self.parent_run_id}'"
             ),
         )
-        if found:
+        if found:  # a resumed sweep: continue the run, never re-log epochs it already has
             writer = RunWriter(self.client, found[0].info.run_id)
             self.client.update_run(writer.run_id, status="RUNNING")
+            history = self.client.get_metric_history(writer.run_id, "epoch")
+            self.logged[trial.trial_id] = max((m.step for m in history), default=0)
         else:
             overrides = trial.config["overrides"]
             writer = RunWriter.start(
@@ -102,7 +106,11 @@ class MlflowSweepCallback(tune.Callback):
             if k.startswith(METRIC_PREFIXES) and isinstance(v, int | float)
         }
         writer = self.child(trial)
-        writer.log_metrics(metrics, step=int(result["training_iteration"]))
+        step = int(result["training_iteration"])
+        if step <= self.logged.get(trial.trial_id, 0):
+            return
+        writer.log_metrics(metrics, step=step)
+        self.logged[trial.trial_id] = step
         if result.get(NODE_KEY) and trial.trial_id not in self.node_tagged:
             writer.set_tags({"sweep.node_id": str(result[NODE_KEY])})
             self.node_tagged.add(trial.trial_id)

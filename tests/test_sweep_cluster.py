@@ -1,0 +1,111 @@
+"""Sweeps that survive a killed driver, and sweeps across a two-node Ray cluster (real engines)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray
+from mlflow.tracking import MlflowClient
+from ray.cluster_utils import Cluster
+
+from sedsweep.cli import main
+from sedsweep.sweep.runner import run_sweep
+from sedsweep.sweep.spec import load_sweep
+from sedsweep.tracking import tracking_uri_for
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "search_spaces" / "quickstart.yaml"
+
+
+def _children(workdir: Path, experiment: str) -> list:
+    client = MlflowClient(tracking_uri_for(workdir))
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id])
+    return [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+def _ray_stop() -> None:
+    """Stop every Ray process of this machine (the killed driver's local cluster included)."""
+    ray.shutdown()
+    subprocess.run(
+        [sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"],
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def test_sigkilled_driver_resumes_every_trial_once(tmp_path):
+    _ray_stop()
+    workdir = tmp_path / "w"
+    sets = [
+        "budget.trials=4",
+        "budget.max_epochs=4",
+        "scheduler.type=none",
+        "budget.max_concurrent=2",
+    ]
+    cmd = [sys.executable, "-c", "from sedsweep.cli import main; main()", "sweep", str(QUICK)]
+    cmd += ["--workdir", str(workdir)] + [a for s in sets for a in ("--set", s)]
+    log = open(tmp_path / "driver.log", "w")  # noqa: SIM115 - the child writes to it until killed
+    driver = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 420
+    # kill the driver once some trial has checkpointed its second epoch: mid-sweep
+    while not list(workdir.glob("ray/*/run_trial*/checkpoint_000001")):
+        assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.5)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait(timeout=60)
+    log.close()
+    _ray_stop()
+    before = _children(workdir, "quickstart")
+    assert len(before) < 4 or any(r.info.status == "RUNNING" for r in before)
+
+    try:
+        assert main(["resume", str(workdir)]) == 0
+    finally:
+        ray.shutdown()
+    after = _children(workdir, "quickstart")
+    ids = [r.data.tags["sweep.trial_id"] for r in after]
+    assert len(ids) == 4 and len(set(ids)) == 4, ids
+    assert {r.info.status for r in after} == {"FINISHED"}
+    assert {b.info.run_id for b in before} <= {a.info.run_id for a in after}  # continued, not new
+    client = MlflowClient(tracking_uri_for(workdir))
+    for run in after:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+        assert steps == [1, 2, 3, 4], steps
+    parents = [
+        r
+        for r in client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
+        if "mlflow.parentRunId" not in r.data.tags
+    ]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+
+
+@pytest.fixture
+def two_nodes():
+    """A head and a worker node (1 CPU each) on 127.0.0.1, in this process."""
+    _ray_stop()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def test_two_node_cluster_runs_trials_on_both_nodes(two_nodes, tmp_path):
+    plan = load_sweep(
+        QUICK,
+        {"budget.trials": 4, "budget.max_epochs": 2, "scheduler.type": "none"},
+    )
+    outcome = run_sweep(plan, workdir=tmp_path, address=two_nodes.address)
+    assert outcome.complete, outcome.summary()
+    nodes = {r.data.tags["sweep.node_id"] for r in _children(tmp_path, "quickstart")}
+    cluster_nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    assert len(nodes) == 2 and nodes <= cluster_nodes
