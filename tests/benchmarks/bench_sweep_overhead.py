@@ -1,0 +1,131 @@
+"""Benchmark: platform overhead of a sweep against a plain `sedsweep train` of the same config.
+
+Run from the repository root:
+    .venv/bin/python tests/benchmarks/bench_sweep_overhead.py --epochs 6 --trials 8
+
+Trains one whenwho config without Ray, then as a 1-trial and an N-trial sweep (FIFO scheduler,
+every trial the same config, so all should take the same time), and prints per-trial wall-time
+ratios, the driver's peak memory and how many times features were extracted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from sedsweep import features as F
+from sedsweep.sweep.runner import run_sweep
+from sedsweep.sweep.spec import load_sweep
+from sedsweep.train import RunSpec, resolve, train
+
+
+def main() -> None:
+    """Run the three measurements and print the ratios."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--trials", type=int, default=8)
+    ap.add_argument("--clips", type=int, default=64)
+    ap.add_argument("--width", type=int, default=16)
+    args = ap.parse_args()
+
+    extractions = 0
+    original = F._extract_all
+
+    def counting(*a, **k):
+        nonlocal extractions
+        extractions += 1
+        return original(*a, **k)
+
+    F._extract_all = counting
+    config = {
+        "epochs": args.epochs,
+        "mode": "separate",
+        "model": {"channels": args.width, "gru_units": args.width, "dense_units": args.width},
+    }
+    data = {"synthetic": "lowres", "options": {"scale": "tiny", "clips": args.clips}}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        spec = RunSpec(method="whenwho", scale="tiny", data=data, config=config)
+        resolved = resolve(spec)
+        train(resolved, workdir=workdir, progress=False)  # warm: corpus, features, MLflow tables
+        started = time.perf_counter()
+        result = train(resolved, workdir=workdir, progress=False)
+        train_wall = time.perf_counter() - started
+        train_loop = sum(
+            m.value for m in _history(result.tracking_uri, result.run_id, "epoch_time_s")
+        )
+        print(f"train (no Ray): wall {train_wall:.1f} s, epoch loop {train_loop:.1f} s")
+
+        rows = []
+        for trials in (1, args.trials):
+            sweep = {
+                "name": f"overhead{trials}",
+                "method": "whenwho",
+                "scale": "tiny",
+                "data": data,
+                "objective": {"metric": "val/when_frame_auc"},
+                "budget": {"trials": trials, "max_epochs": args.epochs},
+                "search": {"algorithm": "random"},
+                "scheduler": {"type": "none"},
+                "resources": {"cpu": 1},
+                "fixed": config,
+            }
+            path = workdir / f"s{trials}.yaml"
+            path.write_text(yaml.safe_dump(sweep))
+            plan = load_sweep(path)
+            started = time.perf_counter()
+            outcome = run_sweep(plan, workdir=workdir)
+            wall = time.perf_counter() - started
+            assert outcome.complete, outcome.summary()
+            loops = _trial_loop_times(outcome.path)
+            rows.append((trials, wall, statistics.mean(loops)))
+        import ray
+
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"\n{'trials':>6} {'sweep wall':>10} {'trial loop':>10} {'loop ratio':>10} "
+            f"{'wall ratio':>10}"
+        )
+        for trials, wall, loop in rows:
+            ideal = train_wall * trials / min(trials, cpus)
+            print(
+                f"{trials:>6} {wall:>9.1f}s {loop:>9.1f}s {loop / train_loop:>10.3f} "
+                f"{wall / ideal:>10.3f}"
+            )
+        print(
+            "\nloop ratio = a trial's epoch loop inside Ray / the same loop in `sedsweep train`;"
+            f"\nwall ratio = sweep wall / (train wall × trials / min(trials, {cpus} CPUs))"
+        )
+        print(f"driver peak RSS: {peak_mib:.0f} MiB")
+        print(
+            f"feature extractions in the driver: {extractions} "
+            f"(cache entries: {len(list((workdir / 'feature-cache').iterdir()))})"
+        )
+
+
+def _history(uri: str, run_id: str, key: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri).get_metric_history(run_id, key)
+
+
+def _trial_loop_times(experiment: Path) -> list[float]:
+    """Sum of epoch_time_s per trial, from each trial's result.json written by Tune."""
+    import json
+
+    totals = []
+    for result in experiment.glob("run_trial*/result.json"):
+        lines = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        totals.append(sum(r["epoch_time_s"] for r in lines))
+    return totals
+
+
+if __name__ == "__main__":
+    main()
