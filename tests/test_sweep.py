@@ -166,6 +166,27 @@ def test_a_raising_trial_is_failed_with_its_traceback(local_ray, tmp_path, capsy
     assert "Traceback" in Path(local).read_text()
 
 
+def test_data_axis_builds_each_corpus_once(local_ray, tmp_path):
+    spec = yaml.safe_load(QUICK.read_text())
+    spec.update(
+        name="axis",
+        search={"algorithm": "grid"},
+        scheduler={"type": "none"},
+        space={"data.options.seed": {"type": "grid", "values": [3, 4]}},
+        budget={"max_epochs": 1},
+    )
+    path = tmp_path / "axis.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    outcome = run_sweep(load_sweep(path), workdir=tmp_path / "w")
+    assert outcome.complete
+    assert len(list((tmp_path / "w" / "feature-cache").iterdir())) == 2
+    client = MlflowClient(tracking_uri_for(tmp_path / "w"))
+    runs = children_of(client, "axis", outcome.parent_run_id)
+    assert sorted(r.data.params["data.options.seed"] for r in runs) == ["3", "4"]
+    parent = client.get_run(outcome.parent_run_id)
+    assert len(set(parent.data.tags["sedsweep.corpus_fingerprint"].split(","))) == 2
+
+
 def test_gpu_request_without_gpus_is_exit_2(local_ray, tmp_path, capsys):
     args = ["sweep", str(QUICK), "--workdir", str(tmp_path), "--set", "resources.gpu=0.5"]
     assert main(args) == 2

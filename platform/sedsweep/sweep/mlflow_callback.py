@@ -13,6 +13,7 @@ from typing import Any
 
 from ray import tune
 
+from sedsweep.sweep.spec import data_part
 from sedsweep.sweep.trainable import FIGURES_DIR, NODE_KEY, trial_config
 from sedsweep.tracking import RunWriter, client_for, flat_params
 
@@ -88,7 +89,7 @@ class MlflowSweepCallback(tune.Callback):
                 },
             )
             full = trial_config(self.base_config, overrides, self.epochs)
-            writer.log_params(flat_params({"method": self.method, **full}))
+            writer.log_params(flat_params({"method": self.method, **full, **data_part(overrides)}))
         self.children[trial.trial_id] = writer
         return writer
 

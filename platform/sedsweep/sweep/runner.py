@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ from typing import Any
 from sedsweep.errors import UserError
 from sedsweep.features import FeatureSet, build_features
 from sedsweep.fsio import write_json
-from sedsweep.sweep.spec import SweepPlan, SweepSpec, plan_sweep
+from sedsweep.sweep.spec import SweepPlan, SweepSpec, data_key, plan_sweep
 from sedsweep.tracking import RunWriter, client_for, ensure_experiment, tracking_uri_for
 from sedsweep.train import corpus_for
 
@@ -51,10 +52,18 @@ class SweepOutcome:
         return f"sweep {self.name}: {parts or 'no trials'} of {self.expected} planned"
 
 
-def _features(plan: SweepPlan, workdir: Path) -> FeatureSet:
-    """Corpus and features, built (or loaded from the cache) once by the driver."""
-    corpus = corpus_for(plan.base, workdir)
-    return build_features(corpus, plan.base.feature_params, workdir / "feature-cache")
+def _features(plan: SweepPlan, workdir: Path) -> dict[str, FeatureSet]:
+    """Each data variant's corpus and features, built (or loaded from the cache) once here."""
+    out = {}
+    for variant in plan.data_variants:
+        resolved = dataclasses.replace(
+            plan.base, spec=plan.base.spec.model_copy(update={"data": plan.data_spec(variant)})
+        )
+        corpus = corpus_for(resolved, workdir)
+        out[data_key(variant)] = build_features(
+            corpus, plan.base.feature_params, workdir / "feature-cache"
+        )
+    return out
 
 
 def run_sweep(
@@ -119,7 +128,7 @@ def resume_sweep(target: Path, *, address: str | None = None) -> SweepOutcome:
     return _fit(plan, state, features, address, restore=True)
 
 
-def _parent_tags(plan: SweepPlan, features: FeatureSet) -> dict[str, str]:
+def _parent_tags(plan: SweepPlan, features: dict[str, FeatureSet]) -> dict[str, str]:
     import optuna
     import ray
 
@@ -129,7 +138,7 @@ def _parent_tags(plan: SweepPlan, features: FeatureSet) -> dict[str, str]:
         "sedsweep.version": __version__,
         "sedsweep.method": plan.spec.method,
         "sedsweep.scale": plan.spec.scale,
-        "sedsweep.corpus_fingerprint": features.corpus_fingerprint,
+        "sedsweep.corpus_fingerprint": ",".join(f.corpus_fingerprint for f in features.values()),
         "ray.version": ray.__version__,
         "optuna.version": optuna.__version__,
         "sweep.trials_planned": str(plan.n_trials),
@@ -178,7 +187,11 @@ def _scheduler(plan: SweepPlan) -> Any:
 
 
 def _fit(
-    plan: SweepPlan, state: dict[str, Any], features: FeatureSet, address: str | None, restore: bool
+    plan: SweepPlan,
+    state: dict[str, Any],
+    features: dict[str, FeatureSet],
+    address: str | None,
+    restore: bool,
 ) -> SweepOutcome:
     import ray
     from ray import tune

@@ -9,6 +9,7 @@ UserError naming the file and the key.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from sedsweep.config import (
     with_overrides,
 )
 from sedsweep.errors import UserError
-from sedsweep.methods.base import MethodConfig, Strict
+from sedsweep.methods.base import Strict
 from sedsweep.train import DataSpec, FeatureSpec, Resolved, RunSpec, resolve
 
 
@@ -147,6 +148,24 @@ class SweepSpec(Strict):
         return self
 
 
+DATA_PREFIX = "data."
+
+
+def data_part(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The `data.*` entries of a trial's overrides (a data axis, e.g. the SNR of a corpus)."""
+    return {k: v for k, v in overrides.items() if k.startswith(DATA_PREFIX)}
+
+
+def data_key(overrides: dict[str, Any]) -> str:
+    """A stable name for a trial's data variant (selects its FeatureSet)."""
+    return json.dumps(data_part(overrides), sort_keys=True)
+
+
+def config_part(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The method-config entries of a trial's overrides."""
+    return {k: v for k, v in overrides.items() if not k.startswith(DATA_PREFIX)}
+
+
 @dataclass
 class SweepPlan:
     """A validated sweep: the spec, the resolved base run, and the trial arithmetic."""
@@ -166,6 +185,21 @@ class SweepPlan:
             for cell in self.spec.cells or [{}]
             for combo in itertools.product(*grid.values())
         ]
+
+    @property
+    def data_variants(self) -> list[dict[str, Any]]:
+        """The distinct `data.*` settings the grid crosses (one empty variant when none)."""
+        variants: list[dict[str, Any]] = []
+        for cell in self.grid_cells:
+            variant = data_part(cell)
+            if variant not in variants:
+                variants.append(variant)
+        return variants or [{}]
+
+    def data_spec(self, variant: dict[str, Any]) -> DataSpec:
+        """The sweep's data source with one variant's `data.*` values applied."""
+        dotted = {k.removeprefix(DATA_PREFIX): v for k, v in variant.items()}
+        return DataSpec.model_validate(with_overrides(self.spec.data.model_dump(), dotted))
 
     @property
     def replicate_cells(self) -> list[dict[str, Any]]:
@@ -264,6 +298,8 @@ def plan_sweep(spec: SweepSpec, source: str) -> SweepPlan:
                 else f"a grid search takes only 'grid' parameters, not {param.type!r}",
                 where=where,
             )
+        if key.startswith(DATA_PREFIX) and not isinstance(param, GridParam):
+            raise UserError("a data axis must be a grid parameter", where=where)
         for value in _probe_values(param, where):
             _check_value(base, key, value, where)
     if spec.replicates and not is_grid:
@@ -301,8 +337,11 @@ def _probe_values(param: Param, where: str) -> list[Any]:
     return list(param.choices if isinstance(param, CategoricalParam) else param.values)
 
 
-def _check_value(base: Resolved, key: str, value: Any, where: str) -> MethodConfig:
-    """Validate the base config with `key` set to `value`; a rejection names the key."""
+def _check_value(base: Resolved, key: str, value: Any, where: str) -> Any:
+    """Validate the base config (or, for `data.*`, the data spec) with `key` set to `value`."""
+    if key.startswith(DATA_PREFIX):
+        raw = with_overrides(base.spec.data.model_dump(), {key.removeprefix(DATA_PREFIX): value})
+        return validate(DataSpec, raw, where)
     data = with_overrides(base.config.model_dump(mode="json"), {key: value})
     try:
         return validate(type(base.config), data, where)

@@ -15,6 +15,7 @@ from sedsweep.features import FeatureSet
 from sedsweep.loop import run_epochs
 from sedsweep.methods import get_method
 from sedsweep.methods.base import pick_device
+from sedsweep.sweep.spec import config_part, data_key
 
 STATE_FILE = "state.pt"
 FIGURES_DIR = "figures"
@@ -25,13 +26,13 @@ def trial_config(
     base_config: dict[str, Any], overrides: dict[str, Any], epochs: int
 ) -> dict[str, Any]:
     """The full config of one trial: the sweep's base config, the trial's values, the epochs."""
-    return with_overrides(base_config, {**overrides, "epochs": epochs})
+    return with_overrides(base_config, {**config_part(overrides), "epochs": epochs})
 
 
 def run_trial(
     config: dict[str, Any],
     *,
-    features: FeatureSet,
+    features: dict[str, FeatureSet],
     method: str,
     base_config: dict[str, Any],
     epochs: int,
@@ -39,13 +40,14 @@ def run_trial(
 ) -> None:
     """Train one trial, resuming from Tune's checkpoint if there is one; report every epoch.
 
-    `features` arrive once through the Ray object store (`tune.with_parameters`); trials
-    never compute features. The final epoch's checkpoint also carries the method's figures.
+    `features` (one FeatureSet per data variant, keyed by `data_key`) arrive once through the
+    Ray object store (`tune.with_parameters`); trials never compute features. The final
+    epoch's checkpoint also carries the method's figures.
     """
     torch.set_num_threads(max(threads, 1))
     method_cls = get_method(method)
     cfg = method_cls.Config.model_validate(trial_config(base_config, config["overrides"], epochs))
-    trainer = method_cls(cfg, features, pick_device(None))
+    trainer = method_cls(cfg, features[data_key(config["overrides"])], pick_device(None))
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
