@@ -111,6 +111,10 @@ BAD = {
         "replicates.seed: 'x' rejected",
     ),
     "replicates_without_grid": ({"replicates": {"seed": [0, 1]}}, "replicates: replicates repeat"),
+    "step_mismatch": (
+        {"space": {"optim.lr": {"type": "float", "low": 0.1, "high": 0.25, "step": 0.1}}},
+        "space.optim.lr: high - low is not a multiple of step 0.1",
+    ),
     "zero_trials": ({"budget": {"trials": 0}}, "key 'budget.trials'"),
     "unknown_scheduler": ({"scheduler": {"type": "pbt"}}, "key 'scheduler.type'"),
     "unknown_scale": ({"scale": "huge"}, "--scale: unknown scale 'huge'"),
@@ -143,3 +147,12 @@ def test_malformed_yaml_names_the_line(tmp_path):
     path.write_text("name: x\nspace:\n  a: {type: float, low: 1\n")
     with pytest.raises(UserError, match=r"broken.yaml line \d+: malformed YAML"):
         load_sweep(path)
+
+
+def test_dotted_overrides_index_lists_without_touching_the_base():
+    from sedsweep.config import with_overrides
+
+    base = {"staged": {"stages": [10, 20, 5], "k": 3}}
+    out = with_overrides(base, {"staged.stages.1": 99, "staged.k": 4, "new.key": 1})
+    assert out == {"staged": {"stages": [10, 99, 5], "k": 4}, "new": {"key": 1}}
+    assert base == {"staged": {"stages": [10, 20, 5], "k": 3}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -77,13 +78,27 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 
 
 def with_overrides(base: Mapping[str, Any], dotted: Mapping[str, Any]) -> dict[str, Any]:
-    """Apply dotted-key overrides (`mmm.w_max: 0.5`) to a nested mapping."""
-    out = deep_merge(base, {})
+    """Apply dotted-key overrides (`mmm.w_max: 0.5`; `staged.stages.1: 500` indexes a list)."""
+    out = copy.deepcopy(dict(base))
     for key, value in dotted.items():
+        head, _, index = key.rpartition(".")
+        target = _lookup(out, head) if head else None
+        if isinstance(target, list) and index.isdigit() and int(index) < len(target):
+            target[int(index)] = value
+            continue
         nested: dict[str, Any] = {}
         set_dotted(nested, key, value)
         out = deep_merge(out, nested)
     return out
+
+
+def _lookup(data: Any, dotted: str) -> Any:
+    """The value at a dotted path of nested dicts, or None when the path does not exist."""
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -109,10 +109,12 @@ Param = Annotated[FloatParam | IntParam | CategoricalParam | GridParam, Field(di
 
 
 class Table(Strict):
-    """The comparison table: row and column keys, replicate axes aggregated as mean ± std."""
+    """The comparison table: config keys for rows and columns, the metrics in every cell, and
+    the replicate axes aggregated as mean ± std."""
 
     rows: list[str] = Field(default_factory=list)
     columns: list[str] = Field(default_factory=list)
+    metrics: list[str] = Field(default_factory=list)
     replicates: list[str] = Field(default_factory=list)
 
 
@@ -333,6 +335,10 @@ def _probe_values(param: Param, where: str) -> list[Any]:
             raise UserError("log and step cannot be combined", where=where)
         if not (math.isfinite(param.low) and math.isfinite(param.high)):
             raise UserError("low and high must be finite", where=where)
+        if param.step and not math.isclose(
+            round((param.high - param.low) / param.step) * param.step, param.high - param.low
+        ):
+            raise UserError(f"high - low is not a multiple of step {param.step}", where=where)
         return [param.low, param.high]
     return list(param.choices if isinstance(param, CategoricalParam) else param.values)
 
