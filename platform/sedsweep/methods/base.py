@@ -130,10 +130,14 @@ class Method(abc.ABC):
     scales: ClassVar[dict[str, Scale]]
 
     def __init__(self, config: MethodConfig, features: FeatureSet, device: torch.device) -> None:
+        """Seed torch, make the method's numpy rng and resolve its splits (all from config.seed)."""
         self.config = config
         self.features = features
         self.device = device
         self.epoch = 0
+        seed_everything(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.splits = resolve_splits(features, config.split, config.seed)
 
     @abc.abstractmethod
     def train_epoch(self) -> dict[str, float]:

@@ -34,8 +34,6 @@ from sedsweep.methods.base import (
     Strict,
     autocast,
     batches,
-    resolve_splits,
-    seed_everything,
 )
 from sedsweep.metrics import (
     SkippedClassWarning,
@@ -211,9 +209,6 @@ class MtlAttention(Method):
             raise ValueError(
                 "mtl_attention needs clips of one length (set the feature field fixed_frames)"
             )
-        seed_everything(config.seed)
-        self.rng = np.random.default_rng(config.seed)
-        self.splits = resolve_splits(features, config.split, config.seed)
         if len(self.splits.val) == 0:
             raise ValueError("mtl_attention selects its model on a validation split; it is empty")
         mean, std = features.norm_stats(self.splits.train)

@@ -32,8 +32,6 @@ from sedsweep.methods.base import (
     SplitConfig,
     Strict,
     autocast,
-    resolve_splits,
-    seed_everything,
 )
 from sedsweep.metrics import (
     SkippedClassWarning,
@@ -355,9 +353,6 @@ class Staged(Method):
     def __init__(self, config: StagedConfig, features: FeatureSet, device: torch.device) -> None:
         super().__init__(config, features, device)
         self.cfg = config
-        seed_everything(config.seed)
-        self.rng = np.random.default_rng(config.seed)
-        self.splits = resolve_splits(features, config.split, config.seed)
         self._load_data(features)
         self.model = CnnGru(
             features.n_mels,

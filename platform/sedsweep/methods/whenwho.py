@@ -33,8 +33,6 @@ from sedsweep.methods.base import (
     Strict,
     autocast,
     batches,
-    resolve_splits,
-    seed_everything,
 )
 from sedsweep.metrics import (
     SkippedClassWarning,
@@ -279,9 +277,6 @@ class WhenWho(Method):
     def __init__(self, config: WhenWhoConfig, features: FeatureSet, device: torch.device) -> None:
         super().__init__(config, features, device)
         self.cfg = config
-        seed_everything(config.seed)
-        self.rng = np.random.default_rng(config.seed)
-        self.splits = resolve_splits(features, config.split, config.seed)
         self._load_data(features)
         self.when_loss: Callable[[Tensor, Tensor, Tensor], Tensor] = {
             "mmm": functools.partial(mmm_loss, **config.mmm.model_dump()),
