@@ -20,12 +20,12 @@ from sedsweep.features import PRESETS, FeatureSet
 from sedsweep.methods.staged import (
     Staged,
     StagedConfig,
-    f1_macro,
     normalise_scores,
     threshold_mask,
     topk_mask,
     update_threshold,
 )
+from sedsweep.metrics import f1_macro
 from sedsweep.nn.augment import Mixup, SpecAugment, time_warp
 from sedsweep.nn.sparsemax import label_distribution, sparsemax, sparsemax_loss
 from sedsweep.tracking import tracking_uri_for

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -264,3 +264,32 @@ def segment_f1_from_frames(
         )
     ]
     return segment_based_scores(reference, estimated, segment_length=segment_length)
+
+
+def f1_macro(y: np.ndarray, s: np.ndarray, threshold: float = 0.5) -> float:
+    """Mean per-class F-score of s ≥ threshold over the classes with a positive (He et al. 4.3)."""
+    pred, pos = s >= threshold, y.astype(bool)
+    tp, fp, fn = (pred & pos).sum(0), (pred & ~pos).sum(0), (~pred & pos).sum(0)
+    has = pos.any(axis=0)
+    if not has.any():
+        raise ValueError("F-score is undefined without positives")
+    return float(np.mean(2 * tp[has] / (2 * tp + fp + fn)[has]))
+
+
+def defined_metrics(candidates: Mapping[str, Callable[[], float]]) -> dict[str, float]:
+    """Evaluate each candidate metric, keeping those defined and finite on this data.
+
+    A metric that raises ValueError (no positives, a single class present, ...) is left out;
+    SkippedClassWarning is silenced, since leaving classes out is expected on small splits.
+    """
+    out: dict[str, float] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedClassWarning)
+        for key, compute in candidates.items():
+            try:
+                value = compute()
+            except ValueError:
+                continue
+            if math.isfinite(value):
+                out[key] = value
+    return out

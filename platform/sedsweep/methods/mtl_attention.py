@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import functools
 import math
-import warnings
 from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
@@ -36,8 +35,8 @@ from sedsweep.methods.base import (
     batches,
 )
 from sedsweep.metrics import (
-    SkippedClassWarning,
     clip_auc,
+    defined_metrics,
     frame_auc,
     lwlrap,
     mean_average_precision,
@@ -326,16 +325,9 @@ class MtlAttention(Method):
                 "segment_f1": lambda: segment()["f1"],
                 "segment_er": lambda: segment()["error_rate"],
             }
-        metrics = {"selected_epoch": float(self.selected_epoch)} if split == "test" else {}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SkippedClassWarning)
-            for key, compute in candidates.items():
-                try:
-                    value = compute()
-                except ValueError:  # undefined on this split (e.g. no positives)
-                    continue
-                if math.isfinite(value):
-                    metrics[key] = value
+        metrics = defined_metrics(candidates)
+        if split == "test":
+            metrics["selected_epoch"] = float(self.selected_epoch)
         self._memo[split] = (stamp, metrics)
         return dict(metrics)
 

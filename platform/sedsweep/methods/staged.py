@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -34,8 +33,9 @@ from sedsweep.methods.base import (
     autocast,
 )
 from sedsweep.metrics import (
-    SkippedClassWarning,
     clip_auc,
+    defined_metrics,
+    f1_macro,
     lwlrap,
     lwlrap_per_class,
     mean_average_precision,
@@ -241,16 +241,6 @@ def normalise_scores(s: np.ndarray) -> np.ndarray:
     return (z - z.min()) / max(float(z.max() - z.min()), 1e-12)
 
 
-def f1_macro(y: np.ndarray, s: np.ndarray, threshold: float = 0.5) -> float:
-    """Mean per-class F-score of s ≥ threshold (Sec. 4.3) over the classes with a positive."""
-    pred, pos = s >= threshold, y.astype(bool)
-    tp, fp, fn = (pred & pos).sum(0), (pred & ~pos).sum(0), (~pred & pos).sum(0)
-    has = pos.any(axis=0)
-    if not has.any():
-        raise ValueError("F-score is undefined without positives")
-    return float(np.mean(2 * tp[has] / (2 * tp + fp + fn)[has]))
-
-
 def tagging_metrics(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
     """lwlrap (overall and on multi-label clips, Table 2), AUC, AP and F-score: those defined."""
     multi = y.sum(axis=1) > 1
@@ -263,16 +253,7 @@ def tagging_metrics(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
         "ap_micro": lambda: mean_average_precision(y, s, "micro"),
         "f1_macro": lambda: f1_macro(y, s),
     }
-    metrics = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SkippedClassWarning)
-        for key, compute in candidates.items():
-            try:
-                value = compute()
-            except ValueError:  # undefined on these clips (no positives, a single class, ...)
-                continue
-            if math.isfinite(value):
-                metrics[key] = value
+    metrics = defined_metrics(candidates)
     return metrics
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import functools
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +34,8 @@ from sedsweep.methods.base import (
     batches,
 )
 from sedsweep.metrics import (
-    SkippedClassWarning,
     clip_auc,
+    defined_metrics,
     frame_auc,
     lwlrap,
     mean_average_precision,
@@ -440,16 +439,7 @@ class WhenWho(Method):
                 "when_segment_f1": lambda: segment()["f1"],
                 "when_segment_er": lambda: segment()["error_rate"],
             }
-        metrics = {}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SkippedClassWarning)
-            for key, compute in candidates.items():
-                try:
-                    value = compute()
-                except ValueError:  # undefined on this split (e.g. a single class present)
-                    continue
-                if math.isfinite(value):
-                    metrics[key] = value
+        metrics = defined_metrics(candidates)
         return metrics
 
     # -- checkpoints -------------------------------------------------------------------------
