@@ -434,6 +434,148 @@ def _sweep_result(outcome) -> None:
         raise typer.Exit(1)
 
 
+class TableFormat(StrEnum):
+    md = "md"
+    csv = "csv"
+    html = "html"
+    tex = "tex"
+
+
+class Evaluator(StrEnum):
+    ped_anova = "ped-anova"
+    fanova = "fanova"
+
+
+Sweeps = Annotated[
+    list[str], typer.Argument(help="Sweep name(s) (MLflow experiment) or parent run id(s).")
+]
+Keys = Annotated[str | None, typer.Option(help="Comma-separated config keys.")]
+
+
+def _keys(text: str | None) -> list[str] | None:
+    return None if text is None else [k.strip() for k in text.split(",") if k.strip()]
+
+
+@app.command("table")
+def table_cmd(
+    sweeps: Sweeps,
+    rows: Keys = None,
+    cols: Keys = None,
+    metrics: Keys = None,
+    with_paper: Annotated[
+        bool, typer.Option("--with-paper", help="Add the papers' published numbers.")
+    ] = False,
+    format_: Annotated[TableFormat, typer.Option("--format", help="Output format.")] = (
+        TableFormat.md
+    ),
+    out: Annotated[Path | None, typer.Option(help="Write to a file instead of stdout.")] = None,
+    digits: Annotated[int, typer.Option(min=1, max=8, help="Decimals shown.")] = 3,
+    workdir: Workdir = Path("sedsweep-runs"),
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Comparison table of one or more sweeps (mean ± std over replicates, best marked)."""
+    from sedsweep.report.runs import load_sweep_runs
+    from sedsweep.report.tables import build_table
+    from sedsweep.tracking import tracking_uri_for
+
+    uri = tracking_uri_for(workdir, tracking_uri)
+    table = build_table(
+        [load_sweep_runs(s, uri) for s in sweeps],
+        rows=_keys(rows), columns=_keys(cols), metrics=_keys(metrics),
+        with_paper=with_paper, digits=digits,
+    )  # fmt: skip
+    _emit(table.render(format_.value), out)
+
+
+def _emit(text: str, out: Path | None) -> None:
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    from sedsweep.fsio import atomic_file
+
+    with atomic_file(out, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    typer.echo(f"wrote {out}")
+
+
+@app.command("best")
+def best_cmd(
+    sweep: Annotated[str, typer.Argument(help="Sweep name (MLflow experiment) or parent run id.")],
+    confirm_top: Annotated[
+        int, typer.Option(min=0, help="Re-run the top K configs with fresh seeds (0: don't).")
+    ] = 0,
+    seeds: Annotated[int, typer.Option(min=1, help="Fresh seeds per confirmed config.")] = 3,
+    out: Annotated[Path, typer.Option(help="Where to write the run spec.")] = Path("best.yaml"),
+    register: Annotated[
+        str | None, typer.Option(help="Register the model under NAME; alias 'champion' moves.")
+    ] = None,
+    evaluator: Annotated[
+        Evaluator, typer.Option(help="Parameter-importance evaluator.")
+    ] = Evaluator.ped_anova,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N.")] = None,
+    workdir: Workdir = Path("sedsweep-runs"),
+    tracking_uri: TrackingUri = None,
+    address: Address = None,
+    storage: Annotated[str | None, typer.Option(help="Ray storage path (shared FS).")] = None,
+) -> None:
+    """Pick the best trial on validation, optionally confirm over seeds, export and test it once."""
+    from sedsweep.report.best import render_report, select_best
+    from sedsweep.report.runs import load_sweep_runs
+    from sedsweep.tracking import tracking_uri_for
+
+    runs = load_sweep_runs(sweep, tracking_uri_for(workdir, tracking_uri))
+    report = select_best(
+        runs, out=out, workdir=workdir, confirm=confirm_top, seeds=seeds, register=register,
+        evaluator=evaluator.value, device=device, address=address, storage=storage,
+    )  # fmt: skip
+    typer.echo(render_report(report), nl=False)
+    typer.echo(f"wrote {out}; reproduce with: sedsweep train --config {out}")
+
+
+@app.command("dashboard")
+def dashboard_cmd(
+    sweep: Annotated[str, typer.Argument(help="Sweep name (MLflow experiment) or parent run id.")],
+    out: Annotated[Path, typer.Option(help="Output directory (index.html).")],
+    overwrite: Overwrite = False,
+    mlflow_url: Annotated[
+        str | None,
+        typer.Option(
+            help="MLflow UI base URL for run links (default: the tracking server, or "
+            "http://127.0.0.1:5000 as `sedsweep ui` serves the SQLite store)."
+        ),
+    ] = None,
+    top: Annotated[int, typer.Option(min=1, help="Learning curves of the top N trials.")] = 5,
+    evaluator: Annotated[
+        Evaluator, typer.Option(help="Parameter-importance evaluator.")
+    ] = Evaluator.ped_anova,
+    workdir: Workdir = Path("sedsweep-runs"),
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """A self-contained static HTML dashboard of a sweep (opens from disk, offline)."""
+    from sedsweep.report.dashboard import build_dashboard
+    from sedsweep.report.runs import load_sweep_runs
+    from sedsweep.tracking import tracking_uri_for
+
+    runs = load_sweep_runs(sweep, tracking_uri_for(workdir, tracking_uri))
+    index = build_dashboard(
+        runs, out, overwrite=overwrite, mlflow_url=mlflow_url, top=top,
+        evaluator=evaluator.value,
+    )  # fmt: skip
+    typer.echo(f"wrote {index}")
+
+
+@app.command("ui")
+def ui_cmd(
+    workdir: Workdir = Path("sedsweep-runs"),
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 5000,
+) -> None:
+    """Start the MLflow UI on the work directory's SQLite store (Ctrl-C stops it)."""
+    from sedsweep.tracking import serve_ui
+
+    raise typer.Exit(serve_ui(workdir, host, port))
+
+
 def _expand_multi_values(argv: list[str]) -> list[str]:
     """Rewrite `--snr 0 10 20` as `--snr 0 --snr 10 --snr 20` (click takes one value per flag)."""
     out: list[str] = []

@@ -14,6 +14,17 @@ from typing import IO, Any
 from sedsweep.errors import UserError
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _plain_mode(path: Path, base: int) -> None:
+    """Give a temp file (0600) or temp dir (0700) the mode a plain open()/mkdir() would."""
+    os.chmod(path, base & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path, mode: str = "w", **open_kwargs: Any) -> Iterator[IO[Any]]:
     """Open a temporary sibling of `path` for writing; rename it over `path` only on success."""
@@ -25,6 +36,7 @@ def atomic_file(path: str | Path, mode: str = "w", **open_kwargs: Any) -> Iterat
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        _plain_mode(Path(tmp), 0o666)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -59,6 +71,7 @@ def atomic_dir(dest: str | Path, overwrite: bool = False) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         yield tmp
+        _plain_mode(tmp, 0o777)
         old = None
         if dest.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))

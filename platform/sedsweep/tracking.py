@@ -9,6 +9,12 @@ from typing import Any
 
 from sedsweep.config import flatten
 
+# Tags that tie a sweep's runs together.
+TRIAL_TAG = "sweep.trial_id"  # a child run's Ray Tune trial id
+PARENT_TAG = "mlflow.parentRunId"
+PLANNED_TAG = "sweep.trials_planned"  # only on a sweep's parent run
+SPEC_ARTIFACT = "sweep.yaml"  # the parent run's search-space spec
+
 # MLflow rejects longer parameter values.
 MAX_PARAM_CHARS = 6000
 BATCH = 100
@@ -19,6 +25,12 @@ def tracking_uri_for(workdir: str | Path, override: str | None = None) -> str:
     if override:
         return override
     return f"sqlite:///{(Path(workdir) / 'mlflow.db').resolve()}"
+
+
+def local_artifact_root(uri: str, workdir: str | Path) -> Path | None:
+    """Where artifacts go for the embedded SQLite store (`<workdir>/mlartifacts`); a tracking
+    server decides for itself (None)."""
+    return Path(workdir) / "mlartifacts" if uri.startswith("sqlite:") else None
 
 
 def client_for(uri: str):  # -> MlflowClient (imported lazily: mlflow is slow to import)
@@ -91,3 +103,63 @@ class RunWriter:
     def finish(self, status: str = "FINISHED") -> None:
         """Mark the run FINISHED, FAILED or KILLED."""
         self.client.set_terminated(self.run_id, status)
+
+
+def log_torch_model(uri: str, run_id: str, module: Any, name: str = "model") -> str:
+    """Log a torch module to a run with `mlflow.pytorch.log_model`; return the model's URI."""
+    import mlflow
+    import mlflow.pytorch
+
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(run_id=run_id, log_system_metrics=False):
+        info = mlflow.pytorch.log_model(module.to("cpu"), name=name)
+    return info.model_uri
+
+
+CHAMPION = "champion"
+
+
+def register_champion(
+    uri: str, name: str, model_uri: str, tags: Mapping[str, str] | None = None
+) -> dict[str, str | None]:
+    """Register a logged model under `name` and move the alias `champion` to the new version.
+
+    Every version that becomes champion also gets the permanent alias `champion-vN`, so a
+    previous champion stays addressable (`models:/NAME@champion-v3`) after the alias moves.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = client_for(uri)
+    try:
+        previous = client.get_model_version_by_alias(name, CHAMPION).version
+    except MlflowException:
+        previous = None
+    mlflow.set_tracking_uri(uri)
+    version = mlflow.register_model(model_uri, name, tags=dict(tags or {})).version
+    client.set_registered_model_alias(name, f"{CHAMPION}-v{version}", version)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    return {"name": name, "version": str(version), "previous": previous}
+
+
+def serve_ui(workdir: str | Path, host: str, port: int) -> int:
+    """Run `mlflow ui` on `<workdir>/mlflow.db` until interrupted; return its exit code."""
+    import subprocess
+    import sys
+
+    from sedsweep.errors import UserError
+
+    db = Path(workdir) / "mlflow.db"
+    if not db.is_file():
+        raise UserError("no MLflow store here (run a sweep or `sedsweep train` first)", where=db)
+    cmd = [
+        sys.executable, "-m", "mlflow", "ui",
+        "--backend-store-uri", tracking_uri_for(workdir),
+        "--default-artifact-root", (Path(workdir) / "mlartifacts").resolve().as_uri(),
+        "--host", host, "--port", str(port),
+    ]  # fmt: skip
+    print(f"MLflow UI on http://{host}:{port} (store {db})", flush=True)
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0

@@ -176,6 +176,7 @@ class TrainResult:
     run_id: str
     run_dir: Path
     tracking_uri: str
+    model_uri: str | None = None
 
 
 def train(
@@ -187,8 +188,13 @@ def train(
     experiment: str | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = True,
+    tags: Mapping[str, str] | None = None,
+    log_model: bool = False,
 ) -> TrainResult:
-    """Run the epoch loop once, logging params, per-epoch metrics and artifacts to MLflow."""
+    """Run the epoch loop once, logging params, per-epoch metrics and artifacts to MLflow.
+
+    With `log_model` the trained network is also logged with `mlflow.pytorch.log_model`.
+    """
     from sedsweep import __version__
     from sedsweep.loop import run_epochs
     from sedsweep.tracking import (
@@ -196,6 +202,8 @@ def train(
         client_for,
         ensure_experiment,
         flat_params,
+        local_artifact_root,
+        log_torch_model,
         tracking_uri_for,
     )
 
@@ -210,8 +218,7 @@ def train(
     uri = tracking_uri_for(workdir, tracking_uri)
     client = client_for(uri)
     exp_name = experiment or f"train-{resolved.spec.method}"
-    local_root = None if tracking_uri else workdir / "mlartifacts"
-    exp_id = ensure_experiment(client, exp_name, local_root)
+    exp_id = ensure_experiment(client, exp_name, local_artifact_root(uri, workdir))
     spec = resolved.complete_spec(corpus.root)
     run = RunWriter.start(
         client,
@@ -223,6 +230,7 @@ def train(
             "sedsweep.scale": resolved.spec.scale,
             "sedsweep.corpus_fingerprint": features.corpus_fingerprint,
             "sedsweep.device": str(dev),
+            **(tags or {}),
         },
     )
     run_dir = workdir / "runs" / run.run_id
@@ -243,6 +251,7 @@ def train(
         figures.mkdir(exist_ok=True)
         method.artifacts(figures)
         run.log_artifacts(run_dir)
+        model_uri = log_torch_model(uri, run.run_id, method.network()) if log_model else None
         run.finish("FINISHED")
     except KeyboardInterrupt:
         run.finish("KILLED")
@@ -250,7 +259,7 @@ def train(
     except BaseException:
         run.finish("FAILED")
         raise
-    return TrainResult(metrics, run.run_id, run_dir, uri)
+    return TrainResult(metrics, run.run_id, run_dir, uri, model_uri)
 
 
 def _build(resolved: Resolved, features: FeatureSet, device: torch.device) -> Method:

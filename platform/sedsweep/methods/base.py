@@ -155,6 +155,10 @@ class Method(abc.ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from `state_dict()`."""
 
+    @abc.abstractmethod
+    def network(self) -> torch.nn.Module:
+        """The trained network(s) a user deploys (what the model registry stores)."""
+
     def artifacts(self, out_dir: Path) -> list[Path]:
         """Write figures or files for humans into `out_dir`; return their paths."""
         return []

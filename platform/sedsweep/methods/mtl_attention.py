@@ -332,6 +332,10 @@ class MtlAttention(Method):
         return dict(metrics)
 
     # -- checkpoints -------------------------------------------------------------------------
+    def network(self) -> nn.Module:
+        """The weights selected on the validation fold (what `evaluate('test')` scores)."""
+        return self.selected
+
     def state_dict(self) -> dict[str, Any]:
         """Model, selected model, optimiser, scheduler, selection state, epoch and batch rng."""
         return copy.deepcopy(

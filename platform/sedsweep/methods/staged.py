@@ -521,6 +521,10 @@ class Staged(Method):
         return metrics
 
     # -- checkpoints -------------------------------------------------------------------------
+    def network(self) -> nn.Module:
+        """The CNN-GRU tagger."""
+        return self.model
+
     def state_dict(self) -> dict[str, Any]:
         """Network, optimiser, epoch, iteration, η, the rng and the traces (a deep copy)."""
         return copy.deepcopy(

@@ -443,6 +443,10 @@ class WhenWho(Method):
         return metrics
 
     # -- checkpoints -------------------------------------------------------------------------
+    def network(self) -> nn.Module:
+        """The WHEN and WHO networks (one ModuleDict; tied mode shares the trunk)."""
+        return self.models
+
     def state_dict(self) -> dict[str, Any]:
         """Networks, optimisers, epoch, lr and the batch-order rng (a detached deep copy)."""
         return copy.deepcopy(

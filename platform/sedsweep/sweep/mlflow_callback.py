@@ -13,12 +13,11 @@ from typing import Any
 
 from ray import tune
 
-from sedsweep.sweep.spec import data_part
-from sedsweep.sweep.trainable import FIGURES_DIR, NODE_KEY, trial_config
-from sedsweep.tracking import RunWriter, client_for, flat_params
+from sedsweep.sweep.spec import data_part, trial_config
+from sedsweep.sweep.trainable import FIGURES_DIR, NODE_KEY
+from sedsweep.tracking import PARENT_TAG, TRIAL_TAG, RunWriter, client_for, flat_params
 
 METRIC_PREFIXES = ("train/", "val/", "test/", "epoch")
-TRIAL_TAG = "sweep.trial_id"
 
 
 class MlflowSweepCallback(tune.Callback):
@@ -67,7 +66,7 @@ class MlflowSweepCallback(tune.Callback):
             [self.experiment_id],
             filter_string=(
                 f"tags.`{TRIAL_TAG}` = '{trial.trial_id}' "
-                f"and tags.`mlflow.parentRunId` = '{self.parent_run_id}'"
+                f"and tags.`{PARENT_TAG}` = '{self.parent_run_id}'"
             ),
         )
         if found:  # a resumed sweep: continue the run, never re-log epochs it already has
@@ -83,7 +82,7 @@ class MlflowSweepCallback(tune.Callback):
                 run_name=f"{trial.trial_id}-{trial.config['optuna_trial']}",
                 tags={
                     **self.tags,
-                    "mlflow.parentRunId": self.parent_run_id,
+                    PARENT_TAG: self.parent_run_id,
                     TRIAL_TAG: trial.trial_id,
                     "optuna.trial_number": str(trial.config["optuna_trial"]),
                 },

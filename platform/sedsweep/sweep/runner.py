@@ -16,7 +16,15 @@ from sedsweep.errors import UserError
 from sedsweep.features import FeatureSet, build_features
 from sedsweep.fsio import write_json
 from sedsweep.sweep.spec import SweepPlan, SweepSpec, data_key, plan_sweep
-from sedsweep.tracking import RunWriter, client_for, ensure_experiment, tracking_uri_for
+from sedsweep.tracking import (
+    PLANNED_TAG,
+    SPEC_ARTIFACT,
+    RunWriter,
+    client_for,
+    ensure_experiment,
+    local_artifact_root,
+    tracking_uri_for,
+)
 from sedsweep.train import corpus_for
 
 STATE_FILE = "sedsweep.json"
@@ -83,11 +91,9 @@ def run_sweep(
     exp_name = f"{plan.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     uri = tracking_uri_for(workdir, tracking_uri)
     client = client_for(uri)
-    exp_id = ensure_experiment(
-        client, plan.spec.name, None if tracking_uri else workdir / "mlartifacts"
-    )
+    exp_id = ensure_experiment(client, plan.spec.name, local_artifact_root(uri, workdir))
     parent = RunWriter.start(client, exp_id, exp_name, tags=_parent_tags(plan, features))
-    client.log_dict(parent.run_id, plan.spec.model_dump(mode="json"), "sweep.yaml")
+    client.log_dict(parent.run_id, plan.spec.model_dump(mode="json"), SPEC_ARTIFACT)
     state = {
         "experiment": exp_name,
         "path": str(storage_path / exp_name),
@@ -141,7 +147,7 @@ def _parent_tags(plan: SweepPlan, features: dict[str, FeatureSet]) -> dict[str, 
         "sedsweep.corpus_fingerprint": ",".join(f.corpus_fingerprint for f in features.values()),
         "ray.version": ray.__version__,
         "optuna.version": optuna.__version__,
-        "sweep.trials_planned": str(plan.n_trials),
+        PLANNED_TAG: str(plan.n_trials),
     }
     commit = _git_commit()
     if commit:
@@ -254,6 +260,18 @@ def _fit(
     return _outcome(plan, state, results)
 
 
+def _log_tables(client: Any, state: dict[str, Any]) -> None:
+    """Log the comparison table to the parent run; a table problem never fails the sweep."""
+    from sedsweep.report.runs import load_sweep_runs
+    from sedsweep.report.tables import log_tables
+
+    try:
+        log_tables(load_sweep_runs(state["parent_run_id"], state["tracking_uri"]))
+    except UserError as exc:
+        client.set_tag(state["parent_run_id"], "sweep.table_error", str(exc)[:5000])
+        logging.getLogger(__name__).warning("no comparison table: %s", exc)
+
+
 def _outcome(plan: SweepPlan, state: dict[str, Any], results: Any) -> SweepOutcome:
     counts = {"completed": 0, "stopped_early": 0, "errored": 0, "missing": 0}
     for result in results:
@@ -283,6 +301,7 @@ def _outcome(plan: SweepPlan, state: dict[str, Any], results: Any) -> SweepOutco
         outcome.best = {"config": best.config["overrides"], "metrics": dict(best.metrics)}
         parent.log_metrics({f"best/{metric}": best.metrics[metric]}, step=0)
     parent.set_tags({f"sweep.{k}": str(v) for k, v in counts.items()})
+    _log_tables(client, state)
     if counts["missing"]:
         parent.finish("KILLED")
     else:

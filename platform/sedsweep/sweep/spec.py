@@ -168,6 +168,13 @@ def config_part(overrides: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in overrides.items() if not k.startswith(DATA_PREFIX)}
 
 
+def trial_config(
+    base_config: dict[str, Any], overrides: dict[str, Any], epochs: int
+) -> dict[str, Any]:
+    """The full config of one trial: the sweep's base config, the trial's values, the epochs."""
+    return with_overrides(base_config, {**config_part(overrides), "epochs": epochs})
+
+
 @dataclass
 class SweepPlan:
     """A validated sweep: the spec, the resolved base run, and the trial arithmetic."""

@@ -10,23 +10,15 @@ import ray
 import torch
 from ray import tune
 
-from sedsweep.config import with_overrides
 from sedsweep.features import FeatureSet
 from sedsweep.loop import run_epochs
 from sedsweep.methods import get_method
 from sedsweep.methods.base import pick_device
-from sedsweep.sweep.spec import config_part, data_key
+from sedsweep.sweep.spec import data_key, trial_config
 
 STATE_FILE = "state.pt"
 FIGURES_DIR = "figures"
 NODE_KEY = "node_id"  # which Ray node ran the trial (a string, not logged as a metric)
-
-
-def trial_config(
-    base_config: dict[str, Any], overrides: dict[str, Any], epochs: int
-) -> dict[str, Any]:
-    """The full config of one trial: the sweep's base config, the trial's values, the epochs."""
-    return with_overrides(base_config, {**config_part(overrides), "epochs": epochs})
 
 
 def run_trial(

@@ -1,0 +1,1 @@
+"""Results of finished sweeps: comparison tables, best-config selection, dashboard."""

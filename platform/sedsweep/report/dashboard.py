@@ -1,0 +1,170 @@
+"""The sweep dashboard's data: everything the static page shows, read from MLflow.
+
+`sweep_payload` gathers the leaderboard, the comparison table, parameter importance, search
+progress, learning curves of the top trials and the best trial's figures; `build_dashboard`
+hands them to the renderer (report/render.py, templates in dashboards/), which writes one
+self-contained HTML page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sedsweep.errors import UserError
+from sedsweep.report.importance import param_importance
+from sedsweep.report.runs import COMPLETED, SweepRuns, TrialRun
+from sedsweep.report.tables import build_table
+
+FIGURES = "figures"
+DEFAULT_UI = "http://127.0.0.1:5000"  # where `sedsweep ui` serves the embedded store
+
+
+def ui_base(sweep: SweepRuns, mlflow_url: str | None) -> str | None:
+    """The MLflow UI to link runs to: given, else the tracking server, else `sedsweep ui`'s."""
+    if mlflow_url:
+        return mlflow_url.rstrip("/")
+    if sweep.tracking_uri.startswith(("http://", "https://")):
+        return sweep.tracking_uri.rstrip("/")
+    return DEFAULT_UI
+
+
+def run_url(base: str | None, experiment_id: str, run_id: str) -> str | None:
+    """The MLflow UI page of a run."""
+    return None if base is None else f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds")
+
+
+def _ranked(sweep: SweepRuns) -> list[TrialRun]:
+    scored = [t for t in sweep.with_status(COMPLETED) if t.metric(sweep.objective) is not None]
+    return sorted(scored, key=lambda t: t.metric(sweep.objective), reverse=sweep.maximise)
+
+
+def _jsonable(value: Any) -> Any:
+    return value if isinstance(value, int | float | str | bool) or value is None else str(value)
+
+
+def sweep_payload(
+    sweep: SweepRuns, *, mlflow_url: str | None = None, top: int = 5, evaluator: str = "ped-anova"
+) -> dict[str, Any]:
+    """The dashboard payload (see dashboards/sweep.js for how each part is drawn)."""
+    base = ui_base(sweep, mlflow_url)
+    keys = sweep.searched_keys + [k for k in sweep.replicate_keys if k not in sweep.searched_keys]
+    metric = sweep.objective
+    trials = [
+        {
+            "run_id": t.run_id,
+            "name": t.name,
+            "number": t.number,
+            "status": t.status,
+            "params": {k: _jsonable(t.value(k)) for k in keys},
+            "objective": t.metric(metric),
+            "metrics": {
+                k: v for k, v in t.metrics.items() if k.startswith(("val/", "test/"))
+            },
+            "url": run_url(base, sweep.experiment_id, t.run_id),
+            "start_time": t.start_time,
+            "epochs": t.epochs,
+        }
+        for t in sweep.trials
+    ]
+    ranked = _ranked(sweep)
+    curves = [
+        {
+            "run_id": t.run_id,
+            "label": f"{t.name} ({metric} {t.metric(metric):.4f})",
+            "metric": metric,
+            "points": [[step, value] for step, value in sweep.history(t.run_id, metric)],
+        }
+        for t in ranked[:top]
+    ]
+    notes: list[str] = []
+    tables = []
+    try:
+        table = build_table([sweep], with_paper=True)
+        tables.append({"title": table.title, "html": table.render("html")})
+    except UserError as exc:
+        notes.append(f"no comparison table: {exc}")
+    importance = param_importance(sweep, evaluator)
+    if importance.note:
+        notes.append(importance.note)
+    best = ranked[0] if ranked else None
+    counts = sweep.counts
+    return {
+        "sweep": {
+            "name": sweep.name,
+            "method": sweep.spec.method,
+            "parent_run_id": sweep.parent_run_id,
+            "experiment_id": sweep.experiment_id,
+            "tracking_uri": sweep.tracking_uri,
+            "mlflow_url": base,
+            "objective": {"metric": metric, "mode": sweep.spec.objective.mode},
+            "started": _iso(sweep.start_time),
+            "status": sweep.parent_status,
+            "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
+        "counts": counts,
+        "trials": trials,
+        "searched": keys,
+        "curves": curves,
+        "tables": tables,
+        "importance": {
+            "evaluator": importance.evaluator,
+            "target": importance.target,
+            "values": [[k, v] for k, v in importance.values],
+        }
+        if importance.values
+        else None,
+        "best": {
+            "run_id": best.run_id,
+            "name": best.name,
+            "objective": best.metric(metric),
+            "params": {k: _jsonable(best.value(k)) for k in keys},
+            "url": run_url(base, sweep.experiment_id, best.run_id),
+        }
+        if best
+        else None,
+        "figures": [],
+        "notes": notes,
+    }
+
+
+def _best_figures(sweep: SweepRuns, run_id: str, dest: Path) -> dict[str, Path]:
+    """Download the best trial's logged figures; names as the page references them."""
+    files = [a.path for a in sweep.client.list_artifacts(run_id, FIGURES) if not a.is_dir]
+    out = {}
+    for path in files:
+        local = sweep.client.download_artifacts(run_id, path, str(dest))
+        out[f"{FIGURES}/{Path(path).name}"] = Path(local)
+    return out
+
+
+def build_dashboard(
+    sweep: SweepRuns,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    mlflow_url: str | None = None,
+    top: int = 5,
+    evaluator: str = "ped-anova",
+) -> Path:
+    """Write the dashboard of `sweep` to `out/index.html` (nothing half-written on failure)."""
+    from sedsweep.fsio import check_output_dir
+    from sedsweep.report.render import render_dashboard
+
+    check_output_dir(out, overwrite)  # refuse before any work
+    payload = sweep_payload(sweep, mlflow_url=mlflow_url, top=top, evaluator=evaluator)
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = {}
+        if payload["best"] is not None:
+            figures = _best_figures(sweep, payload["best"]["run_id"], Path(tmp))
+            payload["figures"] = [
+                {"title": Path(name).stem.replace("_", " "), "path": name}
+                for name in sorted(figures)
+            ]
+        return render_dashboard(payload, out, figures, overwrite=overwrite)

@@ -1,0 +1,266 @@
+"""A finished (or running) sweep as MLflow has it: the parent run, its spec, one entry per trial.
+
+Everything here is read from the tracking server alone, so results of a sweep run elsewhere
+against the same server can be tabulated, selected and dashboarded here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sedsweep.config import flatten
+from sedsweep.errors import UserError
+from sedsweep.sweep.spec import DATA_PREFIX, GridParam, SweepSpec
+from sedsweep.tracking import PARENT_TAG, PLANNED_TAG, SPEC_ARTIFACT, TRIAL_TAG, client_for
+
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+# MLflow run status (+ the scheduler tag) -> trial status as sweeps report it.
+COMPLETED, PRUNED, FAILED, RUNNING = "completed", "pruned", "failed", "running"
+
+
+def parse_param(text: str) -> Any:
+    """An MLflow param string back to the value it was written from (str() of a config value)."""
+    if text == "None":
+        return None
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, int | float | bool | str | list) else text
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Config values equal, floats up to rounding (0.001 vs 1e-3 as written by different tools)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def lookup(params: dict[str, Any], key: str) -> Any:
+    """A dotted key's value; list elements by index (`staged.stages.1`) from the list param."""
+    if key in params:
+        return params[key]
+    head, _, index = key.rpartition(".")
+    if head and index.isdigit():
+        value = lookup(params, head)
+        if isinstance(value, list) and int(index) < len(value):
+            return value[int(index)]
+    return None
+
+
+@dataclass
+class TrialRun:
+    """One trial's child run: parsed params, final metric values, status."""
+
+    run_id: str
+    name: str
+    status: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    start_time: int
+    number: int | None
+
+    def value(self, key: str) -> Any:
+        """A config (or `data.*`) value of this trial."""
+        return lookup(self.params, key)
+
+    def metric(self, key: str) -> float | None:
+        """The final (last epoch's) value of a metric, None when absent or not finite."""
+        value = self.metrics.get(key)
+        return value if value is not None and math.isfinite(value) else None
+
+    @property
+    def epochs(self) -> int:
+        """Epochs the trial reported."""
+        return int(self.metrics.get("epoch", 0))
+
+
+def trial_status(mlflow_status: str, tags: dict[str, str]) -> str:
+    """completed / pruned (stopped by the scheduler) / failed (errored or interrupted) / running."""
+    if mlflow_status == "FINISHED":
+        return COMPLETED
+    if mlflow_status == "KILLED" and tags.get("sweep.stopped_early") == "true":
+        return PRUNED
+    if mlflow_status in ("RUNNING", "SCHEDULED"):
+        return RUNNING
+    return FAILED
+
+
+@dataclass
+class SweepRuns:
+    """A sweep's parent run, its search-space spec and its trials (ordered by trial number)."""
+
+    tracking_uri: str
+    experiment_id: str
+    experiment_name: str
+    parent_run_id: str
+    parent_status: str
+    parent_tags: dict[str, str]
+    parent_metrics: dict[str, float]
+    start_time: int
+    spec: SweepSpec
+    trials: list[TrialRun] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """The sweep's name (its MLflow experiment)."""
+        return self.spec.name
+
+    @property
+    def objective(self) -> str:
+        """The metric trials are ranked by."""
+        return self.spec.objective.metric
+
+    @property
+    def maximise(self) -> bool:
+        """True when a larger objective is better."""
+        return self.spec.objective.mode == "max"
+
+    def with_status(self, *statuses: str) -> list[TrialRun]:
+        """Trials in any of the given statuses."""
+        return [t for t in self.trials if t.status in statuses]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Trials per status."""
+        return {s: len(self.with_status(s)) for s in (COMPLETED, PRUNED, FAILED, RUNNING)}
+
+    @property
+    def searched_keys(self) -> list[str]:
+        """Keys that vary between trials by design: searched, explicit cells, data axes."""
+        keys = list(self.spec.space)
+        for cell in self.spec.cells:
+            keys += [k for k in flatten(cell) if k not in keys]
+        return keys
+
+    @property
+    def replicate_keys(self) -> list[str]:
+        """The replicate axes (seed, fold) the sweep repeats cells over."""
+        return list(self.spec.replicates)
+
+    @property
+    def grid(self) -> bool:
+        """A grid sweep (every value is a grid parameter or a cell)."""
+        return self.spec.search.algorithm == "grid" or all(
+            isinstance(p, GridParam) for p in self.spec.space.values()
+        )
+
+    def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        """A metric's per-epoch history (step, value) of one run."""
+        return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]
+
+    @cached_property
+    def client(self) -> Any:
+        """The MlflowClient of the tracking store the sweep is in."""
+        return client_for(self.tracking_uri)
+
+
+def load_sweep_runs(target: str, tracking_uri: str) -> SweepRuns:
+    """A sweep by parent run id, or by name (MLflow experiment; its newest sweep execution)."""
+    client = client_for(tracking_uri)
+    parent = _find_parent(client, target)
+    experiment = client.get_experiment(parent.info.experiment_id)
+    spec = _load_spec(client, parent.info.run_id, target)
+    trials = [
+        _trial(run, spec)
+        for run in _search(
+            client, parent.info.experiment_id, f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'"
+        )
+        if TRIAL_TAG in run.data.tags
+    ]
+    trials.sort(key=lambda t: (t.number if t.number is not None else 1 << 30, t.start_time))
+    return SweepRuns(
+        tracking_uri=tracking_uri,
+        experiment_id=experiment.experiment_id,
+        experiment_name=experiment.name,
+        parent_run_id=parent.info.run_id,
+        parent_status=parent.info.status,
+        parent_tags=dict(parent.data.tags),
+        parent_metrics=dict(parent.data.metrics),
+        start_time=parent.info.start_time or 0,
+        spec=spec,
+        trials=trials,
+    )
+
+
+def _find_parent(client: Any, target: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    if RUN_ID.match(target):
+        try:
+            run = client.get_run(target)
+        except MlflowException:
+            run = None
+        if run is not None:
+            if PLANNED_TAG not in run.data.tags:
+                raise UserError("is a run id but not a sweep's parent run", where=target)
+            return run
+    experiment = client.get_experiment_by_name(target)
+    if experiment is None:
+        raise UserError("no sweep (MLflow experiment or parent run id) of this name", where=target)
+    parents = [
+        r
+        for r in _search(client, experiment.experiment_id, None)
+        if PLANNED_TAG in r.data.tags and PARENT_TAG not in r.data.tags
+    ]
+    if not parents:
+        raise UserError("the experiment holds no sweep parent run", where=target)
+    return max(parents, key=lambda r: r.info.start_time or 0)
+
+
+def _search(client: Any, experiment_id: str, filter_string: str | None) -> list[Any]:
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string=filter_string or "", max_results=1000, page_token=token
+        )
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _load_spec(client: Any, run_id: str, target: str) -> SweepSpec:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, SPEC_ARTIFACT, tmp)
+            raw = yaml.safe_load(Path(path).read_text())
+        except Exception as exc:
+            raise UserError(
+                f"the parent run has no readable {SPEC_ARTIFACT} ({exc})", where=target
+            ) from None
+    return SweepSpec.model_validate(raw)
+
+
+def _trial(run: Any, spec: SweepSpec) -> TrialRun:
+    params = {k: parse_param(v) for k, v in run.data.params.items()}
+    # The sweep's own data settings hold for every trial unless a data axis overrides them.
+    for key, value in flatten(spec.data.model_dump(mode="json"), DATA_PREFIX).items():
+        params.setdefault(key, value)
+    tags = dict(run.data.tags)
+    number = tags.get("optuna.trial_number")
+    return TrialRun(
+        run_id=run.info.run_id,
+        name=run.info.run_name or run.info.run_id,
+        status=trial_status(run.info.status, tags),
+        params=params,
+        metrics=dict(run.data.metrics),
+        tags=tags,
+        start_time=run.info.start_time or 0,
+        number=int(number) if number and number.lstrip("-").isdigit() else None,
+    )

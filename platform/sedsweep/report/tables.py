@@ -1,0 +1,466 @@
+"""Comparison tables in the papers' layouts, from the trials of one or more sweeps.
+
+Rows and columns are config (or `data.*`) keys; every cell holds, per metric, the final values
+of the completed trials that share the row and column values — the replicates (seeds, folds)
+— aggregated as mean ± sample standard deviation (n). Per column and metric the best mean is
+marked, and so is every cell that Welch's unequal-variance t-test (two-sided, α = 0.05) cannot
+tell apart from it; with fewer than two replicates on either side no test is possible and only
+the best is marked.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import yaml
+
+from sedsweep.errors import UserError
+from sedsweep.report.runs import COMPLETED, SweepRuns, TrialRun, same_value
+
+ALPHA = 0.05
+FORMATS = ("md", "csv", "html", "tex")
+LOWER_IS_BETTER = ("loss", "_er", "error", "deletion", "insertion", "substitution")
+
+
+def lower_is_better(metric: str, sweep: SweepRuns | None = None) -> bool:
+    """Direction of a metric: the sweep's objective mode, else errors and losses are minimised."""
+    if sweep is not None and metric == sweep.objective:
+        return not sweep.maximise
+    name = metric.rsplit("/", 1)[-1]
+    return name.endswith(LOWER_IS_BETTER) or name == "er"
+
+
+def welch_p(a: list[float], b: list[float]) -> float | None:
+    """Two-sided p-value of Welch's t-test of equal means; None when either side has n < 2."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = np.var(a, ddof=1), np.var(b, ddof=1)
+    if va == 0 and vb == 0:
+        return 1.0 if math.isclose(np.mean(a), np.mean(b)) else 0.0
+    from scipy import stats
+
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+@dataclass
+class Cell:
+    """One metric of one table cell: the replicate values and their summary."""
+
+    values: list[float]
+    runs: list[str]
+    paper: float | None = None
+    mark: str | None = None  # "best" | "tie"
+    p_value: float | None = None
+
+    @property
+    def n(self) -> int:
+        """Number of replicates."""
+        return len(self.values)
+
+    @property
+    def mean(self) -> float | None:
+        """Mean over replicates."""
+        return float(np.mean(self.values)) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation (ddof = 1) over replicates; None for n < 2."""
+        return float(np.std(self.values, ddof=1)) if self.n >= 2 else None
+
+
+@dataclass
+class ComparisonTable:
+    """A comparison table: row and column labels, and a Cell per (row, column, metric)."""
+
+    title: str
+    row_keys: list[str]
+    col_keys: list[str]
+    metrics: list[str]
+    rows: list[tuple] = field(default_factory=list)
+    columns: list[tuple] = field(default_factory=list)
+    cells: dict[tuple[tuple, tuple, str], Cell] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    with_paper: bool = False
+    digits: int = 3
+
+    def cell(self, row: tuple, col: tuple, metric: str) -> Cell | None:
+        """The cell at (row, column, metric), None when no completed trial is there."""
+        return self.cells.get((row, col, metric))
+
+    def render(self, fmt: str) -> str:
+        """The table as Markdown, CSV, HTML or LaTeX."""
+        renderers = {"md": _markdown, "csv": _csv, "html": _html, "tex": _latex}
+        if fmt not in renderers:
+            raise UserError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})", "--format")
+        return renderers[fmt](self)
+
+    # -- shared pieces of the renderers ------------------------------------------------------
+    def headers(self) -> list[tuple[tuple, str]]:
+        """The value columns: one per (column label, metric)."""
+        return [(col, metric) for col in self.columns for metric in self.metrics]
+
+    def col_label(self, col: tuple) -> str:
+        """'key=value, key=value' of a column label ('' when the table has no column keys)."""
+        return ", ".join(f"{k}={_fmt_value(v)}" for k, v in zip(self.col_keys, col, strict=True))
+
+    def text(self, cell: Cell | None) -> str:
+        """mean ± std (n), or mean (n=1), or an em dash for an empty cell."""
+        if cell is None or not cell.values:
+            return "—"
+        d = self.digits
+        if cell.std is None:
+            return f"{cell.mean:.{d}f} (n=1)"
+        return f"{cell.mean:.{d}f} ± {cell.std:.{d}f} (n={cell.n})"
+
+    def paper_text(self, cell: Cell | None) -> str:
+        """The published number, or an em dash."""
+        if cell is None or cell.paper is None:
+            return "—"
+        return f"{cell.paper:.{max(self.digits, 2)}f}"
+
+    def legend(self) -> str:
+        """How cells are aggregated and marked."""
+        return (
+            "mean ± sample std (n replicates) of the final-epoch values of completed trials; "
+            "best mean per column in bold; italic (underlined in HTML/LaTeX): not distinguishable "
+            f"from the best by Welch's t-test (two-sided, α = {ALPHA})."
+        )
+
+
+def build_table(
+    sweeps: list[SweepRuns],
+    *,
+    rows: list[str] | None = None,
+    columns: list[str] | None = None,
+    metrics: list[str] | None = None,
+    with_paper: bool = False,
+    digits: int = 3,
+) -> ComparisonTable:
+    """The comparison table of one sweep, or of several sweeps with the same columns."""
+    if not sweeps:
+        raise UserError("no sweep given", where="SWEEP")
+    first = sweeps[0].spec.table
+    for other in sweeps[1:]:
+        t = other.spec.table
+        if (columns is None and t.columns != first.columns) or (
+            metrics is None and t.metrics != first.metrics
+        ):
+            raise UserError(
+                f"has table columns {t.columns} × {t.metrics}, not {first.columns} × "
+                f"{first.metrics} like {sweeps[0].name}: pass --cols/--metrics to merge",
+                where=other.name,
+            )
+    row_keys = list(rows if rows is not None else first.rows or sweeps[0].searched_keys)
+    col_keys = list(columns if columns is not None else first.columns)
+    metric_keys = list(metrics if metrics is not None else first.metrics or [sweeps[0].objective])
+    _check_keys(sweeps, row_keys + col_keys, metric_keys)
+    multi = len(sweeps) > 1 and _rows_collide(sweeps, row_keys)
+    if multi:
+        row_keys = ["sweep", *row_keys]
+    table = ComparisonTable(
+        title=" + ".join(s.name for s in sweeps),
+        row_keys=row_keys,
+        col_keys=col_keys,
+        metrics=metric_keys,
+        with_paper=with_paper,
+        digits=digits,
+    )
+    members: dict[tuple[tuple, tuple], list[TrialRun]] = {}
+    for sweep in sweeps:
+        skipped = len(sweep.trials) - len(sweep.with_status(COMPLETED))
+        if skipped:
+            table.notes.append(
+                f"{sweep.name}: {skipped} of {len(sweep.trials)} trials left out "
+                "(pruned, failed or unfinished)"
+            )
+        for trial in sweep.with_status(COMPLETED):
+            row = tuple(sweep.name if k == "sweep" else trial.value(k) for k in row_keys)
+            col = tuple(trial.value(k) for k in col_keys)
+            if row not in table.rows:
+                table.rows.append(row)
+            if col not in table.columns:
+                table.columns.append(col)
+            members.setdefault((row, col), []).append(trial)
+    table.columns.sort(key=_sort_key)
+    methods = {s.spec.method for s in sweeps}
+    for (row, col), trials in members.items():
+        for metric in metric_keys:
+            kept = [(t.run_id, t.metric(metric)) for t in trials]
+            cell = Cell(
+                values=[v for _, v in kept if v is not None],
+                runs=[r for r, v in kept if v is not None],
+            )
+            if with_paper:
+                cell.paper = paper_value(methods, trials, metric)
+            table.cells[(row, col, metric)] = cell
+    _mark(table, sweeps[0])
+    if any(c.n < 2 for c in table.cells.values() if c.values):
+        table.notes.append("cells with n = 1: no significance test is possible for them")
+    if with_paper:
+        table.notes += paper_sources(methods, metric_keys)
+    return table
+
+
+def _check_keys(sweeps: list[SweepRuns], keys: list[str], metrics: list[str]) -> None:
+    trials = [t for s in sweeps for t in s.with_status(COMPLETED)]
+    for key in keys:
+        if trials and all(t.value(key) is None and key not in t.params for t in trials):
+            raise UserError("no completed trial has this config key", where=f"table key {key}")
+    for metric in metrics:
+        if trials and all(metric not in t.metrics for t in trials):
+            raise UserError("no completed trial logged this metric", where=f"table metric {metric}")
+
+
+def _rows_collide(sweeps: list[SweepRuns], row_keys: list[str]) -> bool:
+    seen: dict[tuple, str] = {}
+    for sweep in sweeps:
+        for trial in sweep.with_status(COMPLETED):
+            row = tuple(trial.value(k) for k in row_keys)
+            if seen.setdefault(row, sweep.name) != sweep.name:
+                return True
+    return False
+
+
+def _sort_key(label: tuple) -> tuple:
+    return tuple((0, float(v), "") if _is_number(v) else (1, 0.0, str(v)) for v in label)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _mark(table: ComparisonTable, sweep: SweepRuns) -> None:
+    """Mark the best mean per (column, metric) and the cells indistinguishable from it."""
+    for col, metric in table.headers():
+        cells = [
+            c for r in table.rows if (c := table.cell(r, col, metric)) is not None and c.values
+        ]
+        if not cells:
+            continue
+        lower = lower_is_better(metric, sweep)
+        best = (min if lower else max)(cells, key=lambda c: c.mean)
+        for c in cells:
+            if c is best or math.isclose(c.mean, best.mean, rel_tol=0, abs_tol=1e-15):
+                c.mark = "best"
+                continue
+            c.p_value = welch_p(c.values, best.values)
+            if c.p_value is not None and c.p_value >= ALPHA:
+                c.mark = "tie"
+
+
+def log_tables(sweep: SweepRuns) -> ComparisonTable:
+    """Build the sweep's own table and log it (md, csv, html) to its parent run under tables/."""
+    table = build_table([sweep])
+    for fmt in ("md", "csv", "html"):
+        sweep.client.log_text(sweep.parent_run_id, table.render(fmt), f"tables/{sweep.name}.{fmt}")
+    return table
+
+
+# -- published numbers ------------------------------------------------------------------------
+def paper_tables() -> list[dict[str, Any]]:
+    """The reference data file of published results."""
+    text = resources.files("sedsweep.report").joinpath("paper_results.yaml").read_text("utf-8")
+    return yaml.safe_load(text)
+
+
+def paper_value(methods: set[str], trials: list[TrialRun], metric: str) -> float | None:
+    """The published number for a cell: the most specific entry all its trials match."""
+    best: tuple[int, float] | None = None
+    for table in paper_tables():
+        if table["method"] not in methods or metric not in table["columns"]:
+            continue
+        for entry in table["entries"]:
+            if metric not in entry["values"]:
+                continue
+            if all(
+                same_value(t.value(k), v)
+                and t.params.get("method", table["method"]) == table["method"]
+                for t in trials
+                for k, v in entry["match"].items()
+            ) and (best is None or len(entry["match"]) > best[0]):
+                best = (len(entry["match"]), float(entry["values"][metric]))
+    return None if best is None else best[1]
+
+
+def paper_sources(methods: set[str], metrics: list[str]) -> list[str]:
+    """Which published tables the paper column comes from."""
+    return [
+        f"paper: {t['paper']}, {t['table']}"
+        for t in paper_tables()
+        if t["method"] in methods and set(metrics) & set(t["columns"])
+    ]
+
+
+# -- renderers --------------------------------------------------------------------------------
+def _fmt_value(value: Any) -> str:
+    if _is_number(value):
+        return f"{value:g}"
+    return "—" if value is None else str(value)
+
+
+def _md_cell(table: ComparisonTable, cell: Cell | None) -> str:
+    text = table.text(cell)
+    if cell is not None and cell.mark == "best":
+        return f"**{text}**"
+    if cell is not None and cell.mark == "tie":
+        return f"*{text}*"
+    return text
+
+
+def _value_headers(table: ComparisonTable) -> list[str]:
+    out = []
+    for col, metric in table.headers():
+        label = table.col_label(col)
+        name = f"{label} · {metric}" if label else metric
+        out.append(name)
+        if table.with_paper:
+            out.append(f"{name} (paper)")
+    return out
+
+
+def _markdown(table: ComparisonTable) -> str:
+    head = [*table.row_keys, *_value_headers(table)]
+    lines = [
+        f"**{table.title}**",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|"
+        + "|".join(["---"] * len(table.row_keys) + ["---:"] * (len(head) - len(table.row_keys)))
+        + "|",
+    ]
+    for row in table.rows:
+        values = [_fmt_value(v) for v in row]
+        for col, metric in table.headers():
+            cell = table.cell(row, col, metric)
+            values.append(_md_cell(table, cell))
+            if table.with_paper:
+                values.append(table.paper_text(cell))
+        lines.append("| " + " | ".join(values) + " |")
+    lines += ["", table.legend(), *[f"- {n}" for n in table.notes]]
+    return "\n".join(lines) + "\n"
+
+
+def _csv(table: ComparisonTable) -> str:
+    """Tidy CSV: one line per (row, column, metric) with the replicate values."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        [*table.row_keys, *table.col_keys, "metric", "mean", "std", "n", "mark", "p_value",
+         "paper", "values", "runs"]
+    )  # fmt: skip
+    for row in table.rows:
+        for col, metric in table.headers():
+            cell = table.cell(row, col, metric)
+            if cell is None:
+                continue
+            writer.writerow(
+                [*row, *col, metric,
+                 "" if cell.mean is None else repr(cell.mean),
+                 "" if cell.std is None else repr(cell.std),
+                 cell.n, cell.mark or "",
+                 "" if cell.p_value is None else f"{cell.p_value:.6g}",
+                 "" if cell.paper is None else cell.paper,
+                 ";".join(repr(v) for v in cell.values), ";".join(cell.runs)]
+            )  # fmt: skip
+    return out.getvalue()
+
+
+def _html(table: ComparisonTable) -> str:
+    esc = html.escape
+    span = len(table.metrics) * (2 if table.with_paper else 1)
+    parts = [f'<table class="comparison"><caption>{esc(table.title)}</caption><thead>']
+    if table.col_keys:
+        parts.append("<tr>" + "".join(f'<th rowspan="2">{esc(k)}</th>' for k in table.row_keys))
+        parts += [f'<th colspan="{span}">{esc(table.col_label(c))}</th>' for c in table.columns]
+        parts.append("</tr><tr>")
+    else:
+        parts.append("<tr>" + "".join(f"<th>{esc(k)}</th>" for k in table.row_keys))
+    for _ in table.columns:
+        for metric in table.metrics:
+            parts.append(f"<th>{esc(metric)}</th>")
+            if table.with_paper:
+                parts.append(f'<th class="paper">{esc(metric)} (paper)</th>')
+    parts.append("</tr></thead><tbody>")
+    for row in table.rows:
+        parts.append("<tr>" + "".join(f"<th>{esc(_fmt_value(v))}</th>" for v in row))
+        for col, metric in table.headers():
+            cell = table.cell(row, col, metric)
+            text = esc(table.text(cell))
+            if cell is not None and cell.mark == "best":
+                parts.append(f'<td class="best"><strong>{text}</strong></td>')
+            elif cell is not None and cell.mark == "tie":
+                parts.append(f'<td class="tie"><u>{text}</u></td>')
+            else:
+                parts.append(f"<td>{text}</td>")
+            if table.with_paper:
+                parts.append(f'<td class="paper">{esc(table.paper_text(cell))}</td>')
+        parts.append("</tr>")
+    parts.append("</tbody></table>")
+    notes = [table.legend(), *table.notes]
+    parts.append('<ul class="notes">' + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
+    return "".join(parts) + "\n"
+
+
+TEX_ESCAPES = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "±": r"$\pm$", "—": "--", "α": r"$\alpha$", "·": r"$\cdot$",
+}  # fmt: skip
+
+
+def _tex(text: str) -> str:
+    """Escape LaTeX's special characters, one character at a time."""
+    return "".join(TEX_ESCAPES.get(ch, ch) for ch in text)
+
+
+def _latex(table: ComparisonTable) -> str:
+    span = len(table.metrics) * (2 if table.with_paper else 1)
+    n_values = len(table.columns) * span
+    lines = [
+        r"% needs \usepackage{booktabs}",
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{_tex(table.title)}}}",
+        r"\begin{tabular}{" + "l" * len(table.row_keys) + "r" * n_values + "}",
+        r"\toprule",
+    ]
+    lead = " & " * (len(table.row_keys) - 1)
+    if table.col_keys:
+        groups = [
+            rf"\multicolumn{{{span}}}{{c}}{{{_tex(table.col_label(c))}}}" for c in table.columns
+        ]
+        lines.append(lead + " & " + " & ".join(groups) + r" \\")
+    metric_heads = []
+    for _ in table.columns:
+        for metric in table.metrics:
+            metric_heads.append(_tex(metric))
+            if table.with_paper:
+                metric_heads.append("paper")
+    lines.append(" & ".join([_tex(k) for k in table.row_keys] + metric_heads) + r" \\")
+    lines.append(r"\midrule")
+    for row in table.rows:
+        values = [_tex(_fmt_value(v)) for v in row]
+        for col, metric in table.headers():
+            cell = table.cell(row, col, metric)
+            text = _tex(table.text(cell))
+            if cell is not None and cell.mark == "best":
+                text = rf"\textbf{{{text}}}"
+            elif cell is not None and cell.mark == "tie":
+                text = rf"\underline{{{text}}}"
+            values.append(text)
+            if table.with_paper:
+                values.append(_tex(table.paper_text(cell)))
+        lines.append(" & ".join(values) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    notes = " ".join(
+        _tex(n if n.endswith(".") else n + ".") for n in [table.legend(), *table.notes]
+    )
+    lines += [rf"\par\smallskip\footnotesize {notes}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
