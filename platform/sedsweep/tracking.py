@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,7 +35,9 @@ def local_artifact_root(uri: str, workdir: str | Path) -> Path | None:
 
 
 def client_for(uri: str):  # -> MlflowClient (imported lazily: mlflow is slow to import)
-    """An MlflowClient bound to `uri` (no global state is touched)."""
+    """An MlflowClient bound to `uri` (no global state is touched but MLflow's telemetry,
+    which is switched off: nothing here may call out)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
@@ -109,10 +112,21 @@ def log_torch_model(uri: str, run_id: str, module: Any, name: str = "model") -> 
     """Log a torch module to a run with `mlflow.pytorch.log_model`; return the model's URI."""
     import mlflow
     import mlflow.pytorch
+    import torch
+
+    import sedsweep
 
     mlflow.set_tracking_uri(uri)
+    # Pickle format: the WHEN/WHO ModuleDict has no single forward() to trace (pt2 needs one).
+    # The sedsweep sources travel with the model (code_paths), so it loads with torch alone.
     with mlflow.start_run(run_id=run_id, log_system_metrics=False):
-        info = mlflow.pytorch.log_model(module.to("cpu"), name=name)
+        info = mlflow.pytorch.log_model(
+            module.to("cpu"),
+            name=name,
+            serialization_format="pickle",
+            code_paths=[str(Path(sedsweep.__file__).parent)],
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
+        )
     return info.model_uri
 
 

@@ -64,9 +64,7 @@ def sweep_payload(
             "status": t.status,
             "params": {k: _jsonable(t.value(k)) for k in keys},
             "objective": t.metric(metric),
-            "metrics": {
-                k: v for k, v in t.metrics.items() if k.startswith(("val/", "test/"))
-            },
+            "metrics": {k: v for k, v in t.metrics.items() if k.startswith(("val/", "test/"))},
             "url": run_url(base, sweep.experiment_id, t.run_id),
             "start_time": t.start_time,
             "epochs": t.epochs,
@@ -87,7 +85,12 @@ def sweep_payload(
     tables = []
     try:
         table = build_table([sweep], with_paper=True)
-        tables.append({"title": table.title, "html": table.render("html")})
+        tables.append(
+            {
+                "title": "Comparison table (papers' numbers where cells match)",
+                "html": table.render("html"),
+            }
+        )
     except UserError as exc:
         notes.append(f"no comparison table: {exc}")
     importance = param_importance(sweep, evaluator)

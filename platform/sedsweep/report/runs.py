@@ -32,6 +32,11 @@ def parse_param(text: str) -> Any:
     """An MLflow param string back to the value it was written from (str() of a config value)."""
     if text == "None":
         return None
+    for number in (int, float):  # before YAML: YAML 1.1 reads "1e-05" as a string
+        try:
+            return number(text)
+        except ValueError:
+            pass
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:

@@ -1,0 +1,458 @@
+"""Results of sweeps: tables, best-config selection, registry, importance, dashboard.
+
+Constructed sweeps are logged directly to a real SQLite MLflow store (parent + child runs as
+the engine writes them) so that values, marks and rankings are known exactly; a real tiny
+Ray Tune sweep checks the end-to-end path (table logged at the end, confirmation sweep,
+dashboard in headless Chromium).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import ray
+import yaml
+from mlflow.tracking import MlflowClient
+from scipy import stats
+
+from sedsweep.cli import main
+from sedsweep.report.best import fresh_seeds, rank_by_validation
+from sedsweep.report.importance import param_importance
+from sedsweep.report.runs import load_sweep_runs, parse_param
+from sedsweep.report.tables import build_table, welch_p
+from sedsweep.sweep.runner import run_sweep
+from sedsweep.sweep.spec import SweepSpec, load_sweep, plan_sweep, trial_config
+from sedsweep.tracking import (
+    PARENT_TAG,
+    PLANNED_TAG,
+    SPEC_ARTIFACT,
+    TRIAL_TAG,
+    RunWriter,
+    ensure_experiment,
+    flat_params,
+    tracking_uri_for,
+)
+
+from .chromium import browser_or_skip, parse_dom, render
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "search_spaces" / "quickstart.yaml"
+
+
+# -- a constructed sweep in a real SQLite store -------------------------------------------------
+def log_sweep(
+    workdir: Path, spec: dict[str, Any], trials: list[dict[str, Any]], epochs: int = 2
+) -> str:
+    """Write a sweep as the engine does: parent (spec, tags) + one child per trial.
+
+    Each trial is {"overrides": {...}, "metrics": {key: final value}, "status": ...}; the
+    metric history ramps up to the final value over `epochs` steps.
+    """
+    sweep = SweepSpec.model_validate(spec)
+    plan_base = plan_sweep(sweep, sweep.name).base.config.model_dump(mode="json")
+    client = MlflowClient(tracking_uri_for(workdir))
+    exp = ensure_experiment(client, sweep.name, workdir / "mlartifacts")
+    parent = RunWriter.start(client, exp, f"{sweep.name}-x", tags={PLANNED_TAG: str(len(trials))})
+    client.log_dict(parent.run_id, sweep.model_dump(mode="json"), SPEC_ARTIFACT)
+    for n, trial in enumerate(trials):
+        child = RunWriter.start(
+            client, exp, f"t{n}",
+            tags={PARENT_TAG: parent.run_id, TRIAL_TAG: f"t{n}", "optuna.trial_number": str(n),
+                  **trial.get("tags", {})},
+        )  # fmt: skip
+        data = {k: v for k, v in trial["overrides"].items() if k.startswith("data.")}
+        full = trial_config(plan_base, trial["overrides"], epochs)
+        child.log_params(flat_params({"method": sweep.method, **full, **data}))
+        for step in range(1, epochs + 1):
+            scale = step / epochs
+            child.log_metrics({k: v * scale for k, v in trial["metrics"].items()}, step=step)
+            child.log_metrics({"epoch": step}, step=step)
+        child.finish(trial.get("status", "FINISHED"))
+    parent.finish("FINISHED")
+    return parent.run_id
+
+
+def grid_spec(name: str = "grid", columns: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "method": "whenwho",
+        "scale": "tiny",
+        "objective": {"metric": "val/when_frame_auc", "mode": "max"},
+        "search": {"algorithm": "grid"},
+        "scheduler": {"type": "none"},
+        "space": {
+            "when_loss": {"type": "grid", "values": ["mmm", "max", "noisy_or"]},
+            **({"data.options.seed": {"type": "grid", "values": [3, 4]}} if columns else {}),
+        },
+        "replicates": {"seed": [0, 1, 2]},
+        "table": {
+            "rows": ["when_loss"],
+            "columns": columns or [],
+            "metrics": ["val/when_frame_auc", "test/when_segment_er"],
+            "replicates": ["seed"],
+        },
+    }
+
+
+# Per row: replicate values of val/when_frame_auc (higher better) and test/when_segment_er
+# (lower better). "mmm" is best on AUC; "noisy_or" overlaps it (a tie); "max" is far below.
+AUC = {"mmm": [0.90, 0.91, 0.92], "max": [0.80, 0.81, 0.82], "noisy_or": [0.89, 0.93, 0.86]}
+ER = {"mmm": [0.30, 0.32, 0.31], "max": [0.20, 0.21, 0.19], "noisy_or": [0.40, 0.42, 0.41]}
+
+
+def grid_trials(extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    return [
+        {
+            "overrides": {"when_loss": loss, "seed": seed, **(extra or {})},
+            "metrics": {
+                "val/when_frame_auc": AUC[loss][seed],
+                "test/when_segment_er": ER[loss][seed],
+            },
+        }
+        for loss in AUC
+        for seed in range(3)
+    ]
+
+
+@pytest.fixture(scope="module")
+def grid_store(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("grid")
+    trials = grid_trials()
+    trials.append(  # a pruned trial never enters a table
+        {"overrides": {"when_loss": "mmm", "seed": 3}, "metrics": {"val/when_frame_auc": 0.1},
+         "status": "KILLED", "tags": {"sweep.stopped_early": "true"}}
+    )  # fmt: skip
+    parent = log_sweep(workdir, grid_spec(), trials)
+    return workdir, parent
+
+
+def hand_welch_p(a: list[float], b: list[float]) -> float:
+    """Welch's t-test written out: t, Welch–Satterthwaite df, two-sided p from the t CDF."""
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    t = (np.mean(a) - np.mean(b)) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return float(2 * stats.t.sf(abs(t), df))
+
+
+def test_welch_p_matches_the_formula_and_needs_two_replicates():
+    for a, b in [(AUC["mmm"], AUC["noisy_or"]), (AUC["mmm"], AUC["max"]), (ER["max"], ER["mmm"])]:
+        assert welch_p(a, b) == pytest.approx(hand_welch_p(a, b), rel=1e-9)
+    assert welch_p([0.5], [0.4, 0.6]) is None
+    assert welch_p([0.5, 0.5], [0.5, 0.5]) == 1.0
+
+
+def test_table_shape_means_stds_and_marks(grid_store):
+    workdir, parent = grid_store
+    sweep = load_sweep_runs(parent, tracking_uri_for(workdir))
+    assert sweep.counts == {"completed": 9, "pruned": 1, "failed": 0, "running": 0}
+    table = build_table([sweep])
+    assert table.rows == [("mmm",), ("max",), ("noisy_or",)] and table.columns == [()]
+    for loss in AUC:
+        auc = table.cell((loss,), (), "val/when_frame_auc")
+        er = table.cell((loss,), (), "test/when_segment_er")
+        assert auc.n == 3 and auc.mean == pytest.approx(sum(AUC[loss]) / 3)
+        assert auc.std == pytest.approx(np.std(AUC[loss], ddof=1))
+        assert er.mean == pytest.approx(sum(ER[loss]) / 3)
+    marks = {r[0]: table.cell(r, (), "val/when_frame_auc").mark for r in table.rows}
+    assert marks == {"mmm": "best", "noisy_or": "tie", "max": None}
+    assert hand_welch_p(AUC["noisy_or"], AUC["mmm"]) >= 0.05 > hand_welch_p(AUC["max"], AUC["mmm"])
+    er_marks = {r[0]: table.cell(r, (), "test/when_segment_er").mark for r in table.rows}
+    assert er_marks == {"max": "best", "mmm": None, "noisy_or": None}  # lower is better
+    assert any("1 of 10 trials left out" in n for n in table.notes)
+
+
+def test_table_formats_carry_the_same_numbers(grid_store):
+    workdir, parent = grid_store
+    table = build_table([load_sweep_runs(parent, tracking_uri_for(workdir))])
+    md = table.render("md")
+    assert "| when_loss | val/when_frame_auc | test/when_segment_er |" in md
+    assert "| mmm | **0.910 ± 0.010 (n=3)** |" in md and "*0.893 ± 0.035 (n=3)*" in md
+    rows = list(csv.DictReader(io.StringIO(table.render("csv"))))
+    assert len(rows) == 6
+    mmm = next(r for r in rows if r["when_loss"] == "mmm" and r["metric"] == "val/when_frame_auc")
+    assert float(mmm["mean"]) == pytest.approx(0.91) and mmm["mark"] == "best"
+    assert [float(v) for v in mmm["values"].split(";")] == pytest.approx(AUC["mmm"])
+
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.cells, self.classes, self.current = [], [], None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "td":
+                self.current = ""
+                self.classes.append(dict(attrs).get("class"))
+
+        def handle_data(self, data):
+            if self.current is not None:
+                self.current += data
+
+        def handle_endtag(self, tag):
+            if tag == "td":
+                self.cells.append(self.current)
+                self.current = None
+
+    parser = Cells()
+    parser.feed(table.render("html"))
+    assert len(parser.cells) == 6 and parser.classes.count("best") == 2
+    assert parser.classes.count("tie") == 1
+    tex = table.render("tex")
+    assert r"\textbf{0.910 $\pm$ 0.010 (n=3)}" in tex and r"\underline{0.893" in tex
+    assert r"when\_loss" in tex and tex.count(r"\\") == 4  # header + 3 rows
+
+
+def test_columns_from_a_data_axis_and_n1_cells(tmp_path):
+    trials = [
+        {"overrides": {"when_loss": loss, "seed": 0, "data.options.seed": ds},
+         "metrics": {"val/when_frame_auc": AUC[loss][0] + ds / 100, "test/when_segment_er": 0.3}}
+        for loss in AUC for ds in (3, 4)
+    ]  # fmt: skip
+    parent = log_sweep(tmp_path, grid_spec("cols", ["data.options.seed"]), trials)
+    table = build_table([load_sweep_runs(parent, tracking_uri_for(tmp_path))])
+    assert table.columns == [(3,), (4,)] and len(table.rows) == 3
+    cell = table.cell(("max",), (4,), "val/when_frame_auc")
+    assert cell.n == 1 and cell.std is None and cell.mean == pytest.approx(0.84)
+    assert "n=1" in table.text(cell)
+    assert any("no significance test is possible" in n for n in table.notes)
+    md = table.render("md")
+    assert "data.options.seed=3 · val/when_frame_auc" in md
+
+
+def test_with_paper_matches_published_cells(tmp_path):
+    spec = {
+        "name": "t4", "method": "mtl_attention", "scale": "tiny",
+        "objective": {"metric": "val/ap_micro"}, "search": {"algorithm": "grid"},
+        "space": {"data.options.snr_db": {"type": "grid", "values": [0.0, 20.0]}},
+        "cells": [{"pooling": "gap", "mtl.alpha": 0.0},
+                  {"pooling": "two_step", "mtl.alpha": 0.001}],
+        "table": {"rows": ["pooling"], "columns": ["data.options.snr_db"],
+                  "metrics": ["test/ap_micro"]},
+    }  # fmt: skip
+    trials = [
+        {"overrides": {"pooling": p, "mtl.alpha": a, "data.options.snr_db": snr},
+         "metrics": {"val/ap_micro": 0.5, "test/ap_micro": 0.4}}
+        for p, a in (("gap", 0.0), ("two_step", 0.001)) for snr in (0.0, 20.0)
+    ]  # fmt: skip
+    parent = log_sweep(tmp_path, spec, trials, epochs=1)
+    table = build_table([load_sweep_runs(parent, tracking_uri_for(tmp_path))], with_paper=True)
+    paper = {
+        (r[0], c[0]): table.cell(r, c, "test/ap_micro").paper
+        for r in table.rows
+        for c in table.columns
+    }
+    assert paper == {("gap", 0.0): 0.3295, ("gap", 20.0): None,
+                     ("two_step", 0.0): 0.6986, ("two_step", 20.0): 0.7829}  # fmt: skip
+    assert "(paper)" in table.render("md") and "Table IV" in table.render("md")
+
+
+def test_cross_sweep_merge_and_mismatch(tmp_path):
+    first = log_sweep(tmp_path, grid_spec("a"), grid_trials())
+    second = log_sweep(tmp_path, grid_spec("b"), grid_trials())
+    uri = tracking_uri_for(tmp_path)
+    merged = build_table([load_sweep_runs(first, uri), load_sweep_runs(second, uri)])
+    assert merged.row_keys == ["sweep", "when_loss"] and len(merged.rows) == 6
+    assert ("b", "max") in merged.rows
+    spec = grid_spec("c")
+    spec["table"]["metrics"] = ["val/when_frame_auc"]
+    third = log_sweep(tmp_path, spec, grid_trials())
+    out = tmp_path / "t.md"
+    code = main(["table", "a", "c", "--workdir", str(tmp_path), "--out", str(out)])
+    assert code == 2 and not out.exists()
+    assert main(["table", "a", third, "--workdir", str(tmp_path), "--metrics",
+                 "val/when_frame_auc", "--out", str(out)]) == 0  # fmt: skip
+    assert out.read_text().count("| a | ") == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["table", "nosuch"], "nosuch: no sweep (MLflow experiment or parent run id)"),
+        (["table", "grid", "--rows", "nosuch.key"], "table key nosuch.key: no completed trial"),
+        (["table", "grid", "--metrics", "val/nosuch"], "table metric val/nosuch: no completed"),
+        (["best", "nosuch"], "nosuch: no sweep"),
+    ],
+)
+def test_bad_table_input_is_one_line_exit_2(grid_store, capsys, args, message):
+    workdir, _ = grid_store
+    assert main([*args, "--workdir", str(workdir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_param_parsing_round_trips_config_values():
+    for value in [0.001, 1e-300, 3, True, False, None, "two_step", [2, 3], [0.5, 1.0]]:
+        assert parse_param(str(value)) == value
+
+
+# -- best: selection on validation only, export, test once, registry ----------------------------
+@pytest.fixture(scope="module")
+def disagree_store(tmp_path_factory):
+    """Three quickstart-like trials whose validation and test rankings disagree."""
+    workdir = tmp_path_factory.mktemp("best")
+    spec = yaml.safe_load(QUICK.read_text())
+    spec["budget"]["max_epochs"] = 2
+    trials = [
+        {"overrides": {"when_loss": "max", "optim.lr": 0.003, "mmm.w_min": 0.5},
+         "metrics": {"val/when_frame_auc": 0.95, "test/when_frame_auc": 0.60}},
+        {"overrides": {"when_loss": "mmm", "optim.lr": 0.001, "mmm.w_min": 0.2},
+         "metrics": {"val/when_frame_auc": 0.70, "test/when_frame_auc": 0.99}},
+        {"overrides": {"when_loss": "mmm", "optim.lr": 0.005, "mmm.w_min": 0.9},
+         "metrics": {"val/when_frame_auc": 0.80, "test/when_frame_auc": 0.90}},
+    ]  # fmt: skip
+    parent = log_sweep(workdir, spec, trials)
+    return workdir, parent
+
+
+def test_selection_follows_validation_not_test(disagree_store):
+    workdir, parent = disagree_store
+    sweep = load_sweep_runs(parent, tracking_uri_for(workdir))
+    ranking = rank_by_validation(sweep)
+    assert [r.trial.value("optim.lr") for r in ranking] == [0.003, 0.005, 0.001]
+    by_test = max(sweep.trials, key=lambda t: t.metrics["test/when_frame_auc"])
+    assert ranking[0].trial.run_id != by_test.run_id
+    assert fresh_seeds(sweep, 3) == [1, 2, 3]  # seed 0 was used by every trial
+
+
+def test_best_exports_tests_once_and_moves_the_champion(disagree_store, tmp_path, capsys):
+    workdir, parent = disagree_store
+    uri = tracking_uri_for(workdir)
+    out = tmp_path / "best.yaml"
+    args = ["best", "quickstart", "--workdir", str(workdir), "--out", str(out),
+            "--register", "whenwho-champ"]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    spec = yaml.safe_load(out.read_text())
+    assert spec["config"]["optim"]["lr"] == 0.003 and spec["config"]["when_loss"] == "max"
+    assert spec["config"]["epochs"] == 2 and spec["method"] == "whenwho"
+    assert "re-trained from best.yaml" in printed and "test/when_frame_auc = " in printed
+    client = MlflowClient(uri)
+    champion = client.get_model_version_by_alias("whenwho-champ", "champion")
+    assert str(champion.version) == "1"
+    final = client.get_run(champion.run_id)
+    assert final.data.tags["sweep.role"] == "best" and final.data.tags[PARENT_TAG] == parent
+    assert "test/when_frame_auc" in final.data.metrics
+    arts = {a.path for a in client.list_artifacts(parent, "best")}
+    assert arts == {"best/best.md", "best/best.yaml"}
+    assert {a.path for a in client.list_artifacts(parent, "importance")} >= {
+        "importance/importance.csv"
+    }
+    # the model loads back and is the WHEN/WHO pair
+    import mlflow.pytorch
+
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pytorch.load_model("models:/whenwho-champ@champion")
+    assert set(model.keys()) >= {"when", "who"}
+
+    # best.yaml round-trips through `sedsweep train`: the same validation number
+    train_dir = tmp_path / "train"
+    assert main(["train", "--config", str(out), "--workdir", str(train_dir)]) == 0
+    again = MlflowClient(tracking_uri_for(train_dir))
+    runs = again.search_runs([again.get_experiment_by_name("train-whenwho").experiment_id])
+    assert runs[0].data.metrics["val/when_frame_auc"] == pytest.approx(
+        final.data.metrics["val/when_frame_auc"], abs=1e-6
+    )
+
+    # a second `best --register` moves the alias; the old champion keeps champion-v1
+    assert (
+        main([*args[:-2], "--register", "whenwho-champ", "--out", str(tmp_path / "b2.yaml")]) == 0
+    )
+    assert client.get_model_version_by_alias("whenwho-champ", "champion").version == 2
+    assert client.get_model_version_by_alias("whenwho-champ", "champion-v1").version == 1
+
+
+def test_importance_of_constructed_trials(tmp_path):
+    spec = yaml.safe_load(QUICK.read_text())
+    rng = np.random.default_rng(0)
+    trials = []
+    for _ in range(24):  # the objective depends on optim.lr only
+        lr = float(10 ** rng.uniform(np.log10(3e-4), -2))
+        w = float(rng.uniform(0, 1))
+        trials.append(
+            {"overrides": {"when_loss": str(rng.choice(["mmm", "max"])), "optim.lr": lr,
+                           "mmm.w_min": w},
+             "metrics": {"val/when_frame_auc": 1.0 + math.log10(lr) / 10}}
+        )  # fmt: skip
+    parent = log_sweep(tmp_path, spec, trials, epochs=1)
+    sweep = load_sweep_runs(parent, tracking_uri_for(tmp_path))
+    for evaluator in ("ped-anova", "fanova"):
+        importance = param_importance(sweep, evaluator)
+        assert importance.values[0][0] == "optim.lr", (evaluator, importance.values)
+
+
+# -- a real sweep end to end -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def real_sweep(tmp_path_factory):
+    ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    workdir = tmp_path_factory.mktemp("real")
+    plan = load_sweep(QUICK, {"budget.trials": 4, "budget.max_epochs": 2})
+    outcome = run_sweep(plan, workdir=workdir)
+    yield workdir, outcome
+    ray.shutdown()
+
+
+def test_sweep_logs_its_table_at_the_end(real_sweep):
+    workdir, outcome = real_sweep
+    client = MlflowClient(tracking_uri_for(workdir))
+    paths = {a.path for a in client.list_artifacts(outcome.parent_run_id, "tables")}
+    assert paths == {f"tables/quickstart.{f}" for f in ("md", "csv", "html")}
+    md = Path(client.download_artifacts(outcome.parent_run_id, "tables/quickstart.md")).read_text()
+    completed = outcome.counts["completed"]
+    counts = [int(n) for n in re.findall(r"\(n=(\d+)\)", md)]
+    assert sum(counts) == 3 * completed  # three metrics per cell
+
+
+def test_confirmation_sweep_ranks_by_mean_over_fresh_seeds(real_sweep, tmp_path, capsys):
+    workdir, _ = real_sweep
+    out = tmp_path / "best.yaml"
+    code = main(["best", "quickstart", "--workdir", str(workdir), "--confirm-top", "2",
+                 "--seeds", "2", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "Ranking by mean over 2 fresh seeds [1, 2]" in printed
+    follow = load_sweep_runs("quickstart-confirm", tracking_uri_for(workdir))
+    assert len(follow.trials) == 4 and {t.value("seed") for t in follow.trials} == {1, 2}
+    chosen = yaml.safe_load(out.read_text())["config"]
+    means = {}
+    for t in follow.with_status("completed"):
+        key = (t.value("when_loss"), t.value("optim.lr"))
+        means.setdefault(key, []).append(t.metric("val/when_frame_auc"))
+    best_key = max(means, key=lambda k: np.mean(means[k]))
+    assert (chosen["when_loss"], chosen["optim"]["lr"]) == pytest.approx(best_key)
+
+
+def test_dashboard_renders_offline_in_chromium(real_sweep, tmp_path):
+    import os
+    import shutil
+
+    browser = browser_or_skip()
+    workdir, outcome = real_sweep
+    out = tmp_path / "dash"
+    assert main(["dashboard", "quickstart", "--workdir", str(workdir), "--out", str(out)]) == 0
+    assert main(["dashboard", "quickstart", "--workdir", str(workdir), "--out", str(out)]) == 2
+    shot = tmp_path / "dashboard.png"
+    dom, requests = render(out / "index.html", shot, chromium=browser)[:2]
+    assert requests == []
+    root = parse_dom(dom)
+    assert root.find("body").attrs.get("data-rendered") == "true"
+    rows = [r for r in root.by_id("leaderboard").find_all("tr") if "data-run-id" in r.attrs]
+    assert len(rows) == sum(outcome.counts.values())
+    assert all(
+        r.find("a").attrs["href"].startswith("http://127.0.0.1:5000/#/experiments/") for r in rows
+    )
+    assert root.by_id("tables").find("table") is not None
+    for plot in ("parallel", "progress", "curves"):
+        assert any(n.attrs.get("data-plot") == plot for n in root.find_all("svg")), plot
+    images = root.by_id("figures").find_all("img")
+    assert images and all((out / i.attrs["src"]).is_file() for i in images)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("SEDSWEEP_SCREENSHOT_DIR"):
+        shutil.copy(shot, Path(os.environ["SEDSWEEP_SCREENSHOT_DIR"]) / "sweep-dashboard.png")
