@@ -456,3 +456,49 @@ def test_dashboard_renders_offline_in_chromium(real_sweep, tmp_path):
     assert shot.stat().st_size > 10_000
     if os.environ.get("SEDSWEEP_SCREENSHOT_DIR"):
         shutil.copy(shot, Path(os.environ["SEDSWEEP_SCREENSHOT_DIR"]) / "sweep-dashboard.png")
+
+
+def test_ui_serves_the_workdir_store(grid_store, tmp_path, capsys):
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    assert main(["ui", "--workdir", str(tmp_path / "empty")]) == 2
+    assert "mlflow.db: no MLflow store here" in capsys.readouterr().err
+    workdir, _ = grid_store
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    cmd = [sys.executable, "-m", "sedsweep.cli", "ui", "--workdir", str(workdir)]
+    proc = subprocess.Popen(
+        [*cmd, "--port", str(port)],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        query = f"{url}/api/2.0/mlflow/experiments/get-by-name?experiment_name=grid"
+        with urllib.request.urlopen(query, timeout=10) as r:
+            assert json.load(r)["experiment"]["name"] == "grid"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -173,7 +173,9 @@ def serve_ui(workdir: str | Path, host: str, port: int) -> int:
         "--host", host, "--port", str(port),
     ]  # fmt: skip
     print(f"MLflow UI on http://{host}:{port} (store {db})", flush=True)
+    # A browsing UI needs no background job runner (MLflow 3 starts one by default).
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     try:
-        return subprocess.call(cmd)
+        return subprocess.call(cmd, env=env)
     except KeyboardInterrupt:
         return 0
