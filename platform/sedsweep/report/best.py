@@ -357,7 +357,7 @@ def render_report(report: BestReport) -> str:
         f"{_overrides_text(s, report.chosen.trial)}",
         f"- validation {metric}: {_fmt(report.chosen.mean)}"
         + (f" (mean of {len(report.chosen.values)} seeds)" if report.confirmation else "")
-        + f"; re-trained from best.yaml: {_fmt(val_final)}",
+        + f"; re-trained from best.yaml (the trial's own seed): {_fmt(val_final)}",
         "- test split (evaluated once, after selection; never used to choose): "
         + ", ".join(
             f"{k} = {_fmt(v)}" for k, v in sorted(report.final.items()) if k.startswith("test/")
