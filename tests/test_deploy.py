@@ -412,24 +412,18 @@ def test_cpu_worker_and_bad_gpu_count(tmp_path: Path) -> None:
         "SEDSWEEP_GPU_LOCK_DIR": str(tmp_path / "locks"),
     }
     script = str(DOCKER / "ray-worker.sh")
-    cpu = subprocess.run(
-        ["bash", script],
-        env={**base, "SEDSWEEP_GPUS_PER_WORKER": "0"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+
+    def worker(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", script], env={**base, **env}, capture_output=True, text=True, timeout=30
+        )
+
+    cpu = worker(SEDSWEEP_GPUS_PER_WORKER="0")
     assert cpu.returncode == 0, cpu.stderr
     assert "CUDA_VISIBLE_DEVICES= start --address=ray-head:6379 --num-gpus=0 --block" in cpu.stdout
-    bad = subprocess.run(
-        ["bash", script],
-        env={**base, "SEDSWEEP_GPUS_PER_WORKER": "two"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    bad = worker(SEDSWEEP_GPUS_PER_WORKER="two")
     assert bad.returncode == 2 and "whole number" in bad.stderr
-    none = subprocess.run(["bash", script], env=base, capture_output=True, text=True, timeout=30)
+    none = worker()
     assert none.returncode == 3
 
 
