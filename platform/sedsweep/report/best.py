@@ -12,6 +12,7 @@ apart from the validation numbers used to choose.
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import yaml
 
 from sedsweep.errors import UserError
 from sedsweep.fsio import atomic_file
+from sedsweep.report.importance import Importance, plot_importance
 from sedsweep.report.runs import COMPLETED, SweepRuns, TrialRun, load_sweep_runs
 from sedsweep.sweep.spec import (
     Budget,
@@ -78,20 +80,15 @@ class BestReport:
     final_run_id: str | None = None
     model_uri: str | None = None
     registered: dict[str, str | None] | None = None
-    importance: Any = None
+    importance: Importance | None = None
 
 
 def rank_by_validation(sweep: SweepRuns) -> list[Ranked]:
     """Completed trials with a finite objective, best first (reads the objective metric only)."""
-    metric = sweep.objective
-    scored = [
-        Ranked(t, [value])
-        for t in sweep.with_status(COMPLETED)
-        if (value := t.metric(metric)) is not None
-    ]
-    if not scored:
-        raise UserError(f"no completed trial has a finite {metric}", where=sweep.name)
-    return sorted(scored, key=lambda r: r.mean, reverse=sweep.maximise)
+    ranked = [Ranked(t, [t.metric(sweep.objective)]) for t in sweep.ranked()]
+    if not ranked:
+        raise UserError(f"no completed trial has a finite {sweep.objective}", where=sweep.name)
+    return ranked
 
 
 def candidate_overrides(
@@ -235,7 +232,7 @@ def select_best(
     storage: str | None = None,
 ) -> BestReport:
     """The whole `sedsweep best`: select, (confirm), export, test once, log, (register)."""
-    from sedsweep.report.importance import param_importance, plot_importance
+    from sedsweep.report.importance import param_importance
     from sedsweep.tracking import PARENT_TAG, RunWriter, register_champion
     from sedsweep.train import train
 
@@ -288,24 +285,21 @@ def select_best(
         )
     report.importance = param_importance(sweep, evaluator)
     parent = RunWriter(sweep.client, sweep.parent_run_id)
-    client = sweep.client
-    client.log_text(parent.run_id, render_report(report), "best/best.md")
-    client.log_artifact(parent.run_id, str(out), "best")
-    log_importance(sweep, report.importance, plot_importance)
+    sweep.client.log_text(parent.run_id, render_report(report), "best/best.md")
+    sweep.client.log_artifact(parent.run_id, str(out), "best")
+    log_importance(sweep, report.importance)
     parent.set_tags(
         {"sweep.best_run": report.chosen.trial.run_id, "sweep.best_final_run": result.run_id}
     )
     return report
 
 
-def log_importance(sweep: SweepRuns, importance: Any, plot: Any) -> None:
+def log_importance(sweep: SweepRuns, importance: Importance) -> None:
     """Log the importance table (CSV) and plot (PNG) to the sweep's parent run."""
-    import tempfile
-
     sweep.client.log_text(sweep.parent_run_id, importance.to_csv(), "importance/importance.csv")
     if importance.values:
         with tempfile.TemporaryDirectory() as tmp:
-            path = plot(importance, Path(tmp) / "importance.png")
+            path = plot_importance(importance, Path(tmp) / "importance.png")
             sweep.client.log_artifact(sweep.parent_run_id, str(path), "importance")
 
 

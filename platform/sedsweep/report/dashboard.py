@@ -15,7 +15,7 @@ from typing import Any
 
 from sedsweep.errors import UserError
 from sedsweep.report.importance import param_importance
-from sedsweep.report.runs import COMPLETED, SweepRuns, TrialRun
+from sedsweep.report.runs import SweepRuns
 from sedsweep.report.tables import build_table
 
 FIGURES = "figures"
@@ -40,12 +40,8 @@ def _iso(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds")
 
 
-def _ranked(sweep: SweepRuns) -> list[TrialRun]:
-    scored = [t for t in sweep.with_status(COMPLETED) if t.metric(sweep.objective) is not None]
-    return sorted(scored, key=lambda t: t.metric(sweep.objective), reverse=sweep.maximise)
-
-
-def _jsonable(value: Any) -> Any:
+def _display_value(value: Any) -> Any:
+    """A scalar as it is; anything else (a list-valued key) as its text, one axis value."""
     return value if isinstance(value, int | float | str | bool) or value is None else str(value)
 
 
@@ -62,7 +58,7 @@ def sweep_payload(
             "name": t.name,
             "number": t.number,
             "status": t.status,
-            "params": {k: _jsonable(t.value(k)) for k in keys},
+            "params": {k: _display_value(t.value(k)) for k in keys},
             "objective": t.metric(metric),
             "metrics": {k: v for k, v in t.metrics.items() if k.startswith(("val/", "test/"))},
             "url": run_url(base, sweep.experiment_id, t.run_id),
@@ -71,7 +67,7 @@ def sweep_payload(
         }
         for t in sweep.trials
     ]
-    ranked = _ranked(sweep)
+    ranked = sweep.ranked()
     curves = [
         {
             "run_id": t.run_id,
@@ -127,7 +123,7 @@ def sweep_payload(
             "run_id": best.run_id,
             "name": best.name,
             "objective": best.metric(metric),
-            "params": {k: _jsonable(best.value(k)) for k in keys},
+            "params": {k: _display_value(best.value(k)) for k in keys},
             "url": run_url(base, sweep.experiment_id, best.run_id),
         }
         if best

@@ -19,7 +19,7 @@ import yaml
 
 from sedsweep.config import flatten
 from sedsweep.errors import UserError
-from sedsweep.sweep.spec import DATA_PREFIX, GridParam, SweepSpec
+from sedsweep.sweep.spec import DATA_PREFIX, SweepSpec
 from sedsweep.tracking import PARENT_TAG, PLANNED_TAG, SPEC_ARTIFACT, TRIAL_TAG, client_for
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -156,12 +156,10 @@ class SweepRuns:
         """The replicate axes (seed, fold) the sweep repeats cells over."""
         return list(self.spec.replicates)
 
-    @property
-    def grid(self) -> bool:
-        """A grid sweep (every value is a grid parameter or a cell)."""
-        return self.spec.search.algorithm == "grid" or all(
-            isinstance(p, GridParam) for p in self.spec.space.values()
-        )
+    def ranked(self) -> list[TrialRun]:
+        """Completed trials with a finite objective, best first (reads the objective only)."""
+        scored = [t for t in self.with_status(COMPLETED) if t.metric(self.objective) is not None]
+        return sorted(scored, key=lambda t: t.metric(self.objective), reverse=self.maximise)
 
     def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         """A metric's per-epoch history (step, value) of one run."""

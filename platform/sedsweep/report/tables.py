@@ -11,6 +11,7 @@ the best is marked.
 from __future__ import annotations
 
 import csv
+import functools
 import html
 import io
 import math
@@ -264,8 +265,9 @@ def log_tables(sweep: SweepRuns) -> ComparisonTable:
 
 
 # -- published numbers ------------------------------------------------------------------------
+@functools.cache
 def paper_tables() -> list[dict[str, Any]]:
-    """The reference data file of published results."""
+    """The reference data file of published results (read once per process; do not mutate)."""
     text = resources.files("sedsweep.report").joinpath("paper_results.yaml").read_text("utf-8")
     return yaml.safe_load(text)
 
