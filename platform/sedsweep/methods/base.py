@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,13 +148,26 @@ class Method(abc.ABC):
     def evaluate(self, split: str) -> dict[str, float]:
         """Metrics on 'train', 'val' or 'test'."""
 
-    @abc.abstractmethod
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: model(s), optimiser(s), scheduler(s), epoch."""
+        """Everything needed to resume, as a detached deep copy: the epoch, the batch-order rng
+        and the method's own state (models, optimisers, schedulers, ...)."""
+        return copy.deepcopy(
+            {"epoch": self.epoch, "rng": self.rng.bit_generator.state, **self.own_state()}
+        )
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore everything `state_dict()` saved; the next epoch then replays exactly."""
+        self.epoch = int(state["epoch"])
+        self.rng.bit_generator.state = copy.deepcopy(state["rng"])
+        self.load_own_state(copy.deepcopy(state))
 
     @abc.abstractmethod
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from `state_dict()`."""
+    def own_state(self) -> dict[str, Any]:
+        """The method's part of the checkpoint (live references; `state_dict` copies them)."""
+
+    @abc.abstractmethod
+    def load_own_state(self, state: dict[str, Any]) -> None:
+        """Restore the method's part from a (private copy of a) `state_dict()`."""
 
     @abc.abstractmethod
     def network(self) -> torch.nn.Module:

@@ -336,31 +336,25 @@ class MtlAttention(Method):
         """The weights selected on the validation fold (what `evaluate('test')` scores)."""
         return self.selected
 
-    def state_dict(self) -> dict[str, Any]:
-        """Model, selected model, optimiser, scheduler, selection state, epoch and batch rng."""
-        return copy.deepcopy(
-            {
-                "model": self.model.state_dict(),
-                "selected": self.selected.state_dict(),
-                "optimiser": self.optimiser.state_dict(),
-                "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-                "best": self.best,
-                "selected_epoch": self.selected_epoch,
-                "epoch": self.epoch,
-                "rng": self.rng.bit_generator.state,
-            }
-        )
+    def own_state(self) -> dict[str, Any]:
+        """Model, selected model, optimiser, scheduler and the selection state."""
+        return {
+            "model": self.model.state_dict(),
+            "selected": self.selected.state_dict(),
+            "optimiser": self.optimiser.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "best": self.best,
+            "selected_epoch": self.selected_epoch,
+        }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore everything `state_dict()` saved; the next epoch then replays exactly."""
+    def load_own_state(self, state: dict[str, Any]) -> None:
+        """Restore models, optimiser, scheduler and selection state; drop cached evaluations."""
         self.model.load_state_dict(state["model"])
         self.selected.load_state_dict(state["selected"])
         self.optimiser.load_state_dict(state["optimiser"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.best, self.selected_epoch = float(state["best"]), int(state["selected_epoch"])
-        self.epoch = int(state["epoch"])
-        self.rng.bit_generator.state = state["rng"]
         self._memo.clear()
 
     # -- figures -----------------------------------------------------------------------------

@@ -10,7 +10,6 @@ trained against q = y/‖y‖₁. Mixup and SpecAugment on random crops; evaluat
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -525,28 +524,21 @@ class Staged(Method):
         """The CNN-GRU tagger."""
         return self.model
 
-    def state_dict(self) -> dict[str, Any]:
-        """Network, optimiser, epoch, iteration, η, the rng and the traces (a deep copy)."""
-        return copy.deepcopy(
-            {
-                "model": self.model.state_dict(),
-                "optimiser": self.optimiser.state_dict(),
-                "epoch": self.epoch,
-                "iteration": self.iteration,
-                "eta": self.eta,
-                "rng": self.rng.bit_generator.state,
-                "trace": self.trace,
-            }
-        )
+    def own_state(self) -> dict[str, Any]:
+        """Network, optimiser, iteration, η and the traces."""
+        return {
+            "model": self.model.state_dict(),
+            "optimiser": self.optimiser.state_dict(),
+            "iteration": self.iteration,
+            "eta": self.eta,
+            "trace": self.trace,
+        }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore everything `state_dict()` saved; training then replays exactly."""
+    def load_own_state(self, state: dict[str, Any]) -> None:
+        """Restore network, optimiser, iteration, η and the traces."""
         self.model.load_state_dict(state["model"])
         self.optimiser.load_state_dict(state["optimiser"])
-        self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
-        self.eta = state["eta"]
-        self.rng.bit_generator.state = state["rng"]
-        self.trace = copy.deepcopy(state["trace"])
+        self.iteration, self.eta, self.trace = int(state["iteration"]), state["eta"], state["trace"]
 
     # -- figures -----------------------------------------------------------------------------
     def artifacts(self, out_dir: Path) -> list[Path]:

@@ -8,7 +8,6 @@ each task fed Half-and-Half (balanced) or plain random batches.
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
 from collections.abc import Callable
@@ -447,25 +446,20 @@ class WhenWho(Method):
         """The WHEN and WHO networks (one ModuleDict; tied mode shares the trunk)."""
         return self.models
 
-    def state_dict(self) -> dict[str, Any]:
-        """Networks, optimisers, epoch, lr and the batch-order rng (a detached deep copy)."""
-        return copy.deepcopy(
-            {
-                "models": self.models.state_dict(),
-                "optimisers": {k: o.state_dict() for k, o in self.optimisers.items()},
-                "epoch": self.epoch,
-                "lr": self.lr,
-                "rng": self.rng.bit_generator.state,
-            }
-        )
+    def own_state(self) -> dict[str, Any]:
+        """Networks, optimisers and the current learning rate."""
+        return {
+            "models": self.models.state_dict(),
+            "optimisers": {k: o.state_dict() for k, o in self.optimisers.items()},
+            "lr": self.lr,
+        }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore everything `state_dict()` saved; the next epoch then replays exactly."""
+    def load_own_state(self, state: dict[str, Any]) -> None:
+        """Restore networks, optimisers and learning rate."""
         self.models.load_state_dict(state["models"])
         for key, opt in self.optimisers.items():
             opt.load_state_dict(state["optimisers"][key])
-        self.epoch, self.lr = int(state["epoch"]), float(state["lr"])
-        self.rng.bit_generator.state = state["rng"]
+        self.lr = float(state["lr"])
 
     # -- figures -----------------------------------------------------------------------------
     def artifacts(self, out_dir: Path) -> list[Path]:
