@@ -15,6 +15,7 @@ TRIAL_TAG = "sweep.trial_id"  # a child run's Ray Tune trial id
 PARENT_TAG = "mlflow.parentRunId"
 PLANNED_TAG = "sweep.trials_planned"  # only on a sweep's parent run
 SPEC_ARTIFACT = "sweep.yaml"  # the parent run's search-space spec
+FIGURES_DIR = "figures"  # a trial's (or run's) figures, in its checkpoint and its artifacts
 
 # MLflow rejects longer parameter values.
 MAX_PARAM_CHARS = 6000

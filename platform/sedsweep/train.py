@@ -198,6 +198,7 @@ def train(
     from sedsweep import __version__
     from sedsweep.loop import run_epochs
     from sedsweep.tracking import (
+        FIGURES_DIR,
         RunWriter,
         client_for,
         ensure_experiment,
@@ -247,7 +248,7 @@ def train(
 
         metrics = run_epochs(method, resolved.config.epochs, on_epoch=log_epoch)
         save_checkpoint(method, run_dir / "checkpoint.pt")
-        figures = run_dir / "figures"
+        figures = run_dir / FIGURES_DIR
         figures.mkdir(exist_ok=True)
         method.artifacts(figures)
         run.log_artifacts(run_dir)

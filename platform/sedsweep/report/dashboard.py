@@ -17,8 +17,8 @@ from sedsweep.errors import UserError
 from sedsweep.report.importance import param_importance
 from sedsweep.report.runs import SweepRuns
 from sedsweep.report.tables import build_table
+from sedsweep.tracking import FIGURES_DIR
 
-FIGURES = "figures"
 DEFAULT_UI = "http://127.0.0.1:5000"  # where `sedsweep ui` serves the embedded store
 
 
@@ -135,11 +135,11 @@ def sweep_payload(
 
 def _best_figures(sweep: SweepRuns, run_id: str, dest: Path) -> dict[str, Path]:
     """Download the best trial's logged figures; names as the page references them."""
-    files = [a.path for a in sweep.client.list_artifacts(run_id, FIGURES) if not a.is_dir]
+    files = [a.path for a in sweep.client.list_artifacts(run_id, FIGURES_DIR) if not a.is_dir]
     out = {}
     for path in files:
         local = sweep.client.download_artifacts(run_id, path, str(dest))
-        out[f"{FIGURES}/{Path(path).name}"] = Path(local)
+        out[f"{FIGURES_DIR}/{Path(path).name}"] = Path(local)
     return out
 
 

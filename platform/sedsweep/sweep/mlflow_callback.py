@@ -14,8 +14,15 @@ from typing import Any
 from ray import tune
 
 from sedsweep.sweep.spec import data_part, trial_config
-from sedsweep.sweep.trainable import FIGURES_DIR, NODE_KEY
-from sedsweep.tracking import PARENT_TAG, TRIAL_TAG, RunWriter, client_for, flat_params
+from sedsweep.sweep.trainable import NODE_KEY
+from sedsweep.tracking import (
+    FIGURES_DIR,
+    PARENT_TAG,
+    TRIAL_TAG,
+    RunWriter,
+    client_for,
+    flat_params,
+)
 
 METRIC_PREFIXES = ("train/", "val/", "test/", "epoch")
 

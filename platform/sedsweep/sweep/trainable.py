@@ -15,9 +15,9 @@ from sedsweep.loop import run_epochs
 from sedsweep.methods import get_method
 from sedsweep.methods.base import pick_device
 from sedsweep.sweep.spec import data_key, trial_config
+from sedsweep.tracking import FIGURES_DIR
 
 STATE_FILE = "state.pt"
-FIGURES_DIR = "figures"
 NODE_KEY = "node_id"  # which Ray node ran the trial (a string, not logged as a metric)
 
 
