@@ -20,7 +20,7 @@ from sedsweep.errors import UserError
 from sedsweep.features import PRESETS, FeatureSet
 from sedsweep.methods import mtl_attention as mtl
 from sedsweep.methods.mtl_attention import MtlAttention, MtlAttentionConfig, MtlAttentionNet
-from sedsweep.nn.attention import (
+from sedsweep.nn.pooling import (
     AtrousAttention,
     GlobalPooling,
     TwoStepAttention,

@@ -27,7 +27,7 @@ from sedsweep.cli import main
 from sedsweep.report.best import fresh_seeds, rank_by_validation
 from sedsweep.report.importance import param_importance
 from sedsweep.report.runs import load_sweep_runs, parse_param
-from sedsweep.report.tables import build_table, welch_p
+from sedsweep.report.tables import build_table, log_sweep_tables, welch_p
 from sedsweep.sweep.runner import run_sweep
 from sedsweep.sweep.spec import SweepSpec, load_sweep, plan_sweep, trial_config
 from sedsweep.tracking import (
@@ -394,7 +394,7 @@ def real_sweep(tmp_path_factory):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     workdir = tmp_path_factory.mktemp("real")
     plan = load_sweep(QUICK, {"budget.trials": 4, "budget.max_epochs": 2})
-    outcome = run_sweep(plan, workdir=workdir)
+    outcome = run_sweep(plan, workdir=workdir, on_finish=log_sweep_tables)
     yield workdir, outcome
     ray.shutdown()
 

@@ -212,7 +212,7 @@ def test_network_shapes_prior_and_padding_independence(features: FeatureSet) -> 
 
 def test_l2_goes_to_kernels_as_twice_lambda(features: FeatureSet) -> None:
     method = WhenWho(tiny(mode="tied"), features, CPU)
-    o = method.cfg.optim
+    o = method.config.optim
     named = dict(method.models["shared"].named_parameters())
     expected = {
         "trunk.stages.0.0.0.weight": o.l2_conv,  # conv kernel

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from typer._click.exceptions import ClickException
 
 from sedsweep import __version__
+from sedsweep.config import DEFAULT_WORKDIR
 from sedsweep.errors import UserError
 
 app = typer.Typer(
@@ -335,7 +335,7 @@ def train_cmd(
     config: Annotated[Path | None, typer.Option(help="Run spec YAML (e.g. a best.yaml).")] = None,
     workdir: Annotated[
         Path, typer.Option(help="Corpora, feature cache, MLflow store, runs.")
-    ] = Path("sedsweep-runs"),
+    ] = DEFAULT_WORKDIR,
     tracking_uri: Annotated[
         str | None, typer.Option(help="MLflow server instead of SQLite.")
     ] = None,
@@ -344,7 +344,8 @@ def train_cmd(
 ) -> None:
     """Train one method once (no Ray), logging every epoch to MLflow."""
     from sedsweep.config import parse_overrides
-    from sedsweep.train import resolve, spec_from_cli, train
+    from sedsweep.spec import resolve, spec_from_cli
+    from sedsweep.train import train
 
     spec = spec_from_cli(config, method, data, scale, parse_overrides(set_ or []))
     resolved = resolve(spec, where=str(config) if config else "command line")
@@ -389,7 +390,7 @@ def sweep_cmd(
         list[str] | None, typer.Option("--set", help="Override a file field: budget.trials=4.")
     ] = None,
     scale: Annotated[str | None, typer.Option(help="tiny | small | paper.")] = None,
-    workdir: Workdir = Path("sedsweep-runs"),
+    workdir: Workdir = DEFAULT_WORKDIR,
     address: Address = None,
     storage: Annotated[str | None, typer.Option(help="Ray storage path (shared FS).")] = None,
     tracking_uri: TrackingUri = None,
@@ -402,14 +403,15 @@ def sweep_cmd(
     if dry_run:
         typer.echo(plan.describe())
         return
+    from sedsweep.report.tables import log_sweep_tables
     from sedsweep.sweep.runner import run_sweep
 
     typer.echo(f"sweep {plan.spec.name}: {plan.n_trials} trials of up to {plan.epochs} epochs")
-    _sweep_result(
-        run_sweep(
-            plan, workdir=workdir, address=address, storage=storage, tracking_uri=tracking_uri
-        )
-    )
+    outcome = run_sweep(
+        plan, workdir=workdir, address=address, storage=storage, tracking_uri=tracking_uri,
+        on_finish=log_sweep_tables,
+    )  # fmt: skip
+    _sweep_result(outcome)
 
 
 @app.command("resume")
@@ -418,9 +420,10 @@ def resume_cmd(
     address: Address = None,
 ) -> None:
     """Finish an interrupted sweep from its checkpoints, with the searcher state restored."""
+    from sedsweep.report.tables import log_sweep_tables
     from sedsweep.sweep.runner import resume_sweep
 
-    _sweep_result(resume_sweep(target, address=address))
+    _sweep_result(resume_sweep(target, address=address, on_finish=log_sweep_tables))
 
 
 def _sweep_result(outcome) -> None:
@@ -470,7 +473,7 @@ def table_cmd(
     ),
     out: Annotated[Path | None, typer.Option(help="Write to a file instead of stdout.")] = None,
     digits: Annotated[int, typer.Option(min=1, max=8, help="Decimals shown.")] = 3,
-    workdir: Workdir = Path("sedsweep-runs"),
+    workdir: Workdir = DEFAULT_WORKDIR,
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Comparison table of one or more sweeps (mean ± std over replicates, best marked)."""
@@ -513,14 +516,15 @@ def best_cmd(
         Evaluator, typer.Option(help="Parameter-importance evaluator.")
     ] = Evaluator.ped_anova,
     device: Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N.")] = None,
-    workdir: Workdir = Path("sedsweep-runs"),
+    workdir: Workdir = DEFAULT_WORKDIR,
     tracking_uri: TrackingUri = None,
     address: Address = None,
     storage: Annotated[str | None, typer.Option(help="Ray storage path (shared FS).")] = None,
 ) -> None:
     """Pick the best trial on validation, optionally confirm over seeds, export and test it once."""
-    from sedsweep.report.best import render_report, select_best
+    from sedsweep.report.best import render_report
     from sedsweep.report.runs import load_sweep_runs
+    from sedsweep.select import select_best
     from sedsweep.tracking import tracking_uri_for
 
     runs = load_sweep_runs(sweep, tracking_uri_for(workdir, tracking_uri))
@@ -548,7 +552,7 @@ def dashboard_cmd(
     evaluator: Annotated[
         Evaluator, typer.Option(help="Parameter-importance evaluator.")
     ] = Evaluator.ped_anova,
-    workdir: Workdir = Path("sedsweep-runs"),
+    workdir: Workdir = DEFAULT_WORKDIR,
     tracking_uri: TrackingUri = None,
 ) -> None:
     """A self-contained static HTML dashboard of a sweep (opens from disk, offline)."""
@@ -566,7 +570,7 @@ def dashboard_cmd(
 
 @app.command("ui")
 def ui_cmd(
-    workdir: Workdir = Path("sedsweep-runs"),
+    workdir: Workdir = DEFAULT_WORKDIR,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 5000,
 ) -> None:
@@ -602,9 +606,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         typer.echo(f"sedsweep: error: {exc}", err=True)
         return _exit(2, argv)
-    except ClickException as exc:
-        exc.show()
-        return _exit(exc.exit_code, argv)
+    except typer.TyperException as exc:  # the base of click's usage errors (vendored by typer)
+        exc.show() if hasattr(exc, "show") else typer.echo(f"sedsweep: error: {exc}", err=True)
+        return _exit(getattr(exc, "exit_code", 2), argv)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("sedsweep: interrupted", err=True)
         return _exit(130, argv)

@@ -8,11 +8,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sedsweep.errors import UserError
 
 M = TypeVar("M", bound=BaseModel)
+
+DEFAULT_WORKDIR = Path("sedsweep-runs")
+"""Where corpora, the feature cache, the embedded MLflow store and Ray's results go by default."""
+
+
+class Strict(BaseModel):
+    """Base for config sections: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 def parse_overrides(items: Sequence[str], option: str = "--set") -> dict[str, Any]:

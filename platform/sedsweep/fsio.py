@@ -51,6 +51,16 @@ def write_json(path: str | Path, obj: Any) -> None:
         handle.write("\n")
 
 
+def write_yaml(path: str | Path, data: Any, header: str | None = None) -> None:
+    """Write `data` as YAML atomically (keys in their order), after `header` as # comments."""
+    import yaml
+
+    with atomic_file(path, "w", encoding="utf-8") as handle:
+        if header:
+            handle.write("".join(f"# {line}\n" for line in header.splitlines()))
+        yaml.safe_dump(data, handle, sort_keys=False)
+
+
 def check_output_dir(dest: str | Path, overwrite: bool) -> Path:
     """Refuse a non-empty existing output directory unless `overwrite` is set."""
     dest = Path(dest)

@@ -3,6 +3,11 @@
 Conventions: ``y`` holds binary targets in {0, 1} and ``s`` real-valued scores, both shaped
 [n_items, n_classes] unless stated otherwise. Ranking metrics reproduce scikit-learn exactly,
 ties included; segment-based metrics follow sed_eval (Mesaros, Heittola & Virtanen 2016).
+
+A metric that is not defined on the data it is given (no positives, one class only) raises
+`UndefinedMetric`; any other error (a shape mismatch, non-binary targets) is a plain
+ValueError, a bug to be reported, never a metric to leave out. This module also holds each
+metric's direction (`lower_is_better`), which reports and importance use.
 """
 
 from __future__ import annotations
@@ -14,16 +19,35 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.stats import rankdata
 
 Event = tuple[float, float, int]
 """A sound event: (onset_s, offset_s, class_index)."""
 Clip = tuple[float, Sequence[Event]]
 """An annotated clip: (duration_s, events)."""
 
+# Metric names (the part after `split/`) ending so are minimised; every other one is maximised.
+LOWER_IS_BETTER = ("loss", "_er", "error", "deletion", "insertion", "substitution")
+
+
+def lower_is_better(metric: str) -> bool:
+    """Direction of a metric by its name (`val/when_segment_er`, `loss`): errors and losses."""
+    name = metric.rsplit("/", 1)[-1]
+    return name.endswith(LOWER_IS_BETTER) or name == "er"
+
+
+class UndefinedMetric(ValueError):
+    """The metric is not defined on this data (no positives, a single class present, ...)."""
+
 
 class SkippedClassWarning(UserWarning):
     """A class was left out of a macro average because the metric is undefined for it."""
+
+
+def rankdata(a: ArrayLike, method: str = "average", axis: int | None = None) -> NDArray:
+    """scipy.stats.rankdata, imported on first use (scipy.stats takes ~0.7 s to import)."""
+    from scipy.stats import rankdata as scipy_rankdata
+
+    return scipy_rankdata(a, method=method, axis=axis)
 
 
 def _targets_scores(y: ArrayLike, s: ArrayLike, ndim: int | None = None) -> tuple[NDArray, NDArray]:
@@ -46,7 +70,7 @@ def roc_auc(y_true: ArrayLike, scores: ArrayLike) -> float:
     n_pos = int(y.sum())
     n_neg = y.size - n_pos
     if n_pos == 0 or n_neg == 0:
-        raise ValueError("ROC AUC is undefined when only one class is present")
+        raise UndefinedMetric("ROC AUC is undefined when only one class is present")
     rank_sum = rankdata(s)[y].sum()
     return float((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
@@ -55,7 +79,7 @@ def average_precision(y_true: ArrayLike, scores: ArrayLike) -> float:
     """Average precision Σ_n (R_n − R_{n−1}) P_n over distinct thresholds (sklearn definition)."""
     y, s = _targets_scores(y_true, scores, ndim=1)
     if not y.any():
-        raise ValueError("average precision is undefined without positives")
+        raise UndefinedMetric("average precision is undefined without positives")
     order = np.argsort(-s, kind="mergesort")
     s_sorted = s[order]
     last_of_tie = np.r_[np.flatnonzero(np.diff(s_sorted)), s.size - 1]
@@ -141,7 +165,7 @@ def _label_precisions(y: ArrayLike, s: ArrayLike) -> tuple[NDArray, NDArray]:
     y_arr, s_arr = _targets_scores(y, s, ndim=2)
     labelled = y_arr.any(axis=1)
     if not labelled.any():
-        raise ValueError("lwlrap is undefined when no clip has a positive label")
+        raise UndefinedMetric("lwlrap is undefined when no clip has a positive label")
     y_arr, s_arr = y_arr[labelled], s_arr[labelled]
     # rank = number of labels scored >= this one (ties ranked above, as in sklearn's LRAP)
     rank_all = rankdata(-s_arr, method="max", axis=1)
@@ -272,15 +296,16 @@ def f1_macro(y: np.ndarray, s: np.ndarray, threshold: float = 0.5) -> float:
     tp, fp, fn = (pred & pos).sum(0), (pred & ~pos).sum(0), (~pred & pos).sum(0)
     has = pos.any(axis=0)
     if not has.any():
-        raise ValueError("F-score is undefined without positives")
+        raise UndefinedMetric("F-score is undefined without positives")
     return float(np.mean(2 * tp[has] / (2 * tp + fp + fn)[has]))
 
 
 def defined_metrics(candidates: Mapping[str, Callable[[], float]]) -> dict[str, float]:
     """Evaluate each candidate metric, keeping those defined and finite on this data.
 
-    A metric that raises ValueError (no positives, a single class present, ...) is left out;
-    SkippedClassWarning is silenced, since leaving classes out is expected on small splits.
+    A metric that raises `UndefinedMetric` (no positives, a single class present, ...) or is
+    not finite is left out; every other exception propagates (a bug must not silently drop a
+    metric). SkippedClassWarning is silenced: leaving classes out is expected on small splits.
     """
     out: dict[str, float] = {}
     with warnings.catch_warnings():
@@ -288,7 +313,7 @@ def defined_metrics(candidates: Mapping[str, Callable[[], float]]) -> dict[str, 
         for key, compute in candidates.items():
             try:
                 value = compute()
-            except ValueError:
+            except UndefinedMetric:
                 continue
             if math.isfinite(value):
                 out[key] = value

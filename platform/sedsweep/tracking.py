@@ -10,12 +10,65 @@ from typing import Any
 
 from sedsweep.config import flatten
 
-# Tags that tie a sweep's runs together.
-TRIAL_TAG = "sweep.trial_id"  # a child run's Ray Tune trial id
-PARENT_TAG = "mlflow.parentRunId"
-PLANNED_TAG = "sweep.trials_planned"  # only on a sweep's parent run
-SPEC_ARTIFACT = "sweep.yaml"  # the parent run's search-space spec
+# -- names: every MLflow tag, artifact path and metric prefix sedsweep writes or reads ----------
+# Every run sedsweep creates (`sedsweep train`, sweep parents, trials, best re-training):
+VERSION_TAG = "sedsweep.version"
+METHOD_TAG = "sedsweep.method"
+SCALE_TAG = "sedsweep.scale"
+FINGERPRINT_TAG = "sedsweep.corpus_fingerprint"  # comma-separated for a sweep's data variants
+DEVICE_TAG = "sedsweep.device"
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: children of a sweep's parent run
+GIT_COMMIT_TAG = "mlflow.source.git.commit"  # MLflow's own
 FIGURES_DIR = "figures"  # a trial's (or run's) figures, in its checkpoint and its artifacts
+
+# A sweep's parent run:
+PLANNED_TAG = "sweep.trials_planned"  # marks a parent run; trials the sweep plans
+RAY_VERSION_TAG = "ray.version"
+OPTUNA_VERSION_TAG = "optuna.version"
+TABLE_ERROR_TAG = "sweep.table_error"  # why no comparison table was logged
+BEST_RUN_TAG = "sweep.best_run"  # the trial `sedsweep best` chose
+BEST_FINAL_RUN_TAG = "sweep.best_final_run"  # its re-training run
+BEST_METRIC_PREFIX = "best/"  # best/<objective>: the best trial's objective
+SPEC_ARTIFACT = "sweep.yaml"  # the search-space spec
+TABLES_DIR = "tables"  # tables/<sweep>.{md,csv,html}
+BEST_DIR = "best"  # best/best.md (the report) and best/<best.yaml>
+BEST_REPORT = f"{BEST_DIR}/best.md"
+IMPORTANCE_DIR = "importance"  # importance/importance.{csv,png}
+IMPORTANCE_CSV = f"{IMPORTANCE_DIR}/importance.csv"
+
+# A trial's child run:
+SWEEP_NAME_TAG = "sweep.name"
+TRIAL_TAG = "sweep.trial_id"  # its Ray Tune trial id: how a resumed sweep finds it
+OPTUNA_NUMBER_TAG = "optuna.trial_number"
+NODE_TAG = "sweep.node_id"  # the Ray node that ran it
+STOPPED_EARLY_TAG = "sweep.stopped_early"  # "true" when the scheduler stopped it (KILLED)
+EPOCHS_RUN_TAG = "sweep.epochs_run"
+ERROR_TAG = "sweep.error"  # the last line of a failed trial's error
+ERROR_ARTIFACT = "error.txt"  # its whole traceback
+
+# The re-training run of `sedsweep best` (a child of the sweep's parent run):
+ROLE_TAG = "sweep.role"
+BEST_OF_TAG = "sweep.best_of"  # the trial it re-trains
+
+MAX_TAG_CHARS = 5000  # longer tag values are cut (MLflow's limit is 8000)
+
+
+def count_tag(outcome: str) -> str:
+    """The parent-run tag holding how many trials ended `outcome` (completed, errored, ...)."""
+    return f"sweep.{outcome}"
+
+
+def run_tags(method: str, scale: str, fingerprint: str) -> dict[str, str]:
+    """The tags every sedsweep run carries: version, method, scale and corpus fingerprint."""
+    from sedsweep import __version__
+
+    return {
+        VERSION_TAG: __version__,
+        METHOD_TAG: method,
+        SCALE_TAG: scale,
+        FINGERPRINT_TAG: fingerprint,
+    }
+
 
 # MLflow rejects longer parameter values.
 MAX_PARAM_CHARS = 6000

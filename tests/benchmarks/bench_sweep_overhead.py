@@ -22,7 +22,8 @@ import yaml
 from sedsweep import features as F
 from sedsweep.sweep.runner import run_sweep
 from sedsweep.sweep.spec import load_sweep
-from sedsweep.train import RunSpec, resolve, train
+from sedsweep.spec import RunSpec, resolve
+from sedsweep.train import train
 
 
 def main() -> None:

@@ -1,11 +1,19 @@
-"""Method registry: name -> Method class (imported lazily so the CLI starts fast)."""
+"""Method registry: name -> Method class, imported on first use.
+
+This package's own module is only the table: importing it loads no method and no torch, so
+the run-spec layer (`sedsweep.spec`) can resolve a method by name. To add a method, write
+`methods/NAME.py` (a `Method` subclass) and add one line here (see docs/extending.md).
+"""
 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from sedsweep.errors import UserError
-from sedsweep.methods.base import Method
+
+if TYPE_CHECKING:
+    from sedsweep.methods.base import Method
 
 REGISTRY: dict[str, str] = {
     "whenwho": "sedsweep.methods.whenwho:WhenWho",

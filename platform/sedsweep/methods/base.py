@@ -3,7 +3,10 @@
 A method is built from a validated config (a pydantic model whose defaults are the paper's
 values) and a FeatureSet. The generic epoch loop (`sedsweep.loop`) drives it: `train_epoch()`
 then `evaluate(split)` for each split, with `state_dict()` / `load_state_dict()` for
-checkpoints and optional `artifacts(dir)` for figures.
+checkpoints and optional `artifacts(dir)` for figures. The pieces every method shares live
+here (splits, z-scored inputs, batched prediction, figure saving) and in
+`sedsweep.methods.evaluation` (the metric sets); `tests/test_method_contract.py` checks the
+contract for every registered method.
 """
 
 from __future__ import annotations
@@ -11,22 +14,21 @@ from __future__ import annotations
 import abc
 import contextlib
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from sedsweep.config import Strict
 from sedsweep.features import FeatureSet
+from sedsweep.fsio import atomic_file
 
-
-class Strict(BaseModel):
-    """Base for config sections: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 class SplitConfig(Strict):
@@ -121,6 +123,46 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def zscored_clips(fs: FeatureSet, train: np.ndarray) -> np.ndarray:
+    """Every clip z-scored per mel bin with the statistics of the `train` clips only.
+
+    [n_clips, longest clip, n_mels] float32; shorter clips are zero-padded at the end.
+    """
+    mean, std = fs.norm_stats(train)
+    if fs.fixed_length is not None:
+        x = fs.stacked(np.arange(len(fs))) - mean
+        x /= std
+        return x
+    x = np.zeros((len(fs), int(fs.lengths.max()), fs.n_mels), dtype=np.float32)
+    for i, n in enumerate(fs.lengths):
+        x[i, :n] = (fs.clip(i) - mean) / std
+    return x
+
+
+@dataclass
+class Predictions:
+    """Per-clip outputs of a batched prediction (in the order of the clips asked for) and the
+    clip-weighted mean of each batch loss."""
+
+    outputs: dict[str, list[Any]]
+    losses: dict[str, float]
+
+    def stacked(self, key: str) -> np.ndarray:
+        """One output stacked over the clips (needs equal shapes)."""
+        return np.stack(self.outputs[key])
+
+
+BatchStep = Callable[[np.ndarray], tuple[Mapping[str, Sequence[Any]], Mapping[str, Any]]]
+"""One evaluation batch: clip indices → (per-clip outputs by name, mean losses by name)."""
+
+
+def save_figure(fig: Figure, path: Path, dpi: int = 80) -> Path:
+    """Write a matplotlib figure as a PNG atomically; return its path."""
+    with atomic_file(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=dpi)
+    return path
+
+
 class Method(abc.ABC):
     """One paper's training and evaluation, epoch by epoch."""
 
@@ -129,6 +171,7 @@ class Method(abc.ABC):
     feature_preset: ClassVar[str]
     synthetic_kind: ClassVar[str]
     scales: ClassVar[dict[str, Scale]]
+    eval_batch: ClassVar[int] = 32  # clips per forward pass when evaluating
 
     def __init__(self, config: MethodConfig, features: FeatureSet, device: torch.device) -> None:
         """Seed torch, make the method's numpy rng and resolve its splits (all from config.seed)."""
@@ -139,6 +182,27 @@ class Method(abc.ABC):
         seed_everything(config.seed)
         self.rng = np.random.default_rng(config.seed)
         self.splits = resolve_splits(features, config.split, config.seed)
+
+    def zscored_inputs(self) -> torch.Tensor:
+        """All clips z-scored with training-split statistics, on the device (`zscored_clips`)."""
+        return torch.from_numpy(zscored_clips(self.features, self.splits.train)).to(self.device)
+
+    @torch.no_grad()
+    def predict_batches(self, idx: np.ndarray, step: BatchStep) -> Predictions:
+        """Run `step` over `idx` in batches of `eval_batch` clips and gather its outputs.
+
+        Put the networks in eval mode first; `step` runs without gradients.
+        """
+        outputs: dict[str, list[Any]] = {}
+        totals: dict[str, float] = {}
+        for start in range(0, len(idx), self.eval_batch):
+            batch = idx[start : start + self.eval_batch]
+            out, losses = step(batch)
+            for key, values in out.items():
+                outputs.setdefault(key, []).extend(values)
+            for key, value in losses.items():
+                totals[key] = totals.get(key, 0.0) + float(value) * len(batch)
+        return Predictions(outputs, {k: v / len(idx) for k, v in totals.items()})
 
     @abc.abstractmethod
     def train_epoch(self) -> dict[str, float]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import functools
 import math
-from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -23,33 +22,27 @@ from torch import Tensor, nn
 from torch.nn.functional import binary_cross_entropy_with_logits as bce_logits
 from torch.nn.functional import mse_loss
 
+from sedsweep.config import Strict
 from sedsweep.features import FeatureSet
-from sedsweep.fsio import atomic_file
 from sedsweep.methods.base import (
     Method,
     MethodConfig,
+    Predictions,
     Scale,
     SplitConfig,
-    Strict,
     autocast,
     batches,
+    save_figure,
 )
-from sedsweep.metrics import (
-    clip_auc,
-    defined_metrics,
-    frame_auc,
-    lwlrap,
-    mean_average_precision,
-    segment_f1_from_frames,
-)
-from sedsweep.nn.attention import Pooled, PoolingName, TwoStepForm, make_pooling
+from sedsweep.methods.evaluation import detection_candidates, tagging_candidates
+from sedsweep.metrics import defined_metrics
 from sedsweep.nn.blocks import conv_bn_relu
+from sedsweep.nn.pooling import Pooled, PoolingName, TwoStepForm, make_pooling
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 CHANNELS = (32, 64, 128, 256)  # Table I
-EVAL_BATCH = 32  # clips per forward pass in evaluate()
 N_FIGURES = 3
 TOP_CLASSES = 2  # step-1 attention maps drawn per figure (Fig. 3, subplots 3 and 4)
 MAX_TICKS = 24  # class names on the figure axes up to this many classes
@@ -173,11 +166,12 @@ class MtlAttention(Method):
 
     Loss: BCE on clip probabilities + α·MSE of the reconstruction; with α = 0 there is no
     decoder at all (no parameters, no compute). Every pooling also gives a K × T frame map
-    (see `sedsweep.nn.attention`), scored by frame AUC and segment F1 / ER against the events.
+    (see `sedsweep.nn.pooling`), scored by frame AUC and segment F1 / ER against the events.
     """
 
     name = "mtl_attention"
     Config = MtlAttentionConfig
+    config: MtlAttentionConfig
     feature_preset = "deshmukh2020"
     synthetic_kind = "remix"
     scales: ClassVar[dict[str, Scale]] = {
@@ -203,16 +197,13 @@ class MtlAttention(Method):
         self, config: MtlAttentionConfig, features: FeatureSet, device: torch.device
     ) -> None:
         super().__init__(config, features, device)
-        self.cfg = config
         if features.fixed_length is None:
             raise ValueError(
                 "mtl_attention needs clips of one length (set the feature field fixed_frames)"
             )
         if len(self.splits.val) == 0:
             raise ValueError("mtl_attention selects its model on a validation split; it is empty")
-        mean, std = features.norm_stats(self.splits.train)
-        x = (features.stacked(np.arange(len(features))) - mean) / std
-        self.x = torch.from_numpy(x).to(device)
+        self.x = self.zscored_inputs()
         self.y = torch.from_numpy(features.weak).to(device)
         k, t = len(features.classes), features.fixed_length
         self.model = MtlAttentionNet(k, t, features.n_mels, config).to(device)
@@ -236,7 +227,7 @@ class MtlAttention(Method):
         """Pooling outputs, reconstruction and the BCE / MSE terms of the batch `idx`."""
         it = torch.from_numpy(idx).to(self.device)
         x = self.x[it]
-        with autocast(self.device, self.cfg.amp):
+        with autocast(self.device, self.config.amp):
             pooled, recon = model(x)
         losses = {"bce": bce_logits(pooled.logits, self.y[it])}
         if recon is not None:
@@ -245,7 +236,7 @@ class MtlAttention(Method):
 
     def _objective(self, losses: dict[str, Any]) -> Any:
         """Eq. 7: BCE + α·MSE (the MSE term only exists when α > 0)."""
-        return losses["bce"] + self.cfg.mtl.alpha * losses.get("mse", 0.0)
+        return losses["bce"] + self.config.mtl.alpha * losses.get("mse", 0.0)
 
     # -- training ----------------------------------------------------------------------------
     def train_epoch(self) -> dict[str, float]:
@@ -253,7 +244,7 @@ class MtlAttention(Method):
         self.model.train()
         lr = self.optimiser.param_groups[0]["lr"]
         history: dict[str, list[Tensor]] = {}
-        for idx in batches(self.splits.train, self.cfg.batch_size, self.rng):
+        for idx in batches(self.splits.train, self.config.batch_size, self.rng):
             _, _, losses = self._forward(self.model, idx)
             self.optimiser.zero_grad(set_to_none=True)
             self._objective(losses).backward()
@@ -261,7 +252,7 @@ class MtlAttention(Method):
             for key, value in losses.items():
                 history.setdefault(key, []).append(value.detach())
         self.epoch += 1
-        score = self.evaluate("val").get(self.cfg.monitor, math.nan)
+        score = self.evaluate("val").get(self.config.monitor, math.nan)
         if math.isfinite(score):
             if self.scheduler is not None:
                 self.scheduler.step(score)
@@ -276,22 +267,18 @@ class MtlAttention(Method):
         }
 
     # -- evaluation --------------------------------------------------------------------------
-    @torch.no_grad()
-    def _predict(
-        self, model: MtlAttentionNet, idx: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-        """Clip probabilities [n, K], frame maps [n, T, K] and mean losses of clips `idx`."""
+    def _predict(self, model: MtlAttentionNet, idx: np.ndarray) -> Predictions:
+        """Per clip: probabilities ('clip', [K]) and frame maps ('frames', [T, K]); mean losses
+        ('bce', and 'mse' with a decoder)."""
         model.eval()
-        clips, frames, totals = [], [], {}
-        for start in range(0, len(idx), EVAL_BATCH):
-            batch = idx[start : start + EVAL_BATCH]
+
+        def step(batch: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Tensor]]:
             pooled, _, losses = self._forward(model, batch)
-            for key, value in losses.items():
-                totals[key] = totals.get(key, 0.0) + value.item() * len(batch)
-            clips.append(torch.sigmoid(pooled.logits).cpu().numpy())
-            frames.append(torch.sigmoid(pooled.frame_logits).transpose(1, 2).cpu().numpy())
-        means = {k: v / len(idx) for k, v in totals.items()}
-        return np.concatenate(clips), np.concatenate(frames), means
+            clip = torch.sigmoid(pooled.logits).cpu().numpy()
+            frames = torch.sigmoid(pooled.frame_logits).transpose(1, 2).cpu().numpy()
+            return {"clip": clip, "frames": frames}, losses
+
+        return self.predict_batches(idx, step)
 
     def evaluate(self, split: str) -> dict[str, float]:
         """Tagging AP / AUC / lwlrap, frame AUC and segment F1 / ER and the loss on `split`."""
@@ -302,30 +289,15 @@ class MtlAttention(Method):
         if len(idx) == 0:
             return {}
         fs = self.features
-        tags, frames, losses = self._predict(self.selected if split == "test" else self.model, idx)
-        y = fs.weak[idx]
-        candidates: dict[str, Callable[[], float]] = {
-            "loss": lambda: float(self._objective(losses)),
-            **{f"loss_{k}": functools.partial(float, v) for k, v in losses.items()},
-            "ap_micro": lambda: mean_average_precision(y, tags, "micro"),
-            "ap_macro": lambda: mean_average_precision(y, tags, "macro"),
-            "auc_micro": lambda: clip_auc(y, tags, "micro"),
-            "auc_macro": lambda: clip_auc(y, tags, "macro"),
-            "lwlrap": lambda: lwlrap(y, tags),
-        }
-        if fs.events is not None:
-            times = [fs.times(int(i)) for i in idx]
-            reference = [(float(fs.durations[i]), fs.events[i]) for i in idx]
-            segment = functools.cache(
-                lambda: segment_f1_from_frames(list(frames), times, fs.params.hop_s, reference)
-            )
-            targets = [fs.strong_targets(int(i)) for i in idx]
-            candidates |= {
-                "frame_auc": lambda: frame_auc(list(frames), targets),
-                "segment_f1": lambda: segment()["f1"],
-                "segment_er": lambda: segment()["error_rate"],
+        pred = self._predict(self.selected if split == "test" else self.model, idx)
+        metrics = defined_metrics(
+            {
+                "loss": lambda: float(self._objective(pred.losses)),
+                **{f"loss_{k}": functools.partial(float, v) for k, v in pred.losses.items()},
+                **tagging_candidates(fs.weak[idx], pred.stacked("clip")),
+                **detection_candidates(fs, idx, pred.outputs["frames"]),
             }
-        metrics = defined_metrics(candidates)
+        )
         if split == "test":
             metrics["selected_epoch"] = float(self.selected_epoch)
         self._memo[split] = (stamp, metrics)
@@ -390,9 +362,7 @@ class MtlAttention(Method):
             if att_t is not None:
                 panels.append(("step-2 weights", att_t[b], "class"))
             path = Path(out_dir) / f"mtl_attention_clip{i:05d}.png"
-            with atomic_file(path, "wb") as handle:
-                figure3(fs, i, panels, clip_p[b]).savefig(handle, format="png", dpi=70)
-            paths.append(path)
+            paths.append(save_figure(figure3(fs, i, panels, clip_p[b]), path, dpi=70))
         return paths
 
 

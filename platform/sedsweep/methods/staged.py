@@ -11,7 +11,6 @@ trained against q = y/‖y‖₁. Mixup and SpecAugment on random crops; evaluat
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -21,29 +20,22 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 from torch.nn.functional import binary_cross_entropy_with_logits as bce_logits
 
+from sedsweep.config import Strict
 from sedsweep.features import FeatureSet
-from sedsweep.fsio import atomic_file
 from sedsweep.methods.base import (
     Method,
     MethodConfig,
     Scale,
     SplitConfig,
-    Strict,
     autocast,
+    save_figure,
 )
-from sedsweep.metrics import (
-    clip_auc,
-    defined_metrics,
-    f1_macro,
-    lwlrap,
-    lwlrap_per_class,
-    mean_average_precision,
-)
+from sedsweep.methods.evaluation import tagging_candidates
+from sedsweep.metrics import defined_metrics, f1_macro, lwlrap, lwlrap_per_class
 from sedsweep.nn.augment import Mixup, SpecAugment
 from sedsweep.nn.blocks import conv_bn_relu
 from sedsweep.nn.sparsemax import label_distribution, sparsemax, sparsemax_loss
 
-EVAL_BATCH = 32  # full clips per forward pass in evaluate()
 Positive = Annotated[int, Field(ge=1)]
 
 
@@ -241,19 +233,16 @@ def normalise_scores(s: np.ndarray) -> np.ndarray:
 
 
 def tagging_metrics(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
-    """lwlrap (overall and on multi-label clips, Table 2), AUC, AP and F-score: those defined."""
+    """The shared tagging metrics, lwlrap on multi-label clips (Table 2) and the macro F-score
+    (Sec. 4.3): those defined."""
     multi = y.sum(axis=1) > 1
-    candidates: dict[str, Callable[[], float]] = {
-        "lwlrap": lambda: lwlrap(y, s),
-        "lwlrap_multi": lambda: lwlrap(y[multi], s[multi]),
-        "auc_macro": lambda: clip_auc(y, s, "macro"),
-        "auc_micro": lambda: clip_auc(y, s, "micro"),
-        "ap_macro": lambda: mean_average_precision(y, s, "macro"),
-        "ap_micro": lambda: mean_average_precision(y, s, "micro"),
-        "f1_macro": lambda: f1_macro(y, s),
-    }
-    metrics = defined_metrics(candidates)
-    return metrics
+    return defined_metrics(
+        {
+            **tagging_candidates(y, s),
+            "lwlrap_multi": lambda: lwlrap(y[multi], s[multi]),
+            "f1_macro": lambda: f1_macro(y, s),
+        }
+    )
 
 
 # -- the method --------------------------------------------------------------------------------
@@ -284,6 +273,7 @@ class Staged(Method):
 
     name = "staged"
     Config = StagedConfig
+    config: StagedConfig
     feature_preset = "he2020"
     synthetic_kind = "noisy"
     scales: ClassVar[dict[str, Scale]] = {
@@ -332,7 +322,6 @@ class Staged(Method):
 
     def __init__(self, config: StagedConfig, features: FeatureSet, device: torch.device) -> None:
         super().__init__(config, features, device)
-        self.cfg = config
         self._load_data(features)
         self.model = CnnGru(
             features.n_mels,
@@ -355,7 +344,7 @@ class Staged(Method):
     # -- data --------------------------------------------------------------------------------
     def _load_data(self, fs: FeatureSet) -> None:
         """Z-score all clips with training statistics into one [N, T, F] device tensor."""
-        cfg = self.cfg
+        cfg = self.config
         if fs.fixed_length is None:
             raise ValueError("staged needs fixed-length clips: set the feature field fixed_frames")
         self.crop = min(cfg.crop_frames, fs.fixed_length)
@@ -364,11 +353,7 @@ class Staged(Method):
         a = cfg.specaugment
         if a.enabled and (a.freq_width >= fs.n_mels or a.time_width >= self.crop):
             raise ValueError("specaugment mask widths must be below the mel bins and the crop")
-        mean, std = fs.norm_stats(self.splits.train)
-        x = fs.stacked(np.arange(len(fs)))
-        x -= mean
-        x /= std
-        self.x = torch.from_numpy(x).to(self.device)
+        self.x = self.zscored_inputs()
         self.y = torch.from_numpy(fs.weak).to(self.device)
         train = self.splits.train
         self.sources = {
@@ -382,8 +367,8 @@ class Staged(Method):
 
     def batch_indices(self, stage: int) -> np.ndarray:
         """One training batch: verified clips, then (stage 2 only) the unverified share."""
-        b = self.cfg.batch_size
-        n_unverified = round(b * self.cfg.staged.unverified_share) if stage == 2 else 0
+        b = self.config.batch_size
+        n_unverified = round(b * self.config.staged.unverified_share) if stage == 2 else 0
         return np.concatenate(
             [self._draw("verified", b - n_unverified), self._draw("unverified", n_unverified)]
         )
@@ -404,10 +389,10 @@ class Staged(Method):
     def sample_losses(self, logits: Tensor, y: Tensor) -> Tensor:
         """C_i of eq. 1: BCE of the sigmoid head (mean over classes) + the second head's loss."""
         losses = bce_logits(logits[0], y, reduction="none").mean(dim=1)
-        if self.cfg.activation == "sigmoid":
+        if self.config.activation == "sigmoid":
             return losses
         q, labelled = label_distribution(y)
-        if self.cfg.activation == "sig_sparsemax":
+        if self.config.activation == "sig_sparsemax":
             second = sparsemax_loss(logits[1], q)
         else:
             second = -(q * torch.log_softmax(logits[1], dim=1)).sum(dim=1)
@@ -415,7 +400,7 @@ class Staged(Method):
 
     def select(self, stage: int, losses: Tensor, verified: Tensor) -> Tensor:
         """The samples whose loss is ignored (M_i·(1 − V_i) = 1); η is updated first (eq. 3)."""
-        s = self.cfg.staged
+        s = self.config.staged
         if stage != 2 or s.selection == "none":
             return torch.zeros_like(verified)
         if s.selection == "topk":
@@ -426,11 +411,11 @@ class Staged(Method):
     def scores(self, logits: Tensor) -> Tensor:
         """Prediction: the sigmoid head, or its configured ensemble with the second head."""
         p = torch.sigmoid(logits[0])
-        if self.cfg.activation == "sigmoid":
+        if self.config.activation == "sigmoid":
             return p
         z = logits[1]
-        r = sparsemax(z) if self.cfg.activation == "sig_sparsemax" else torch.softmax(z, dim=1)
-        return (p + r) / 2 if self.cfg.ensemble == "mean" else (p * r).sqrt()
+        r = sparsemax(z) if self.config.activation == "sig_sparsemax" else torch.softmax(z, dim=1)
+        return (p + r) / 2 if self.config.ensemble == "mean" else (p * r).sqrt()
 
     # -- training ----------------------------------------------------------------------------
     def _set_training(self, mode: bool) -> None:
@@ -440,7 +425,7 @@ class Staged(Method):
 
     def train_step(self) -> dict[str, int]:
         """One iteration of the current stage; returns its stage and masked/unverified counts."""
-        stage = self.cfg.stage_at(self.iteration)
+        stage = self.config.stage_at(self.iteration)
         idx = self.batch_indices(stage)
         it = torch.from_numpy(idx).to(self.device)
         verified_np = self.features.verified[idx]
@@ -451,7 +436,7 @@ class Staged(Method):
             x, y = self.mixup(x, y, self.rng, groups=verified_np)
         if self.specaugment is not None:
             x = self.specaugment(x, self.rng)
-        with autocast(self.device, self.cfg.amp):
+        with autocast(self.device, self.config.amp):
             logits = self.model(x)
         losses = self.sample_losses(logits.float(), y)
         masked = self.select(stage, losses.detach(), verified)
@@ -461,7 +446,7 @@ class Staged(Method):
         self.optimiser.step()
         self.iteration += 1
         unverified, n_masked = int((~verified_np).sum()), int(masked.sum())
-        if stage == 2 and self.cfg.staged.selection == "threshold":
+        if stage == 2 and self.config.staged.selection == "threshold":
             threshold = float(self.eta)
         else:  # top-k: the smallest ignored loss plays η's part (Fig. 4c)
             threshold = losses.detach()[masked].min().item() if n_masked else math.nan
@@ -473,7 +458,7 @@ class Staged(Method):
     def train_epoch(self) -> dict[str, float]:
         """`iterations_per_epoch` iterations; loss, η, masked share of unverified samples, stage."""
         first = len(self.trace["loss"])
-        steps = [self.train_step() for _ in range(self.cfg.iterations_per_epoch)]
+        steps = [self.train_step() for _ in range(self.config.iterations_per_epoch)]
         self.epoch += 1
         unverified = sum(s["unverified"] for s in steps)
         metrics = {
@@ -487,25 +472,27 @@ class Staged(Method):
         return metrics
 
     # -- evaluation --------------------------------------------------------------------------
-    @torch.no_grad()
     def predict(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Scores [n, C] (before post-processing) and unmasked losses C_i on full clips."""
         self._set_training(False)
-        scores, losses = [], []
-        for start in range(0, len(idx), EVAL_BATCH):
-            it = torch.from_numpy(idx[start : start + EVAL_BATCH]).to(self.device)
-            with autocast(self.device, self.cfg.amp):
-                logits = self.model(self.x[it])
-            logits = logits.float()
-            losses.append(self.sample_losses(logits, self.y[it]).cpu().numpy())
-            scores.append(self.scores(logits).cpu().numpy())
-        return np.concatenate(scores), np.concatenate(losses)
+
+        def step(batch: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+            it = torch.from_numpy(batch).to(self.device)
+            with autocast(self.device, self.config.amp):
+                logits = self.model(self.x[it]).float()
+            losses = self.sample_losses(logits, self.y[it]).cpu().numpy()
+            return {"scores": self.scores(logits).cpu().numpy(), "losses": losses}, {}
+
+        pred = self.predict_batches(idx, step)
+        return pred.stacked("scores"), np.asarray(pred.outputs["losses"])
 
     def _split_scores(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Clip indices, post-processed scores and losses of a split."""
         idx = self.splits[split]
         scores, losses = self.predict(idx)
-        return idx, normalise_scores(scores) if self.cfg.postprocess.normalise else scores, losses
+        if self.config.postprocess.normalise:
+            scores = normalise_scores(scores)
+        return idx, scores, losses
 
     def evaluate(self, split: str) -> dict[str, float]:
         """Loss and tagging metrics; `verified_…` again on the verified clips of a mixed split."""
@@ -551,11 +538,11 @@ class Staged(Method):
             eta, share = fig.subplots(2, 1, sharex=True)
             steps = np.arange(1, len(self.trace["loss"]) + 1)
             eta.plot(steps, self.trace["threshold"])
-            title = f"{self.cfg.activation}, selection {self.cfg.staged.selection}"
+            title = f"{self.config.activation}, selection {self.config.staged.selection}"
             eta.set(ylabel="selection threshold (η)", title=title)
             share.plot(steps, self.trace["masked_fraction"])
             share.set(xlabel="iteration", ylabel="masked share of unverified", ylim=(0, 1.05))
-            for boundary in np.cumsum(self.cfg.staged.lengths)[:2]:
+            for boundary in np.cumsum(self.config.staged.lengths)[:2]:
                 for ax in (eta, share):
                     ax.axvline(boundary + 0.5, color="grey", linestyle="--")
             figures.append(("staged_eta_masked.png", fig))
@@ -569,10 +556,4 @@ class Staged(Method):
             ax.set_xticks(np.arange(len(per_class)), self.features.classes, rotation=90)
             ax.set(ylabel=f"{split} lwlrap", ylim=(0, 1), title="per-class lwlrap")
             figures.append(("staged_lwlrap_per_class.png", fig))
-        paths = []
-        for name, fig in figures:
-            path = Path(out_dir) / name
-            with atomic_file(path, "wb") as handle:
-                fig.savefig(handle, format="png", dpi=80)
-            paths.append(path)
-        return paths
+        return [save_figure(fig, Path(out_dir) / name) for name, fig in figures]

@@ -21,30 +21,24 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 from torch.nn.functional import binary_cross_entropy_with_logits as bce_logits
 
+from sedsweep.config import Strict
 from sedsweep.features import FeatureSet
-from sedsweep.fsio import atomic_file
 from sedsweep.methods.base import (
     Method,
     MethodConfig,
+    Predictions,
     Scale,
     SplitConfig,
-    Strict,
     autocast,
     batches,
+    save_figure,
 )
-from sedsweep.metrics import (
-    clip_auc,
-    defined_metrics,
-    frame_auc,
-    lwlrap,
-    mean_average_precision,
-    segment_f1_from_frames,
-)
+from sedsweep.methods.evaluation import detection_candidates, tagging_candidates
+from sedsweep.metrics import defined_metrics
 from sedsweep.nn.blocks import FreqPoolCNN, frame_mask, masked_mean, packed_rnn
 from sedsweep.nn.mil import half_and_half, max_loss, mmm_loss, noisy_or_loss
 
 Input = Literal["hnh", "random"]
-EVAL_BATCH = 64  # clips per forward pass in evaluate()
 N_FIGURES = 4
 
 
@@ -249,8 +243,10 @@ class WhenWho(Method):
 
     name = "whenwho"
     Config = WhenWhoConfig
+    config: WhenWhoConfig
     feature_preset = "morfi2018"
     synthetic_kind = "lowres"
+    eval_batch = 64
     scales: ClassVar[dict[str, Scale]] = {
         "tiny": Scale(
             config={
@@ -274,7 +270,6 @@ class WhenWho(Method):
 
     def __init__(self, config: WhenWhoConfig, features: FeatureSet, device: torch.device) -> None:
         super().__init__(config, features, device)
-        self.cfg = config
         self._load_data(features)
         self.when_loss: Callable[[Tensor, Tensor, Tensor], Tensor] = {
             "mmm": functools.partial(mmm_loss, **config.mmm.model_dump()),
@@ -302,13 +297,8 @@ class WhenWho(Method):
     # -- data --------------------------------------------------------------------------------
     def _load_data(self, fs: FeatureSet) -> None:
         """Z-score every clip with training statistics into one padded device tensor."""
-        mean, std = fs.norm_stats(self.splits.train)
-        lengths = fs.lengths
-        x = np.zeros((len(fs), int(lengths.max()), fs.n_mels), dtype=np.float32)
-        for i, n in enumerate(lengths):
-            x[i, :n] = (fs.clip(i) - mean) / std
-        self.x = torch.from_numpy(x).to(self.device)
-        self.lengths_cpu = torch.from_numpy(lengths.astype(np.int64))
+        self.x = self.zscored_inputs()
+        self.lengths_cpu = torch.from_numpy(fs.lengths.astype(np.int64))
         self.lengths = self.lengths_cpu.to(self.device)
         self.weak = torch.from_numpy(fs.weak.astype(np.float32)).to(self.device)
         self.bag_labels = fs.weak.max(axis=1) > 0  # WHEN: any class present
@@ -322,13 +312,13 @@ class WhenWho(Method):
     def epoch_batches(self, kind: Input) -> list[np.ndarray]:
         """This epoch's batches of training clips: Half-and-Half or plain shuffled."""
         if kind == "hnh":
-            return half_and_half(*self._bags(), self.cfg.batch_size, self.rng)
-        return list(batches(self.splits.train, self.cfg.batch_size, self.rng))
+            return half_and_half(*self._bags(), self.config.batch_size, self.rng)
+        return list(batches(self.splits.train, self.config.batch_size, self.rng))
 
     # -- model plumbing ----------------------------------------------------------------------
     def _net(self, task: str) -> WhenWhoNet:
         """The network that holds `task`'s head."""
-        return self.models[task] if self.cfg.mode == "separate" else self.models["shared"]
+        return self.models[task] if self.config.mode == "separate" else self.models["shared"]
 
     def _param_groups(self, tasks: tuple[str, ...]) -> list[dict[str, Any]]:
         """Adam groups over the trunk and the `tasks` heads, weight_decay = 2λ per L2 λ."""
@@ -336,7 +326,7 @@ class WhenWho(Method):
         heads = tuple(f"heads.{t}." for t in tasks)
         for name, param in net.named_parameters():
             if name.startswith(("trunk.", *heads)):
-                groups.setdefault(l2_coefficient(name, param, self.cfg.optim), []).append(param)
+                groups.setdefault(l2_coefficient(name, param, self.config.optim), []).append(param)
         return [{"params": ps, "weight_decay": 2 * lam} for lam, ps in groups.items()]
 
     def _forward(
@@ -346,7 +336,7 @@ class WhenWho(Method):
         lengths = self.lengths_cpu[idx]
         it = torch.from_numpy(idx).to(self.device)
         x, mask = self.x[it, : int(lengths.max())], frame_mask(self.lengths[it], int(lengths.max()))
-        with autocast(self.device, self.cfg.amp):
+        with autocast(self.device, self.config.amp):
             out = {k: v for net, tasks in groups for k, v in net(x, mask, lengths, tasks).items()}
         out = {k: v.float() for k, v in out.items()}
         losses = {}
@@ -358,14 +348,14 @@ class WhenWho(Method):
 
     def _objective(self, losses: dict[str, Any]) -> Any:
         """Joint: w_when·L_WHEN + w_who·L_WHO; otherwise the sum of the task losses present."""
-        if self.cfg.mode != "joint":
+        if self.config.mode != "joint":
             return sum(losses.values())
-        return self.cfg.joint.w_when * losses["when"] + self.cfg.joint.w_who * losses["who"]
+        return self.config.joint.w_when * losses["when"] + self.config.joint.w_who * losses["who"]
 
     # -- training ----------------------------------------------------------------------------
     def train_epoch(self) -> dict[str, float]:
         """One epoch: each pass (see class docstring) over its own batches of the train split."""
-        o = self.cfg.optim
+        o = self.config.optim
         self.lr = max(o.lr * 0.5 ** (self.epoch // o.halve_every), o.lr_min)
         history: dict[str, list[Tensor]] = {"when": [], "who": []}
         for p in self.passes:
@@ -390,24 +380,22 @@ class WhenWho(Method):
         }
 
     # -- evaluation --------------------------------------------------------------------------
-    @torch.no_grad()
-    def _predict(self, idx: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, dict[str, float]]:
-        """WHEN frame probabilities per clip, WHO probabilities [n, C], mean per-bag losses."""
+    def _predict(self, idx: np.ndarray) -> Predictions:
+        """Per clip: WHEN frame probabilities ('when', [T_i]) and WHO probabilities ('who',
+        [C]); mean per-bag losses ('when', 'who')."""
         groups = [(self._net("when"), ("when",)), (self._net("who"), ("who",))]
-        if self.cfg.mode != "separate":
+        if self.config.mode != "separate":
             groups = [(self.models["shared"], ("when", "who"))]
         self.models.eval()
-        frames: list[np.ndarray] = []
-        tags, totals = [], {"when": 0.0, "who": 0.0}
-        for start in range(0, len(idx), EVAL_BATCH):
-            batch = idx[start : start + EVAL_BATCH]
+
+        def step(batch: np.ndarray) -> tuple[dict[str, Any], dict[str, Tensor]]:
             out, losses = self._forward(groups, batch)
-            for task, value in losses.items():
-                totals[task] += value.item() * len(batch)
             probs = torch.sigmoid(out["when"]).cpu().numpy()
-            frames += [probs[k, :n] for k, n in enumerate(self.lengths_cpu[batch].tolist())]
-            tags.append(torch.sigmoid(out["who"]).cpu().numpy())
-        return frames, np.concatenate(tags), {k: v / len(idx) for k, v in totals.items()}
+            lengths = self.lengths_cpu[batch].tolist()
+            frames = [probs[k, :n] for k, n in enumerate(lengths)]
+            return {"when": frames, "who": torch.sigmoid(out["who"]).cpu().numpy()}, losses
+
+        return self.predict_batches(idx, step)
 
     def evaluate(self, split: str) -> dict[str, float]:
         """Loss, WHO tagging metrics, WHEN frame AUC and segment F1/ER: those defined on `split`."""
@@ -415,31 +403,16 @@ class WhenWho(Method):
         if len(idx) == 0:
             return {}
         fs = self.features
-        frames, tags, losses = self._predict(idx)
-        y = fs.weak[idx]
-        candidates: dict[str, Callable[[], float]] = {
-            "loss": lambda: float(self._objective(losses)),
-            "who_auc_micro": lambda: clip_auc(y, tags, "micro"),
-            "who_auc_macro": lambda: clip_auc(y, tags, "macro"),
-            "who_lwlrap": lambda: lwlrap(y, tags),
-            "who_ap_micro": lambda: mean_average_precision(y, tags, "micro"),
-            "who_ap_macro": lambda: mean_average_precision(y, tags, "macro"),
-        }
-        if fs.events is not None:
-            targets = [fs.strong_targets(int(i)).any(axis=1) for i in idx]
-            anything = [[(on, off, 0) for on, off, _ in fs.events[i]] for i in idx]
-            reference = list(zip(fs.durations[idx].tolist(), anything, strict=True))
-            times = [fs.times(int(i)) for i in idx]
-            segment = functools.cache(
-                lambda: segment_f1_from_frames(frames, times, fs.params.hop_s, reference)
-            )
-            candidates |= {
-                "when_frame_auc": lambda: frame_auc(frames, targets),
-                "when_segment_f1": lambda: segment()["f1"],
-                "when_segment_er": lambda: segment()["error_rate"],
+        pred = self._predict(idx)
+        return defined_metrics(
+            {
+                "loss": lambda: float(self._objective(pred.losses)),
+                **tagging_candidates(fs.weak[idx], pred.stacked("who"), prefix="who_"),
+                **detection_candidates(
+                    fs, idx, pred.outputs["when"], any_event=True, prefix="when_"
+                ),
             }
-        metrics = defined_metrics(candidates)
-        return metrics
+        )
 
     # -- checkpoints -------------------------------------------------------------------------
     def network(self) -> nn.Module:
@@ -471,7 +444,7 @@ class WhenWho(Method):
         chosen = test[np.asarray(has_events, dtype=bool)][:N_FIGURES]
         if len(chosen) == 0:
             return []
-        frames, _, _ = self._predict(chosen)
+        frames = self._predict(chosen).outputs["when"]
         paths = []
         for i, probs in zip(chosen.tolist(), frames, strict=True):
             t, half = fs.times(i), fs.params.hop_s / 2
@@ -489,8 +462,5 @@ class WhenWho(Method):
                 spans.broken_barh([(on, off - on)], (present.index(c) + 0.1, 0.8))
             spans.set(xlabel="time (s)", ylabel="events", ylim=(0, max(1, len(present))))
             spans.set_yticks(np.arange(len(present)) + 0.5, [fs.classes[c] for c in present])
-            path = Path(out_dir) / f"whenwho_clip{i:05d}.png"
-            with atomic_file(path, "wb") as handle:
-                fig.savefig(handle, format="png", dpi=80)
-            paths.append(path)
+            paths.append(save_figure(fig, Path(out_dir) / f"whenwho_clip{i:05d}.png"))
         return paths

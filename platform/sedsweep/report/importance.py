@@ -16,7 +16,6 @@ from typing import Any
 from sedsweep.errors import UserError
 from sedsweep.fsio import atomic_file
 from sedsweep.report.runs import COMPLETED, SweepRuns, same_value
-from sedsweep.report.tables import lower_is_better
 from sedsweep.sweep.spec import CategoricalParam, FloatParam, GridParam, IntParam
 
 EVALUATORS = ("ped-anova", "fanova")
@@ -93,7 +92,7 @@ def param_importance(
         result.note = "importance not computed: no searched parameter varies between trials"
         return result
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    direction = "minimize" if lower_is_better(metric, sweep) else "maximize"
+    direction = "minimize" if sweep.lower_is_better(metric) else "maximize"
     study = optuna.create_study(direction=direction)
     for trial in sweep.with_status(COMPLETED):
         value = trial.metric(metric)

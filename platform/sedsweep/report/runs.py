@@ -19,8 +19,17 @@ import yaml
 
 from sedsweep.config import flatten
 from sedsweep.errors import UserError
+from sedsweep.metrics import lower_is_better
 from sedsweep.sweep.spec import DATA_PREFIX, SweepSpec
-from sedsweep.tracking import PARENT_TAG, PLANNED_TAG, SPEC_ARTIFACT, TRIAL_TAG, client_for
+from sedsweep.tracking import (
+    OPTUNA_NUMBER_TAG,
+    PARENT_TAG,
+    PLANNED_TAG,
+    SPEC_ARTIFACT,
+    STOPPED_EARLY_TAG,
+    TRIAL_TAG,
+    client_for,
+)
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -97,7 +106,7 @@ def trial_status(mlflow_status: str, tags: dict[str, str]) -> str:
     """completed / pruned (stopped by the scheduler) / failed (errored or interrupted) / running."""
     if mlflow_status == "FINISHED":
         return COMPLETED
-    if mlflow_status == "KILLED" and tags.get("sweep.stopped_early") == "true":
+    if mlflow_status == "KILLED" and tags.get(STOPPED_EARLY_TAG) == "true":
         return PRUNED
     if mlflow_status in ("RUNNING", "SCHEDULED"):
         return RUNNING
@@ -133,6 +142,10 @@ class SweepRuns:
     def maximise(self) -> bool:
         """True when a larger objective is better."""
         return self.spec.objective.mode == "max"
+
+    def lower_is_better(self, metric: str) -> bool:
+        """A metric's direction: the objective's mode, else the metric's own (errors, losses)."""
+        return not self.maximise if metric == self.objective else lower_is_better(metric)
 
     def with_status(self, *statuses: str) -> list[TrialRun]:
         """Trials in any of the given statuses."""
@@ -256,7 +269,7 @@ def _trial(run: Any, spec: SweepSpec) -> TrialRun:
     for key, value in flatten(spec.data.model_dump(mode="json"), DATA_PREFIX).items():
         params.setdefault(key, value)
     tags = dict(run.data.tags)
-    number = tags.get("optuna.trial_number")
+    number = tags.get(OPTUNA_NUMBER_TAG)
     return TrialRun(
         run_id=run.info.run_id,
         name=run.info.run_name or run.info.run_id,

@@ -14,28 +14,24 @@ import csv
 import functools
 import html
 import io
+import logging
 import math
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 
 from sedsweep.errors import UserError
-from sedsweep.report.runs import COMPLETED, SweepRuns, TrialRun, same_value
+from sedsweep.report.runs import COMPLETED, SweepRuns, TrialRun, load_sweep_runs, same_value
+from sedsweep.tracking import MAX_TAG_CHARS, TABLE_ERROR_TAG, TABLES_DIR
+
+if TYPE_CHECKING:
+    from sedsweep.sweep.runner import SweepOutcome
 
 ALPHA = 0.05
 FORMATS = ("md", "csv", "html", "tex")
-LOWER_IS_BETTER = ("loss", "_er", "error", "deletion", "insertion", "substitution")
-
-
-def lower_is_better(metric: str, sweep: SweepRuns | None = None) -> bool:
-    """Direction of a metric: the sweep's objective mode, else errors and losses are minimised."""
-    if sweep is not None and metric == sweep.objective:
-        return not sweep.maximise
-    name = metric.rsplit("/", 1)[-1]
-    return name.endswith(LOWER_IS_BETTER) or name == "er"
 
 
 def welch_p(a: list[float], b: list[float]) -> float | None:
@@ -245,7 +241,7 @@ def _mark(table: ComparisonTable, sweep: SweepRuns) -> None:
         ]
         if not cells:
             continue
-        lower = lower_is_better(metric, sweep)
+        lower = sweep.lower_is_better(metric)
         best = (min if lower else max)(cells, key=lambda c: c.mean)
         for c in cells:
             if c is best or math.isclose(c.mean, best.mean, rel_tol=0, abs_tol=1e-15):
@@ -260,8 +256,22 @@ def log_tables(sweep: SweepRuns) -> ComparisonTable:
     """Build the sweep's own table and log it (md, csv, html) to its parent run under tables/."""
     table = build_table([sweep])
     for fmt in ("md", "csv", "html"):
-        sweep.client.log_text(sweep.parent_run_id, table.render(fmt), f"tables/{sweep.name}.{fmt}")
+        path = f"{TABLES_DIR}/{sweep.name}.{fmt}"
+        sweep.client.log_text(sweep.parent_run_id, table.render(fmt), path)
     return table
+
+
+def log_sweep_tables(outcome: SweepOutcome) -> None:
+    """A sweep runner's `on_finish` hook: log the finished sweep's own table to its parent run.
+
+    A table problem never fails the sweep: it becomes the parent's `sweep.table_error` tag.
+    """
+    sweep = load_sweep_runs(outcome.parent_run_id, outcome.tracking_uri)
+    try:
+        log_tables(sweep)
+    except UserError as exc:
+        sweep.client.set_tag(sweep.parent_run_id, TABLE_ERROR_TAG, str(exc)[:MAX_TAG_CHARS])
+        logging.getLogger(__name__).warning("no comparison table: %s", exc)
 
 
 # -- published numbers ------------------------------------------------------------------------

@@ -16,8 +16,15 @@ from ray import tune
 from sedsweep.sweep.spec import data_part, trial_config
 from sedsweep.sweep.trainable import NODE_KEY
 from sedsweep.tracking import (
+    EPOCHS_RUN_TAG,
+    ERROR_ARTIFACT,
+    ERROR_TAG,
     FIGURES_DIR,
+    MAX_TAG_CHARS,
+    NODE_TAG,
+    OPTUNA_NUMBER_TAG,
     PARENT_TAG,
+    STOPPED_EARLY_TAG,
     TRIAL_TAG,
     RunWriter,
     client_for,
@@ -91,7 +98,7 @@ class MlflowSweepCallback(tune.Callback):
                     **self.tags,
                     PARENT_TAG: self.parent_run_id,
                     TRIAL_TAG: trial.trial_id,
-                    "optuna.trial_number": str(trial.config["optuna_trial"]),
+                    OPTUNA_NUMBER_TAG: str(trial.config["optuna_trial"]),
                 },
             )
             full = trial_config(self.base_config, overrides, self.epochs)
@@ -119,7 +126,7 @@ class MlflowSweepCallback(tune.Callback):
         writer.log_metrics(metrics, step=step)
         self.logged[trial.trial_id] = step
         if result.get(NODE_KEY) and trial.trial_id not in self.node_tagged:
-            writer.set_tags({"sweep.node_id": str(result[NODE_KEY])})
+            writer.set_tags({NODE_TAG: str(result[NODE_KEY])})
             self.node_tagged.add(trial.trial_id)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -133,7 +140,7 @@ class MlflowSweepCallback(tune.Callback):
                 writer.log_artifacts(figures, FIGURES_DIR)
             writer.finish("FINISHED")
         else:
-            writer.set_tags({"sweep.stopped_early": "true", "sweep.epochs_run": str(done)})
+            writer.set_tags({STOPPED_EARLY_TAG: "true", EPOCHS_RUN_TAG: str(done)})
             writer.finish("KILLED")
         self.children.pop(trial.trial_id, None)
 
@@ -142,8 +149,8 @@ class MlflowSweepCallback(tune.Callback):
         writer = self.child(trial)
         text = _error_text(trial)
         last = text.strip().splitlines()[-1] if text.strip() else "unknown error"
-        writer.set_tags({"sweep.error": last[:5000]})
-        writer.client.log_text(writer.run_id, text, "error.txt")
+        writer.set_tags({ERROR_TAG: last[:MAX_TAG_CHARS]})
+        writer.client.log_text(writer.run_id, text, ERROR_ARTIFACT)
         writer.finish("FAILED")
         self.children.pop(trial.trial_id, None)
 

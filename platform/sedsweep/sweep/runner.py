@@ -1,4 +1,8 @@
-"""Run and resume sweeps: Ray Tune Tuner + Optuna searcher + scheduler + MLflow callback."""
+"""Run and resume sweeps: Ray Tune Tuner + Optuna searcher + scheduler + MLflow callback.
+
+The runner knows nothing of reports: a caller that wants the comparison table logged when a
+sweep ends passes an `on_finish` hook (the CLI passes `report.tables.log_sweep_tables`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,17 +20,25 @@ from typing import Any
 from sedsweep.errors import UserError
 from sedsweep.features import FeatureSet, build_features
 from sedsweep.fsio import write_json
+from sedsweep.spec import corpus_for
 from sedsweep.sweep.spec import SweepPlan, SweepSpec, data_key, plan_sweep
 from sedsweep.tracking import (
+    BEST_METRIC_PREFIX,
+    GIT_COMMIT_TAG,
+    METHOD_TAG,
+    OPTUNA_VERSION_TAG,
     PLANNED_TAG,
+    RAY_VERSION_TAG,
     SPEC_ARTIFACT,
+    SWEEP_NAME_TAG,
     RunWriter,
     client_for,
+    count_tag,
     ensure_experiment,
     local_artifact_root,
+    run_tags,
     tracking_uri_for,
 )
-from sedsweep.train import corpus_for
 
 STATE_FILE = "sedsweep.json"
 
@@ -34,6 +47,37 @@ def ray_environment() -> None:
     """Defaults every Ray process here needs (the same for driver and workers)."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@dataclass
+class SweepState:
+    """What a sweep execution needs to be resumed: kept as `STATE_FILE` in its Ray directory."""
+
+    experiment: str  # Ray Tune's experiment name: the sweep name and its start time
+    path: str  # Ray Tune's experiment directory
+    workdir: str  # corpora and the feature cache
+    tracking_uri: str
+    experiment_id: str  # MLflow's
+    parent_run_id: str
+    source: str  # the search-space file the sweep came from
+    spec: dict[str, Any]  # the validated search-space spec as JSON
+
+    def save(self) -> None:
+        """Write the state file atomically into the sweep's directory."""
+        write_json(Path(self.path) / STATE_FILE, dataclasses.asdict(self))
+
+    @classmethod
+    def load(cls, path: Path) -> SweepState:
+        """Read a state file; an unreadable or incomplete one is a UserError naming it."""
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"unreadable sweep state ({exc})", where=path) from None
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if not isinstance(data, dict) or n not in data]
+        if missing:
+            raise UserError(f"sweep state lacks {', '.join(missing)}", where=path)
+        return cls(**{n: data[n] for n in names})
 
 
 @dataclass
@@ -60,6 +104,10 @@ class SweepOutcome:
         return f"sweep {self.name}: {parts or 'no trials'} of {self.expected} planned"
 
 
+OnFinish = Callable[[SweepOutcome], None]
+"""Called when a sweep's trials are done, before its parent run is marked finished."""
+
+
 def _features(plan: SweepPlan, workdir: Path) -> dict[str, FeatureSet]:
     """Each data variant's corpus and features, built (or loaded from the cache) once here."""
     out = {}
@@ -81,6 +129,7 @@ def run_sweep(
     address: str | None = None,
     storage: str | None = None,
     tracking_uri: str | None = None,
+    on_finish: OnFinish | None = None,
 ) -> SweepOutcome:
     """Start a new execution of the sweep and wait for it."""
     ray_environment()
@@ -94,18 +143,18 @@ def run_sweep(
     exp_id = ensure_experiment(client, plan.spec.name, local_artifact_root(uri, workdir))
     parent = RunWriter.start(client, exp_id, exp_name, tags=_parent_tags(plan, features))
     client.log_dict(parent.run_id, plan.spec.model_dump(mode="json"), SPEC_ARTIFACT)
-    state = {
-        "experiment": exp_name,
-        "path": str(storage_path / exp_name),
-        "workdir": str(workdir),
-        "tracking_uri": uri,
-        "experiment_id": exp_id,
-        "parent_run_id": parent.run_id,
-        "source": plan.source,
-        "spec": plan.spec.model_dump(mode="json"),
-    }
-    write_json(storage_path / exp_name / STATE_FILE, state)
-    return _fit(plan, state, features, address, restore=False)
+    state = SweepState(
+        experiment=exp_name,
+        path=str(storage_path / exp_name),
+        workdir=str(workdir),
+        tracking_uri=uri,
+        experiment_id=exp_id,
+        parent_run_id=parent.run_id,
+        source=plan.source,
+        spec=plan.spec.model_dump(mode="json"),
+    )
+    state.save()
+    return _fit(plan, state, features, address, restore=False, on_finish=on_finish)
 
 
 def find_state(target: Path) -> Path:
@@ -120,38 +169,32 @@ def find_state(target: Path) -> Path:
     return found[-1]
 
 
-def resume_sweep(target: Path, *, address: str | None = None) -> SweepOutcome:
+def resume_sweep(
+    target: Path, *, address: str | None = None, on_finish: OnFinish | None = None
+) -> SweepOutcome:
     """Restore an interrupted sweep (Tuner.restore) and finish its remaining trials."""
     ray_environment()
-    state_path = find_state(target)
-    try:
-        state = json.loads(state_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"unreadable sweep state ({exc})", where=state_path) from None
-    plan = plan_sweep(SweepSpec.model_validate(state["spec"]), state["source"])
-    features = _features(plan, Path(state["workdir"]))
-    client_for(state["tracking_uri"]).update_run(state["parent_run_id"], status="RUNNING")
-    return _fit(plan, state, features, address, restore=True)
+    state = SweepState.load(find_state(target))
+    plan = plan_sweep(SweepSpec.model_validate(state.spec), state.source)
+    features = _features(plan, Path(state.workdir))
+    client_for(state.tracking_uri).update_run(state.parent_run_id, status="RUNNING")
+    return _fit(plan, state, features, address, restore=True, on_finish=on_finish)
 
 
 def _parent_tags(plan: SweepPlan, features: dict[str, FeatureSet]) -> dict[str, str]:
     import optuna
     import ray
 
-    from sedsweep import __version__
-
+    fingerprints = ",".join(f.corpus_fingerprint for f in features.values())
     tags = {
-        "sedsweep.version": __version__,
-        "sedsweep.method": plan.spec.method,
-        "sedsweep.scale": plan.spec.scale,
-        "sedsweep.corpus_fingerprint": ",".join(f.corpus_fingerprint for f in features.values()),
-        "ray.version": ray.__version__,
-        "optuna.version": optuna.__version__,
+        **run_tags(plan.spec.method, plan.spec.scale, fingerprints),
+        RAY_VERSION_TAG: ray.__version__,
+        OPTUNA_VERSION_TAG: optuna.__version__,
         PLANNED_TAG: str(plan.n_trials),
     }
     commit = _git_commit()
     if commit:
-        tags["mlflow.source.git.commit"] = commit
+        tags[GIT_COMMIT_TAG] = commit
     return tags
 
 
@@ -194,10 +237,11 @@ def _scheduler(plan: SweepPlan) -> Any:
 
 def _fit(
     plan: SweepPlan,
-    state: dict[str, Any],
+    state: SweepState,
     features: dict[str, FeatureSet],
     address: str | None,
     restore: bool,
+    on_finish: OnFinish | None,
 ) -> SweepOutcome:
     import ray
     from ray import tune
@@ -228,13 +272,13 @@ def _fit(
     )  # fmt: skip
     if restore:
         tuner = tune.Tuner.restore(
-            state["path"], trainable=trainable, resume_unfinished=True, resume_errored=True
+            state.path, trainable=trainable, resume_unfinished=True, resume_errored=True
         )
     else:
         callback = MlflowSweepCallback(
-            state["tracking_uri"], state["experiment_id"], state["parent_run_id"],
+            state.tracking_uri, state.experiment_id, state.parent_run_id,
             method=s.method, base_config=base_config, epochs=plan.epochs,
-            tags={"sedsweep.method": s.method, "sweep.name": s.name},
+            tags={METHOD_TAG: s.method, SWEEP_NAME_TAG: s.name},
         )  # fmt: skip
         tuner = tune.Tuner(
             trainable,
@@ -248,8 +292,8 @@ def _fit(
                 reuse_actors=True,
             ),
             run_config=tune.RunConfig(
-                name=state["experiment"],
-                storage_path=str(Path(state["path"]).parent),
+                name=state.experiment,
+                storage_path=str(Path(state.path).parent),
                 callbacks=[callback],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 failure_config=tune.FailureConfig(max_failures=s.budget.max_failures),
@@ -257,22 +301,12 @@ def _fit(
             ),
         )
     results = tuner.fit()
-    return _outcome(plan, state, results)
+    return _outcome(plan, state, results, on_finish)
 
 
-def _log_tables(client: Any, state: dict[str, Any]) -> None:
-    """Log the comparison table to the parent run; a table problem never fails the sweep."""
-    from sedsweep.report.runs import load_sweep_runs
-    from sedsweep.report.tables import log_tables
-
-    try:
-        log_tables(load_sweep_runs(state["parent_run_id"], state["tracking_uri"]))
-    except UserError as exc:
-        client.set_tag(state["parent_run_id"], "sweep.table_error", str(exc)[:5000])
-        logging.getLogger(__name__).warning("no comparison table: %s", exc)
-
-
-def _outcome(plan: SweepPlan, state: dict[str, Any], results: Any) -> SweepOutcome:
+def _outcome(
+    plan: SweepPlan, state: SweepState, results: Any, on_finish: OnFinish | None
+) -> SweepOutcome:
     counts = {"completed": 0, "stopped_early": 0, "errored": 0, "missing": 0}
     for result in results:
         if result.error is not None:
@@ -284,14 +318,13 @@ def _outcome(plan: SweepPlan, state: dict[str, Any], results: Any) -> SweepOutco
     counts["missing"] = max(plan.n_trials - len(results), 0)
     outcome = SweepOutcome(
         name=plan.spec.name,
-        path=Path(state["path"]),
-        parent_run_id=state["parent_run_id"],
-        tracking_uri=state["tracking_uri"],
+        path=Path(state.path),
+        parent_run_id=state.parent_run_id,
+        tracking_uri=state.tracking_uri,
         expected=plan.n_trials,
         counts=counts,
     )
-    client = client_for(state["tracking_uri"])
-    parent = RunWriter(client, state["parent_run_id"])
+    parent = RunWriter(client_for(state.tracking_uri), state.parent_run_id)
     try:
         best = results.get_best_result(plan.spec.objective.metric, plan.spec.objective.mode, "last")
     except (RuntimeError, ValueError):
@@ -299,9 +332,10 @@ def _outcome(plan: SweepPlan, state: dict[str, Any], results: Any) -> SweepOutco
     metric = plan.spec.objective.metric
     if best is not None and best.metrics and metric in best.metrics:
         outcome.best = {"config": best.config["overrides"], "metrics": dict(best.metrics)}
-        parent.log_metrics({f"best/{metric}": best.metrics[metric]}, step=0)
-    parent.set_tags({f"sweep.{k}": str(v) for k, v in counts.items()})
-    _log_tables(client, state)
+        parent.log_metrics({f"{BEST_METRIC_PREFIX}{metric}": best.metrics[metric]}, step=0)
+    parent.set_tags({count_tag(k): str(v) for k, v in counts.items()})
+    if on_finish is not None:
+        on_finish(outcome)
     if counts["missing"]:
         parent.finish("KILLED")
     else:

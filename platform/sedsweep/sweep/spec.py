@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from sedsweep.config import (
+    Strict,
     deep_merge,
     flatten,
     load_yaml,
@@ -26,8 +27,7 @@ from sedsweep.config import (
     with_overrides,
 )
 from sedsweep.errors import UserError
-from sedsweep.methods.base import Strict
-from sedsweep.train import DataSpec, FeatureSpec, Resolved, RunSpec, resolve
+from sedsweep.spec import DataSpec, FeatureSpec, Resolved, RunSpec, resolve
 
 
 class Objective(Strict):

@@ -51,11 +51,17 @@ def gwrp_log_odds(logits: Tensor, r: float, start_dim: int) -> Tensor:
     return weighted_log_odds(ranked, log_softmax(rank * math.log(r), dim=0), -1)
 
 
+GlobalKind = Literal["gap", "gmp", "gwrp"]
+GLOBAL_KINDS: tuple[GlobalKind, ...] = ("gap", "gmp", "gwrp")
+
+
 class GlobalPooling(nn.Module):
     """GAP, GMP or GWRP over T × F; the frame map is the same pooling over mel bins alone."""
 
-    def __init__(self, kind: Literal["gap", "gmp", "gwrp"], r: float = 0.9998) -> None:
+    def __init__(self, kind: GlobalKind, r: float = 0.9998) -> None:
         super().__init__()
+        if kind not in GLOBAL_KINDS:
+            raise ValueError(f"unknown global pooling {kind!r} (known: {', '.join(GLOBAL_KINDS)})")
         self.kind, self.r = kind, r
 
     def forward(self, z: Tensor) -> Pooled:
@@ -197,4 +203,4 @@ def make_pooling(
         return TwoStepAttention(n_classes, n_frames, n_mels, form)
     if name == "atrous":
         return AtrousAttention(n_classes)
-    return GlobalPooling(name, r)
+    return GlobalPooling(name, r)  # GAP, GMP, GWRP; any other name is refused there

@@ -1,0 +1,74 @@
+"""The metric sets methods report, computed once here for every method.
+
+Each function returns *candidates*: metric name → a function computing it, for
+`sedsweep.metrics.defined_metrics`, which keeps those defined on the split at hand (a split
+without a class, or without strong labels, simply lacks the metrics that need them).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from sedsweep.features import FeatureSet
+from sedsweep.metrics import (
+    clip_auc,
+    frame_auc,
+    lwlrap,
+    mean_average_precision,
+    segment_f1_from_frames,
+)
+
+Candidates = dict[str, Callable[[], float]]
+
+
+def tagging_candidates(y: np.ndarray, s: np.ndarray, prefix: str = "") -> Candidates:
+    """Clip-level tagging metrics of scores `s` against weak targets `y` ([clips, classes]):
+    ROC AUC and average precision, micro and macro (the 2APAE paper's micro-P / macro-P),
+    and lwlrap (He et al.); names get `prefix` (e.g. `who_`)."""
+    metrics: Candidates = {
+        "auc_micro": lambda: clip_auc(y, s, "micro"),
+        "auc_macro": lambda: clip_auc(y, s, "macro"),
+        "ap_micro": lambda: mean_average_precision(y, s, "micro"),
+        "ap_macro": lambda: mean_average_precision(y, s, "macro"),
+        "lwlrap": lambda: lwlrap(y, s),
+    }
+    return {f"{prefix}{k}": v for k, v in metrics.items()}
+
+
+def detection_candidates(
+    fs: FeatureSet,
+    idx: np.ndarray,
+    frames: Sequence[np.ndarray],
+    *,
+    any_event: bool = False,
+    prefix: str = "",
+) -> Candidates:
+    """Frame-level ROC AUC and segment-based F1 / error rate (1 s segments, threshold 0.5) of
+    frame probabilities against the strong labels; none without strong labels.
+
+    `frames[j]` holds clip `idx[j]`'s probabilities per frame: [T, classes], or [T] with
+    `any_event` (one "any event" detector, Morfi & Stowell's WHEN), scored against the union
+    of all classes' events.
+    """
+    if fs.events is None:
+        return {}
+    events = fs.events
+    if any_event:
+        targets = [fs.strong_targets(int(i)).any(axis=1) for i in idx]
+        annotated = [[(on, off, 0) for on, off, _ in events[i]] for i in idx]
+    else:
+        targets = [fs.strong_targets(int(i)) for i in idx]
+        annotated = [events[i] for i in idx]
+    reference = list(zip(fs.durations[idx].tolist(), annotated, strict=True))
+    times = [fs.times(int(i)) for i in idx]
+    segment = functools.cache(
+        lambda: segment_f1_from_frames(list(frames), times, fs.params.hop_s, reference)
+    )
+    return {
+        f"{prefix}frame_auc": lambda: frame_auc(list(frames), targets),
+        f"{prefix}segment_f1": lambda: segment()["f1"],
+        f"{prefix}segment_er": lambda: segment()["error_rate"],
+    }

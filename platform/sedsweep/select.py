@@ -1,0 +1,229 @@
+"""Pick a sweep's best configuration, optionally confirm it over fresh seeds, export and test it.
+
+Selection reads only the sweep's objective (a validation metric — the sweep spec refuses a
+test one) of completed trials. `confirm_top` re-runs the top K configurations with S fresh
+seeds as a small follow-up grid sweep on the same engine and ranks them by the mean objective
+over those seeds only (the original run is left out: it was selected for being lucky). The
+chosen configuration is then trained once more as a complete, portable run spec (`best.yaml`):
+that run is the only place the test split is looked at, and its test metrics are reported
+apart from the validation numbers used to choose. The rankings and the report text are
+`sedsweep.report.best`; this module runs things.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from sedsweep.errors import UserError
+from sedsweep.fsio import write_yaml
+from sedsweep.report.best import (
+    SEED_KEY,
+    BestReport,
+    Confirmation,
+    Ranked,
+    candidate_overrides,
+    fresh_seeds,
+    rank_by_validation,
+    render_report,
+)
+from sedsweep.report.importance import Importance, param_importance, plot_importance
+from sedsweep.report.runs import COMPLETED, SweepRuns, TrialRun, load_sweep_runs
+from sedsweep.report.tables import log_sweep_tables
+from sedsweep.spec import Resolved, RunSpec, resolve
+from sedsweep.sweep.runner import run_sweep
+from sedsweep.sweep.spec import (
+    Budget,
+    Scheduler,
+    Search,
+    SweepSpec,
+    Table,
+    config_part,
+    data_part,
+    plan_sweep,
+    trial_config,
+)
+from sedsweep.tracking import (
+    BEST_DIR,
+    BEST_FINAL_RUN_TAG,
+    BEST_OF_TAG,
+    BEST_REPORT,
+    BEST_RUN_TAG,
+    IMPORTANCE_CSV,
+    IMPORTANCE_DIR,
+    PARENT_TAG,
+    ROLE_TAG,
+    RunWriter,
+    register_champion,
+)
+from sedsweep.train import train
+
+
+def confirm_spec(sweep: SweepRuns, top: list[Ranked], seeds: list[int]) -> SweepSpec:
+    """A grid sweep of the top configurations (one cell each) × the fresh seeds."""
+    cells = [candidate_overrides(sweep, r.trial, keep_seed=False) for r in top]
+    keys = list(cells[0])
+    s = sweep.spec
+    fixed = {k: v for k, v in s.fixed.items() if k != SEED_KEY}
+    return s.model_copy(
+        update={
+            "name": f"{s.name}-confirm",
+            "fixed": fixed,
+            "space": {},
+            "cells": cells,
+            "replicates": {SEED_KEY: seeds},
+            "search": Search(algorithm="grid", seed=s.search.seed),
+            "scheduler": Scheduler(type="none"),
+            "budget": Budget(
+                trials=1,
+                max_epochs=s.budget.max_epochs,
+                max_concurrent=s.budget.max_concurrent,
+                max_failures=s.budget.max_failures,
+            ),
+            "table": Table(rows=keys, metrics=[s.objective.metric], replicates=[SEED_KEY]),
+            "scales": {},
+        },
+        deep=True,
+    )
+
+
+def confirm_top(
+    sweep: SweepRuns,
+    ranking: list[Ranked],
+    k: int,
+    seeds: int,
+    *,
+    workdir: Path,
+    address: str | None = None,
+    storage: str | None = None,
+) -> Confirmation:
+    """Re-run the top `k` configurations with `seeds` fresh seeds; rank them by mean objective.
+
+    The follow-up sweep logs its own table, like any sweep run from the command line.
+    """
+    top = ranking[:k]
+    chosen_seeds = fresh_seeds(sweep, seeds)
+    spec = confirm_spec(sweep, top, chosen_seeds)
+    plan = plan_sweep(spec, f"confirmation of {sweep.name}")
+    outcome = run_sweep(
+        plan, workdir=workdir, address=address, storage=storage, tracking_uri=sweep.tracking_uri,
+        on_finish=log_sweep_tables,
+    )  # fmt: skip
+    follow = load_sweep_runs(outcome.parent_run_id, sweep.tracking_uri)
+    ranked = []
+    for r in top:
+        want = candidate_overrides(sweep, r.trial, keep_seed=False)
+        values = [
+            v
+            for t in follow.with_status(COMPLETED)
+            if candidate_overrides(follow, t, keep_seed=False) == want
+            and (v := t.metric(sweep.objective)) is not None
+        ]
+        if values:
+            ranked.append(Ranked(r.trial, values))
+    if not ranked:
+        raise UserError(
+            f"the confirmation sweep finished no trial ({outcome.summary()})", where=follow.name
+        )
+    ranked.sort(key=lambda r: r.mean, reverse=sweep.maximise)
+    return Confirmation(follow, chosen_seeds, ranked)
+
+
+def resolved_for(sweep: SweepRuns, trial: TrialRun) -> Resolved:
+    """The chosen trial as a complete, validated training run (config, features, data)."""
+    plan = plan_sweep(sweep.spec, sweep.name)
+    overrides = candidate_overrides(sweep, trial)
+    config = trial_config(
+        plan.base.config.model_dump(mode="json"), config_part(overrides), plan.epochs
+    )
+    data = plan.data_spec(data_part(overrides))
+    run = RunSpec(
+        method=sweep.spec.method,
+        scale=sweep.spec.scale,
+        data=data,
+        features=sweep.spec.features,
+        config=config,
+    )
+    return resolve(run, where=f"best of {sweep.name}")
+
+
+def select_best(
+    sweep: SweepRuns,
+    *,
+    out: Path,
+    workdir: Path,
+    confirm: int = 0,
+    seeds: int = 3,
+    register: str | None = None,
+    evaluator: str = "ped-anova",
+    device: str | None = None,
+    address: str | None = None,
+    storage: str | None = None,
+) -> BestReport:
+    """The whole `sedsweep best`: select, (confirm), export, test once, log, (register).
+
+    best.yaml holds every config field spelled out and the data as the sweep declared it.
+    """
+    if confirm < 0 or seeds < 1:
+        raise UserError("needs --confirm-top >= 0 and --seeds >= 1", where="--confirm-top/--seeds")
+    ranking = rank_by_validation(sweep)
+    report = BestReport(sweep=sweep, validation=ranking, chosen=ranking[0])
+    if confirm:
+        report.confirmation = confirm_top(
+            sweep, ranking, confirm, seeds, workdir=workdir, address=address, storage=storage
+        )
+        report.chosen = report.confirmation.ranking[0]
+    resolved = resolved_for(sweep, report.chosen.trial)
+    report.spec = resolved.to_spec()
+    write_yaml(
+        out,
+        report.spec,
+        f"Best configuration of sweep {sweep.name} (parent run {sweep.parent_run_id}),\n"
+        f"trial {report.chosen.trial.name}: {sweep.objective} = {report.chosen.mean:.6g}.\n"
+        f"Reproduce: sedsweep train --config {out.name}",
+    )
+    result = train(
+        resolved,
+        workdir=workdir,
+        tracking_uri=sweep.tracking_uri,
+        device=device,
+        experiment=sweep.experiment_name,
+        progress=False,
+        log_model=True,
+        tags={
+            PARENT_TAG: sweep.parent_run_id,
+            ROLE_TAG: "best",
+            BEST_OF_TAG: report.chosen.trial.run_id,
+        },
+    )
+    report.final, report.final_run_id, report.model_uri = (
+        result.metrics, result.run_id, result.model_uri
+    )  # fmt: skip
+    if register:
+        report.registered = register_champion(
+            sweep.tracking_uri,
+            register,
+            result.model_uri,
+            tags={
+                "sweep": sweep.name,
+                "objective": sweep.objective,
+                "objective_value": f"{report.chosen.mean:.6g}",
+                "best_run": result.run_id,
+            },
+        )
+    report.importance = param_importance(sweep, evaluator)
+    parent = RunWriter(sweep.client, sweep.parent_run_id)
+    sweep.client.log_text(parent.run_id, render_report(report), BEST_REPORT)
+    sweep.client.log_artifact(parent.run_id, str(out), BEST_DIR)
+    log_importance(sweep, report.importance)
+    parent.set_tags({BEST_RUN_TAG: report.chosen.trial.run_id, BEST_FINAL_RUN_TAG: result.run_id})
+    return report
+
+
+def log_importance(sweep: SweepRuns, importance: Importance) -> None:
+    """Log the importance table (CSV) and plot (PNG) to the sweep's parent run."""
+    sweep.client.log_text(sweep.parent_run_id, importance.to_csv(), IMPORTANCE_CSV)
+    if importance.values:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = plot_importance(importance, Path(tmp) / "importance.png")
+            sweep.client.log_artifact(sweep.parent_run_id, str(path), IMPORTANCE_DIR)

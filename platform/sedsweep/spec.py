@@ -1,0 +1,178 @@
+"""Run specs: what defines one training run, validated against its method before any compute.
+
+A run spec (YAML for `sedsweep train --config FILE`, and what `best.yaml` holds) is:
+
+    method: whenwho
+    scale: tiny                      # a named size of the method: tiny | small | paper
+    data: {path: DIR}                # or {synthetic: lowres, options: {clips: 60, seed: 0}}
+    features: {preset: morfi2018, overrides: {n_mels: 40}}
+    config: {mode: tied, mmm: {w_max: 0.5}}
+
+`resolve` validates a spec (the method's defaults ← its scale ← the spec's config) into a
+`Resolved` run; `corpus_for` loads its corpus, or generates the method's synthetic one once.
+Methods are found by name in the registry, so this layer imports no method and no torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from sedsweep.config import Strict, deep_merge, load_yaml, set_dotted, validate, with_overrides
+from sedsweep.data.corpus import META_FILE, Corpus
+from sedsweep.errors import UserError
+from sedsweep.features import FeatureParams, resolve_params
+from sedsweep.methods import get_method
+
+if TYPE_CHECKING:
+    from sedsweep.methods.base import Method, MethodConfig, Scale
+
+
+class DataSpec(Strict):
+    """Where the corpus comes from: a directory, or a synthetic generator and its options."""
+
+    path: str | None = None
+    synthetic: str | None = Field(default=None, description="default: the method's own kind")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class FeatureSpec(Strict):
+    """A feature preset (default: the method's) and field overrides."""
+
+    preset: str | None = None
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunSpec(Strict):
+    """Everything that defines a training run."""
+
+    method: str
+    scale: str = "paper"
+    data: DataSpec = Field(default_factory=DataSpec)
+    features: FeatureSpec = Field(default_factory=FeatureSpec)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass
+class Resolved:
+    """A validated run: method class, its config, feature parameters and data source."""
+
+    spec: RunSpec
+    method_cls: type[Method]
+    scale: Scale
+    config: MethodConfig
+    feature_params: FeatureParams
+
+    def to_spec(self, corpus_dir: Path | None = None) -> dict[str, Any]:
+        """A run spec with every config and feature field spelled out.
+
+        With `corpus_dir` the data is that directory (the exact corpus a run used); without,
+        the data source as the spec declared it (portable: a synthetic corpus is regenerated).
+        """
+        data = (
+            {"path": str(corpus_dir.resolve())}
+            if corpus_dir is not None
+            else self.spec.data.model_dump(mode="json", exclude_none=True)
+        )
+        return {
+            "method": self.spec.method,
+            "scale": self.spec.scale,
+            "data": data,
+            "features": {
+                "preset": self.spec.features.preset or self.method_cls.feature_preset,
+                "overrides": self.feature_params.model_dump(mode="json"),
+            },
+            "config": self.config.model_dump(mode="json"),
+        }
+
+
+def spec_from_cli(
+    config_file: Path | None,
+    method: str | None,
+    data: Path | None,
+    scale: str | None,
+    overrides: Mapping[str, Any],
+) -> RunSpec:
+    """Merge a spec file, command-line options and `--set` overrides into a validated RunSpec.
+
+    `--set` keys go into the method config, except `features.X` (feature overrides) and
+    `data.X` (data spec).
+    """
+    where = str(config_file) if config_file else "command line"
+    raw: dict[str, Any] = load_yaml(config_file) if config_file else {}
+    if method:
+        if raw.get("method") not in (None, method):
+            raise UserError(f"--method {method} contradicts method {raw['method']!r}", where=where)
+        raw["method"] = method
+    if "method" not in raw:
+        raise UserError("no method given (use --method or a 'method:' key)", where=where)
+    if data is not None:
+        raw["data"] = {"path": str(data)}
+    if scale:
+        raw["scale"] = scale
+    for key, value in overrides.items():
+        head, _, rest = key.partition(".")
+        if head == "features" and rest:
+            set_dotted(raw, f"features.overrides.{rest}", value)
+        elif head == "data" and rest:
+            set_dotted(raw, key, value)
+        else:
+            set_dotted(raw, f"config.{key}", value)
+    return validate(RunSpec, raw, where)
+
+
+def resolve(spec: RunSpec, where: str = "run spec", section: str = "config") -> Resolved:
+    """Validate the method config (defaults ← scale ← spec) and the feature parameters.
+
+    Config errors name `where` and `section` (the key the config came from in the file).
+    """
+    method_cls = get_method(spec.method)
+    if spec.scale not in method_cls.scales:
+        known = ", ".join(method_cls.scales)
+        raise UserError(
+            f"unknown scale {spec.scale!r} for {spec.method} (known: {known})", where="--scale"
+        )
+    scale = method_cls.scales[spec.scale]
+    merged = deep_merge(with_overrides({}, scale.config), spec.config)
+    config = validate(method_cls.Config, merged, f"{where}: {section}")
+    preset = spec.features.preset or method_cls.feature_preset
+    params = resolve_params(preset, {**scale.features, **spec.features.overrides})
+    return Resolved(spec, method_cls, scale, config, params)
+
+
+def corpus_for(resolved: Resolved, workdir: Path) -> Corpus:
+    """Load the spec's corpus, or generate the method's synthetic one once into the workdir."""
+    data = resolved.spec.data
+    if data.path:
+        return Corpus.load(data.path)
+    from sedsweep.data.synth import GENERATORS
+
+    kind = data.synthetic or resolved.method_cls.synthetic_kind
+    if kind not in GENERATORS:
+        raise UserError(
+            f"unknown synthetic corpus {kind!r} (known: {', '.join(GENERATORS)})",
+            where="data.synthetic",
+        )
+    options = {**resolved.scale.corpus, **data.options}
+    digest = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[
+        :10
+    ]
+    out = workdir / "corpora" / f"{kind}-{digest}"
+    if not (out / META_FILE).exists():
+        try:
+            made = GENERATORS[kind](out, **options)
+        except TypeError as exc:
+            raise UserError(
+                f"bad generator option for {kind!r}: {exc}", where="data.options"
+            ) from None
+        if isinstance(made, list) and len(made) != 1:
+            raise UserError(
+                "training needs one corpus: give a single SNR", where="data.options.snr_db"
+            )
+    return Corpus.load(out)
