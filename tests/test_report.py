@@ -14,7 +14,6 @@ import math
 import re
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -29,97 +28,14 @@ from sedsweep.report.importance import param_importance
 from sedsweep.report.runs import load_sweep_runs, parse_param
 from sedsweep.report.tables import build_table, log_sweep_tables, welch_p
 from sedsweep.sweep.runner import run_sweep
-from sedsweep.sweep.spec import SweepSpec, load_sweep, plan_sweep, trial_config
-from sedsweep.tracking import (
-    PARENT_TAG,
-    PLANNED_TAG,
-    SPEC_ARTIFACT,
-    TRIAL_TAG,
-    RunWriter,
-    ensure_experiment,
-    flat_params,
-    tracking_uri_for,
-)
+from sedsweep.sweep.spec import load_sweep
+from sedsweep.tracking import PARENT_TAG, tracking_uri_for
 
 from .chromium import browser_or_skip, parse_dom, render
+from .sweeps import AUC, ER, grid_spec, grid_trials, log_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "search_spaces" / "quickstart.yaml"
-
-
-# -- a constructed sweep in a real SQLite store -------------------------------------------------
-def log_sweep(
-    workdir: Path, spec: dict[str, Any], trials: list[dict[str, Any]], epochs: int = 2
-) -> str:
-    """Write a sweep as the engine does: parent (spec, tags) + one child per trial.
-
-    Each trial is {"overrides": {...}, "metrics": {key: final value}, "status": ...}; the
-    metric history ramps up to the final value over `epochs` steps.
-    """
-    sweep = SweepSpec.model_validate(spec)
-    plan_base = plan_sweep(sweep, sweep.name).base.config.model_dump(mode="json")
-    client = MlflowClient(tracking_uri_for(workdir))
-    exp = ensure_experiment(client, sweep.name, workdir / "mlartifacts")
-    parent = RunWriter.start(client, exp, f"{sweep.name}-x", tags={PLANNED_TAG: str(len(trials))})
-    client.log_dict(parent.run_id, sweep.model_dump(mode="json"), SPEC_ARTIFACT)
-    for n, trial in enumerate(trials):
-        child = RunWriter.start(
-            client, exp, f"t{n}",
-            tags={PARENT_TAG: parent.run_id, TRIAL_TAG: f"t{n}", "optuna.trial_number": str(n),
-                  **trial.get("tags", {})},
-        )  # fmt: skip
-        data = {k: v for k, v in trial["overrides"].items() if k.startswith("data.")}
-        full = trial_config(plan_base, trial["overrides"], epochs)
-        child.log_params(flat_params({"method": sweep.method, **full, **data}))
-        for step in range(1, epochs + 1):
-            scale = step / epochs
-            child.log_metrics({k: v * scale for k, v in trial["metrics"].items()}, step=step)
-            child.log_metrics({"epoch": step}, step=step)
-        child.finish(trial.get("status", "FINISHED"))
-    parent.finish("FINISHED")
-    return parent.run_id
-
-
-def grid_spec(name: str = "grid", columns: list[str] | None = None) -> dict[str, Any]:
-    return {
-        "name": name,
-        "method": "whenwho",
-        "scale": "tiny",
-        "objective": {"metric": "val/when_frame_auc", "mode": "max"},
-        "search": {"algorithm": "grid"},
-        "scheduler": {"type": "none"},
-        "space": {
-            "when_loss": {"type": "grid", "values": ["mmm", "max", "noisy_or"]},
-            **({"data.options.seed": {"type": "grid", "values": [3, 4]}} if columns else {}),
-        },
-        "replicates": {"seed": [0, 1, 2]},
-        "table": {
-            "rows": ["when_loss"],
-            "columns": columns or [],
-            "metrics": ["val/when_frame_auc", "test/when_segment_er"],
-            "replicates": ["seed"],
-        },
-    }
-
-
-# Per row: replicate values of val/when_frame_auc (higher better) and test/when_segment_er
-# (lower better). "mmm" is best on AUC; "noisy_or" overlaps it (a tie); "max" is far below.
-AUC = {"mmm": [0.90, 0.91, 0.92], "max": [0.80, 0.81, 0.82], "noisy_or": [0.89, 0.93, 0.86]}
-ER = {"mmm": [0.30, 0.32, 0.31], "max": [0.20, 0.21, 0.19], "noisy_or": [0.40, 0.42, 0.41]}
-
-
-def grid_trials(extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    return [
-        {
-            "overrides": {"when_loss": loss, "seed": seed, **(extra or {})},
-            "metrics": {
-                "val/when_frame_auc": AUC[loss][seed],
-                "test/when_segment_er": ER[loss][seed],
-            },
-        }
-        for loss in AUC
-        for seed in range(3)
-    ]
 
 
 @pytest.fixture(scope="module")
