@@ -21,13 +21,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.test_report import QUICK, log_sweep  # noqa: E402
+from tests.sweeps import log_sweep  # noqa: E402
 
 from sedsweep.report.dashboard import sweep_payload  # noqa: E402
 from sedsweep.report.importance import param_importance  # noqa: E402
 from sedsweep.report.runs import load_sweep_runs  # noqa: E402
 from sedsweep.report.tables import build_table  # noqa: E402
 from sedsweep.tracking import tracking_uri_for  # noqa: E402
+
+QUICK = ROOT / "search_spaces" / "quickstart.yaml"
 
 
 def constructed(n: int, seed: int) -> list[dict]:
