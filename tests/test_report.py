@@ -237,6 +237,7 @@ def test_selection_follows_validation_not_test(disagree_store):
     assert fresh_seeds(sweep, 3) == [1, 2, 3]  # seed 0 was used by every trial
 
 
+@pytest.mark.slow
 def test_best_exports_tests_once_and_moves_the_champion(disagree_store, tmp_path, capsys):
     workdir, parent = disagree_store
     uri = tracking_uri_for(workdir)
@@ -315,6 +316,7 @@ def real_sweep(tmp_path_factory):
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_sweep_logs_its_table_at_the_end(real_sweep):
     workdir, outcome = real_sweep
     client = MlflowClient(tracking_uri_for(workdir))
@@ -326,6 +328,7 @@ def test_sweep_logs_its_table_at_the_end(real_sweep):
     assert sum(counts) == 3 * completed  # three metrics per cell
 
 
+@pytest.mark.slow
 def test_confirmation_sweep_ranks_by_mean_over_fresh_seeds(real_sweep, tmp_path, capsys):
     workdir, _ = real_sweep
     out = tmp_path / "best.yaml"
@@ -345,6 +348,7 @@ def test_confirmation_sweep_ranks_by_mean_over_fresh_seeds(real_sweep, tmp_path,
     assert (chosen["when_loss"], chosen["optim"]["lr"]) == pytest.approx(best_key)
 
 
+@pytest.mark.slow
 def test_dashboard_renders_offline_in_chromium(real_sweep, tmp_path):
     import os
     import shutil
@@ -374,6 +378,7 @@ def test_dashboard_renders_offline_in_chromium(real_sweep, tmp_path):
         shutil.copy(shot, Path(os.environ["SEDSWEEP_SCREENSHOT_DIR"]) / "sweep-dashboard.png")
 
 
+@pytest.mark.slow
 def test_ui_serves_the_workdir_store(grid_store, tmp_path, capsys):
     import json
     import os

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import pickle
 import re
 from pathlib import Path
 
@@ -100,6 +99,7 @@ def tpe_sweep(local_ray, tmp_path_factory):
     return workdir, plan, outcome
 
 
+@pytest.mark.slow
 def test_tpe_asha_sweep_tracks_one_parent_and_every_trial(tpe_sweep):
     workdir, _, outcome = tpe_sweep
     assert outcome.complete, outcome.summary()
@@ -126,10 +126,12 @@ def test_tpe_asha_sweep_tracks_one_parent_and_every_trial(tpe_sweep):
     assert figures and figures[0].path.endswith(".png")
 
 
+@pytest.mark.slow
 def test_asha_stops_reach_optuna_as_pruned(tpe_sweep):
     _, plan, outcome = tpe_sweep
-    state = max(outcome.path.glob("searcher-state-*.pkl"))
-    study = pickle.loads(state.read_bytes())["study"]
+    search = OptunaPruningSearch(plan)
+    search.restore_from_dir(str(outcome.path))  # Ray Tune's public path to a sweep's searcher
+    study = search.study
     states = [t.state for t in study.trials]
     assert states.count(TrialState.PRUNED) == outcome.counts["stopped_early"]
     assert states.count(TrialState.COMPLETE) == outcome.counts["completed"]
@@ -141,6 +143,7 @@ def test_asha_stops_reach_optuna_as_pruned(tpe_sweep):
         assert max(t.intermediate_values) < plan.epochs
 
 
+@pytest.mark.slow
 def test_a_raising_trial_is_failed_with_its_traceback(local_ray, tmp_path, capsys):
     spec = yaml.safe_load(QUICK.read_text())
     spec.update(
@@ -169,6 +172,7 @@ def test_a_raising_trial_is_failed_with_its_traceback(local_ray, tmp_path, capsy
     assert re.search(r"NonFiniteLossError: epoch 1: training loss is -?(nan|inf)", text)
 
 
+@pytest.mark.slow
 def test_data_axis_builds_each_corpus_once(local_ray, tmp_path):
     spec = yaml.safe_load(QUICK.read_text())
     spec.update(
@@ -190,6 +194,7 @@ def test_data_axis_builds_each_corpus_once(local_ray, tmp_path):
     assert len(set(parent.data.tags["sedsweep.corpus_fingerprint"].split(","))) == 2
 
 
+@pytest.mark.slow
 def test_gpu_request_without_gpus_is_exit_2(local_ray, tmp_path, capsys):
     args = ["sweep", str(QUICK), "--workdir", str(tmp_path), "--set", "resources.gpu=0.5"]
     assert main(args) == 2
@@ -203,6 +208,7 @@ def shared_workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("shipped")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_shipped_file_runs_a_tiny_trial(local_ray, shared_workdir, path):
     plan = load_sweep(path, {"budget.max_trials": 1, "budget.max_epochs": 1}, scale="tiny")

@@ -1,12 +1,22 @@
-"""Sweeps that survive a killed driver, and sweeps across a two-node Ray cluster (real engines)."""
+"""Sweeps that survive a killed driver, and sweeps across a two-node Ray cluster (real engines).
+
+These tests stop only what they started: the killed driver's own Ray processes are found by a
+marker in their environment and killed by PID (never Ray's machine-wide stop command, which
+would take down every Ray on the machine, other users' sweeps included); the two-node cluster
+is shut down by its own handle.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -19,8 +29,13 @@ from sedsweep.sweep.runner import run_sweep
 from sedsweep.sweep.spec import load_sweep
 from sedsweep.tracking import tracking_uri_for
 
+from .servers import describe, processes_with_env
+
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "search_spaces" / "quickstart.yaml"
+MARKER_VAR = "SEDSWEEP_CLUSTER_TEST_MARKER"
 
 
 def _children(workdir: Path, experiment: str) -> list:
@@ -30,18 +45,24 @@ def _children(workdir: Path, experiment: str) -> list:
     return [r for r in runs if "mlflow.parentRunId" in r.data.tags]
 
 
-def _ray_stop() -> None:
-    """Stop every Ray process of this machine (the killed driver's local cluster included)."""
-    ray.shutdown()
-    subprocess.run(
-        [sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"],
-        capture_output=True,
-        timeout=120,
-    )
+def _kill_marked(marker: str, timeout: float = 30.0) -> str:
+    """SIGKILL every live process carrying `marker` in its environment; describe the ones
+    found (a killed driver's Ray leaves its raylet, GCS and workers running)."""
+    found = processes_with_env(marker)
+    text = describe(found)
+    deadline = time.monotonic() + timeout
+    while found and time.monotonic() < deadline:
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+        found = processes_with_env(marker)
+    assert not found, describe(found)
+    return text
 
 
 def test_sigkilled_driver_resumes_every_trial_once(tmp_path):
-    _ray_stop()
+    ray.shutdown()  # this process's own connection only
     workdir = tmp_path / "w"
     sets = [
         "budget.trials=4",
@@ -51,18 +72,26 @@ def test_sigkilled_driver_resumes_every_trial_once(tmp_path):
     ]
     cmd = [sys.executable, "-c", "from sedsweep.cli import main; main()", "sweep", str(QUICK)]
     cmd += ["--workdir", str(workdir)] + [a for s in sets for a in ("--set", s)]
+    marker = uuid.uuid4().hex
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rk-", dir="/tmp"))  # short: Ray's socket paths
+    env = {**os.environ, MARKER_VAR: marker, "RAY_TMPDIR": str(ray_tmp)}
     log = open(tmp_path / "driver.log", "w")  # noqa: SIM115 - the child writes to it until killed
-    driver = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 420
-    # kill the driver once some trial has checkpointed its second epoch: mid-sweep
-    while not list(workdir.glob("ray/*/run_trial*/checkpoint_000001")):
-        assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.5)
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait(timeout=60)
-    log.close()
-    _ray_stop()
+    driver = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+    )
+    try:
+        deadline = time.monotonic() + 420
+        # kill the driver once some trial has checkpointed its second epoch: mid-sweep
+        while not list(workdir.glob("ray/*/run_trial*/checkpoint_000001")):
+            assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.5)
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=60)
+    finally:
+        log.close()
+        _kill_marked(marker)  # the driver's Ray, started by this test and nothing else
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     before = _children(workdir, "quickstart")
     assert len(before) < 4 or any(r.info.status == "RUNNING" for r in before)
 
@@ -90,7 +119,7 @@ def test_sigkilled_driver_resumes_every_trial_once(tmp_path):
 @pytest.fixture
 def two_nodes():
     """A head and a worker node (1 CPU each) on 127.0.0.1, in this process."""
-    _ray_stop()
+    ray.shutdown()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
