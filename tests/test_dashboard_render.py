@@ -318,18 +318,19 @@ def test_missing_template_is_a_user_error(tmp_path: Path, monkeypatch) -> None:
     assert "template not found" in str(err.value)
     assert not (tmp_path / "out").exists()
     # a template without its placeholders is refused as well
-    repo = Path(__file__).resolve().parents[1] / "dashboards"
+    shipped = Path(__file__).resolve().parents[1] / "platform/sedsweep/report/templates"
     for name in ("sweep.css", "sweep.js"):
-        shutil.copy(repo / name, tpl / name)
+        shutil.copy(shipped / name, tpl / name)
     (tpl / "sweep.html").write_text("<html><body>{{DATA}}</body></html>")
     with pytest.raises(UserError, match="placeholder"):
         render_dashboard(empty_payload(), tmp_path / "out")
 
 
-def test_default_dashboards_dir_is_the_repo_folder(monkeypatch) -> None:
+def test_default_template_is_package_data(monkeypatch) -> None:
     monkeypatch.delenv("SEDSWEEP_DASHBOARDS", raising=False)
     folder = dashboards_dir()
-    assert folder == Path(__file__).resolve().parents[1] / "dashboards"
+    shipped = Path(__file__).resolve().parents[1] / "platform/sedsweep/report/templates"
+    assert Path(str(folder)) == shipped  # an editable install reads the sources in place
     for name in ("sweep.html", "sweep.css", "sweep.js"):
         assert (folder / name).is_file()
     js = (folder / "sweep.js").read_text()

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sedsweep import __version__
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
 COMPOSE_FILE = DOCKER / "compose.yaml"
@@ -317,6 +319,18 @@ def test_gpu_image_pins_torch_cuda_and_project_versions() -> None:
     assert f'"psycopg[binary]=={_pin("psycopg")}"' in cpu and "boto3==" in cpu
 
 
+def test_image_tags_follow_the_package_version() -> None:
+    """sedsweep.__version__ is the one version: pyproject reads it, every image tag repeats it."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and "version" in project["dynamic"]
+    files = [DOCKER / "compose.yaml", *DOCKER.glob("Dockerfile*"), *DOCKER.glob("kuberay/*.yaml")]
+    tag_re = re.compile(r"(?:sedsweep-(?:ray|mlflow):|newTag: )([0-9][\w.]*)")
+    tags = {(path.name, tag) for path in files for tag in tag_re.findall(path.read_text())}
+    assert tags and {tag for _, tag in tags} == {__version__}, sorted(tags)
+    tagged = {name for name, _ in tags}
+    assert {"compose.yaml", "kustomization.yaml", "rayjob.yaml"} <= tagged
+
+
 def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
     patterns = (ROOT / ".dockerignore").read_text().splitlines()
     for pattern in (".venv", "sedsweep-runs", ".env", ".git", "**/__pycache__"):
@@ -589,7 +603,7 @@ def test_kustomization_builds(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
     images = re.findall(r"image: (\S+)", result.stdout)
-    assert "sedsweep-ray:0.1.0" in images and "sedsweep-mlflow:0.1.0" in images
+    assert f"sedsweep-ray:{__version__}" in images and f"sedsweep-mlflow:{__version__}" in images
     assert all(d["metadata"].get("namespace", "sedsweep") == "sedsweep" for d in docs)
     assert not any(d["kind"] == "Secret" for d in docs), "secrets are never applied from git"
 

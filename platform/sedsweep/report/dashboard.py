@@ -2,8 +2,8 @@
 
 `sweep_payload` gathers the leaderboard, the comparison table, parameter importance, search
 progress, learning curves of the top trials and the best trial's figures; `build_dashboard`
-hands them to the renderer (report/render.py, templates in dashboards/), which writes one
-self-contained HTML page.
+hands them to the renderer (report/render.py, templates in report/templates/), which writes
+one self-contained HTML page.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _display_value(value: Any) -> Any:
 def sweep_payload(
     sweep: SweepRuns, *, mlflow_url: str | None = None, top: int = 5, evaluator: str = "ped-anova"
 ) -> dict[str, Any]:
-    """The dashboard payload (see dashboards/sweep.js for how each part is drawn)."""
+    """The dashboard payload (see report/templates/sweep.js for how each part is drawn)."""
     base = ui_base(sweep, mlflow_url)
     keys = sweep.searched_keys + [k for k in sweep.replicate_keys if k not in sweep.searched_keys]
     metric = sweep.objective

@@ -1,7 +1,8 @@
 """Static sweep dashboard: one self-contained `index.html` (CSS, JS and data inlined) + figures.
 
-The page template lives in the repository's `dashboards/` folder (`sweep.html`, `sweep.css`,
-`sweep.js`; override the folder with the environment variable SEDSWEEP_DASHBOARDS). The JS draws
+The page template (`sweep.html`, `sweep.css`, `sweep.js`) is package data in
+`sedsweep/report/templates/`, so it travels with every install (a wheel, the Docker image);
+the environment variable SEDSWEEP_DASHBOARDS names a folder of one's own instead. The JS draws
 every plot as inline SVG at load time from the payload embedded in
 `<script type="application/json" id="sweep-data">`; the page never fetches anything.
 """
@@ -15,6 +16,8 @@ import os
 import re
 import shutil
 from collections.abc import Mapping
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -26,12 +29,12 @@ _PLACEHOLDER = re.compile(r"\{\{(TITLE|CSS|JS|DATA)\}\}")
 _FIGURE_NAME = re.compile(r"^figures/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 
 
-def dashboards_dir() -> Path:
-    """Folder holding the dashboard template: $SEDSWEEP_DASHBOARDS, else the repo's dashboards/."""
+def dashboards_dir() -> Path | Traversable:
+    """Folder holding the dashboard template: $SEDSWEEP_DASHBOARDS, else the package's own."""
     env = os.environ.get("SEDSWEEP_DASHBOARDS")
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parents[3] / "dashboards"
+    return resources.files("sedsweep.report") / "templates"
 
 
 def _read_template(name: str) -> str:
