@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sedsweep.data import synth
+from sedsweep.data import mixing, synth
 from sedsweep.data.corpus import Corpus
 from sedsweep.data.mixing import DEFAULT_ONSETS_S
 from sedsweep.errors import UserError
@@ -337,6 +337,7 @@ def test_failure_midway_leaves_nothing_behind(kind, kwargs, tmp_path, monkeypatc
         real(path, y, sr)
 
     monkeypatch.setattr(synth, "write_wav", flaky)
+    monkeypatch.setattr(mixing, "write_wav", flaky)  # remix writes through SnrCorpora
     with pytest.raises(RuntimeError, match="disk full"):
         synth.GENERATORS[kind](tmp_path / "out", sr=SR, **kwargs)
     assert list(tmp_path.iterdir()) == []

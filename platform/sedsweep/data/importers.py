@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sedsweep.data.audio import audio_info, read_audio, write_wav
+from sedsweep.data.audio import audio_info, read_audio
 from sedsweep.data.corpus import (
     CLIPS_FILE,
     LABEL_SEP,
@@ -35,6 +35,7 @@ from sedsweep.data.corpus import (
 from sedsweep.data.mixing import (
     DEFAULT_ONSETS_S,
     PlacedEvent,
+    SnrCorpora,
     fit_length,
     mix_scene,
     snr_values,
@@ -432,9 +433,7 @@ def remix_user(
     `out`; several give `out/snr_{v:g}db/` ("subdirs") or one corpus with an snr_db column
     ("column"). Weak labels and exact strong events describe what was placed.
     """
-    snrs = snr_values(snr_db)
-    if layout not in ("subdirs", "column"):
-        raise UserError(f"layout must be 'subdirs' or 'column', not {layout!r}", where="--layout")
+    corpora = SnrCorpora(snr_values(snr_db), layout)
     for option, value in (("--clip-s", clip_s), ("--max-event-s", max_event_s), ("--sr", sr)):
         if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
             raise UserError(f"must be a positive number, not {value!r}", where=option)
@@ -463,10 +462,7 @@ def remix_user(
                 where="--folds",
             )
     classes = sorted(by_class)
-    subdirs = len(snrs) > 1 and layout == "subdirs"
-    column = len(snrs) > 1 and layout == "column"
     check_output_dir(out, overwrite)
-    rows: dict[float, tuple[list[Clip], list[Event]]] = {snr: ([], []) for snr in snrs}
     with atomic_dir(out, overwrite) as tmp:
         for i in range(n_clips):
             pool = pools[i % folds]
@@ -483,19 +479,16 @@ def remix_user(
             ]
             scene, _ = read_audio(background_files[rng.integers(len(background_files))], sr)
             scene = fit_length(scene[rng.integers(max(scene.size - n, 0) + 1) :], n)
-            for snr in snrs:
+            for snr in corpora.snrs:
                 mixture, strong = mix_scene(scene, sr, placed, snr)
-                path = f"audio/snr_{snr:g}db/{i:05d}.wav" if column else f"audio/{i:05d}.wav"
-                write_wav((tmp / f"snr_{snr:g}db" if subdirs else tmp) / path, mixture, sr)
                 present = {label for _, _, label in strong}
                 labels = tuple(c for c in classes if c in present)
-                rows[snr][0].append(Clip(path, labels, i % folds + 1, True, n / sr, snr))
-                rows[snr][1].extend(Event(path, on, off, label) for on, off, label in strong)
+                corpora.add(tmp, i, snr, mixture, sr, labels, i % folds + 1, strong)
         generator = {
             "importer": "remix_user",
             "events": str(Path(events).resolve()),
             "backgrounds": str(Path(backgrounds).resolve()),
-            "snr_db": snrs,
+            "snr_db": corpora.snrs,
             "layout": layout,
             "clips": n_clips,
             "events_per_clip": events_per_clip,
@@ -505,18 +498,8 @@ def remix_user(
             "folds": folds,
             "seed": seed,
         }
-        parts = [[snr] for snr in snrs] if subdirs else [snrs]
-        for group in parts:
-            name = "remix_user" if column else f"remix_user_snr{group[0]:g}db"
-            clips_ = [c for snr in group for c in rows[snr][0]]
-            events_ = [e for snr in group for e in rows[snr][1]]
-            root = tmp / f"snr_{group[0]:g}db" if subdirs else tmp
-            Corpus(root, name, classes, clips_, events_, sr, generator).write()
-    return (
-        [Corpus.load(Path(out) / f"snr_{snr:g}db") for snr in snrs]
-        if subdirs
-        else [Corpus.load(out)]
-    )
+        corpora.write(tmp, "remix_user", classes, sr, lambda _: generator)
+    return corpora.load(Path(out))
 
 
 def _event_sources(events: Path) -> dict[str, list[Path]]:

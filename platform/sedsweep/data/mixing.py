@@ -9,12 +9,15 @@ The published code places the events at 0.5, 3.0 and 5.5 s (the default slots he
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sedsweep.data.audio import write_wav
+from sedsweep.data.corpus import Clip, Corpus, Event
 from sedsweep.errors import UserError
 
 DEFAULT_ONSETS_S = (0.5, 3.0, 5.5)
@@ -99,3 +102,77 @@ def snr_values(values: Iterable[Any]) -> tuple[float, ...]:
     if len(set(snrs)) != len(snrs):
         raise UserError(f"SNR values repeat: {snrs}", where="--snr")
     return tuple(snrs)
+
+
+LAYOUTS = ("subdirs", "column")
+
+
+@dataclass
+class SnrCorpora:
+    """Mixtures of the same draws at several SNRs, gathered and written as corpora.
+
+    One SNR gives one corpus at the output folder; several give one corpus per SNR in
+    `snr_{v:g}db/` sub-folders (layout "subdirs"), or one corpus holding each mixture once per
+    SNR, with an `snr_db` column and audio under `audio/snr_{v:g}db/` ("column").
+    """
+
+    snrs: tuple[float, ...]
+    layout: str = "subdirs"
+    rows: dict[float, tuple[list[Clip], list[Event]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise UserError(f"must be 'subdirs' or 'column', not {self.layout!r}", where="--layout")
+        self.rows = {snr: ([], []) for snr in self.snrs}
+
+    @property
+    def subdirs(self) -> bool:
+        """One corpus per SNR, each in its own sub-folder."""
+        return len(self.snrs) > 1 and self.layout == "subdirs"
+
+    @property
+    def column(self) -> bool:
+        """One corpus with an snr_db column."""
+        return len(self.snrs) > 1 and self.layout == "column"
+
+    def folder(self, root: Path, snr: float) -> Path:
+        """The corpus folder that holds the SNR's mixtures."""
+        return root / f"snr_{snr:g}db" if self.subdirs else root
+
+    def add(
+        self,
+        root: Path,
+        i: int,
+        snr: float,
+        audio: np.ndarray,
+        sr: int,
+        labels: tuple[str, ...],
+        fold: int,
+        strong: Sequence[tuple[float, float, str]],
+    ) -> None:
+        """Write mixture `i` at `snr` under `root` and record its clip and strong events."""
+        path = f"audio/snr_{snr:g}db/{i:05d}.wav" if self.column else f"audio/{i:05d}.wav"
+        write_wav(self.folder(root, snr) / path, audio, sr)
+        clips, events = self.rows[snr]
+        clips.append(Clip(path, labels, fold, True, audio.size / sr, snr))
+        events.extend(Event(path, on, off, label) for on, off, label in strong)
+
+    def write(
+        self,
+        root: Path,
+        name: str,
+        classes: list[str],
+        sr: int,
+        generator: Callable[[list[float]], dict[str, Any]],
+    ) -> None:
+        """Write each corpus's manifest under `root`; `generator(snrs)` describes one corpus."""
+        for group in [[s] for s in self.snrs] if self.subdirs else [list(self.snrs)]:
+            label = name if self.column else f"{name}_snr{group[0]:g}db"
+            clips = [c for s in group for c in self.rows[s][0]]
+            events = [e for s in group for e in self.rows[s][1]]
+            corpus = Corpus(root, label, classes, clips, events, sr, generator(group))
+            corpus.write(self.folder(root, group[0]))
+
+    def load(self, out: Path) -> list[Corpus]:
+        """The written corpora, read back from their final folder `out`."""
+        return [Corpus.load(p) for p in dict.fromkeys(self.folder(Path(out), s) for s in self.snrs)]

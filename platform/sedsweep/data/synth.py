@@ -28,6 +28,7 @@ from sedsweep.data.mixing import (
     DEFAULT_ONSETS_S,
     SCENE_RMS,
     PlacedEvent,
+    SnrCorpora,
     mix_scene,
     snr_values,
     trim_event,
@@ -724,19 +725,14 @@ def make_remix(
     n_clips = _count(clips, preset["clips"], 1, "--clips")
     n_classes = _count(classes, preset["classes"], len(DEFAULT_ONSETS_S), "--classes")
     n_folds = _count(folds, 4, 1, "--folds")
-    snrs = snr_values(np.atleast_1d(snr_db).tolist())
-    if layout not in ("subdirs", "column"):
-        raise UserError(f"must be 'subdirs' or 'column', not {layout!r}", where="--layout")
+    corpora = SnrCorpora(snr_values(np.atleast_1d(snr_db).tolist()), layout)
     if n_folds > n_clips:
         raise UserError(f"must be at most --clips ({n_clips}), not {n_folds}", where="--folds")
     names = _names(FAMILIES, n_classes)
     sigs = class_signatures(seed, "remix", n_classes, FAMILIES, sr)
     fold_of = np.empty(n_clips, dtype=np.int64)
     fold_of[_rng(seed, "remix", 1).permutation(n_clips)] = np.arange(n_clips) % n_folds + 1
-    subdirs = len(snrs) > 1 and layout == "subdirs"
-    column = len(snrs) > 1 and layout == "column"
     n = round(REMIX_DURATION_S * sr)
-    rows: dict[float, tuple[list[Clip], list[Event]]] = {s: ([], []) for s in snrs}
     with atomic_dir(out, overwrite) as tmp:
         for i in range(n_clips):
             rng = _rng(seed, "remix", 2, i)
@@ -746,29 +742,21 @@ def make_remix(
             for c, onset in zip(chosen, DEFAULT_ONSETS_S, strict=True):
                 event = synth_event(sigs[c], rng, sr, max_s=rng.uniform(0.5, 2.0), fill=True)
                 placed.append(PlacedEvent(trim_event(event, sr), names[c], onset))
-            for s in snrs:
+            for s in corpora.snrs:
                 y, strong = mix_scene(background, sr, placed, s)
-                path = f"audio/snr_{s:g}db/{i:05d}.wav" if column else f"audio/{i:05d}.wav"
-                write_wav((tmp / f"snr_{s:g}db" if subdirs else tmp) / path, y, sr)
                 labels = tuple(sorted((lab for _, _, lab in strong), key=names.index))
-                rows[s][0].append(Clip(path, labels, int(fold_of[i]), True, n / sr, s))
-                rows[s][1].extend(Event(path, on, off, lab) for on, off, lab in strong)
+                corpora.add(tmp, i, s, y, sr, labels, int(fold_of[i]), strong)
 
         facts = {
-            "clips": n_clips, "snr_db_all": snrs, "layout": layout, "folds": n_folds,
+            "clips": n_clips, "snr_db_all": corpora.snrs, "layout": layout, "folds": n_folds,
             "duration_s": REMIX_DURATION_S, "onsets_s": DEFAULT_ONSETS_S, "event_s": (0.5, 2.0),
             "scenes": list(SCENES),
         }  # fmt: skip
-        for group in [[s] for s in snrs] if subdirs else [snrs]:
-            generator = _generator("remix", seed, scale, sr, names, sigs, snr_db=group, **facts)
-            name = "remix" if column else f"remix_snr{group[0]:g}db"
-            group_clips = [c for s in group for c in rows[s][0]]
-            group_events = [e for s in group for e in rows[s][1]]
-            corpus = Corpus(tmp, name, names, group_clips, group_events, sr, generator)
-            corpus.write(tmp / f"snr_{group[0]:g}db" if subdirs else tmp)
-    if subdirs:
-        return [Corpus.load(Path(out) / f"snr_{s:g}db") for s in snrs]
-    return [Corpus.load(out)]
+        corpora.write(
+            tmp, "remix", names, sr,
+            lambda group: _generator("remix", seed, scale, sr, names, sigs, snr_db=group, **facts),
+        )  # fmt: skip
+    return corpora.load(Path(out))
 
 
 GENERATORS: dict[str, Callable[..., Corpus | list[Corpus]]] = {
