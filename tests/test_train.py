@@ -1,4 +1,4 @@
-"""`sedsweep train` end to end on a tiny lowres corpus, tracked in a real SQLite MLflow store."""
+"""`sedsweep train` end to end at tiny scale, tracked in a real SQLite MLflow store."""
 
 from __future__ import annotations
 
@@ -90,3 +90,33 @@ def test_bad_config_file_and_method(tmp_path, capsys):
     assert main(["train", "--config", str(other), "--method", "staged"]) == 2
     assert "contradicts" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+
+
+# What each method's tracked run must show beyond the generic: params, per-epoch metric, keys.
+TRACKED = {
+    "staged": (
+        {"staged.selection": "threshold", "features.fixed_frames": "256"},
+        "train/eta",
+        ("test/lwlrap", "val/verified_lwlrap", "train/masked_fraction", "train/stage"),
+    ),
+    "mtl_attention": (
+        {"pooling": "two_step", "mtl.alpha": "0.001"},
+        "val/ap_micro",
+        ("test/ap_micro", "test/auc_macro", "test/frame_auc", "test/selected_epoch"),
+    ),
+}
+
+
+@pytest.mark.parametrize("method", sorted(TRACKED))
+def test_tiny_run_of_each_method_is_tracked(method, tmp_path):
+    params, per_epoch, keys = TRACKED[method]
+    args = ["train", "--method", method, "--scale", "tiny", "--workdir", str(tmp_path)]
+    assert main([*args, "--experiment", "t"]) == 0
+    client = MlflowClient(tracking_uri_for(tmp_path))
+    (run,) = client.search_runs([client.get_experiment_by_name("t").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert {k: run.data.params[k] for k in params} == params
+    assert [m.step for m in client.get_metric_history(run.info.run_id, per_epoch)] == [1, 2]
+    assert set(keys) <= set(run.data.metrics)
+    figures = client.list_artifacts(run.info.run_id, "figures")
+    assert figures and all(f.path.endswith(".png") for f in figures)

@@ -335,20 +335,6 @@ def test_learning_rate_halves_down_to_the_floor(features: FeatureSet) -> None:
 
 
 # -- checkpoints, evaluation, figures, learning --------------------------------------------------
-@pytest.mark.parametrize("mode", ["separate", "joint", "tied"])
-def test_state_dict_round_trip_replays_the_next_epoch(features: FeatureSet, mode: str) -> None:
-    method = WhenWho(tiny(mode=mode), features, CPU)
-    method.train_epoch()
-    state = method.state_dict()
-    expected = method.train_epoch()
-    fresh = WhenWho(tiny(mode=mode), features, CPU)
-    for _ in range(2):  # move weights, optimiser moments, rng and epoch away from the state
-        fresh.train_epoch()
-    fresh.load_state_dict(state)
-    assert fresh.train_epoch() == expected
-    assert fresh.epoch == method.epoch == 2
-
-
 @pytest.mark.parametrize("amp", [False, True])
 def test_evaluate_reports_finite_metrics(features: FeatureSet, amp: bool) -> None:
     method = WhenWho(tiny(mode="tied", amp=amp), features, CPU)
@@ -385,13 +371,14 @@ def test_evaluate_omits_what_a_split_cannot_define() -> None:
     assert empty.evaluate("val") == {}
 
 
-def test_artifacts_write_one_png_per_sample_clip(features: FeatureSet, tmp_path: Path) -> None:
+def test_artifacts_draw_figure_2_for_up_to_four_clips_with_events(
+    features: FeatureSet, tmp_path: Path
+) -> None:
     method = WhenWho(tiny(), features, CPU)
-    paths = method.artifacts(tmp_path)
+    paths = method.artifacts(tmp_path)  # PNGs, nothing else: tests/test_method_contract.py
     assert 1 <= len(paths) <= 4
-    for path in paths:
-        assert path.parent == tmp_path and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(tmp_path.iterdir()) == sorted(paths)  # no temporary files left behind
+    drawn = [int(p.stem.removeprefix("whenwho_clip")) for p in paths]
+    assert all(features.events[i] for i in drawn) and set(drawn) <= set(method.splits.test)
 
 
 def test_when_learns_to_find_events() -> None:

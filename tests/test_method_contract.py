@@ -1,0 +1,177 @@
+"""One behavioural contract, run over every registered method (as Optuna runs one sampler test
+file over every sampler): a method added to the registry gets these checks without writing any.
+
+Each method is built at its own `tiny` scale on its own synthetic corpus, exactly as
+`sedsweep train --scale tiny` would build it. `VARIANTS` adds configurations of the existing
+methods whose checkpoint state differs in structure (training modes, heads, no decoder); a new
+method is checked with its defaults.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from sedsweep.config import with_overrides
+from sedsweep.data.synth import GENERATORS
+from sedsweep.features import PRESETS, FeatureSet, build_features
+from sedsweep.loop import run_epochs
+from sedsweep.methods import REGISTRY, get_method
+from sedsweep.methods.base import Method, MethodConfig
+from sedsweep.spec import Resolved, RunSpec, corpus_for, resolve
+
+CPU = torch.device("cpu")
+PNG = b"\x89PNG\r\n\x1a\n"
+VARIANTS: dict[str, list[dict[str, Any]]] = {
+    "whenwho": [{"mode": "joint"}, {"mode": "tied"}],
+    "staged": [{"activation": "sigmoid"}, {"staged": {"selection": "topk"}}],
+    "mtl_attention": [{"mtl": {"alpha": 0.0}}, {"pooling": "atrous"}],
+}
+CASES = [
+    pytest.param(name, variant, id=f"{name}-{'-'.join(map(str, variant.values())) or 'default'}")
+    for name in sorted(REGISTRY)
+    for variant in [{}, *VARIANTS.get(name, [])]
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory) -> dict[str, tuple[Resolved, FeatureSet]]:
+    """Every method's tiny run spec and the features of its synthetic tiny corpus (built once)."""
+    workdir = tmp_path_factory.mktemp("contract")
+    runs = {}
+    for name in sorted(REGISTRY):
+        resolved = resolve(RunSpec(method=name, scale="tiny"))
+        corpus = corpus_for(resolved, workdir)
+        fs = build_features(corpus, resolved.feature_params, workdir / "cache", progress=False)
+        runs[name] = (resolved, fs)
+    return runs
+
+
+def build(tiny_runs, name: str, variant: dict[str, Any]) -> Method:
+    resolved, fs = tiny_runs[name]
+    data = with_overrides(resolved.config.model_dump(mode="json"), _dotted(variant))
+    config = resolved.method_cls.Config.model_validate(data)
+    return resolved.method_cls(config, fs, CPU)
+
+
+def _dotted(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in nested.items():
+        if isinstance(value, dict):
+            out |= _dotted(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def same(a: Any, b: Any, where: str = "state") -> None:
+    """Deep equality of checkpoint states: tensors and arrays exactly, NaN equal to NaN."""
+    assert type(a) is type(b), f"{where}: {type(a).__name__} vs {type(b).__name__}"
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), f"{where}: keys {sorted(a)} vs {sorted(b)}"
+        for key in a:
+            same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), f"{where}: lengths {len(a)} vs {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            same(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a.isnan(), b.isnan()), where
+        assert torch.equal(a.nan_to_num(), b.nan_to_num()), where
+    elif isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b, err_msg=where)
+    elif isinstance(a, float) and math.isnan(a):
+        assert math.isnan(b), where
+    else:
+        assert a == b, f"{where}: {a!r} vs {b!r}"
+
+
+# -- the class: what the registry, the run spec and the sweep layer rely on --------------------
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_registered_class_declares_what_specs_and_sweeps_need(name):
+    cls = get_method(name)
+    assert issubclass(cls, Method) and cls.name == name
+    assert issubclass(cls.Config, MethodConfig)
+    cls.Config()  # the paper's defaults validate
+    assert cls.feature_preset in PRESETS and cls.synthetic_kind in GENERATORS
+    assert {"tiny", "small", "paper"} <= set(cls.scales)
+    for scale in cls.scales:  # every scale resolves to a valid config and feature parameters
+        resolve(RunSpec(method=name, scale=scale))
+
+
+# -- instances -------------------------------------------------------------------------------
+@pytest.mark.parametrize(("name", "variant"), CASES)
+def test_tiny_scale_builds_and_the_loop_trains_one_epoch(tiny_runs, name, variant):
+    method = build(tiny_runs, name, variant)
+    metrics = run_epochs(method, 1)
+    assert method.epoch == 1 and metrics["epoch"] == 1
+    assert math.isfinite(metrics["train/loss"])
+    splits = {k.partition("/")[0] for k in metrics}
+    assert {"train", "val", "test"} <= splits
+    assert isinstance(method.network(), torch.nn.Module)
+
+
+@pytest.mark.parametrize(("name", "variant"), CASES)
+def test_state_dict_replays_the_next_epoch_exactly(tiny_runs, name, variant):
+    method = build(tiny_runs, name, variant)
+    method.train_epoch()
+    state = method.state_dict()
+    expected = method.train_epoch(), method.evaluate("val"), method.evaluate("test")
+    fresh = build(tiny_runs, name, variant)
+    for _ in range(2):  # move weights, optimiser moments, rng and epoch away from the state
+        fresh.train_epoch()
+    fresh.load_state_dict(state)
+    assert (fresh.train_epoch(), fresh.evaluate("val"), fresh.evaluate("test")) == expected
+    same(fresh.state_dict(), method.state_dict())
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_state_dict_is_a_detached_copy(tiny_runs, name):
+    method = build(tiny_runs, name, {})
+    state = method.state_dict()
+    snapshot = method.state_dict()
+    method.train_epoch()
+    same(state, snapshot)  # training after state_dict() does not reach into the saved state
+    method.load_state_dict(state)
+    method.train_epoch()
+    same(state, snapshot)  # nor does training after load_state_dict()
+
+
+@pytest.mark.parametrize(("name", "variant"), CASES)
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16"])
+def test_every_split_reports_finite_metrics(tiny_runs, name, variant, amp):
+    method = build(tiny_runs, name, {**variant, "amp": amp})
+    method.train_epoch()
+    for split in ("train", "val", "test"):
+        if len(method.splits[split]) == 0:
+            assert method.evaluate(split) == {}
+            continue
+        metrics = method.evaluate(split)
+        assert "loss" in metrics and len(metrics) > 1, (split, metrics)
+        bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+        assert not bad, (split, bad)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_artifacts_are_pngs_and_nothing_else(tiny_runs, name, tmp_path: Path):
+    method = build(tiny_runs, name, {})
+    method.train_epoch()
+    paths = method.artifacts(tmp_path)
+    assert paths, "the tiny corpus has test clips to draw"
+    for path in paths:
+        assert path.parent == tmp_path and path.read_bytes()[:8] == PNG
+    assert sorted(tmp_path.iterdir()) == sorted(paths)  # no temporary files left behind
