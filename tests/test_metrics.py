@@ -14,8 +14,10 @@ from sklearn.metrics import (
 
 from sedsweep.metrics import (
     SkippedClassWarning,
+    UndefinedMetric,
     average_precision,
     clip_auc,
+    defined_metrics,
     frame_auc,
     frames_to_events,
     lwlrap,
@@ -61,12 +63,27 @@ def test_heavily_tied_binary_scores() -> None:
 
 
 def test_binary_metrics_reject_degenerate_targets() -> None:
-    with pytest.raises(ValueError, match="one class"):
+    with pytest.raises(UndefinedMetric, match="one class"):
         roc_auc(np.ones(5), np.arange(5.0))
-    with pytest.raises(ValueError, match="positives"):
+    with pytest.raises(UndefinedMetric, match="positives"):
         average_precision(np.zeros(5), np.arange(5.0))
-    with pytest.raises(ValueError, match="binary"):
+    with pytest.raises(ValueError, match="binary") as err:
         roc_auc(np.array([0, 2]), np.array([0.1, 0.2]))
+    assert not isinstance(err.value, UndefinedMetric)  # bad input, not an undefined metric
+
+
+def test_defined_metrics_drops_only_undefined_ones() -> None:
+    y, s = np.array([[1, 0], [0, 0]]), np.array([[0.9, 0.1], [0.2, 0.3]])
+    kept = defined_metrics(
+        {
+            "micro": lambda: clip_auc(y, s, "micro"),
+            "one_class": lambda: roc_auc(np.ones(3), np.arange(3.0)),  # undefined: left out
+            "nan": lambda: math.nan,  # not finite: left out
+        }
+    )
+    assert kept == {"micro": pytest.approx(roc_auc_score(y.ravel(), s.ravel()))}
+    with pytest.raises(ValueError, match="shape"):  # a bug is never silently dropped
+        defined_metrics({"broken": lambda: clip_auc(y, s[:, :1], "micro")})
 
 
 def test_macro_skips_unevaluable_classes_with_warning() -> None:
@@ -265,3 +282,53 @@ def test_segment_f1_from_perfect_frames() -> None:
     assert result["error_rate"] == 0.0
     shifted = segment_f1_from_frames(probs, times, hop, reference, threshold=0.6)
     assert shifted["recall"] == 0.0
+
+
+# -- segment-based scores against the field's reference (sed_eval) ---------------------------
+def realistic_clips(seed: int, n_clips: int = 12, n_classes: int = 4) -> tuple:
+    """Reference events and frame probabilities that track them with noise, blur and misses
+    (a detector's output, not random scores); durations are not multiples of a segment."""
+    rng = np.random.default_rng(seed)
+    hop = 0.032
+    reference, probs, times = [], [], []
+    for _ in range(n_clips):
+        duration = float(rng.uniform(3.0, 10.0))
+        n_frames = int(duration / hop)
+        t = (np.arange(n_frames) + 0.5) * hop
+        events, p = [], np.zeros((n_frames, n_classes))
+        for c in range(n_classes):
+            for _ in range(rng.integers(0, 3)):
+                onset = float(rng.uniform(0, duration - 0.2))
+                offset = min(duration, onset + float(rng.uniform(0.1, 2.5)))
+                events.append((onset, offset, c))
+                if rng.random() > 0.2:  # the detector misses one event in five
+                    p[:, c] += (t >= onset) & (t < offset)
+        kernel = np.ones(7) / 7
+        p = np.stack([np.convolve(p[:, c], kernel, "same") for c in range(n_classes)], axis=1)
+        p = np.clip(0.8 * p + rng.normal(0.1, 0.15, p.shape), 0, 1)
+        reference.append((duration, events))
+        probs.append(p)
+        times.append(t)
+    return reference, probs, times, hop
+
+
+@pytest.mark.parametrize("segment_length", [1.0, 0.5, 0.25])
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_segment_scores_match_sed_eval(seed: int, threshold: float, segment_length: float) -> None:
+    from .reference import sed_eval_segment_scores
+
+    reference, probs, times, hop = realistic_clips(seed)
+    estimated = [
+        (duration, frames_to_events(p >= threshold, t, hop))
+        for (duration, _), p, t in zip(reference, probs, times, strict=True)
+    ]
+    ours = segment_based_scores(reference, estimated, segment_length=segment_length)
+    theirs = sed_eval_segment_scores(reference, estimated, segment_length, n_classes=4)
+    assert 0 < ours["f1"] < 1 and ours["error_rate"] > 0  # neither perfect nor empty
+    for key, value in theirs.items():
+        assert ours[key] == pytest.approx(value, abs=1e-12), key
+    via_frames = segment_f1_from_frames(
+        probs, times, hop, reference, threshold=threshold, segment_length=segment_length
+    )
+    assert via_frames == ours
