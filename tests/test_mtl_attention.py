@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +30,7 @@ POOLINGS = ["two_step", "gap", "gmp", "gwrp", "atrous"]
 T, F, K = 40, 16, 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Small convolutions run fastest single-threaded on a shared CPU (see the benchmark)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_features(n: int = 32, seed: int = 0, length: int | None = None) -> FeatureSet:

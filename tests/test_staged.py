@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +30,7 @@ CPU = torch.device("cpu")
 N_MELS, FRAMES, BAND = 32, 64, 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny nets gain nothing from intra-op threads; on a busy 2-core machine they lose 10×+."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_features(n: int = 48, n_classes: int = 4, seed: int = 0) -> FeatureSet:
