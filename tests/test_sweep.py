@@ -222,3 +222,25 @@ def test_dry_run_prints_the_plan_without_ray(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "trials 18 = 6 grid cells × 3 replicate cells" in out
     assert not ray.is_initialized()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no sweep found"),
+        ("{not json", "unreadable sweep state"),
+        ('{"experiment": "x", "path": "/nowhere"}', "sweep state lacks workdir, tracking_uri"),
+        ("[1, 2]", "sweep state lacks experiment"),
+    ],
+    ids=["missing", "corrupt", "incomplete", "not-a-mapping"],
+)
+def test_resume_of_a_bad_state_file_is_one_line_exit_2(tmp_path, capsys, content, message):
+    sweep_dir = tmp_path / "ray" / "quickstart-1"
+    sweep_dir.mkdir(parents=True)
+    if content is not None:
+        (sweep_dir / "sedsweep.json").write_text(content)
+    target = tmp_path if content is None else sweep_dir
+    assert main(["resume", str(target)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert str(target if content is None else sweep_dir / "sedsweep.json") in err

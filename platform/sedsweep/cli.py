@@ -607,7 +607,10 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"sedsweep: error: {exc}", err=True)
         return _exit(2, argv)
     except typer.TyperException as exc:  # the base of click's usage errors (vendored by typer)
-        exc.show() if hasattr(exc, "show") else typer.echo(f"sedsweep: error: {exc}", err=True)
+        if hasattr(exc, "show"):
+            exc.show()
+        else:
+            typer.echo(f"sedsweep: error: {exc}", err=True)
         return _exit(getattr(exc, "exit_code", 2), argv)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("sedsweep: interrupted", err=True)

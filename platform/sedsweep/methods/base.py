@@ -129,8 +129,9 @@ def zscored_clips(fs: FeatureSet, train: np.ndarray) -> np.ndarray:
     [n_clips, longest clip, n_mels] float32; shorter clips are zero-padded at the end.
     """
     mean, std = fs.norm_stats(train)
-    if fs.fixed_length is not None:
-        x = fs.stacked(np.arange(len(fs))) - mean
+    if fs.fixed_length is not None:  # one copy of the features, normalised in place
+        x = fs.stacked(np.arange(len(fs)))
+        x -= mean
         x /= std
         return x
     x = np.zeros((len(fs), int(fs.lengths.max()), fs.n_mels), dtype=np.float32)

@@ -25,7 +25,7 @@ import yaml
 
 from sedsweep.errors import UserError
 from sedsweep.report.runs import COMPLETED, SweepRuns, TrialRun, load_sweep_runs, same_value
-from sedsweep.tracking import MAX_TAG_CHARS, TABLE_ERROR_TAG, TABLES_DIR
+from sedsweep.tracking import MAX_TAG_CHARS, TABLE_ERROR_TAG, TABLES_DIR, client_for
 
 if TYPE_CHECKING:
     from sedsweep.sweep.runner import SweepOutcome
@@ -266,11 +266,11 @@ def log_sweep_tables(outcome: SweepOutcome) -> None:
 
     A table problem never fails the sweep: it becomes the parent's `sweep.table_error` tag.
     """
-    sweep = load_sweep_runs(outcome.parent_run_id, outcome.tracking_uri)
     try:
-        log_tables(sweep)
+        log_tables(load_sweep_runs(outcome.parent_run_id, outcome.tracking_uri))
     except UserError as exc:
-        sweep.client.set_tag(sweep.parent_run_id, TABLE_ERROR_TAG, str(exc)[:MAX_TAG_CHARS])
+        client = client_for(outcome.tracking_uri)
+        client.set_tag(outcome.parent_run_id, TABLE_ERROR_TAG, str(exc)[:MAX_TAG_CHARS])
         logging.getLogger(__name__).warning("no comparison table: %s", exc)
 
 
