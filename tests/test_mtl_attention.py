@@ -187,6 +187,13 @@ def test_gwrp_between_gmp_and_gap_and_equal_to_numpy() -> None:
         np.testing.assert_allclose(ours, np_gwrp(z.numpy(), r), rtol=1e-10)
 
 
+def test_an_unknown_pooling_is_refused_not_treated_as_gwrp() -> None:
+    with pytest.raises(ValueError, match="unknown global pooling 'mean'"):
+        GlobalPooling("mean")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="known: gap, gmp, gwrp"):
+        make_pooling("avg", K, T, F)  # type: ignore[arg-type]
+
+
 def test_axis_linear_fixes_the_clip_length_pointwise_does_not() -> None:
     z = torch.randn(1, K, T + 7, F)
     with pytest.raises(ValueError, match=f"axis_linear was built for {T} frames but got {T + 7}"):
