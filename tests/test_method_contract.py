@@ -32,8 +32,13 @@ VARIANTS: dict[str, list[dict[str, Any]]] = {
     "staged": [{"activation": "sigmoid"}, {"staged": {"selection": "topk"}}],
     "mtl_attention": [{"mtl": {"alpha": 0.0}}, {"pooling": "atrous"}],
 }
-CASES = [
-    pytest.param(name, variant, id=f"{name}-{'-'.join(map(str, variant.values())) or 'default'}")
+CASES = [  # defaults in the fast tier; the variants in the full run (CI)
+    pytest.param(
+        name,
+        variant,
+        id=f"{name}-{'-'.join(map(str, variant.values())) or 'default'}",
+        marks=[pytest.mark.slow] if variant else [],
+    )
     for name in sorted(REGISTRY)
     for variant in [{}, *VARIANTS.get(name, [])]
 ]
