@@ -83,6 +83,18 @@ def processes_with_env(marker: str) -> list[int]:
     return out
 
 
+def kill_marked(marker: str, timeout: float = 30.0) -> None:
+    """SIGKILL every live process carrying `marker` in its environment (the processes a test
+    started, Ray's included), until none is left; fail if some survive `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while (found := processes_with_env(marker)) and time.monotonic() < deadline:
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    assert not found, describe(found)
+
+
 def describe(pids: list[int]) -> str:
     """`pid: command line` for each pid (for assertion messages)."""
     lines = []

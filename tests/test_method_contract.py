@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from sedsweep.config import with_overrides
+from sedsweep.config import flatten, with_overrides
 from sedsweep.data.synth import GENERATORS
 from sedsweep.features import PRESETS, FeatureSet, build_features
 from sedsweep.loop import run_epochs
@@ -62,19 +62,9 @@ def tiny_runs(tmp_path_factory) -> dict[str, tuple[Resolved, FeatureSet]]:
 
 def build(tiny_runs, name: str, variant: dict[str, Any]) -> Method:
     resolved, fs = tiny_runs[name]
-    data = with_overrides(resolved.config.model_dump(mode="json"), _dotted(variant))
+    data = with_overrides(resolved.config.model_dump(mode="json"), flatten(variant))
     config = resolved.method_cls.Config.model_validate(data)
     return resolved.method_cls(config, fs, CPU)
-
-
-def _dotted(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in nested.items():
-        if isinstance(value, dict):
-            out |= _dotted(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def same(a: Any, b: Any, where: str = "state") -> None:

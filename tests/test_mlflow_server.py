@@ -8,7 +8,6 @@ here is stopped by PID / process group, also when a test fails.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import re
@@ -30,6 +29,7 @@ from tests.servers import (
     Response,
     describe,
     http,
+    kill_marked,
     processes_with_env,
     venv_tool,
 )
@@ -152,9 +152,7 @@ def run_sweep(tracking_uri: str, workdir: Path, credentials: tuple[str, str] | N
             time.sleep(0.25)
         leftovers = describe(left)
     finally:
-        for pid in processes_with_env(marker):  # never leave them behind, even on failure
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_marked(marker)  # never leave them behind, even on failure
         shutil.rmtree(ray_tmp, ignore_errors=True)
     return SweepRun(proc.returncode, output, leftovers, seconds)
 

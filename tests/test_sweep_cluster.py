@@ -8,7 +8,6 @@ is shut down by its own handle.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -29,7 +28,7 @@ from sedsweep.sweep.runner import run_sweep
 from sedsweep.sweep.spec import load_sweep
 from sedsweep.tracking import tracking_uri_for
 
-from .servers import describe, processes_with_env
+from .servers import kill_marked
 
 pytestmark = pytest.mark.slow
 
@@ -43,22 +42,6 @@ def _children(workdir: Path, experiment: str) -> list:
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id])
     return [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-
-
-def _kill_marked(marker: str, timeout: float = 30.0) -> str:
-    """SIGKILL every live process carrying `marker` in its environment; describe the ones
-    found (a killed driver's Ray leaves its raylet, GCS and workers running)."""
-    found = processes_with_env(marker)
-    text = describe(found)
-    deadline = time.monotonic() + timeout
-    while found and time.monotonic() < deadline:
-        for pid in found:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.2)
-        found = processes_with_env(marker)
-    assert not found, describe(found)
-    return text
 
 
 def test_sigkilled_driver_resumes_every_trial_once(tmp_path):
@@ -90,7 +73,7 @@ def test_sigkilled_driver_resumes_every_trial_once(tmp_path):
         driver.wait(timeout=60)
     finally:
         log.close()
-        _kill_marked(marker)  # the driver's Ray, started by this test and nothing else
+        kill_marked(marker)  # the driver's Ray, started by this test and nothing else
         shutil.rmtree(ray_tmp, ignore_errors=True)
     before = _children(workdir, "quickstart")
     assert len(before) < 4 or any(r.info.status == "RUNNING" for r in before)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sedsweep import __version__
 from sedsweep.config import flatten
 
 # -- names: every MLflow tag, artifact path and metric prefix sedsweep writes or reads ----------
@@ -60,8 +61,6 @@ def count_tag(outcome: str) -> str:
 
 def run_tags(method: str, scale: str, fingerprint: str) -> dict[str, str]:
     """The tags every sedsweep run carries: version, method, scale and corpus fingerprint."""
-    from sedsweep import __version__
-
     return {
         VERSION_TAG: __version__,
         METHOD_TAG: method,
