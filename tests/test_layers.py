@@ -2,7 +2,8 @@
 
 Floors, lowest first (a module may import its own floor and those below, never one above):
 
-    base      errors, config, fsio, tracking (MLflow names and client; mlflow imported lazily)
+    base      errors, config, fsio, signals, tracking (MLflow names and client; mlflow imported
+              lazily), journal (journaled tracking: events to a file, replayed into MLflow)
     nn        nn/*, metrics
     data      data/*
     features  features
@@ -40,7 +41,7 @@ PACKAGE = ROOT / "platform" / "sedsweep"
 
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("sedsweep", "sedsweep.errors", "sedsweep.config", "sedsweep.fsio",
-              "sedsweep.tracking")),
+              "sedsweep.signals", "sedsweep.tracking", "sedsweep.journal")),
     ("nn", ("sedsweep.nn", "sedsweep.metrics")),
     ("data", ("sedsweep.data",)),
     ("features", ("sedsweep.features",)),

@@ -379,6 +379,14 @@ def train_cmd(
 Workdir = Annotated[Path, typer.Option(help="Corpora, feature cache, MLflow store, Ray results.")]
 TrackingUri = Annotated[str | None, typer.Option(help="MLflow server instead of SQLite.")]
 Address = Annotated[str | None, typer.Option(help="Existing Ray cluster (default: local).")]
+DrainTimeout = Annotated[
+    float,
+    typer.Option(
+        "--tracking-drain-timeout",
+        min=0,
+        help="Seconds to wait at the end for the tracking store to take the journal's backlog.",
+    ),
+]
 
 
 @app.command("sweep")
@@ -395,6 +403,13 @@ def sweep_cmd(
     address: Address = None,
     storage: Annotated[str | None, typer.Option(help="Ray storage path (shared FS).")] = None,
     tracking_uri: TrackingUri = None,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline", help="Contact no tracking store: journal only (`sedsweep sync` later)."
+        ),
+    ] = False,
+    drain_timeout: DrainTimeout = 120.0,
 ) -> None:
     """Run a hyperparameter sweep on Ray Tune, searched by Optuna, tracked in MLflow."""
     from sedsweep.config import parse_overrides
@@ -410,7 +425,8 @@ def sweep_cmd(
     typer.echo(f"sweep {plan.spec.name}: {plan.n_trials} trials of up to {plan.epochs} epochs")
     outcome = run_sweep(
         plan, workdir=workdir, address=address, storage=storage, tracking_uri=tracking_uri,
-        on_finish=log_sweep_tables,
+        on_finish=log_sweep_tables, tracking="offline" if offline else "async",
+        drain_timeout=drain_timeout,
     )  # fmt: skip
     _sweep_result(outcome)
 
@@ -419,22 +435,61 @@ def sweep_cmd(
 def resume_cmd(
     target: Annotated[Path, typer.Argument(help="A sweep's Ray directory or a work directory.")],
     address: Address = None,
+    drain_timeout: DrainTimeout = 120.0,
 ) -> None:
     """Finish an interrupted sweep from its checkpoints, with the searcher state restored."""
     from sedsweep.report.tables import log_sweep_tables
     from sedsweep.sweep.runner import resume_sweep
 
-    _sweep_result(resume_sweep(target, address=address, on_finish=log_sweep_tables))
+    outcome = resume_sweep(
+        target, address=address, on_finish=log_sweep_tables, drain_timeout=drain_timeout
+    )
+    _sweep_result(outcome)
+
+
+@app.command("sync")
+def sync_cmd(
+    target: Annotated[Path, typer.Argument(help="A sweep's Ray directory or a work directory.")],
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="Replay into this store (default: the sweep's own).")
+    ] = None,
+) -> None:
+    """Send a sweep's tracking journal to MLflow: what an outage or --offline left behind, or
+    the whole record into another store."""
+    from sedsweep.report.tables import log_sweep_tables
+    from sedsweep.sweep.runner import sync_sweep
+
+    done = sync_sweep(target, tracking_uri=tracking_uri, on_finish=log_sweep_tables)
+    typer.echo(f"sent {done.sent} journaled events to {done.uri}")
+    if done.parent_run_id:
+        typer.echo(f"MLflow parent run {done.parent_run_id} in {done.uri}: {done.ui_url}")
+    if done.pending:
+        typer.echo(
+            f"sedsweep: {done.pending} events still pending ({done.error}); run this again",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 def _sweep_result(outcome) -> None:
+    from sedsweep.tracking import display_uri
+
     typer.echo(outcome.summary())
     if outcome.best:
         typer.echo(f"best: {outcome.best['config']}")
-    typer.echo(f"MLflow parent run {outcome.parent_run_id} in {outcome.tracking_uri}")
+    if outcome.parent_run_id:
+        typer.echo(
+            f"MLflow parent run {outcome.parent_run_id} in {display_uri(outcome.tracking_uri)}: "
+            f"{outcome.ui_url}"
+        )
     typer.echo(f"Ray results in {outcome.path}")
+    hint = outcome.sync_hint()
+    if hint:
+        typer.echo(hint, err=True)
     if not outcome.complete:
         typer.echo(f"sweep incomplete; resume with: sedsweep resume {outcome.path}", err=True)
+        raise typer.Exit(1)
+    if hint and not outcome.offline:
         raise typer.Exit(1)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from sedsweep import __version__
 from sedsweep.config import flatten
+from sedsweep.errors import UserError
 
 # -- names: every MLflow tag, artifact path and metric prefix sedsweep writes or reads ----------
 # Every run sedsweep creates (`sedsweep train`, sweep parents, trials, best re-training):
@@ -21,6 +22,13 @@ DEVICE_TAG = "sedsweep.device"
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: children of a sweep's parent run
 GIT_COMMIT_TAG = "mlflow.source.git.commit"  # MLflow's own
 FIGURES_DIR = "figures"  # a trial's (or run's) figures, in its checkpoint and its artifacts
+
+# Every run of a sweep execution (parent and children): how a replayed journal finds them.
+EXECUTION_TAG = "sweep.execution"
+# The experiment of a sweep or a training run: MLflow's UI then opens on the runs table
+# (MLflow 3 lands an untagged experiment on its GenAI overview of traces).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 # A sweep's parent run:
 PLANNED_TAG = "sweep.trials_planned"  # marks a parent run; trials the sweep plans
@@ -81,10 +89,83 @@ def tracking_uri_for(workdir: str | Path, override: str | None = None) -> str:
     return f"sqlite:///{(Path(workdir) / 'mlflow.db').resolve()}"
 
 
-def local_artifact_root(uri: str, workdir: str | Path) -> Path | None:
-    """Where artifacts go for the embedded SQLite store (`<workdir>/mlartifacts`); a tracking
-    server decides for itself (None)."""
-    return Path(workdir) / "mlartifacts" if uri.startswith("sqlite:") else None
+def artifact_root_for(uri: str) -> Path | None:
+    """Where artifacts go for a SQLite store: `mlartifacts` beside the database (for the
+    embedded store, `<workdir>/mlartifacts`); a tracking server decides for itself (None)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+
+
+def display_uri(uri: str) -> str:
+    """`uri` without a user name or password, for anything printed, stored or rendered."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return uri
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+DEFAULT_UI = "http://127.0.0.1:5000"  # where `sedsweep ui` serves a SQLite store
+
+
+def ui_base(tracking_uri: str, override: str | None = None) -> str:
+    """The MLflow UI that shows a store's runs: `override`, else the tracking server itself,
+    else `sedsweep ui`'s default address (a SQLite store); never with credentials."""
+    if override:
+        return display_uri(override).rstrip("/")
+    if tracking_uri.startswith(("http://", "https://")):
+        return display_uri(tracking_uri).rstrip("/")
+    return DEFAULT_UI
+
+
+def run_url(base: str, experiment_id: str, run_id: str) -> str:
+    """The MLflow UI page of a run."""
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+PROBE_TIMEOUT_S = 10
+
+
+def probe(uri: str) -> None:
+    """Fail fast: a UserError naming the store when it does not answer or refuses us.
+
+    One request (list one experiment) without MLflow's retries and with a short timeout, so an
+    unreachable server is reported in about `PROBE_TIMEOUT_S` s, before anything is started.
+    """
+    from mlflow.exceptions import MlflowException
+
+    where = display_uri(uri)
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+                                            "MLFLOW_HTTP_REQUEST_TIMEOUT")}  # fmt: skip
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(PROBE_TIMEOUT_S)
+    try:
+        client_for(uri).search_experiments(max_results=1)
+    except MlflowException as exc:
+        text = " ".join(str(exc).split())
+        if "401" in text or "403" in text or "Unauthorized" in text or "PERMISSION" in text:
+            cause = "it refused the credentials (set MLFLOW_TRACKING_USERNAME/PASSWORD)"
+        elif "Max retries" in text or "Connection" in text or "timed out" in text.lower():
+            cause = "no answer"
+        else:
+            cause = text[:200]
+        raise UserError(f"MLflow tracking store not usable: {cause}", where=where) from None
+    except Exception as exc:  # e.g. an unsupported scheme, a SQLite file in a missing folder
+        text = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise UserError(f"MLflow tracking store not usable: {text}", where=where) from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def client_for(uri: str):  # -> MlflowClient (imported lazily: mlflow is slow to import)
@@ -102,9 +183,13 @@ def ensure_experiment(client, name: str, artifact_root: Path | None = None) -> s
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp.experiment_id)
+        if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     location = artifact_root.resolve().as_uri() if artifact_root is not None else None
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(
+        name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+    )
 
 
 def flat_params(config: Mapping[str, Any]) -> dict[str, str]:
@@ -213,8 +298,6 @@ def serve_ui(workdir: str | Path, host: str, port: int) -> int:
     """Run `mlflow ui` on `<workdir>/mlflow.db` until interrupted; return its exit code."""
     import subprocess
     import sys
-
-    from sedsweep.errors import UserError
 
     db = Path(workdir) / "mlflow.db"
     if not db.is_file():

@@ -52,10 +52,10 @@ def train(
         DEVICE_TAG,
         FIGURES_DIR,
         RunWriter,
+        artifact_root_for,
         client_for,
         ensure_experiment,
         flat_params,
-        local_artifact_root,
         log_torch_model,
         run_tags,
         tracking_uri_for,
@@ -72,7 +72,7 @@ def train(
     uri = tracking_uri_for(workdir, tracking_uri)
     client = client_for(uri)
     exp_name = experiment or f"train-{resolved.spec.method}"
-    exp_id = ensure_experiment(client, exp_name, local_artifact_root(uri, workdir))
+    exp_id = ensure_experiment(client, exp_name, artifact_root_for(uri))
     spec = resolved.to_spec(corpus.root)
     run = RunWriter.start(
         client,

@@ -19,6 +19,7 @@ REGISTRY: dict[str, str] = {
     "whenwho": "sedsweep.methods.whenwho:WhenWho",
     "staged": "sedsweep.methods.staged:Staged",
     "mtl_attention": "sedsweep.methods.mtl_attention:MtlAttention",
+    "null": "sedsweep.methods.null:Null",  # a load generator for benchmarks and chaos tests
 }
 
 

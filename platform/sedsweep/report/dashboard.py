@@ -17,23 +17,7 @@ from sedsweep.errors import UserError
 from sedsweep.report.importance import param_importance
 from sedsweep.report.runs import SweepRuns
 from sedsweep.report.tables import build_table
-from sedsweep.tracking import FIGURES_DIR
-
-DEFAULT_UI = "http://127.0.0.1:5000"  # where `sedsweep ui` serves the embedded store
-
-
-def ui_base(sweep: SweepRuns, mlflow_url: str | None) -> str | None:
-    """The MLflow UI to link runs to: given, else the tracking server, else `sedsweep ui`'s."""
-    if mlflow_url:
-        return mlflow_url.rstrip("/")
-    if sweep.tracking_uri.startswith(("http://", "https://")):
-        return sweep.tracking_uri.rstrip("/")
-    return DEFAULT_UI
-
-
-def run_url(base: str | None, experiment_id: str, run_id: str) -> str | None:
-    """The MLflow UI page of a run."""
-    return None if base is None else f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+from sedsweep.tracking import FIGURES_DIR, run_url, ui_base
 
 
 def _iso(ms: int) -> str:
@@ -49,7 +33,7 @@ def sweep_payload(
     sweep: SweepRuns, *, mlflow_url: str | None = None, top: int = 5, evaluator: str = "ped-anova"
 ) -> dict[str, Any]:
     """The dashboard payload (see report/templates/sweep.js for how each part is drawn)."""
-    base = ui_base(sweep, mlflow_url)
+    base = ui_base(sweep.tracking_uri, mlflow_url)
     keys = sweep.searched_keys + [k for k in sweep.replicate_keys if k not in sweep.searched_keys]
     metric = sweep.objective
     trials = [

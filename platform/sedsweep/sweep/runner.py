@@ -1,7 +1,12 @@
-"""Run and resume sweeps: Ray Tune Tuner + Optuna searcher + scheduler + MLflow callback.
+"""Run and resume sweeps: Ray Tune Tuner + Optuna searcher + scheduler + journaled tracking.
 
 The runner knows nothing of reports: a caller that wants the comparison table logged when a
 sweep ends passes an `on_finish` hook (the CLI passes `report.tables.log_sweep_tables`).
+
+Tracking goes through the sweep's journal (`sedsweep.journal`): Tune's callbacks only append
+events, and a drainer thread sends them to MLflow. A store that is down at the start is an
+error before anything runs; one that goes away during the sweep only delays the record; one
+still away at the end leaves the rest in the journal for `sedsweep sync`.
 """
 
 from __future__ import annotations
@@ -10,16 +15,22 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import yaml
 
 from sedsweep.errors import UserError
 from sedsweep.features import FeatureSet, build_features
 from sedsweep.fsio import write_json
+from sedsweep.journal import JOURNAL_DIR, PARENT, Drainer, Journal, Notify
+from sedsweep.signals import terminate_as_interrupt
 from sedsweep.spec import corpus_for
 from sedsweep.sweep.spec import SweepPlan, SweepSpec, data_key, plan_sweep
 from sedsweep.tracking import (
@@ -31,14 +42,22 @@ from sedsweep.tracking import (
     RAY_VERSION_TAG,
     SPEC_ARTIFACT,
     SWEEP_NAME_TAG,
-    RunWriter,
-    client_for,
     count_tag,
-    ensure_experiment,
-    local_artifact_root,
+    display_uri,
+    probe,
     run_tags,
+    run_url,
     tracking_uri_for,
+    ui_base,
 )
+
+TrackingMode = Literal["async", "inline", "offline"]
+"""async: a background thread sends the journal (the default); offline: nothing is sent (a
+later `sedsweep sync` does); inline: each event is sent from the thread that journals it, as
+trackers without a journal do (kept to measure what the journal saves: bench_tracking.py)."""
+
+DRAIN_TIMEOUT_S = 120.0
+TABLES_HOOK = "tables"
 
 STATE_FILE = "sedsweep.json"
 
@@ -49,6 +68,14 @@ def ray_environment() -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
+def tracking_environment() -> None:
+    """MLflow client defaults for a driver with a journal: a request fails within about a
+    minute instead of MLflow's default of retrying for minutes (the journal keeps the events and
+    the drainer retries on its own schedule). A user's own settings win."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
 @dataclass
 class SweepState:
     """What a sweep execution needs to be resumed: kept as `STATE_FILE` in its Ray directory."""
@@ -57,10 +84,12 @@ class SweepState:
     path: str  # Ray Tune's experiment directory
     workdir: str  # corpora and the feature cache
     tracking_uri: str
-    experiment_id: str  # MLflow's
-    parent_run_id: str
+    experiment_id: str  # MLflow's ("" until an offline sweep is synced)
+    parent_run_id: str  # ditto
     source: str  # the search-space file the sweep came from
     spec: dict[str, Any]  # the validated search-space spec as JSON
+    execution: str  # unique id of this execution: tags every run, keys its journal replay
+    offline: bool  # tracked only in the journal
 
     def save(self) -> None:
         """Write the state file atomically into the sweep's directory."""
@@ -91,6 +120,11 @@ class SweepOutcome:
     expected: int
     counts: dict[str, int] = field(default_factory=dict)
     best: dict[str, Any] | None = None
+    journal: Path | None = None  # the tracking journal's directory
+    tracking_pending: int = 0  # journaled events the store has not acknowledged
+    offline: bool = False
+    ui_url: str | None = None  # the parent run in MLflow's UI, once it exists there
+    tracking: dict[str, float] = field(default_factory=dict)  # timings (bench_tracking.py)
 
     @property
     def complete(self) -> bool:
@@ -102,6 +136,16 @@ class SweepOutcome:
         """One line for the terminal."""
         parts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in self.counts.items() if v)
         return f"sweep {self.name}: {parts or 'no trials'} of {self.expected} planned"
+
+    def sync_hint(self) -> str | None:
+        """What to say when the store does not hold the whole record yet, else None."""
+        if not self.tracking_pending:
+            return None
+        where = "journaled (offline)" if self.offline else "not yet in the tracking store"
+        return (
+            f"tracking: {self.tracking_pending} events {where}; "
+            f"send them with: sedsweep sync {self.path}"
+        )
 
 
 OnFinish = Callable[[SweepOutcome], None]
@@ -122,6 +166,71 @@ def _features(plan: SweepPlan, workdir: Path) -> dict[str, FeatureSet]:
     return out
 
 
+class Tracker:
+    """A sweep execution's journal and the drainer that sends it to the tracking store."""
+
+    def __init__(self, state: SweepState, directory: Path, mode: TrackingMode, notify: Notify):
+        self.state = state
+        self.mode: TrackingMode = "offline" if state.offline else mode
+        self.journal = Journal.at(directory / JOURNAL_DIR)
+        self.drainer = Drainer(
+            directory / JOURNAL_DIR, state.tracking_uri, execution=state.execution, notify=notify
+        )
+
+    def start(self) -> None:
+        if self.mode == "async":
+            self.drainer.start(self.journal)
+        elif self.mode == "inline":
+            self.journal.after_append = self.drainer.drain
+
+    def settle(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for the store to acknowledge every event; True when it has."""
+        if self.mode == "offline":
+            return False
+        if self.mode == "inline":
+            try:
+                self.drainer.drain()
+            except Exception:  # the store is away: the journal keeps the events
+                return False
+            return not self.drainer.pending()
+        return self.drainer.wait(timeout)
+
+    def stop(self) -> None:
+        self.drainer.stop()
+        self.journal.after_append = None
+
+    def record_ids(self) -> None:
+        """Copy the store's ids of the experiment and parent run into the sweep state."""
+        ack = self.drainer.ack
+        parent = ack.runs.get(PARENT)
+        if ack.experiment_id and parent and not self.state.parent_run_id:
+            self.state.experiment_id, self.state.parent_run_id = ack.experiment_id, parent
+            self.state.save()
+
+    def close_open_children(self, status: str) -> None:
+        """Mark every child still RUNNING in the journal as `status` (an interrupted sweep)."""
+        for key, known in list(self.journal.keys.items()):
+            if key != PARENT and known.created and known.status == "RUNNING":
+                self.journal.status(key, status)
+
+    def timings(self) -> dict[str, float]:
+        """Time the controller spent per result, and the lag until the store had it (s)."""
+        import numpy as np
+
+        out: dict[str, float] = {}
+        for name, values in (("callback", self.journal.result_seconds),
+                             ("lag", self.drainer.lags)):  # fmt: skip
+            if values:
+                out[f"{name}_p50_s"] = float(np.percentile(values, 50))
+                out[f"{name}_p99_s"] = float(np.percentile(values, 99))
+                out[f"{name}_n"] = float(len(values))
+        return out
+
+
+def _print(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def run_sweep(
     plan: SweepPlan,
     *,
@@ -130,31 +239,61 @@ def run_sweep(
     storage: str | None = None,
     tracking_uri: str | None = None,
     on_finish: OnFinish | None = None,
+    tracking: TrackingMode = "async",
+    drain_timeout: float = DRAIN_TIMEOUT_S,
+    notify: Notify = _print,
 ) -> SweepOutcome:
-    """Start a new execution of the sweep and wait for it."""
+    """Start a new execution of the sweep and wait for it.
+
+    The tracking store is asked first (unless `tracking="offline"`): one that does not answer is
+    a UserError before any corpus, Ray or run exists.
+    """
     ray_environment()
+    tracking_environment()
     workdir = workdir.resolve()
+    uri = tracking_uri_for(workdir, tracking_uri)
+    if tracking != "offline":
+        probe(uri)
     workdir.mkdir(parents=True, exist_ok=True)
     features = _features(plan, workdir)
     storage_path = Path(storage).resolve() if storage else workdir / "ray"
     exp_name = f"{plan.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    uri = tracking_uri_for(workdir, tracking_uri)
-    client = client_for(uri)
-    exp_id = ensure_experiment(client, plan.spec.name, local_artifact_root(uri, workdir))
-    parent = RunWriter.start(client, exp_id, exp_name, tags=_parent_tags(plan, features))
-    client.log_dict(parent.run_id, plan.spec.model_dump(mode="json"), SPEC_ARTIFACT)
     state = SweepState(
         experiment=exp_name,
         path=str(storage_path / exp_name),
         workdir=str(workdir),
         tracking_uri=uri,
-        experiment_id=exp_id,
-        parent_run_id=parent.run_id,
+        experiment_id="",
+        parent_run_id="",
         source=plan.source,
         spec=plan.spec.model_dump(mode="json"),
+        execution=uuid.uuid4().hex,
+        offline=tracking == "offline",
     )
+    tracker = Tracker(state, Path(state.path), tracking, notify)
+    journal = tracker.journal
+    journal.experiment(plan.spec.name)
+    journal.create(PARENT, exp_name, _parent_tags(plan, features))
+    journal.text(PARENT, yaml.safe_dump(state.spec, sort_keys=False), SPEC_ARTIFACT)
+    if not state.offline:
+        try:
+            tracker.drainer.drain()  # the parent exists before any trial runs
+        except Exception as exc:
+            tracker.journal.close()
+            shutil.rmtree(state.path, ignore_errors=True)  # nothing of it ran
+            raise UserError(
+                f"MLflow tracking store failed while creating the sweep's parent run ({exc})",
+                where=display_uri(uri),
+            ) from None
+        tracker.record_ids()
+        notify(_where(state))
     state.save()
-    return _fit(plan, state, features, address, restore=False, on_finish=on_finish)
+    return _fit(plan, state, tracker, features, address, False, on_finish, drain_timeout)
+
+
+def _where(state: SweepState) -> str:
+    url = run_url(ui_base(state.tracking_uri), state.experiment_id, state.parent_run_id)
+    return f"MLflow parent run {state.parent_run_id} in {display_uri(state.tracking_uri)}: {url}"
 
 
 def find_state(target: Path) -> Path:
@@ -170,15 +309,83 @@ def find_state(target: Path) -> Path:
 
 
 def resume_sweep(
-    target: Path, *, address: str | None = None, on_finish: OnFinish | None = None
+    target: Path,
+    *,
+    address: str | None = None,
+    on_finish: OnFinish | None = None,
+    drain_timeout: float = DRAIN_TIMEOUT_S,
+    notify: Notify = _print,
 ) -> SweepOutcome:
-    """Restore an interrupted sweep (Tuner.restore) and finish its remaining trials."""
+    """Restore an interrupted sweep (Tuner.restore) and finish its remaining trials; tracking
+    continues from the journal's last acknowledged event."""
     ray_environment()
-    state = SweepState.load(find_state(target))
+    tracking_environment()
+    state_file = find_state(target)
+    state = SweepState.load(state_file)
+    if not state.offline:
+        probe(state.tracking_uri)
     plan = plan_sweep(SweepSpec.model_validate(state.spec), state.source)
     features = _features(plan, Path(state.workdir))
-    client_for(state.tracking_uri).update_run(state.parent_run_id, status="RUNNING")
-    return _fit(plan, state, features, address, restore=True, on_finish=on_finish)
+    tracker = Tracker(state, state_file.parent, "async", notify)
+    tracker.journal.status(PARENT, "RUNNING")
+    return _fit(plan, state, tracker, features, address, True, on_finish, drain_timeout)
+
+
+@dataclass
+class SyncOutcome:
+    """What `sync_sweep` sent, and where."""
+
+    uri: str
+    sent: int
+    pending: int
+    parent_run_id: str | None
+    ui_url: str | None
+    error: str | None = None
+
+
+def sync_sweep(
+    target: Path,
+    *,
+    tracking_uri: str | None = None,
+    on_finish: OnFinish | None = None,
+    notify: Notify = _print,
+) -> SyncOutcome:
+    """Replay a sweep's journal into its tracking store (or into `tracking_uri`, e.g. another
+    server); what the store has already acknowledged is skipped. When the replay reaches the
+    point where the sweep logged its tables, `on_finish` logs them in this store too."""
+    tracking_environment()
+    state_file = find_state(target)
+    state = SweepState.load(state_file)
+    uri = tracking_uri or state.tracking_uri
+    probe(uri)
+
+    def hook(name: str, drainer: Drainer) -> None:
+        parent = drainer.run_id(PARENT)
+        if name == TABLES_HOOK and on_finish is not None and parent is not None:
+            plan = plan_sweep(SweepSpec.model_validate(state.spec), state.source)
+            on_finish(SweepOutcome(state.spec["name"], state_file.parent, parent, uri,
+                                   plan.n_trials))  # fmt: skip
+
+    drainer = Drainer(
+        state_file.parent / JOURNAL_DIR, uri, execution=state.execution, on_hook=hook,
+        notify=notify,
+    )  # fmt: skip
+    error = None
+    sent = 0
+    try:
+        sent = drainer.drain()
+    except UserError:
+        raise
+    except Exception as exc:  # the store went away during the replay
+        error = " ".join(str(exc).split())[:200] or type(exc).__name__
+    parent = drainer.run_id(PARENT)
+    if display_uri(uri) == display_uri(state.tracking_uri) and parent and not state.parent_run_id:
+        state.experiment_id, state.parent_run_id = drainer.ack.experiment_id or "", parent
+        state.save()
+    url = None
+    if parent and drainer.ack.experiment_id:
+        url = run_url(ui_base(uri), drainer.ack.experiment_id, parent)
+    return SyncOutcome(display_uri(uri), sent, drainer.pending(), parent, url, error)
 
 
 def _parent_tags(plan: SweepPlan, features: dict[str, FeatureSet]) -> dict[str, str]:
@@ -238,74 +445,91 @@ def _scheduler(plan: SweepPlan) -> Any:
 def _fit(
     plan: SweepPlan,
     state: SweepState,
+    tracker: Tracker,
     features: dict[str, FeatureSet],
     address: str | None,
     restore: bool,
     on_finish: OnFinish | None,
+    drain_timeout: float,
 ) -> SweepOutcome:
     import ray
     from ray import tune
 
-    from sedsweep.sweep.mlflow_callback import MlflowSweepCallback
     from sedsweep.sweep.search import OptunaPruningSearch
+    from sedsweep.sweep.tracking_callback import TrackingCallback
     from sedsweep.sweep.trainable import run_trial
 
     s = plan.spec
-    if not ray.is_initialized():
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-            log_to_driver=False,  # trial errors reach the driver (and MLflow) through Tune
-        )
-    if s.resources.gpu > 0 and ray.cluster_resources().get("GPU", 0) <= 0:
-        raise UserError(
-            "asks for GPUs but the Ray cluster has none", where=f"{plan.source}: resources.gpu"
-        )
-    base_config = plan.base.config.model_dump(mode="json")
-    trainable = tune.with_resources(
-        tune.with_parameters(
-            run_trial, features=features, method=s.method, base_config=base_config,
-            epochs=plan.epochs, threads=int(s.resources.cpu),
-        ),
-        {"cpu": s.resources.cpu, "gpu": s.resources.gpu},
-    )  # fmt: skip
-    if restore:
-        tuner = tune.Tuner.restore(
-            state.path, trainable=trainable, resume_unfinished=True, resume_errored=True
-        )
-    else:
-        callback = MlflowSweepCallback(
-            state.tracking_uri, state.experiment_id, state.parent_run_id,
-            method=s.method, base_config=base_config, epochs=plan.epochs,
-            tags={METHOD_TAG: s.method, SWEEP_NAME_TAG: s.name},
+    tracker.start()
+    try:
+        if not ray.is_initialized():
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=False,  # trial errors reach the driver (and MLflow) through Tune
+            )
+        if s.resources.gpu > 0 and ray.cluster_resources().get("GPU", 0) <= 0:
+            raise UserError(
+                "asks for GPUs but the Ray cluster has none", where=f"{plan.source}: resources.gpu"
+            )
+        base_config = plan.base.config.model_dump(mode="json")
+        trainable = tune.with_resources(
+            tune.with_parameters(
+                run_trial, features=features, method=s.method, base_config=base_config,
+                epochs=plan.epochs, threads=int(s.resources.cpu),
+            ),
+            {"cpu": s.resources.cpu, "gpu": s.resources.gpu},
         )  # fmt: skip
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                metric=s.objective.metric,
-                mode=s.objective.mode,
-                search_alg=OptunaPruningSearch(plan),
-                scheduler=_scheduler(plan),
-                num_samples=plan.n_trials,
-                max_concurrent_trials=s.budget.max_concurrent,
-                reuse_actors=True,
-            ),
-            run_config=tune.RunConfig(
-                name=state.experiment,
-                storage_path=str(Path(state.path).parent),
-                callbacks=[callback],
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                failure_config=tune.FailureConfig(max_failures=s.budget.max_failures),
-                verbose=1 if sys.stdout.isatty() else 0,
-            ),
-        )
-    results = tuner.fit()
-    return _outcome(plan, state, results, on_finish)
+        if restore:
+            tuner = tune.Tuner.restore(
+                state.path, trainable=trainable, resume_unfinished=True, resume_errored=True
+            )
+        else:
+            callback = TrackingCallback(
+                str(tracker.journal.directory), method=s.method, base_config=base_config,
+                epochs=plan.epochs, tags={METHOD_TAG: s.method, SWEEP_NAME_TAG: s.name},
+            )  # fmt: skip
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    metric=s.objective.metric,
+                    mode=s.objective.mode,
+                    search_alg=OptunaPruningSearch(plan),
+                    scheduler=_scheduler(plan),
+                    num_samples=plan.n_trials,
+                    max_concurrent_trials=s.budget.max_concurrent,
+                    reuse_actors=True,
+                ),
+                run_config=tune.RunConfig(
+                    name=state.experiment,
+                    storage_path=str(Path(state.path).parent),
+                    callbacks=[callback],
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                    failure_config=tune.FailureConfig(max_failures=s.budget.max_failures),
+                    verbose=1 if sys.stdout.isatty() else 0,
+                ),
+            )
+        with terminate_as_interrupt():
+            results = tuner.fit()
+    except BaseException as exc:
+        # The execution ends here without an outcome: record it as such, as far as possible.
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        tracker.close_open_children("KILLED")
+        tracker.journal.status(PARENT, status)
+        tracker.settle(min(drain_timeout, 10.0))
+        tracker.stop()
+        raise
+    return _outcome(plan, state, tracker, results, on_finish, drain_timeout)
 
 
 def _outcome(
-    plan: SweepPlan, state: SweepState, results: Any, on_finish: OnFinish | None
+    plan: SweepPlan,
+    state: SweepState,
+    tracker: Tracker,
+    results: Any,
+    on_finish: OnFinish | None,
+    drain_timeout: float,
 ) -> SweepOutcome:
     counts = {"completed": 0, "stopped_early": 0, "errored": 0, "missing": 0}
     for result in results:
@@ -323,8 +547,10 @@ def _outcome(
         tracking_uri=state.tracking_uri,
         expected=plan.n_trials,
         counts=counts,
+        journal=tracker.journal.directory,
+        offline=state.offline,
     )
-    parent = RunWriter(client_for(state.tracking_uri), state.parent_run_id)
+    journal = tracker.journal
     try:
         best = results.get_best_result(plan.spec.objective.metric, plan.spec.objective.mode, "last")
     except (RuntimeError, ValueError):
@@ -332,12 +558,25 @@ def _outcome(
     metric = plan.spec.objective.metric
     if best is not None and best.metrics and metric in best.metrics:
         outcome.best = {"config": best.config["overrides"], "metrics": dict(best.metrics)}
-        parent.log_metrics({f"{BEST_METRIC_PREFIX}{metric}": best.metrics[metric]}, step=0)
-    parent.set_tags({count_tag(k): str(v) for k, v in counts.items()})
-    if on_finish is not None:
+        journal.metrics(PARENT, {f"{BEST_METRIC_PREFIX}{metric}": best.metrics[metric]}, step=0)
+    journal.tags(PARENT, {count_tag(k): str(v) for k, v in counts.items()})
+    if counts["missing"]:  # interrupted: trials still open were stopped with the driver
+        tracker.close_open_children("KILLED")
+    journal.hook(TABLES_HOOK)  # a replay (`sedsweep sync`) logs the tables at this point
+    drained = tracker.settle(drain_timeout)
+    if drained and on_finish is not None:
         on_finish(outcome)
     if counts["missing"]:
-        parent.finish("KILLED")
+        journal.status(PARENT, "KILLED")
     else:
-        parent.finish("FINISHED" if outcome.complete else "FAILED")
+        journal.status(PARENT, "FINISHED" if outcome.complete else "FAILED")
+    if drained:
+        tracker.settle(min(drain_timeout, 30.0))
+    tracker.stop()
+    outcome.tracking_pending = tracker.drainer.pending()
+    outcome.tracking = tracker.timings()
+    if state.parent_run_id:
+        outcome.ui_url = run_url(
+            ui_base(state.tracking_uri), state.experiment_id, state.parent_run_id
+        )
     return outcome

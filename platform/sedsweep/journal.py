@@ -1,0 +1,578 @@
+"""Journaled tracking: events go to an append-only file first, to MLflow later.
+
+A sweep's controller thread must never wait on the network, and a tracking server that goes
+away must cost nothing but delay. So every tracking write of a sweep (a run created, params,
+one epoch's metrics, tags, a status, an artifact) is first an *event*: one JSON line with a
+sequence number, appended to `<sweep dir>/tracking/journal.jsonl` (one `write` to the OS per
+event, so a killed driver loses nothing that was appended; fsync'd in the background). A
+`Drainer` replays the journal into an MLflow store, on a background thread during a sweep or
+in the foreground (`sedsweep sync`), and records per target store the last sequence number
+the store acknowledged (`tracking/ack-<hash>.json`).
+
+Replay is idempotent, so a crash between a write and its acknowledgement, a retried chunk or
+a second `sync` never duplicates anything:
+- runs are addressed by a *key* ("parent", or a Ray Tune trial id) and found again by their
+  `sweep.execution` and `sweep.trial_id` tags before one is created;
+- a metric keeps the timestamp of its event, and MLflow's SQL stores drop a metric identical in
+  key, step, timestamp and value;
+- params and tags are re-set to the same values, artifacts re-uploaded to the same paths;
+- a status never goes backwards: a FINISHED run stays FINISHED.
+
+This module sits on the base floor: it knows MLflow (lazily, through `tracking`), never Ray.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sedsweep.errors import UserError
+from sedsweep.fsio import write_json
+from sedsweep.tracking import (
+    EXECUTION_TAG,
+    PARENT_TAG,
+    TRIAL_TAG,
+    artifact_root_for,
+    client_for,
+    display_uri,
+    ensure_experiment,
+)
+
+JOURNAL_DIR = "tracking"
+JOURNAL_FILE = "journal.jsonl"
+PARENT = "parent"  # the key of a sweep's parent run; children are keyed by trial id
+TERMINAL = ("FINISHED", "FAILED", "KILLED")
+
+# MLflow's log_batch limits (REST API docs): 1000 metrics, 100 params, 100 tags, 1000 in all.
+MAX_BATCH_METRICS = 1000
+MAX_BATCH_PARAMS = 100
+MAX_BATCH_TAGS = 100
+CHUNK_EVENTS = 2000  # events read per drain step (one acknowledgement each)
+
+
+# -- the journal ---------------------------------------------------------------------------------
+@dataclass
+class KeyState:
+    """What the journal holds about one run key (rebuilt from the file when it is reopened)."""
+
+    created: bool = False
+    status: str | None = None
+    last_step: int = 0
+    tags: set[str] = field(default_factory=set)  # tag names set so far
+
+
+class Journal:
+    """The append-only event file of one sweep execution.
+
+    `append` is what the controller thread calls: it assigns the next sequence number, writes
+    one line with one `os.write` and returns; it is safe from several threads. One Journal
+    object per file per process (`Journal.at`), so the Tune callback restored from Ray's
+    experiment state and the runner share the same sequence numbers.
+    """
+
+    _open: ClassVar[dict[Path, Journal]] = {}
+    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / JOURNAL_FILE
+        directory.mkdir(parents=True, exist_ok=True)
+        self.keys: dict[str, KeyState] = {}
+        self.seq = 0
+        self.first_seq = 0  # of this process's appends (0: none yet)
+        self.hooks: set[str] = set()
+        self._lock = threading.Lock()
+        self._fresh = threading.Event()  # set on every append: wakes a drainer
+        self.after_append: Callable[[], Any] | None = None  # inline tracking: send right away
+        self.result_seconds: list[float] = []  # a tracking callback's time per result
+        for event in read_events(self.path, repair=True):
+            self._index(event)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    @classmethod
+    def at(cls, directory: str | Path) -> Journal:
+        """The process's Journal for `directory`, opened on first use."""
+        key = Path(directory).resolve()
+        with cls._registry_lock:
+            journal = cls._open.get(key)
+            if journal is None or journal._fd < 0:
+                journal = cls._open[key] = cls(key)
+            return journal
+
+    def close(self) -> None:
+        """Close the file (further appends reopen it through `Journal.at`)."""
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+        with self._registry_lock:
+            if self._open.get(self.directory) is self:
+                del self._open[self.directory]
+
+    def append(self, op: str, key: str, **fields: Any) -> int:
+        """Write one event; return its sequence number."""
+        with self._lock:
+            if self._fd < 0:
+                raise RuntimeError(f"journal {self.path} is closed")
+            self.seq += 1
+            event = {"seq": self.seq, "op": op, "key": key, **fields}
+            os.write(self._fd, (json.dumps(event, separators=(",", ":")) + "\n").encode())
+            self.first_seq = self.first_seq or self.seq
+            self._index(event)
+        self._fresh.set()
+        if self.after_append is not None:
+            self.after_append()
+        return event["seq"]
+
+    def wait_fresh(self, timeout: float) -> None:
+        """Block until something is appended (or `timeout` s pass)."""
+        self._fresh.wait(timeout)
+        self._fresh.clear()
+
+    def state(self, key: str) -> KeyState:
+        """What has been journaled for run `key` so far."""
+        return self.keys.get(key) or KeyState()
+
+    def _index(self, event: dict[str, Any]) -> None:
+        self.seq = max(self.seq, int(event["seq"]))
+        key = self.keys.setdefault(event["key"], KeyState())
+        op = event["op"]
+        if op == "create":
+            key.created, key.status = True, "RUNNING"
+        elif op == "status":
+            key.status = event["status"]
+        elif op == "metrics":
+            key.last_step = max(key.last_step, int(event["step"]))
+        elif op == "tags":
+            key.tags.update(event["tags"])
+        elif op == "hook":
+            self.hooks.add(event["name"])
+
+    # -- what the sweep writes ------------------------------------------------------------------
+    def experiment(self, name: str) -> int:
+        """The MLflow experiment every run of this journal belongs to."""
+        return self.append("experiment", PARENT, name=name)
+
+    def create(
+        self, key: str, run_name: str, tags: dict[str, str], parent: str | None = None
+    ) -> int:
+        """A run: the parent (`parent=None`) or a child of run key `parent`."""
+        return self.append(
+            "create", key, run_name=run_name, tags=tags, parent=parent, time=_now_ms()
+        )
+
+    def params(self, key: str, params: dict[str, str]) -> int:
+        return self.append("params", key, params=params)
+
+    def metrics(self, key: str, metrics: dict[str, float], step: int) -> int:
+        return self.append("metrics", key, metrics=metrics, step=int(step), time=_now_ms())
+
+    def tags(self, key: str, tags: dict[str, str]) -> int:
+        return self.append("tags", key, tags=tags)
+
+    def status(self, key: str, status: str) -> int:
+        return self.append("status", key, status=status, time=_now_ms())
+
+    def artifacts(self, key: str, path: Path, artifact_path: str | None) -> int:
+        """Files to upload: a path inside the journal's sweep directory is stored relative."""
+        return self.append(
+            "artifacts", key, path=_relative(path, self.directory.parent), into=artifact_path
+        )
+
+    def text(self, key: str, text: str, artifact_file: str) -> int:
+        return self.append("text", key, text=text, file=artifact_file)
+
+    def hook(self, name: str) -> int:
+        """A point in the record where a consumer has work to do (e.g. "tables": log the
+        comparison tables once everything before it is in the store)."""
+        return self.append("hook", PARENT, name=name)
+
+
+def read_events(path: Path, after: int = 0, *, repair: bool = False) -> Iterator[dict[str, Any]]:
+    """The complete events of a journal file with seq > `after`, in order.
+
+    A last line without its newline is an append cut short by a crash: it is skipped, and with
+    `repair` cut off the file (only its writer may repair it). A garbled complete line is an
+    error naming the file and the line.
+    """
+    if not path.exists():
+        return
+    with open(path, "rb") as handle:
+        offset = 0
+        for number, line in enumerate(handle, start=1):
+            if not line.endswith(b"\n"):
+                if repair:
+                    os.truncate(path, offset)
+                return
+            offset += len(line)
+            try:
+                event = json.loads(line)
+                seq = int(event["seq"])
+            except (ValueError, KeyError, TypeError):
+                raise UserError(f"line {number} is not a journal event", where=path) from None
+            if seq > after:
+                yield event
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _relative(path: Path, base: Path) -> str:
+    path = Path(path).resolve()
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(base.resolve()))
+    return str(path)
+
+
+# -- acknowledgements ----------------------------------------------------------------------------
+def ack_path(directory: Path, uri: str) -> Path:
+    """Where the progress of `directory`'s journal into store `uri` is kept."""
+    digest = hashlib.sha256(display_uri(uri).encode()).hexdigest()[:12]
+    return directory / f"ack-{digest}.json"
+
+
+@dataclass
+class Ack:
+    """How far a journal has been replayed into one store, and that store's ids."""
+
+    uri: str  # without credentials
+    seq: int = 0
+    experiment_id: str | None = None
+    runs: dict[str, str] = field(default_factory=dict)  # key -> MLflow run id
+
+    @classmethod
+    def load(cls, path: Path, uri: str) -> Ack:
+        if not path.exists():
+            return cls(display_uri(uri))
+        try:
+            data = json.loads(path.read_text())
+            return cls(data["uri"], int(data["seq"]), data["experiment_id"], dict(data["runs"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"unreadable tracking acknowledgement ({exc})", where=path) from None
+
+    def save(self, path: Path) -> None:
+        write_json(path, self.__dict__)
+
+
+# -- replay into MLflow --------------------------------------------------------------------------
+Notify = Callable[[str], None]
+OnHook = Callable[[str, "Drainer"], None]
+
+
+class Drainer:
+    """Replays a journal into the MLflow store at `uri`, from its last acknowledged event.
+
+    `drain()` sends what is there now (raising on a store error, with nothing acknowledged that
+    was not sent); `start()` runs it on a background thread that retries with capped exponential
+    backoff and says once when tracking falls behind and once when it catches up.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        uri: str,
+        *,
+        execution: str,
+        notify: Notify | None = None,
+        on_hook: OnHook | None = None,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.directory = directory
+        self.journal_path = directory / JOURNAL_FILE
+        self.uri = uri
+        self.execution = execution
+        self.notify = notify or (lambda line: None)
+        self.on_hook = on_hook
+        self.max_backoff = max_backoff
+        self.ack_file = ack_path(directory, uri)
+        self.ack = Ack.load(self.ack_file, uri)
+        self._client: Any = None
+        self._status: dict[str, str] = {}  # run id -> status in the store, as far as known
+        self._offset = 0  # byte offset in the journal up to which everything is acknowledged
+        self._found: bool = False  # this execution's runs in the store have been looked up
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._journal: Journal | None = None
+        self.lags: list[float] = []  # journal append -> acknowledged, seconds (metric events)
+        self.error: str | None = None  # the last store error while behind, else None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = client_for(self.uri)
+        return self._client
+
+    @property
+    def acked(self) -> int:
+        return self.ack.seq
+
+    def pending(self) -> int:
+        """Events journaled but not yet acknowledged by this store."""
+        last = self._journal.seq if self._journal is not None else _last_seq(self.journal_path)
+        return max(last - self.ack.seq, 0)
+
+    def run_id(self, key: str) -> str | None:
+        """The store's run id of run key `key`, once it has been created there."""
+        return self.ack.runs.get(key)
+
+    # -- foreground ------------------------------------------------------------------------------
+    def drain(self) -> int:
+        """Send every complete event after the acknowledged one; return how many were sent."""
+        sent = 0
+        while True:
+            chunk, offset = self._read_chunk()
+            if not chunk:
+                return sent
+            self._apply(chunk)
+            self.ack.seq = int(chunk[-1]["seq"])
+            self.ack.save(self.ack_file)
+            self._offset = offset
+            now = time.time() * 1000
+            self.lags.extend((now - e["time"]) / 1000 for e in chunk if e["op"] == "metrics")
+            sent += len(chunk)
+
+    def _read_chunk(self) -> tuple[list[dict[str, Any]], int]:
+        """Up to CHUNK_EVENTS complete events after the acknowledged one, and the file offset
+        after the last of them (reading resumes there, so a sweep's drain stays linear)."""
+        chunk: list[dict[str, Any]] = []
+        if not self.journal_path.exists():
+            return chunk, self._offset
+        with open(self.journal_path, "rb") as handle:
+            handle.seek(self._offset)
+            offset = self._offset
+            for line in handle:
+                if not line.endswith(b"\n"):
+                    break  # an append in progress
+                offset += len(line)
+                try:
+                    event = json.loads(line)
+                    seq = int(event["seq"])
+                except (ValueError, KeyError, TypeError):
+                    raise UserError(
+                        f"a line at byte {offset - len(line)} is not a journal event",
+                        where=self.journal_path,
+                    ) from None
+                if seq <= self.ack.seq:
+                    self._offset = offset  # acknowledged before: skip it for good
+                    continue
+                chunk.append(event)
+                if len(chunk) >= CHUNK_EVENTS:
+                    break
+        return chunk, offset
+
+    # -- background ------------------------------------------------------------------------------
+    def start(self, journal: Journal) -> None:
+        """Drain `journal` on a daemon thread until `stop()`."""
+        self._journal = journal
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="sedsweep-tracking", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._journal is not None:
+            self._journal._fresh.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+            self._thread = None
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for the background thread to catch up; True when it has."""
+        deadline = time.monotonic() + timeout
+        while self.pending() and time.monotonic() < deadline:
+            if self._journal is not None:
+                self._journal._fresh.set()  # wake it for an immediate retry
+            time.sleep(0.1)
+        return not self.pending()
+
+    def _loop(self) -> None:
+        assert self._journal is not None
+        backoff = 0.0
+        last_sync = time.monotonic()
+        while not self._stop.is_set():
+            if backoff:
+                self._stop.wait(backoff)
+            elif not self.pending():
+                self._journal.wait_fresh(1.0)
+                time.sleep(0.02)  # let a burst of results gather into one batch
+            if time.monotonic() - last_sync > 1.0:
+                _fsync(self.journal_path)
+                last_sync = time.monotonic()
+            try:
+                self.drain()
+            except Exception as exc:  # a store outage: keep everything, retry later
+                backoff = min(max(2 * backoff, 0.5), self.max_backoff)
+                if self.error is None:
+                    self.notify(
+                        f"tracking: {display_uri(self.uri)} is not answering ({_cause(exc)}); "
+                        f"the sweep goes on, {self.pending()} events wait in {self.journal_path}"
+                    )
+                self.error = _cause(exc)
+                continue
+            if self.error is not None:
+                self.notify(f"tracking: {display_uri(self.uri)} is back; the backlog is sent")
+                self.error = None
+            backoff = 0.0
+        _fsync(self.journal_path)
+
+    # -- one chunk -------------------------------------------------------------------------------
+    def _apply(self, events: list[dict[str, Any]]) -> None:
+        """Send a chunk of events, batching params/metrics/tags per run between other events."""
+        batches: dict[str, _Batch] = {}
+        for event in events:
+            op, key = event["op"], event["key"]
+            if op in ("metrics", "params", "tags"):
+                batches.setdefault(key, _Batch()).add(event)
+                continue
+            if key in batches:
+                self._send(key, batches.pop(key))
+            if op == "experiment":
+                self._experiment(event["name"])
+            elif op == "create":
+                self._create(event)
+            elif op == "status":
+                self._set_status(key, event["status"], event["time"])
+            elif op == "artifacts":
+                self._artifacts(key, event)
+            elif op == "text":
+                self.client.log_text(self._run(key), event["text"], event["file"])
+            elif op == "hook":
+                for other, batch in list(batches.items()):
+                    self._send(other, batch)
+                batches.clear()
+                if self.on_hook is not None:
+                    self.on_hook(event["name"], self)
+            else:
+                raise UserError(f"unknown journal event {op!r}", where=self.journal_path)
+        for key, batch in batches.items():
+            self._send(key, batch)
+
+    def _run(self, key: str) -> str:
+        run_id = self.ack.runs.get(key)
+        if run_id is None:
+            raise UserError(f"an event for run {key!r} precedes its creation", self.journal_path)
+        return run_id
+
+    def _experiment(self, name: str) -> None:
+        if self.ack.experiment_id is None:
+            self.ack.experiment_id = ensure_experiment(
+                self.client, name, artifact_root_for(self.uri)
+            )
+
+    def _find_runs(self) -> None:
+        """Once per drainer: the runs of this execution the store already has (a crash may have
+        come between creating one and acknowledging it)."""
+        if self._found:
+            return
+        self._found = True
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [self.ack.experiment_id],
+                filter_string=f"tags.`{EXECUTION_TAG}` = '{self.execution}'",
+                max_results=1000,
+                page_token=token,
+            )
+            for run in page:
+                key = run.data.tags.get(TRIAL_TAG, PARENT)
+                self.ack.runs.setdefault(key, run.info.run_id)
+                self._status[run.info.run_id] = run.info.status
+            token = page.token
+            if not token:
+                return
+
+    def _create(self, event: dict[str, Any]) -> None:
+        key = event["key"]
+        if key not in self.ack.runs:
+            self._find_runs()
+        if key in self.ack.runs:
+            return  # created before an acknowledgement was lost: the events after it follow
+        tags = {**event["tags"], EXECUTION_TAG: self.execution}
+        if event.get("parent"):
+            tags[PARENT_TAG] = self._run(event["parent"])
+        run = self.client.create_run(
+            self.ack.experiment_id, start_time=event["time"], tags=tags, run_name=event["run_name"]
+        )
+        self.ack.runs[key] = run.info.run_id
+        self._status[run.info.run_id] = "RUNNING"
+
+    def _set_status(self, key: str, status: str, end_time: int | None) -> None:
+        run_id = self._run(key)
+        if status == self._status.get(run_id) or self._status.get(run_id) == "FINISHED":
+            return  # nothing to do, or a status going backwards
+        if status in TERMINAL:
+            self.client.set_terminated(run_id, status, end_time=end_time)
+        else:
+            self.client.update_run(run_id, status=status)
+        self._status[run_id] = status
+
+    def _artifacts(self, key: str, event: dict[str, Any]) -> None:
+        path = Path(event["path"])
+        if not path.is_absolute():
+            path = self.directory.parent / path
+        if path.is_dir():
+            self.client.log_artifacts(self._run(key), str(path), event["into"])
+        elif path.exists():
+            self.client.log_artifact(self._run(key), str(path), event["into"])
+
+    def _send(self, key: str, batch: _Batch) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        run_id = self._run(key)
+        params = [Param(k, v) for k, v in batch.params.items()]
+        tags = [RunTag(k, v) for k, v in batch.tags.items()]
+        metrics = [Metric(k, v, t, s) for k, v, t, s in batch.metrics]
+        for i in range(0, len(params), MAX_BATCH_PARAMS):
+            self.client.log_batch(run_id, params=params[i : i + MAX_BATCH_PARAMS])
+        for i in range(0, len(tags), MAX_BATCH_TAGS):
+            self.client.log_batch(run_id, tags=tags[i : i + MAX_BATCH_TAGS])
+        for i in range(0, len(metrics), MAX_BATCH_METRICS):
+            self.client.log_batch(run_id, metrics=metrics[i : i + MAX_BATCH_METRICS])
+
+
+@dataclass
+class _Batch:
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: list[tuple[str, float, int, int]] = field(default_factory=list)
+
+    def add(self, event: dict[str, Any]) -> None:
+        if event["op"] == "params":
+            self.params.update(event["params"])
+        elif event["op"] == "tags":
+            self.tags.update(event["tags"])
+        else:
+            self.metrics.extend(
+                (k, float(v), event["time"], event["step"]) for k, v in event["metrics"].items()
+            )
+
+
+def _last_seq(path: Path) -> int:
+    last = 0
+    for event in read_events(path):
+        last = int(event["seq"])
+    return last
+
+
+def _fsync(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _cause(exc: BaseException) -> str:
+    """A short reason for a store error (MLflow's messages can span a page)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."

@@ -1,0 +1,151 @@
+"""Driver-side tracking of a sweep: one parent run, one child run per Tune trial, journaled.
+
+Tune calls these hooks on its controller thread, so they never touch the network: each one
+appends events to the sweep's tracking journal (`sedsweep.journal`) and returns, and the
+journal's drainer writes them to MLflow in the background. Only the driver tracks (one writer;
+workers need no MLflow access). The callback keeps no state of its own: what was journaled
+before (on a resumed sweep, by an earlier driver) is read back from the journal, so a resumed
+trial continues its run and never logs an epoch twice.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from sedsweep.journal import PARENT, Journal
+from sedsweep.sweep.spec import data_part, trial_config
+from sedsweep.sweep.trainable import NODE_KEY
+from sedsweep.tracking import (
+    EPOCHS_RUN_TAG,
+    ERROR_ARTIFACT,
+    ERROR_TAG,
+    FIGURES_DIR,
+    MAX_TAG_CHARS,
+    NODE_TAG,
+    OPTUNA_NUMBER_TAG,
+    STOPPED_EARLY_TAG,
+    TRIAL_TAG,
+    flat_params,
+)
+
+METRIC_PREFIXES = ("train/", "val/", "test/", "epoch")
+MAX_RUN_NAME = 240  # MLflow's limit is 250 characters
+
+
+def trial_run_name(number: int, overrides: dict[str, Any]) -> str:
+    """A child run's name: its trial number and searched values, e.g.
+    `t007 pooling=gap mtl.alpha=0.001`."""
+    parts = [f"t{number:03d}"] + [f"{k}={_short(v)}" for k, v in overrides.items()]
+    name = " ".join(parts)
+    return name if len(name) <= MAX_RUN_NAME else name[: MAX_RUN_NAME - 3] + "..."
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+class TrackingCallback(tune.Callback):
+    """Journals child runs, their params, per-epoch metrics, status and artifacts."""
+
+    def __init__(
+        self,
+        journal_dir: str,
+        *,
+        method: str,
+        base_config: dict[str, Any],
+        epochs: int,
+        tags: dict[str, str],
+    ) -> None:
+        self.journal_dir = journal_dir
+        self.method = method
+        self.base_config = base_config
+        self.epochs = epochs
+        self.tags = tags
+
+    @property
+    def journal(self) -> Journal:
+        """The sweep's journal (shared with the runner and its drainer)."""
+        return Journal.at(self.journal_dir)
+
+    def open(self, trial: Any) -> str:
+        """The trial's run key: created on first sight, opened again when a sweep resumes."""
+        key = trial.trial_id
+        state = self.journal.state(key)
+        if not state.created:
+            overrides = trial.config["overrides"]
+            number = int(trial.config["optuna_trial"])
+            self.journal.create(
+                key,
+                trial_run_name(number, overrides),
+                {**self.tags, TRIAL_TAG: key, OPTUNA_NUMBER_TAG: str(number)},
+                parent=PARENT,
+            )
+            full = trial_config(self.base_config, overrides, self.epochs)
+            self.journal.params(
+                key, flat_params({"method": self.method, **full, **data_part(overrides)})
+            )
+        elif state.status != "RUNNING":
+            self.journal.status(key, "RUNNING")
+        return key
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.open(trial)
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        """Journal the epoch's metrics with step = epoch (an epoch journaled before is skipped)."""
+        started = time.perf_counter()
+        key = self.open(trial)
+        step = int(result["training_iteration"])
+        state = self.journal.state(key)
+        if step > state.last_step:
+            metrics = {
+                k: float(v)
+                for k, v in result.items()
+                if k.startswith(METRIC_PREFIXES) and isinstance(v, int | float)
+            }
+            self.journal.metrics(key, metrics, step)
+        if result.get(NODE_KEY) and NODE_TAG not in state.tags:
+            self.journal.tags(key, {NODE_TAG: str(result[NODE_KEY])})
+        self.journal.result_seconds.append(time.perf_counter() - started)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """FINISHED after the full budget, KILLED (tag sweep.stopped_early) when ASHA stopped it."""
+        key = self.open(trial)
+        done = int((trial.last_result or {}).get("training_iteration", 0))
+        if done >= self.epochs:
+            checkpoint = trial.checkpoint
+            if checkpoint is not None:
+                self.journal.artifacts(key, Path(checkpoint.path) / FIGURES_DIR, FIGURES_DIR)
+            self.journal.status(key, "FINISHED")
+        else:
+            self.journal.tags(key, {STOPPED_EARLY_TAG: "true", EPOCHS_RUN_TAG: str(done)})
+            self.journal.status(key, "KILLED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """FAILED, with the error's last line as a tag and the full traceback as an artifact."""
+        key = self.open(trial)
+        text = _error_text(trial)
+        last = text.strip().splitlines()[-1] if text.strip() else "unknown error"
+        self.journal.tags(key, {ERROR_TAG: last[:MAX_TAG_CHARS]})
+        self.journal.text(key, text, ERROR_ARTIFACT)
+        self.journal.status(key, "FAILED")
+
+
+def _error_text(trial: Any) -> str:
+    """The trial's error with traceback (Tune's error file), or the pickled exception."""
+    path = trial.error_file
+    if path and Path(path).exists():
+        return Path(path).read_text(errors="replace")
+    error = trial.get_pickled_error()
+    if error is None:
+        return "trial failed without an error record"
+    return "".join(traceback.format_exception(error))
