@@ -195,6 +195,84 @@ def _as_user(user: str | None) -> dict[str, Any]:
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
+class CliProcess:
+    """`sedsweep ARGS` as a subprocess in its own session, output to a log file, with a unique
+    marker in its environment: Ray processes it starts inherit the marker, so `finish()` can
+    say which outlived it and then kill exactly those (never another test's or sweep's)."""
+
+    MARKER_VAR = "SEDSWEEP_TEST_MARKER"
+
+    def __init__(self, args: list[str], log: Path, *, env: Mapping[str, str] | None = None,
+                 cwd: Path | None = None) -> None:  # fmt: skip
+        self.marker = secrets.token_hex(8)
+        self.ray_tmp = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))  # short socket paths
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS"))}
+        base.update(
+            RAY_AUTH_MODE="disabled",
+            RAY_USAGE_STATS_ENABLED="0",
+            RAY_TMPDIR=str(self.ray_tmp),
+            MPLBACKEND="Agg",
+            TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S="0",
+            **{self.MARKER_VAR: self.marker},
+        )
+        base.update(env or {})
+        self.log = log
+        self.started = time.monotonic()
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [venv_tool("sedsweep"), *args], cwd=cwd, env=base, stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+        self.seconds = 0.0
+        self.leftovers = ""
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, pattern: str, timeout: float) -> float:
+        """Seconds since start when `pattern` (a regex) first appears in the output."""
+        import re
+
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, self.output):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"never printed {pattern!r}:\n{self.output[-4000:]}")
+            time.sleep(0.2)
+        return time.monotonic() - self.started
+
+    def finish(self, timeout: float) -> int:
+        """Wait for the exit (SIGKILL of the group after `timeout` s, then fail); record what
+        outlived it; kill everything carrying its marker. Returns the exit code."""
+        try:
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+                raise AssertionError(
+                    f"sedsweep still running after {timeout} s:\n{self.output[-4000:]}"
+                ) from None
+            self.seconds = time.monotonic() - self.started
+            deadline = time.monotonic() + 20  # Ray's shutdown in atexit may lag a bit
+            while (left := processes_with_env(self.marker)) and time.monotonic() < deadline:
+                time.sleep(0.25)
+            self.leftovers = describe(left)
+        finally:
+            self.cleanup()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the sedsweep process alone (its Ray processes are left to `cleanup`)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def cleanup(self) -> None:
+        kill_marked(self.marker)
+        shutil.rmtree(self.ray_tmp, ignore_errors=True)
+
+
 # -- HTTP ---------------------------------------------------------------------------------------
 @dataclass
 class Response:
@@ -416,9 +494,11 @@ class MlflowServer:
         auth_database_uri: str | None = None,
         workers: int = 1,
         wait: bool = True,
+        port: int | None = None,
     ) -> MlflowServer:
-        """Start (and wait for /health); `auth_database_uri` switches on the basic-auth app."""
-        port = free_port()
+        """Start (and wait for /health); `auth_database_uri` switches on the basic-auth app;
+        `port` (default: a free one) lets a stopped server come back at the same address."""
+        port = port or free_port()
         artifacts = workdir / "artifacts"
         artifacts.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}

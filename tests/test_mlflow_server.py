@@ -9,13 +9,7 @@ here is stopped by PID / process group, also when a test fails.
 from __future__ import annotations
 
 import math
-import os
 import re
-import shutil
-import signal
-import subprocess
-import tempfile
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +18,11 @@ import pytest
 import yaml
 
 from tests.servers import (
+    CliProcess,
     MlflowServer,
     Postgres,
     Response,
-    describe,
     http,
-    kill_marked,
-    processes_with_env,
-    venv_tool,
 )
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -42,7 +33,6 @@ TRIALS = 2
 EPOCHS = 2
 METRIC = "val/when_frame_auc"
 SWEEP_TIMEOUT_S = 300
-MARKER_VAR = "SEDSWEEP_SERVER_TEST_MARKER"
 
 
 # -- fixtures -----------------------------------------------------------------------------------
@@ -112,49 +102,17 @@ class SweepRun:
 
 def run_sweep(tracking_uri: str, workdir: Path, credentials: tuple[str, str] | None = None):
     """`sedsweep sweep` as a subprocess; afterwards, none of its processes (Ray's) may remain."""
-    marker = uuid.uuid4().hex
-    ray_tmp = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))  # short: Ray's socket paths
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS"))}
-    env.update(
-        RAY_AUTH_MODE="disabled",
-        RAY_USAGE_STATS_ENABLED="0",
-        RAY_TMPDIR=str(ray_tmp),
-        MPLBACKEND="Agg",
-        **{MARKER_VAR: marker},
-    )
+    env = {}
     if credentials is not None:
         env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"] = credentials
-    cmd = [
-        venv_tool("sedsweep"), "sweep", str(QUICK), "--scale", "tiny",
+    args = [
+        "sweep", str(QUICK), "--scale", "tiny",
         "--set", f"budget.trials={TRIALS}", "--set", f"budget.max_epochs={EPOCHS}",
         "--workdir", str(workdir), "--tracking-uri", tracking_uri,
     ]  # fmt: skip
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        try:
-            output, _ = proc.communicate(timeout=SWEEP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            output, _ = proc.communicate()
-            pytest.fail(f"sweep still running after {SWEEP_TIMEOUT_S} s:\n{output[-4000:]}")
-        seconds = time.monotonic() - started
-        deadline = time.monotonic() + 20  # Ray's shutdown in the driver's atexit may lag a bit
-        while (left := processes_with_env(marker)) and time.monotonic() < deadline:
-            time.sleep(0.25)
-        leftovers = describe(left)
-    finally:
-        kill_marked(marker)  # never leave them behind, even on failure
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    return SweepRun(proc.returncode, output, leftovers, seconds)
+    proc = CliProcess(args, workdir / f"sweep-{uuid.uuid4().hex[:6]}.log", env=env, cwd=ROOT)
+    code = proc.finish(SWEEP_TIMEOUT_S)
+    return SweepRun(code, proc.output, proc.leftovers, proc.seconds)
 
 
 @pytest.fixture(scope="module")

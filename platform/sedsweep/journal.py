@@ -284,7 +284,7 @@ class Drainer:
         execution: str,
         notify: Notify | None = None,
         on_hook: OnHook | None = None,
-        max_backoff: float = 30.0,
+        max_backoff: float = 10.0,
     ) -> None:
         self.directory = directory
         self.journal_path = directory / JOURNAL_FILE
@@ -301,6 +301,7 @@ class Drainer:
         self._found: bool = False  # this execution's runs in the store have been looked up
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # ends a backoff pause early (stop, or a waiting driver)
         self._journal: Journal | None = None
         self.lags: list[float] = []  # journal append -> acknowledged, seconds (metric events)
         self.error: str | None = None  # the last store error while behind, else None
@@ -379,6 +380,7 @@ class Drainer:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._journal is not None:
             self._journal._fresh.set()
         if self._thread is not None:
@@ -388,10 +390,12 @@ class Drainer:
     def wait(self, timeout: float) -> bool:
         """Wait up to `timeout` s for the background thread to catch up; True when it has."""
         deadline = time.monotonic() + timeout
+        nudged = 0.0
         while self.pending() and time.monotonic() < deadline:
-            if self._journal is not None:
-                self._journal._fresh.set()  # wake it for an immediate retry
-            time.sleep(0.1)
+            if time.monotonic() - nudged > 1.0:  # retry now rather than after a long backoff
+                self._wake.set()
+                nudged = time.monotonic()
+            time.sleep(0.05)
         return not self.pending()
 
     def _loop(self) -> None:
@@ -400,7 +404,8 @@ class Drainer:
         last_sync = time.monotonic()
         while not self._stop.is_set():
             if backoff:
-                self._stop.wait(backoff)
+                self._wake.wait(backoff)
+                self._wake.clear()
             elif not self.pending():
                 self._journal.wait_fresh(1.0)
                 time.sleep(0.02)  # let a burst of results gather into one batch
