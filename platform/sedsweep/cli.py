@@ -673,9 +673,9 @@ def main(argv: list[str] | None = None) -> int:
         return _exit(130, argv)
     except typer.Exit as exc:
         return _exit(exc.exit_code, argv)
-    return _exit(
-        code if isinstance(code, int) else 0, argv
-    )  # non-standalone click returns Exit codes
+    if code == 130:  # typer returns Ctrl-C (KeyboardInterrupt) as exit code 130
+        typer.echo("sedsweep: interrupted", err=True)
+    return _exit(code if isinstance(code, int) else 0, argv)  # non-standalone: Exit codes
 
 
 def _exit(code: int, argv: list[str] | None) -> int:

@@ -17,6 +17,7 @@ from sedsweep.errors import UserError
 from sedsweep.features import FeatureSet, build_features
 from sedsweep.fsio import atomic_file, write_yaml
 from sedsweep.methods.base import Method, pick_device
+from sedsweep.signals import terminate_as_interrupt
 from sedsweep.spec import Resolved, corpus_for
 
 
@@ -86,30 +87,31 @@ def train(
     )
     run_dir = workdir / "runs" / run.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        run.log_params(flat_params({"method": resolved.spec.method, **spec["config"]}))
-        run.log_params(flat_params({"features": spec["features"]["overrides"]}))
-        write_yaml(run_dir / "run.yaml", spec)
+    with terminate_as_interrupt():  # SIGTERM ends the run KILLED, as Ctrl-C does
+        try:
+            run.log_params(flat_params({"method": resolved.spec.method, **spec["config"]}))
+            run.log_params(flat_params({"features": spec["features"]["overrides"]}))
+            write_yaml(run_dir / "run.yaml", spec)
 
-        def log_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            run.log_metrics(metrics, step=epoch)
-            if on_epoch is not None:
-                on_epoch(epoch, metrics)
+            def log_epoch(epoch: int, metrics: dict[str, float]) -> None:
+                run.log_metrics(metrics, step=epoch)
+                if on_epoch is not None:
+                    on_epoch(epoch, metrics)
 
-        metrics = run_epochs(method, resolved.config.epochs, on_epoch=log_epoch)
-        save_checkpoint(method, run_dir / "checkpoint.pt")
-        figures = run_dir / FIGURES_DIR
-        figures.mkdir(exist_ok=True)
-        method.artifacts(figures)
-        run.log_artifacts(run_dir)
-        model_uri = log_torch_model(uri, run.run_id, method.network()) if log_model else None
-        run.finish("FINISHED")
-    except KeyboardInterrupt:
-        run.finish("KILLED")
-        raise
-    except BaseException:
-        run.finish("FAILED")
-        raise
+            metrics = run_epochs(method, resolved.config.epochs, on_epoch=log_epoch)
+            save_checkpoint(method, run_dir / "checkpoint.pt")
+            figures = run_dir / FIGURES_DIR
+            figures.mkdir(exist_ok=True)
+            method.artifacts(figures)
+            run.log_artifacts(run_dir)
+            model_uri = log_torch_model(uri, run.run_id, method.network()) if log_model else None
+            run.finish("FINISHED")
+        except KeyboardInterrupt:
+            run.finish("KILLED")
+            raise
+        except BaseException:
+            run.finish("FAILED")
+            raise
     return TrainResult(metrics, run.run_id, run_dir, uri, model_uri)
 
 

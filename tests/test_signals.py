@@ -1,0 +1,69 @@
+"""SIGTERM (what a scheduler or `kill` sends) ends a run the way Ctrl-C does: recorded as
+KILLED in MLflow, never left RUNNING. `sedsweep` runs as a subprocess on the `null` method."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from sedsweep.tracking import client_for, tracking_uri_for
+from tests.servers import CliProcess
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def statuses(workdir: Path) -> dict[str, str]:
+    client = client_for(tracking_uri_for(workdir))
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return {run.info.run_name: run.info.status for run in runs}
+
+
+def test_sigterm_during_train_marks_the_run_killed(tmp_path):
+    args = ["train", "--method", "null", "--scale", "tiny", "--workdir", str(tmp_path),
+            "--set", "epochs=50", "--set", "sleep_s=1"]  # fmt: skip
+    proc = CliProcess(args, tmp_path / "train.log", cwd=ROOT)
+    try:
+        proc.wait_for(r"epoch 2/50", 120)
+        proc.proc.send_signal(signal.SIGTERM)
+        code = proc.finish(60)
+    finally:
+        proc.cleanup()
+    assert code == 130, proc.output[-2000:]
+    assert "sedsweep: interrupted" in proc.output and "Traceback" not in proc.output
+    assert list(statuses(tmp_path).values()) == ["KILLED"]
+
+
+def child_created(workdir: Path) -> bool:
+    """Whether the sweep's tracking journal has created a trial's run yet."""
+    return any('"parent":"parent"' in path.read_text() for path in workdir.glob(
+        "ray/*/tracking/journal.jsonl"))  # fmt: skip
+
+
+def test_sigterm_during_a_sweep_marks_parent_and_open_children_killed(tmp_path):
+    args = ["sweep", str(ROOT / "search_spaces" / "null_load.yaml"), "--scale", "tiny",
+            "--workdir", str(tmp_path), "--set", "budget.max_epochs=30",
+            "--set", "fixed.sleep_s=0.5"]  # fmt: skip
+    proc = CliProcess(args, tmp_path / "sweep.log", cwd=ROOT)
+    try:
+        proc.wait_for(r"MLflow parent run \w+ in ", 120)
+        deadline = time.monotonic() + 120
+        while not child_created(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)  # a few epochs in
+        proc.proc.send_signal(signal.SIGTERM)
+        code = proc.finish(120)
+    finally:
+        proc.cleanup()
+    out = proc.output
+    assert code == 1, out[-3000:]
+    assert "sweep incomplete; resume with: sedsweep resume" in out and "Traceback" not in out
+    found = statuses(tmp_path)
+    parent = [name for name in found if name.startswith("null_load-")]
+    assert len(parent) == 1 and found[parent[0]] == "KILLED", found
+    children = {name: s for name, s in found.items() if name.startswith("t0")}
+    assert children and set(children.values()) == {"KILLED"}, found
