@@ -29,7 +29,7 @@ def test_readme_is_a_map_with_both_commands():
     for marker in ("main-command", "test-command"):
         block = text[text.index(f"<!-- {marker} -->") : text.index(f"<!-- /{marker} -->")]
         assert "python3 -m venv .venv" in block, marker
-    assert "pytest -m \"not slow\"" in text  # the fast tier is documented
+    assert 'pytest -m "not slow"' in text  # the fast tier is documented
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])

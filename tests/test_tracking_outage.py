@@ -278,9 +278,7 @@ def test_wrong_password_at_start_is_exit_2(postgres, tmp_path):
     server = MlflowServer.start(
         postgres.create_database(name, f"u_{name}", uuid.uuid4().hex),
         tmp_path / "server",
-        auth_database_uri=postgres.create_database(
-            f"{name}_users", f"v_{name}", uuid.uuid4().hex
-        ),
+        auth_database_uri=postgres.create_database(f"{name}_users", f"v_{name}", uuid.uuid4().hex),
     )
     try:
         assert http(f"{server.url}/health").status == 200
