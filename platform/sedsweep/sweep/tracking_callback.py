@@ -68,11 +68,18 @@ class TrackingCallback(tune.Callback):
         self.base_config = base_config
         self.epochs = epochs
         self.tags = tags
+        self._journal: Journal | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles its callbacks with the experiment: keep the path, not the open file."""
+        return {**self.__dict__, "_journal": None}
 
     @property
     def journal(self) -> Journal:
         """The sweep's journal (shared with the runner and its drainer)."""
-        return Journal.at(self.journal_dir)
+        if self._journal is None:
+            self._journal = Journal.at(self.journal_dir)
+        return self._journal
 
     def open(self, trial: Any) -> str:
         """The trial's run key: created on first sight, opened again when a sweep resumes."""
