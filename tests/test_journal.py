@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,6 +20,7 @@ from sedsweep.journal import (
     MAX_BATCH_METRICS,
     PARENT,
     Drainer,
+    DrainerProcess,
     Journal,
     ack_path,
     read_events,
@@ -246,15 +249,54 @@ def test_an_unreachable_store_keeps_everything_and_says_so_once(tmp_path, monkey
     with pytest.raises(Exception):  # noqa: B017 - whatever the client raises for a refused connection
         drainer.drain()
     assert drainer.pending() == journal.seq and not ack_path(journal.directory, uri).exists()
-    drainer.start(journal)
+    stop = threading.Event()
+    background = threading.Thread(target=drainer.run, args=(stop.is_set,))
+    background.start()
     time.sleep(2.0)  # several retries
     journal.tags(PARENT, {"more": "events"})
     time.sleep(0.5)
-    drainer.stop()
+    stop.set()
+    drainer.wake()
+    background.join(timeout=30)
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"tracking: {uri} is not answering")
     assert f"{journal.seq - 1} events wait in {journal.path}" in lines[0]
     assert drainer.pending() == journal.seq
+    journal.close()
+
+
+def test_the_drainer_process_sends_in_the_background_and_stops_cleanly(tmp_path):
+    journal = Journal(tmp_path / "j")
+    record(journal, children=2)
+    uri = store(tmp_path)
+    child = DrainerProcess(journal.directory, uri, EXECUTION)
+    child.start()
+    try:
+        assert child.wait(journal.seq, 60), "the child never caught up"
+        journal.metrics("trial0", {"val/score": 5.0}, 4)  # more while it runs
+        assert child.wait(journal.seq, 30)
+    finally:
+        child.stop()
+    assert child.proc is None
+    _, _, _, histories = runs_of(uri)["t000 x=0"]
+    assert [s for s, _, _ in histories["val/score"]] == [1, 2, 3, 4]
+    lags = child.lags()
+    assert len(lags) == 2 * 3 + 1 + 1 and all(0 <= lag < 60 for lag in lags)
+    journal.close()
+
+
+def test_a_drainer_process_whose_driver_is_gone_exits_by_itself(tmp_path):
+    journal = Journal(tmp_path / "j")
+    record(journal, children=1)
+    started = time.monotonic()  # --parent 1: as if its driver had died (it was re-parented)
+    done = subprocess.run(
+        [sys.executable, "-m", "sedsweep.journal", str(journal.directory), store(tmp_path),
+         EXECUTION, "--parent", "1"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 60
+    assert (journal.directory / "drain-stats.json").exists()
     journal.close()
 
 

@@ -244,3 +244,42 @@ def test_resume_of_a_bad_state_file_is_one_line_exit_2(tmp_path, capsys, content
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert str(target if content is None else sweep_dir / "sedsweep.json") in err
+
+
+# -- offline sweeps and `sedsweep sync` ----------------------------------------------------------
+NULL = ROOT / "search_spaces" / "null_load.yaml"
+
+
+@pytest.mark.slow
+def test_offline_sweep_journals_only_and_sync_publishes_it(local_ray, tmp_path, capsys):
+    workdir = tmp_path / "w"
+    args = ["sweep", str(NULL), "--scale", "tiny", "--workdir", str(workdir), "--offline",
+            "--set", "budget.trials=3", "--set", "budget.max_epochs=2",
+            "--set", "fixed.sleep_s=0"]  # fmt: skip
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    hint = re.search(r"tracking: (\d+) events journaled \(offline\); send them with: "
+                     r"sedsweep sync (\S+)", captured.err)  # fmt: skip
+    assert hint, captured.err
+    assert not (workdir / "mlflow.db").exists()  # no store was contacted
+    assert main(["sync", str(workdir)]) == 0
+    out = capsys.readouterr().out
+    assert f"sent {hint.group(1)} journaled events to sqlite:///{workdir / 'mlflow.db'}" in out
+    client = MlflowClient(tracking_uri_for(workdir))
+    exp = client.get_experiment_by_name("null_load")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = children_of(client, "null_load", parents[0].info.run_id)
+    assert len(children) == 3 and {c.info.status for c in children} == {"FINISHED"}
+    for child in children:
+        assert re.fullmatch(r"t00\d optim\.lr=\S+ quality=\S+ choice=[abc]", child.info.run_name)
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val/score")]
+        assert sorted(steps) == [1, 2]
+    listed = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {"sweep.yaml", "tables"} <= listed  # the replay logged the tables too
+    state = yaml.safe_load(Path(hint.group(2), "sedsweep.json").read_text())
+    assert state["parent_run_id"] == parents[0].info.run_id and state["offline"] is True
+    assert main(["sync", hint.group(2)]) == 0
+    assert "sent 0 journaled events" in capsys.readouterr().out

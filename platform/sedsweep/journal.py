@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -56,6 +57,10 @@ MAX_BATCH_METRICS = 1000
 MAX_BATCH_PARAMS = 100
 MAX_BATCH_TAGS = 100
 CHUNK_EVENTS = 2000  # events read per drain step (one acknowledgement each)
+POLL_S = 0.05  # how often a background drainer looks for new events
+STOP_TIMEOUT_S = 15.0  # how long a drainer process may take to finish its current request
+STATS_FILE = "drain-stats.json"  # a drainer process's lags, written when it stops
+CHILD_SIGNALS = {signal.SIGTERM, signal.SIGUSR1}  # what a drainer process handles
 
 
 # -- the journal ---------------------------------------------------------------------------------
@@ -90,7 +95,6 @@ class Journal:
         self.first_seq = 0  # of this process's appends (0: none yet)
         self.hooks: set[str] = set()
         self._lock = threading.Lock()
-        self._fresh = threading.Event()  # set on every append: wakes a drainer
         self.after_append: Callable[[], Any] | None = None  # inline tracking: send right away
         self.result_seconds: list[float] = []  # a tracking callback's time per result
         for event in read_events(self.path, repair=True):
@@ -127,15 +131,9 @@ class Journal:
             os.write(self._fd, (json.dumps(event, separators=(",", ":")) + "\n").encode())
             self.first_seq = self.first_seq or self.seq
             self._index(event)
-        self._fresh.set()
         if self.after_append is not None:
             self.after_append()
         return event["seq"]
-
-    def wait_fresh(self, timeout: float) -> None:
-        """Block until something is appended (or `timeout` s pass)."""
-        self._fresh.wait(timeout)
-        self._fresh.clear()
 
     def state(self, key: str) -> KeyState:
         """What has been journaled for run `key` so far."""
@@ -272,8 +270,9 @@ class Drainer:
     """Replays a journal into the MLflow store at `uri`, from its last acknowledged event.
 
     `drain()` sends what is there now (raising on a store error, with nothing acknowledged that
-    was not sent); `start()` runs it on a background thread that retries with capped exponential
-    backoff and says once when tracking falls behind and once when it catches up.
+    was not sent); `run()` keeps draining in the background, through outages (a sweep runs it
+    in a child process, `DrainerProcess`, so it never competes with Tune's controller thread
+    for the driver's GIL).
     """
 
     def __init__(
@@ -299,10 +298,7 @@ class Drainer:
         self._status: dict[str, str] = {}  # run id -> status in the store, as far as known
         self._offset = 0  # byte offset in the journal up to which everything is acknowledged
         self._found: bool = False  # this execution's runs in the store have been looked up
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._wake = threading.Event()  # ends a backoff pause early (stop, or a waiting driver)
-        self._journal: Journal | None = None
+        self._wake = threading.Event()  # ends a backoff pause or a poll wait early
         self.lags: list[float] = []  # journal append -> acknowledged, seconds (metric events)
         self.error: str | None = None  # the last store error while behind, else None
 
@@ -312,14 +308,9 @@ class Drainer:
             self._client = client_for(self.uri)
         return self._client
 
-    @property
-    def acked(self) -> int:
-        return self.ack.seq
-
     def pending(self) -> int:
         """Events journaled but not yet acknowledged by this store."""
-        last = self._journal.seq if self._journal is not None else _last_seq(self.journal_path)
-        return max(last - self.ack.seq, 0)
+        return max(_last_seq(self.journal_path) - self.ack.seq, 0)
 
     def run_id(self, key: str) -> str | None:
         """The store's run id of run key `key`, once it has been created there."""
@@ -371,47 +362,21 @@ class Drainer:
         return chunk, offset
 
     # -- background ------------------------------------------------------------------------------
-    def start(self, journal: Journal) -> None:
-        """Drain `journal` on a daemon thread until `stop()`."""
-        self._journal = journal
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="sedsweep-tracking", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._journal is not None:
-            self._journal._fresh.set()
-        if self._thread is not None:
-            self._thread.join(timeout=60)
-            self._thread = None
-
-    def wait(self, timeout: float) -> bool:
-        """Wait up to `timeout` s for the background thread to catch up; True when it has."""
-        deadline = time.monotonic() + timeout
-        nudged = 0.0
-        while self.pending() and time.monotonic() < deadline:
-            if time.monotonic() - nudged > 1.0:  # retry now rather than after a long backoff
-                self._wake.set()
-                nudged = time.monotonic()
-            time.sleep(0.05)
-        return not self.pending()
-
-    def _loop(self) -> None:
-        assert self._journal is not None
+    def run(self, should_stop: Callable[[], bool], poll: float = POLL_S) -> None:
+        """Drain until `should_stop()`: poll the journal, send what is new, and through a store
+        outage retry with capped exponential backoff, saying once that tracking fell behind and
+        once that it caught up. `wake()` cuts a pause short."""
         backoff = 0.0
         last_sync = time.monotonic()
-        while not self._stop.is_set():
-            if backoff:
-                self._wake.wait(backoff)
-                self._wake.clear()
-            elif not self.pending():
-                self._journal.wait_fresh(1.0)
-                time.sleep(0.02)  # let a burst of results gather into one batch
+        while not should_stop():
             if time.monotonic() - last_sync > 1.0:
                 _fsync(self.journal_path)
                 last_sync = time.monotonic()
+            if backoff or not self._has_more():
+                self._wake.wait(backoff or poll)
+                self._wake.clear()
+                if not backoff:
+                    continue
             try:
                 self.drain()
             except Exception as exc:  # a store outage: keep everything, retry later
@@ -428,6 +393,17 @@ class Drainer:
                 self.error = None
             backoff = 0.0
         _fsync(self.journal_path)
+
+    def wake(self) -> None:
+        """Retry now (ends a backoff pause or a poll wait)."""
+        self._wake.set()
+
+    def _has_more(self) -> bool:
+        """Whether the journal has grown past what has been read and acknowledged."""
+        try:
+            return self.journal_path.stat().st_size > self._offset
+        except FileNotFoundError:
+            return False
 
     # -- one chunk -------------------------------------------------------------------------------
     def _apply(self, events: list[dict[str, Any]]) -> None:
@@ -581,3 +557,115 @@ def _cause(exc: BaseException) -> str:
     """A short reason for a store error (MLflow's messages can span a page)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 160 else text[:157] + "..."
+
+
+# -- the drainer as a child process --------------------------------------------------------------
+class DrainerProcess:
+    """`Drainer.run` in a child process of the sweep driver (`python -m sedsweep.journal`).
+
+    The driver's controller thread then shares no interpreter lock with MLflow's client or SQL
+    store. The child reads the journal file and writes the acknowledgement file, so the driver
+    learns its progress from that file; its warnings go to the driver's stderr. It stops on
+    SIGTERM after its current request, retries at once on SIGUSR1, runs in its own process
+    group (a terminal's Ctrl-C reaches the driver, which decides), and exits by itself when the
+    driver is gone (the journal keeps what was not sent, for `sedsweep resume` or `sync`).
+    """
+
+    def __init__(self, directory: Path, uri: str, execution: str) -> None:
+        self.directory = directory
+        self.uri = uri
+        self.execution = execution
+        self.proc: Any = None
+
+    def start(self) -> None:
+        import subprocess
+        import sys
+
+        # The child starts with our signals blocked and unblocks them once its handlers are
+        # in place: a SIGUSR1 nudge during its start-up would otherwise kill it.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, CHILD_SIGNALS)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sedsweep.journal", str(self.directory), self.uri,
+                 self.execution, "--parent", str(os.getpid())],
+                stdin=subprocess.DEVNULL,
+                process_group=0,  # Ctrl-C in a terminal reaches the driver, which decides
+            )  # fmt: skip
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+    def acknowledged(self) -> int:
+        """The last sequence number the store has acknowledged."""
+        return Ack.load(ack_path(self.directory, self.uri), self.uri).seq
+
+    def wait(self, last_seq: int, timeout: float) -> bool:
+        """Wait up to `timeout` s for the store to acknowledge `last_seq`; True when it has."""
+        deadline = time.monotonic() + timeout
+        nudged = 0.0
+        while self.acknowledged() < last_seq:
+            if self.proc is None or self.proc.poll() is not None or time.monotonic() > deadline:
+                return False
+            if time.monotonic() - nudged > 1.0:  # retry now rather than after a long backoff
+                self._signal(signal.SIGUSR1)
+                nudged = time.monotonic()
+            time.sleep(POLL_S)
+        return True
+
+    def stop(self) -> None:
+        """Ask the child to stop after its current request; kill it if it takes too long."""
+        import subprocess
+
+        if self.proc is None:
+            return
+        self._signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # safe: the journal and the acknowledgement file are crash-safe
+            self.proc.wait()
+        self.proc = None
+
+    def lags(self) -> list[float]:
+        """Seconds from journaling a metric to its acknowledgement, as the child measured."""
+        path = self.directory / STATS_FILE
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            return [float(x) for x in json.loads(path.read_text())["lags"]]
+        return []
+
+    def _signal(self, signum: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The child process of `DrainerProcess`: drain DIRECTORY into URI until told to stop."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m sedsweep.journal")
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("uri")
+    parser.add_argument("execution")
+    parser.add_argument("--parent", type=int, default=os.getppid())
+    args = parser.parse_args(argv)
+    drainer = Drainer(
+        args.directory, args.uri, execution=args.execution,
+        notify=lambda line: print(line, file=sys.stderr, flush=True),
+    )  # fmt: skip
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: Any) -> None:
+        stopping.set()
+        drainer.wake()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGUSR1, lambda signum, frame: drainer.wake())
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, CHILD_SIGNALS)
+    drainer.run(lambda: stopping.is_set() or os.getppid() != args.parent)
+    write_json(args.directory / STATS_FILE, {"lags": drainer.lags})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

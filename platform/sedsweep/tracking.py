@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Mapping
@@ -184,7 +185,11 @@ def ensure_experiment(client, name: str, artifact_root: Path | None = None) -> s
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp.experiment_id)
         if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
-            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+            from mlflow.exceptions import MlflowException
+
+            # a UI nicety: another user's experiment may not let us tag it
+            with contextlib.suppress(MlflowException):
+                client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     location = artifact_root.resolve().as_uri() if artifact_root is not None else None
     return client.create_experiment(

@@ -29,7 +29,7 @@ import yaml
 from sedsweep.errors import UserError
 from sedsweep.features import FeatureSet, build_features
 from sedsweep.fsio import write_json
-from sedsweep.journal import JOURNAL_DIR, PARENT, Drainer, Journal, Notify
+from sedsweep.journal import JOURNAL_DIR, PARENT, Drainer, DrainerProcess, Journal, Notify
 from sedsweep.signals import terminate_as_interrupt
 from sedsweep.spec import corpus_for
 from sedsweep.sweep.spec import SweepPlan, SweepSpec, data_key, plan_sweep
@@ -167,7 +167,8 @@ def _features(plan: SweepPlan, workdir: Path) -> dict[str, FeatureSet]:
 
 
 class Tracker:
-    """A sweep execution's journal and the drainer that sends it to the tracking store."""
+    """A sweep execution's journal and what sends it to the tracking store: a drainer in a
+    child process (async), the journaling thread itself (inline), or nothing (offline)."""
 
     def __init__(self, state: SweepState, directory: Path, mode: TrackingMode, notify: Notify):
         self.state = state
@@ -176,10 +177,11 @@ class Tracker:
         self.drainer = Drainer(
             directory / JOURNAL_DIR, state.tracking_uri, execution=state.execution, notify=notify
         )
+        self.process = DrainerProcess(directory / JOURNAL_DIR, state.tracking_uri, state.execution)
 
     def start(self) -> None:
         if self.mode == "async":
-            self.drainer.start(self.journal)
+            self.process.start()
         elif self.mode == "inline":
             self.journal.after_append = self.drainer.drain
 
@@ -192,12 +194,16 @@ class Tracker:
                 self.drainer.drain()
             except Exception:  # the store is away: the journal keeps the events
                 return False
-            return not self.drainer.pending()
-        return self.drainer.wait(timeout)
+            return True
+        return self.process.wait(self.journal.seq, timeout)
 
     def stop(self) -> None:
-        self.drainer.stop()
+        self.process.stop()
         self.journal.after_append = None
+
+    def pending(self) -> int:
+        """Events journaled that the store has not acknowledged (as its ack file says)."""
+        return max(self.journal.seq - self.process.acknowledged(), 0)
 
     def record_ids(self) -> None:
         """Copy the store's ids of the experiment and parent run into the sweep state."""
@@ -217,9 +223,9 @@ class Tracker:
         """Time the controller spent per result, and the lag until the store had it (s)."""
         import numpy as np
 
+        lags = self.process.lags() if self.mode == "async" else self.drainer.lags
         out: dict[str, float] = {}
-        for name, values in (("callback", self.journal.result_seconds),
-                             ("lag", self.drainer.lags)):  # fmt: skip
+        for name, values in (("callback", self.journal.result_seconds), ("lag", lags)):
             if values:
                 out[f"{name}_p50_s"] = float(np.percentile(values, 50))
                 out[f"{name}_p99_s"] = float(np.percentile(values, 99))
@@ -573,7 +579,7 @@ def _outcome(
     if drained:
         tracker.settle(min(drain_timeout, 30.0))
     tracker.stop()
-    outcome.tracking_pending = tracker.drainer.pending()
+    outcome.tracking_pending = tracker.pending()
     outcome.tracking = tracker.timings()
     if state.parent_run_id:
         outcome.ui_url = run_url(
