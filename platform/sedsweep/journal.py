@@ -58,6 +58,8 @@ MAX_BATCH_PARAMS = 100
 MAX_BATCH_TAGS = 100
 CHUNK_EVENTS = 2000  # events read per drain step (one acknowledgement each)
 POLL_S = 0.05  # how often a background drainer looks for new events
+LINGER_S = 0.5  # the least time between two sends of a background drainer
+DRAINER_NICE = 10  # a drainer process yields the CPU to the sweep's driver and trials
 STOP_TIMEOUT_S = 15.0  # how long a drainer process may take to finish its current request
 STATS_FILE = "drain-stats.json"  # a drainer process's lags, written when it stops
 CHILD_SIGNALS = {signal.SIGTERM, signal.SIGUSR1}  # what a drainer process handles
@@ -362,12 +364,15 @@ class Drainer:
         return chunk, offset
 
     # -- background ------------------------------------------------------------------------------
-    def run(self, should_stop: Callable[[], bool], poll: float = POLL_S) -> None:
-        """Drain until `should_stop()`: poll the journal, send what is new, and through a store
-        outage retry with capped exponential backoff, saying once that tracking fell behind and
-        once that it caught up. `wake()` cuts a pause short."""
+    def run(
+        self, should_stop: Callable[[], bool], poll: float = POLL_S, linger: float = LINGER_S
+    ) -> None:
+        """Drain until `should_stop()`: poll the journal, send what is new (at most every
+        `linger` s, so a busy sweep's results reach MLflow in fewer, larger batches), and through
+        a store outage retry with capped exponential backoff, saying once that tracking fell
+        behind and once that it caught up. `wake()` cuts a pause short."""
         backoff = 0.0
-        last_sync = time.monotonic()
+        last_sync = last_drain = time.monotonic()
         while not should_stop():
             if time.monotonic() - last_sync > 1.0:
                 _fsync(self.journal_path)
@@ -377,6 +382,10 @@ class Drainer:
                 self._wake.clear()
                 if not backoff:
                     continue
+            elif time.monotonic() - last_drain < linger:
+                self._wake.wait(linger - (time.monotonic() - last_drain))
+                self._wake.clear()
+            last_drain = time.monotonic()
             try:
                 self.drain()
             except Exception as exc:  # a store outage: keep everything, retry later
@@ -662,6 +671,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGUSR1, lambda signum, frame: drainer.wake())
     signal.pthread_sigmask(signal.SIG_UNBLOCK, CHILD_SIGNALS)
+    with contextlib.suppress(OSError):
+        os.nice(DRAINER_NICE)  # tracking is background work: lag is cheap, a slower sweep is not
     drainer.run(lambda: stopping.is_set() or os.getppid() != args.parent)
     write_json(args.directory / STATS_FILE, {"lags": drainer.lags})
     return 0

@@ -178,6 +178,7 @@ class Tracker:
             directory / JOURNAL_DIR, state.tracking_uri, execution=state.execution, notify=notify
         )
         self.process = DrainerProcess(directory / JOURNAL_DIR, state.tracking_uri, state.execution)
+        self.phases: dict[str, float] = {}  # seconds of the fit, the final drain, the tables
 
     def start(self) -> None:
         if self.mode == "async":
@@ -224,7 +225,7 @@ class Tracker:
         import numpy as np
 
         lags = self.process.lags() if self.mode == "async" else self.drainer.lags
-        out: dict[str, float] = {}
+        out: dict[str, float] = dict(self.phases)
         for name, values in (("callback", self.journal.result_seconds), ("lag", lags)):
             if values:
                 out[f"{name}_p50_s"] = float(np.percentile(values, 50))
@@ -516,8 +517,10 @@ def _fit(
                     verbose=1 if sys.stdout.isatty() else 0,
                 ),
             )
+        started = time.perf_counter()
         with terminate_as_interrupt():
             results = tuner.fit()
+        tracker.phases["fit_s"] = time.perf_counter() - started
     except BaseException as exc:
         # The execution ends here without an outcome: record it as such, as far as possible.
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
@@ -569,9 +572,13 @@ def _outcome(
     if counts["missing"]:  # interrupted: trials still open were stopped with the driver
         tracker.close_open_children("KILLED")
     journal.hook(TABLES_HOOK)  # a replay (`sedsweep sync`) logs the tables at this point
+    started = time.perf_counter()
     drained = tracker.settle(drain_timeout)
+    tracker.phases["drain_s"] = time.perf_counter() - started
     if drained and on_finish is not None:
+        started = time.perf_counter()
         on_finish(outcome)
+        tracker.phases["tables_s"] = time.perf_counter() - started
     if counts["missing"]:
         journal.status(PARENT, "KILLED")
     else:
