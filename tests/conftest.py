@@ -73,3 +73,13 @@ def make_corpus(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throwaway PostgreSQL cluster (tests/servers.py), stopped and deleted after the module."""
+    from tests.servers import Postgres
+
+    pg = Postgres.start()
+    yield pg
+    pg.stop()

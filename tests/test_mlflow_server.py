@@ -20,7 +20,6 @@ import yaml
 from tests.servers import (
     CliProcess,
     MlflowServer,
-    Postgres,
     Response,
     http,
 )
@@ -36,14 +35,6 @@ SWEEP_TIMEOUT_S = 300
 
 
 # -- fixtures -----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def postgres():
-    """A throwaway PostgreSQL cluster, stopped (and its data deleted) at the end."""
-    pg = Postgres.start()
-    yield pg
-    pg.stop()
-
-
 @dataclass
 class Servers:
     plain: MlflowServer

@@ -27,13 +27,6 @@ PARENT_LINE = r"MLflow parent run (\w+) in "
 TIMEOUT_S = 400
 
 
-@pytest.fixture(scope="module")
-def postgres():
-    pg = Postgres.start()
-    yield pg
-    pg.stop()
-
-
 @dataclass
 class Server:
     """A plain `mlflow server` on its own database, which tests stop and start again."""
