@@ -14,7 +14,7 @@ Floors, lowest first (a module may import its own floor and those below, never o
     sweep     sweep/*
     report    report/* (read-only: never imports torch or ray)
     select    select (best config: confirmation sweeps, re-training, model registry)
-    cli       cli
+    cli       cli, slurm (the Slurm job launcher: `python -m sedsweep.slurm`)
 
 Imports are read from the sources (every `import`, at module level or inside a function: a
 lazy import is an arrow too); imports under `if TYPE_CHECKING:` are annotations only and are
@@ -52,7 +52,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("sweep", ("sedsweep.sweep",)),
     ("report", ("sedsweep.report",)),
     ("select", ("sedsweep.select",)),
-    ("cli", ("sedsweep.cli",)),
+    ("cli", ("sedsweep.cli", "sedsweep.slurm")),
 ]  # fmt: skip
 
 
