@@ -26,7 +26,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sedsweep.errors import UserError
-from sedsweep.slurm import wait_for_nodes
+from sedsweep.slurm import head_address, wait_for_nodes
 from tests.servers import Service, describe, free_port, kill_marked, processes_with_env
 
 pytestmark = pytest.mark.slow
@@ -314,3 +314,12 @@ def test_fewer_nodes_than_the_allocation_is_one_line_after_the_timeout():
         with contextlib.suppress(Exception):
             ray.shutdown()
         cluster.shutdown()
+
+
+def test_the_head_address_is_one_other_nodes_can_reach():
+    assert head_address("localhost", multi_node=False) == "127.0.0.1"
+    with pytest.raises(UserError, match="RAY_HEAD_IP: the head node localhost resolves only to"):
+        head_address("localhost", multi_node=True)
+    assert head_address("localhost", multi_node=True, override="10.0.0.5") == "10.0.0.5"
+    with pytest.raises(UserError, match="RAY_HEAD_IP: cannot resolve the head node"):
+        head_address("no-such-host.invalid", multi_node=True)

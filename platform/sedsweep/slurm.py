@@ -18,6 +18,8 @@ Settings (environment variables; see the sbatch script's header):
   SEDSWEEP_NODE_TIMEOUT  seconds to wait for every node to join Ray (default 300)
   RESUME=1            continue the newest sweep under SEDSWEEP_STORAGE instead
   RAY_PORT            the head's port (default: 20000 + job id mod 20000)
+  RAY_HEAD_IP         the head's address for the other nodes (default: its host name's first
+                      non-loopback IPv4 address)
 
 Exit status: the sweep's; 2 for bad settings (one line naming the variable); 3 when the nodes
 did not all join in time.
@@ -145,6 +147,30 @@ def allocated_nodes(env: dict[str, str]) -> list[str]:
     return out.stdout.split()
 
 
+def head_address(host: str, multi_node: bool, override: str | None = None) -> str:
+    """The IPv4 address the other nodes reach the head at: `override` (RAY_HEAD_IP), else the
+    first non-loopback address `host` resolves to (many systems map their own name to
+    127.0.1.1); a loopback address only serves a one-node job."""
+    if override:
+        return override
+    try:
+        found = [info[4][0] for info in socket.getaddrinfo(host, None, socket.AF_INET)]
+    except OSError as exc:
+        raise UserError(
+            f"cannot resolve the head node {host} ({exc})", where="RAY_HEAD_IP"
+        ) from None
+    public = [ip for ip in found if not ip.startswith("127.")]
+    if public:
+        return public[0]
+    if multi_node:
+        raise UserError(
+            f"the head node {host} resolves only to loopback addresses {sorted(set(found))}; "
+            "set it to an address the other nodes reach",
+            where="RAY_HEAD_IP",
+        )
+    return found[0]
+
+
 def write_token(storage: Path, job: str) -> Path:
     """A fresh Ray token in a file only this user can read, on storage every node sees."""
     path = storage / f".ray-token-{job}"
@@ -237,7 +263,7 @@ def run(env: dict[str, str]) -> int:
         from sedsweep.tracking import probe
 
         probe(s.tracking_uri)  # an unreachable server: one line now, not after Ray started
-    head_ip = socket.gethostbyname(s.nodes[0])
+    head_ip = head_address(s.nodes[0], len(s.nodes) > 1, env.get("RAY_HEAD_IP"))
     ray = RayOnSlurm(s, write_token(s.storage, env.get("SLURM_JOB_ID", "local")), head_ip)
     os.environ.update(ray.env())  # this process joins the cluster too, to count its nodes
     say(f"Ray head on {s.nodes[0]} ({ray.address}); {len(s.nodes)} node(s), "
