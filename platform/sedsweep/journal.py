@@ -94,7 +94,6 @@ class Journal:
         directory.mkdir(parents=True, exist_ok=True)
         self.keys: dict[str, KeyState] = {}
         self.seq = 0
-        self.first_seq = 0  # of this process's appends (0: none yet)
         self.hooks: set[str] = set()
         self._lock = threading.Lock()
         self.after_append: Callable[[], Any] | None = None  # inline tracking: send right away
@@ -131,7 +130,6 @@ class Journal:
             self.seq += 1
             event = {"seq": self.seq, "op": op, "key": key, **fields}
             os.write(self._fd, (json.dumps(event, separators=(",", ":")) + "\n").encode())
-            self.first_seq = self.first_seq or self.seq
             self._index(event)
         if self.after_append is not None:
             self.after_append()
