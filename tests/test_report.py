@@ -308,7 +308,7 @@ def test_importance_of_constructed_trials(tmp_path):
 @pytest.fixture(scope="module")
 def real_sweep(tmp_path_factory):
     ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     workdir = tmp_path_factory.mktemp("real")
     plan = load_sweep(QUICK, {"budget.trials": 4, "budget.max_epochs": 2})
     outcome = run_sweep(plan, workdir=workdir, on_finish=log_sweep_tables)

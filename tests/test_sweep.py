@@ -79,7 +79,7 @@ def test_grid_runs_every_cell_and_replicate_exactly_once():
 def local_ray():
     """One local Ray for the module (2 CPUs), shut down afterwards."""
     ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

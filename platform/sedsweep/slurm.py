@@ -31,6 +31,7 @@ import contextlib
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -215,6 +216,11 @@ class RayOnSlurm:
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     @property
+    def temp_dir(self) -> Path:
+        """The head's Ray session files (short: Ray's socket paths must fit in 107 bytes)."""
+        return Path(tempfile.gettempdir()) / f"sedsweep-ray-{self.token.name.rpartition('-')[2]}"
+
+    @property
     def address(self) -> str:
         return f"{self.head_ip}:{self.settings.port}"
 
@@ -225,9 +231,11 @@ class RayOnSlurm:
     def start(self) -> None:
         s = self.settings
         resources = ["--num-cpus", str(s.cpus), "--num-gpus", str(s.gpus)]
+        # A temp dir of the job's own: Ray's "current cluster" file lives there, so no other
+        # `ray.init()` on this node attaches to this cluster by accident.
         head = ["ray", "start", "--head", "--block", "--port", str(s.port),
                 "--node-ip-address", self.head_ip, "--include-dashboard", "false",
-                "--disable-usage-stats", *resources]  # fmt: skip
+                "--temp-dir", str(self.temp_dir), "--disable-usage-stats", *resources]  # fmt: skip
         self.procs.append(subprocess.Popen(head, env=self.env(), stdin=subprocess.DEVNULL))
         workers = s.nodes[1:]
         if workers:
@@ -254,6 +262,7 @@ class RayOnSlurm:
         self.procs.clear()
         with contextlib.suppress(FileNotFoundError):
             self.token.unlink()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def run(env: dict[str, str]) -> int:

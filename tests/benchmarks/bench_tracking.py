@@ -131,7 +131,9 @@ def main() -> None:
                 server = MlflowServer.start(db, scratch / "server")
                 services.append(server)
                 stores["server"] = server.url
-        ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        ray.init(
+            address="local", include_dashboard=False, logging_level="ERROR", log_to_driver=False
+        )
         rows = []
         configs = []
         for _ in range(args.repeat):

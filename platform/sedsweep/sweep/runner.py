@@ -471,7 +471,9 @@ def _fit(
     try:
         if not ray.is_initialized():
             ray.init(
-                address=address,
+                # No --address: a new local cluster, never one that happens to run on this
+                # machine (Ray's default attaches to the last `ray start` cluster it finds).
+                address=address or "local",
                 include_dashboard=False,
                 logging_level=logging.WARNING,
                 log_to_driver=False,  # trial errors reach the driver (and MLflow) through Tune
