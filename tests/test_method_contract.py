@@ -128,6 +128,15 @@ def test_state_dict_replays_the_next_epoch_exactly(tiny_runs, name, variant):
     same(fresh.state_dict(), method.state_dict())
 
 
+@pytest.mark.parametrize(("name", "variant"), CASES)
+def test_state_dict_loads_back_as_plain_data(tiny_runs, name, variant, tmp_path):
+    """Trials load checkpoints with torch.load(weights_only=True): the state must be data."""
+    method = build(tiny_runs, name, variant)
+    method.train_epoch()
+    torch.save(method.state_dict(), tmp_path / "state.pt")
+    same(torch.load(tmp_path / "state.pt", weights_only=True), method.state_dict())
+
+
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_state_dict_is_a_detached_copy(tiny_runs, name):
     method = build(tiny_runs, name, {})

@@ -63,8 +63,8 @@ STATE_FILE = "sedsweep.json"
 
 
 def ray_environment() -> None:
-    """Defaults every Ray process here needs (the same for driver and workers)."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    """Defaults every Ray process here needs (the same for driver and workers). Ray's token
+    authentication stays as Ray sets it (on for a new local cluster in Ray 2.60)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 

@@ -43,7 +43,9 @@ def run_trial(
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            trainer.load_state_dict(torch.load(Path(folder) / STATE_FILE, weights_only=False))
+            # weights_only: a checkpoint is data (tensors, numbers, strings, lists, dicts):
+            # a pickle planted in the storage cannot run code in a worker
+            trainer.load_state_dict(torch.load(Path(folder) / STATE_FILE, weights_only=True))
 
     node = ray.get_runtime_context().get_node_id()
 
