@@ -27,7 +27,14 @@ from mlflow.tracking import MlflowClient
 
 from sedsweep.errors import UserError
 from sedsweep.slurm import head_address, wait_for_nodes
-from tests.servers import Service, describe, free_port, kill_marked, processes_with_env
+from tests.servers import (
+    Service,
+    describe,
+    free_port,
+    group_members,
+    kill_marked,
+    processes_with_env,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -99,14 +106,8 @@ class Slurm:
 
     def leftovers(self) -> list[int]:
         """Processes of the tests' jobs still alive (the daemons themselves excepted)."""
-        daemons = {pid for d in self.daemons for pid in _group(d.pid)}
+        daemons = {pid for d in self.daemons for pid in group_members(d.pid)}
         return [pid for pid in processes_with_env(self.marker) if pid not in daemons]
-
-
-def _group(pgid: int) -> list[int]:
-    from tests.servers import group_members
-
-    return group_members(pgid)
 
 
 @pytest.fixture(scope="module")
