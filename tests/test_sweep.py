@@ -10,6 +10,7 @@ import pytest
 import ray
 import yaml
 from mlflow.tracking import MlflowClient
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from sedsweep.cli import main
@@ -27,7 +28,7 @@ SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
 def test_early_stopped_trials_reach_optuna_as_pruned():
     plan = load_sweep(QUICK, {"budget.max_epochs": 4})
     search = OptunaPruningSearch(plan)
-    metric = plan.spec.objective.metric
+    metric = "best_val/when_frame_auc"  # the selected model's value, not the last epoch's
     for tid in ("full", "stopped", "broken", "nan"):
         config = search.suggest(tid)
         assert set(config["overrides"]) == {"when_loss", "optim.lr", "mmm.w_min"}
@@ -45,7 +46,35 @@ def test_early_stopped_trials_reach_optuna_as_pruned():
     assert stopped.value == pytest.approx(0.5)
     assert stopped.intermediate_values == {1: pytest.approx(0.4), 2: pytest.approx(0.5)}
     assert broken.state == TrialState.FAIL and nan.state == TrialState.FAIL
-    assert trial_outcome({metric: 0.7, "training_iteration": 3}, False, metric, 4) == "pruned"
+    assert trial_outcome({metric: 0.7, "training_iteration": 3}, False, [metric], 4) == "pruned"
+    # the last epoch's val/ value is not what Optuna is told
+    last = {"val/when_frame_auc": 0.9, "training_iteration": 4}
+    assert trial_outcome(last, False, [metric], 4) == "fail"
+
+
+def test_a_pareto_search_tells_optuna_every_objective():
+    plan = load_sweep(
+        QUICK,
+        {
+            "objective": [
+                {"metric": "val/when_frame_auc", "mode": "max"},
+                {"metric": "val/who_auc_macro", "mode": "max"},
+            ],
+            "scheduler.metric": "val/when_frame_auc",
+            "search.algorithm": "nsga2",
+        },
+    )
+    search = OptunaPruningSearch(plan)
+    assert search.study.directions == [StudyDirection.MAXIMIZE, StudyDirection.MAXIMIZE]
+    for tid in ("full", "stopped"):
+        search.suggest(tid)
+    both = {"best_val/when_frame_auc": 0.8, "best_val/who_auc_macro": 0.6}
+    search.on_trial_result("full", {**both, "training_iteration": 1})  # no intermediate values
+    search.on_trial_complete("full", {**both, "training_iteration": 6})
+    search.on_trial_complete("stopped", {**both, "training_iteration": 2})
+    full, stopped = search.study.trials
+    assert full.state == TrialState.COMPLETE and full.values == [0.8, 0.6]
+    assert stopped.state == TrialState.PRUNED and not stopped.intermediate_values
 
 
 def test_searcher_state_survives_save_and_restore(tmp_path):

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from sedsweep.methods.base import Method
+from sedsweep.metrics import SELECTED_EPOCH, SELECTED_PREFIX
 
 EpochCallback = Callable[[int, dict[str, float]], bool | None]
 
@@ -24,8 +25,10 @@ def run_epochs(
 ) -> dict[str, float]:
     """Train from `method.epoch + 1` to `epochs`, evaluating each split after every epoch.
 
-    Metrics are keyed `train/…`, `val/…`, `test/…` plus `epoch` and `epoch_time_s`; `on_epoch`
-    receives them and may return True to stop early. Returns the last epoch's metrics.
+    Metrics are keyed `train/…`, `val/…`, `test/…` plus `epoch` and `epoch_time_s`, and
+    `best_val/…` with `selected_epoch`: the validation metrics of the weights the method would
+    deliver now (`Method.selection_epoch`; NaN while it has selected none). `on_epoch` receives
+    them and may return True to stop early. Returns the last epoch's metrics.
     """
     last: dict[str, float] = {}
     while method.epoch < epochs:
@@ -38,6 +41,15 @@ def run_epochs(
         metrics = {f"train/{k}": float(v) for k, v in train.items()}
         for split in eval_splits:
             metrics.update({f"{split}/{k}": float(v) for k, v in method.evaluate(split).items()})
+        selected = method.selection_epoch()
+        if selected == epoch and "val" in eval_splits:
+            method.selected_val = {
+                k.removeprefix("val/"): v for k, v in metrics.items() if k.startswith("val/")
+            }
+        val_names = [k.removeprefix("val/") for k in metrics if k.startswith("val/")]
+        for name in val_names:
+            metrics[SELECTED_PREFIX + name] = method.selected_val.get(name, math.nan)
+        metrics[SELECTED_EPOCH] = float(selected)
         metrics["epoch"] = float(epoch)
         metrics["epoch_time_s"] = time.perf_counter() - started
         last = metrics

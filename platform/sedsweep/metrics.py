@@ -35,6 +35,18 @@ def lower_is_better(metric: str) -> bool:
     return name.endswith(LOWER_IS_BETTER) or name == "er"
 
 
+# The value of each validation metric at the epoch whose weights the method delivers (its own
+# selection rule; the last epoch for a method that does not select), logged every epoch beside
+# the per-epoch `val/...` history: ranking, tables, importance and `best` all read these.
+SELECTED_PREFIX = "best_val/"
+SELECTED_EPOCH = "selected_epoch"
+
+
+def selected_key(metric: str) -> str:
+    """The key a metric is ranked and tabulated by: `val/x` → `best_val/x`; others unchanged."""
+    return SELECTED_PREFIX + metric[4:] if metric.startswith("val/") else metric
+
+
 class UndefinedMetric(ValueError):
     """The metric is not defined on this data (no positives, a single class present, ...)."""
 

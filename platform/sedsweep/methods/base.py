@@ -180,6 +180,7 @@ class Method(abc.ABC):
         self.features = features
         self.device = device
         self.epoch = 0
+        self.selected_val: dict[str, float] = {}  # val metrics at selection_epoch() (the loop's)
         seed_everything(config.seed)
         self.rng = np.random.default_rng(config.seed)
         self.splits = resolve_splits(features, config.split, config.seed)
@@ -213,16 +214,34 @@ class Method(abc.ABC):
     def evaluate(self, split: str) -> dict[str, float]:
         """Metrics on 'train', 'val' or 'test'."""
 
+    @classmethod
+    @abc.abstractmethod
+    def metric_names(cls) -> set[str]:
+        """Every name `evaluate` can report (a split reports those defined on it): what a
+        search-space file may name as an objective, table metric or claim."""
+
+    def selection_epoch(self) -> int:
+        """The epoch whose weights `network()` is and `evaluate("test")` scores: the last one,
+        unless the method selects on validation (0: none selected yet)."""
+        return self.epoch
+
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume, as a detached deep copy: the epoch, the batch-order rng
-        and the method's own state (models, optimisers, schedulers, ...)."""
+        """Everything needed to resume, as a detached deep copy: the epoch, the batch-order rng,
+        the selected epoch's validation metrics and the method's own state (models,
+        optimisers, schedulers, ...)."""
         return copy.deepcopy(
-            {"epoch": self.epoch, "rng": self.rng.bit_generator.state, **self.own_state()}
+            {
+                "epoch": self.epoch,
+                "rng": self.rng.bit_generator.state,
+                "selected_val": self.selected_val,
+                **self.own_state(),
+            }
         )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore everything `state_dict()` saved; the next epoch then replays exactly."""
         self.epoch = int(state["epoch"])
+        self.selected_val = {k: float(v) for k, v in state.get("selected_val", {}).items()}
         self.rng.bit_generator.state = copy.deepcopy(state["rng"])
         self.load_own_state(copy.deepcopy(state))
 

@@ -23,19 +23,29 @@ from sedsweep.metrics import (
 
 Candidates = dict[str, Callable[[], float]]
 
+TAGGING = ("auc_micro", "auc_macro", "ap_micro", "ap_macro", "lwlrap")
+"""The names `tagging_candidates` reports (before its prefix)."""
+DETECTION = ("frame_auc", "segment_f1", "segment_er")
+"""The names `detection_candidates` reports (before its prefix)."""
+
+
+def names(prefix: str, family: tuple[str, ...]) -> set[str]:
+    """A metric family's names with a prefix (`who_` + TAGGING)."""
+    return {prefix + name for name in family}
+
 
 def tagging_candidates(y: np.ndarray, s: np.ndarray, prefix: str = "") -> Candidates:
     """Clip-level tagging metrics of scores `s` against weak targets `y` ([clips, classes]):
     ROC AUC and average precision, micro and macro (the 2APAE paper's micro-P / macro-P),
     and lwlrap (He et al.); names get `prefix` (e.g. `who_`)."""
-    metrics: Candidates = {
-        "auc_micro": lambda: clip_auc(y, s, "micro"),
-        "auc_macro": lambda: clip_auc(y, s, "macro"),
-        "ap_micro": lambda: mean_average_precision(y, s, "micro"),
-        "ap_macro": lambda: mean_average_precision(y, s, "macro"),
-        "lwlrap": lambda: lwlrap(y, s),
-    }
-    return {f"{prefix}{k}": v for k, v in metrics.items()}
+    metrics: list[Callable[[], float]] = [
+        lambda: clip_auc(y, s, "micro"),
+        lambda: clip_auc(y, s, "macro"),
+        lambda: mean_average_precision(y, s, "micro"),
+        lambda: mean_average_precision(y, s, "macro"),
+        lambda: lwlrap(y, s),
+    ]
+    return {f"{prefix}{k}": v for k, v in zip(TAGGING, metrics, strict=True)}
 
 
 def detection_candidates(
@@ -67,8 +77,9 @@ def detection_candidates(
     segment = functools.cache(
         lambda: segment_f1_from_frames(list(frames), times, fs.params.hop_s, reference)
     )
-    return {
-        f"{prefix}frame_auc": lambda: frame_auc(list(frames), targets),
-        f"{prefix}segment_f1": lambda: segment()["f1"],
-        f"{prefix}segment_er": lambda: segment()["error_rate"],
-    }
+    metrics: list[Callable[[], float]] = [
+        lambda: frame_auc(list(frames), targets),
+        lambda: segment()["f1"],
+        lambda: segment()["error_rate"],
+    ]
+    return {f"{prefix}{k}": v for k, v in zip(DETECTION, metrics, strict=True)}

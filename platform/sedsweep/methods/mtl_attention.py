@@ -34,7 +34,12 @@ from sedsweep.methods.base import (
     batches,
     save_figure,
 )
-from sedsweep.methods.evaluation import detection_candidates, tagging_candidates
+from sedsweep.methods.evaluation import (
+    DETECTION,
+    TAGGING,
+    detection_candidates,
+    tagging_candidates,
+)
 from sedsweep.metrics import defined_metrics
 from sedsweep.nn.blocks import conv_bn_relu
 from sedsweep.nn.pooling import Pooled, PoolingName, TwoStepForm, make_pooling
@@ -302,6 +307,15 @@ class MtlAttention(Method):
             metrics["selected_epoch"] = float(self.selected_epoch)
         self._memo[split] = (stamp, metrics)
         return dict(metrics)
+
+    @classmethod
+    def metric_names(cls) -> set[str]:
+        """Loss terms, tagging and detection metrics, and the test split's selected epoch."""
+        return {"loss", "loss_bce", "loss_mse", "selected_epoch", *TAGGING, *DETECTION}
+
+    def selection_epoch(self) -> int:
+        """The best-validation epoch so far (its weights are `self.selected`)."""
+        return self.selected_epoch
 
     # -- checkpoints -------------------------------------------------------------------------
     def network(self) -> nn.Module:

@@ -95,6 +95,11 @@ class Null(Method):
         score = self.score(split, self.epoch)
         return {"loss": 1.0 - score, "score": score}
 
+    @classmethod
+    def metric_names(cls) -> set[str]:
+        """The loss and the score."""
+        return {"loss", "score"}
+
     def own_state(self) -> dict[str, Any]:
         return {"net": self.net.state_dict()}
 

@@ -30,7 +30,7 @@ from sedsweep.methods.base import (
     autocast,
     save_figure,
 )
-from sedsweep.methods.evaluation import tagging_candidates
+from sedsweep.methods.evaluation import TAGGING, names, tagging_candidates
 from sedsweep.metrics import defined_metrics, f1_macro, lwlrap, lwlrap_per_class
 from sedsweep.nn.augment import Mixup, SpecAugment
 from sedsweep.nn.blocks import conv_bn_relu
@@ -232,6 +232,9 @@ def normalise_scores(s: np.ndarray) -> np.ndarray:
     return (z - z.min()) / max(float(z.max() - z.min()), 1e-12)
 
 
+STAGED_TAGGING = ("lwlrap_multi", "f1_macro")  # beyond the shared TAGGING names
+
+
 def tagging_metrics(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
     """The shared tagging metrics, lwlrap on multi-label clips (Table 2) and the macro F-score
     (Sec. 4.3): those defined."""
@@ -239,8 +242,8 @@ def tagging_metrics(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
     return defined_metrics(
         {
             **tagging_candidates(y, s),
-            "lwlrap_multi": lambda: lwlrap(y[multi], s[multi]),
-            "f1_macro": lambda: f1_macro(y, s),
+            STAGED_TAGGING[0]: lambda: lwlrap(y[multi], s[multi]),
+            STAGED_TAGGING[1]: lambda: f1_macro(y, s),
         }
     )
 
@@ -505,6 +508,12 @@ class Staged(Method):
         if ver.any() and not ver.all():
             metrics |= {f"verified_{k}": v for k, v in tagging_metrics(y[ver], s[ver]).items()}
         return metrics
+
+    @classmethod
+    def metric_names(cls) -> set[str]:
+        """The loss and the tagging metrics, again with `verified_` on mixed splits."""
+        tagging = {*TAGGING, *STAGED_TAGGING}
+        return {"loss", *tagging, *names("verified_", tuple(tagging))}
 
     # -- checkpoints -------------------------------------------------------------------------
     def network(self) -> nn.Module:

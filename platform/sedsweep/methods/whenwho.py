@@ -33,7 +33,13 @@ from sedsweep.methods.base import (
     batches,
     save_figure,
 )
-from sedsweep.methods.evaluation import detection_candidates, tagging_candidates
+from sedsweep.methods.evaluation import (
+    DETECTION,
+    TAGGING,
+    detection_candidates,
+    names,
+    tagging_candidates,
+)
 from sedsweep.metrics import defined_metrics
 from sedsweep.nn.blocks import FreqPoolCNN, frame_mask, masked_mean, packed_rnn
 from sedsweep.nn.mil import half_and_half, max_loss, mmm_loss, noisy_or_loss
@@ -413,6 +419,11 @@ class WhenWho(Method):
                 ),
             }
         )
+
+    @classmethod
+    def metric_names(cls) -> set[str]:
+        """The loss, WHO tagging metrics and WHEN detection metrics."""
+        return {"loss", *names("who_", TAGGING), *names("when_", DETECTION)}
 
     # -- checkpoints -------------------------------------------------------------------------
     def network(self) -> nn.Module:

@@ -1,4 +1,4 @@
-"""Parameter importance over a sweep's completed trials, with Optuna's evaluators.
+"""Parameter importance over a sweep's trials, with Optuna's evaluators.
 
 The trials are rebuilt from MLflow into an in-memory Optuna study (distributions from the
 search-space file, values from the runs), so this works on any sweep the tracking server
@@ -15,7 +15,8 @@ from typing import Any
 
 from sedsweep.errors import UserError
 from sedsweep.fsio import atomic_file
-from sedsweep.report.runs import COMPLETED, SweepRuns, same_value
+from sedsweep.report.design import Factor, check_design, hashable
+from sedsweep.report.runs import FAILED, SweepRuns, TrialRun, same_value
 from sedsweep.sweep.spec import CategoricalParam, FloatParam, GridParam, IntParam
 
 EVALUATORS = ("ped-anova", "fanova")
@@ -23,16 +24,21 @@ EVALUATORS = ("ped-anova", "fanova")
 
 @dataclass
 class Importance:
-    """Importance per parameter (summing to 1 for fANOVA), or why none was computed."""
+    """Importance per factor (summing to 1 for fANOVA), what it was computed on, or why not."""
 
     evaluator: str
     target: str
     values: list[tuple[str, float]] = field(default_factory=list)
     note: str | None = None
+    basis: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_csv(self) -> str:
         """param,importance lines."""
         return "param,importance\n" + "".join(f"{k},{v!r}\n" for k, v in self.values)
+
+
+MIN_TRIALS = 3  # fewer trials than this: no importance at all
 
 
 def _evaluator(name: str, seed: int) -> Any:
@@ -45,76 +51,86 @@ def _evaluator(name: str, seed: int) -> Any:
     raise UserError(f"unknown evaluator {name!r} (known: {', '.join(EVALUATORS)})", "--evaluator")
 
 
-def _distributions(sweep: SweepRuns) -> dict[str, Any]:
-    """An Optuna distribution per parameter that varies between the completed trials."""
+def _continuous(sweep: SweepRuns) -> list[str]:
+    return [k for k, p in sweep.spec.space.items() if isinstance(p, FloatParam | IntParam)]
+
+
+def _distribution(sweep: SweepRuns, factor: Factor, trials: list[TrialRun]) -> Any:
+    """The factor's Optuna distribution: the searched range or choices of a single searched
+    key, else the levels observed (explicit cells, confounded groups)."""
     from optuna.distributions import (
         CategoricalDistribution,
         FloatDistribution,
         IntDistribution,
     )
 
-    trials = sweep.with_status(COMPLETED)
-    out: dict[str, Any] = {}
-    for key in sweep.searched_keys:
-        observed = [_hashable(t.value(key)) for t in trials]
-        if len(set(observed)) < 2:
-            continue
-        param = sweep.spec.space.get(key)
-        if isinstance(param, FloatParam):
-            out[key] = FloatDistribution(param.low, param.high, log=param.log, step=param.step)
-        elif isinstance(param, IntParam):
-            step = None if param.log else param.step
-            out[key] = IntDistribution(param.low, param.high, log=param.log, step=step or 1)
-        elif isinstance(param, CategoricalParam | GridParam):
-            choices = param.choices if isinstance(param, CategoricalParam) else param.values
-            out[key] = CategoricalDistribution([_hashable(c) for c in choices])
-        else:  # a key of explicit grid cells
-            out[key] = CategoricalDistribution(sorted(set(observed), key=str))
-    return out
-
-
-def _hashable(value: Any) -> Any:
-    return str(value) if isinstance(value, list | dict) else value
+    param = sweep.spec.space.get(factor.keys[0]) if len(factor.keys) == 1 else None
+    if isinstance(param, FloatParam):
+        return FloatDistribution(param.low, param.high, log=param.log, step=param.step)
+    if isinstance(param, IntParam):
+        step = None if param.log else param.step
+        return IntDistribution(param.low, param.high, log=param.log, step=step or 1)
+    if isinstance(param, CategoricalParam | GridParam):
+        choices = param.choices if isinstance(param, CategoricalParam) else param.values
+        return CategoricalDistribution([hashable(c) for c in choices])
+    return CategoricalDistribution(sorted({factor.level(t) for t in trials}, key=str))
 
 
 def param_importance(
     sweep: SweepRuns, evaluator: str = "ped-anova", target: str | None = None
 ) -> Importance:
-    """Importance of each searched parameter for `target` (default: the sweep's objective)."""
+    """Importance of each searched factor for `target` (default: the sweep's objective).
+
+    Trials count at the fidelity they reached: the values are those at the highest rung that
+    at least max(3, 2 × varying keys) trials reached (else the rung most trials reached), so a
+    search whose trials were mostly pruned still gets an importance, and says on what.
+    Confounded keys are one factor (`report.design`); constant ones are left out.
+    """
     import optuna
     from optuna.distributions import CategoricalDistribution
 
     metric = target or sweep.objective
     result = Importance(evaluator=evaluator, target=metric)
     engine = _evaluator(evaluator, sweep.spec.search.seed)
-    distributions = _distributions(sweep)
-    if len(distributions) < 1:
-        result.note = "importance not computed: no searched parameter varies between trials"
+    keys = sweep.searched_keys
+    live = [t for t in sweep.trials if t.status != FAILED]
+    wanted = max(MIN_TRIALS, 2 * len(check_design(live, keys).varying))
+    rung = sweep.at_rung(metric, wanted)
+    counts = sweep.describe_counts()
+    if rung.n < MIN_TRIALS:
+        result.note = (
+            f"importance not computed: {counts}; at most {rung.n} trial(s) share a rung "
+            f"with {metric} (need {MIN_TRIALS})"
+        )
         return result
+    design = check_design(rung.trials, keys, _continuous(sweep))
+    result.warnings = design.warnings()
+    result.basis = f"{metric} at {rung.describe()} ({counts})"
+    if not design.factors:
+        searched = ", ".join(keys) or "none"
+        result.note = (
+            f"importance not computed: no searched key varies between the {rung.n} trials "
+            f"at {rung.describe()} (searched: {searched})"
+        )
+        return result
+    if len(design.factors) == 1:  # nothing to compare: the one factor explains everything
+        result.values = [(design.factors[0].name, 1.0)]
+        return result
+    distributions = {f.name: _distribution(sweep, f, rung.trials) for f in design.factors}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     direction = "minimize" if sweep.lower_is_better(metric) else "maximize"
     study = optuna.create_study(direction=direction)
-    for trial in sweep.with_status(COMPLETED):
-        value = trial.metric(metric)
-        if value is None:
-            continue
+    for trial, value in zip(rung.trials, rung.values, strict=True):
         params = {}
-        for key, dist in distributions.items():
-            raw = _hashable(trial.value(key))
-            if isinstance(dist, CategoricalDistribution):
-                params[key] = _choice(dist, raw)
-            else:
-                params[key] = raw
+        for factor in design.factors:
+            dist = distributions[factor.name]
+            level = factor.level(trial)
+            params[factor.name] = (
+                _choice(dist, level) if isinstance(dist, CategoricalDistribution) else level
+            )
         study.add_trial(
             optuna.trial.create_trial(params=params, distributions=distributions, value=value)
         )
-    n = len(study.trials)
-    if n < 3:
-        result.note = f"importance not computed: {n} completed trials with {metric} (need 3)"
-        return result
-    if len(distributions) == 1:  # nothing to compare: the one parameter explains everything
-        result.values = [(next(iter(distributions)), 1.0)]
-        return result
     try:
         scores = optuna.importance.get_param_importances(study, evaluator=engine)
     except (RuntimeError, ValueError) as exc:

@@ -2,6 +2,14 @@
 
 Everything here is read from the tracking server alone, so results of a sweep run elsewhere
 against the same server can be tabulated, selected and dashboarded here.
+
+One model per trial: a trial's `val/...` value is read at the epoch whose weights it delivers
+(`best_val/...`, the method's own selection rule; the last epoch for methods that do not
+select), so ranking, tables, importance and `best` describe the same weights as the test
+metrics. Sweeps logged before `best_val/...` existed fall back to the last epoch and say so.
+
+Every trial counts at the fidelity it reached: a pruned trial's values are its own at the
+epoch it stopped; `at_rung` compares trials at one common epoch (an ASHA rung).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import yaml
 
 from sedsweep.config import flatten
 from sedsweep.errors import UserError
-from sedsweep.metrics import lower_is_better
+from sedsweep.metrics import SELECTED_EPOCH, SELECTED_PREFIX, lower_is_better, selected_key
 from sedsweep.sweep.spec import DATA_PREFIX, SweepSpec
 from sedsweep.tracking import (
     OPTUNA_NUMBER_TAG,
@@ -92,14 +100,31 @@ class TrialRun:
         return lookup(self.params, key)
 
     def metric(self, key: str) -> float | None:
-        """The final (last epoch's) value of a metric, None when absent or not finite."""
+        """A metric of the trial's delivered model: `val/x` at the selected epoch (`best_val/x`),
+        anything else at the last epoch the trial reached; None when absent or not finite."""
+        chosen = selected_key(key)
+        value = self.metrics.get(chosen if chosen in self.metrics else key)
+        return value if value is not None and math.isfinite(value) else None
+
+    def last(self, key: str) -> float | None:
+        """A metric's value at the last epoch the trial reached (None: absent / not finite)."""
         value = self.metrics.get(key)
         return value if value is not None and math.isfinite(value) else None
 
     @property
     def epochs(self) -> int:
-        """Epochs the trial reported."""
+        """Epochs the trial reported (the fidelity it reached)."""
         return int(self.metrics.get("epoch", 0))
+
+    @property
+    def selected_epoch(self) -> int:
+        """The epoch whose weights the trial delivers (its last when it did not log one)."""
+        return int(self.metrics.get(SELECTED_EPOCH, self.epochs))
+
+    @property
+    def selects(self) -> bool:
+        """True when the trial logged its selected-epoch values (`best_val/...`)."""
+        return any(k.startswith(SELECTED_PREFIX) for k in self.metrics)
 
 
 def trial_status(mlflow_status: str, tags: dict[str, str]) -> str:
@@ -111,6 +136,26 @@ def trial_status(mlflow_status: str, tags: dict[str, str]) -> str:
     if mlflow_status in ("RUNNING", "SCHEDULED"):
         return RUNNING
     return FAILED
+
+
+@dataclass
+class Rung:
+    """Trials compared at one epoch, with their values of one metric there."""
+
+    epoch: int
+    trials: list[TrialRun]
+    values: list[float]
+    max_epochs: int
+
+    @property
+    def n(self) -> int:
+        """Trials with a value at this epoch."""
+        return len(self.trials)
+
+    def describe(self) -> str:
+        """'epoch 2 of 6 (7 trials)'."""
+        final = " (the last)" if self.epoch == self.max_epochs else f" of {self.max_epochs}"
+        return f"epoch {self.epoch}{final}, {self.n} trial{'s' if self.n != 1 else ''}"
 
 
 @dataclass
@@ -127,6 +172,9 @@ class SweepRuns:
     start_time: int
     spec: SweepSpec
     trials: list[TrialRun] = field(default_factory=list)
+    _histories: dict[tuple[str, str], list[tuple[int, float]]] = field(
+        default_factory=dict, repr=False
+    )
 
     @property
     def name(self) -> str:
@@ -135,17 +183,20 @@ class SweepRuns:
 
     @property
     def objective(self) -> str:
-        """The metric trials are ranked by."""
-        return self.spec.objective.metric
+        """The metric trials are ranked by (a Pareto sweep's primary objective)."""
+        return self.spec.primary.metric
 
     @property
     def maximise(self) -> bool:
         """True when a larger objective is better."""
-        return self.spec.objective.mode == "max"
+        return self.spec.primary.maximise
 
     def lower_is_better(self, metric: str) -> bool:
-        """A metric's direction: the objective's mode, else the metric's own (errors, losses)."""
-        return not self.maximise if metric == self.objective else lower_is_better(metric)
+        """A metric's direction: an objective's mode, else the metric's own (errors, losses)."""
+        for objective in self.spec.objectives:
+            if metric in (objective.metric, selected_key(objective.metric)):
+                return not objective.maximise
+        return lower_is_better(metric)
 
     def with_status(self, *statuses: str) -> list[TrialRun]:
         """Trials in any of the given statuses."""
@@ -174,9 +225,111 @@ class SweepRuns:
         scored = [t for t in self.with_status(COMPLETED) if t.metric(self.objective) is not None]
         return sorted(scored, key=lambda t: t.metric(self.objective), reverse=self.maximise)
 
+    def leaderboard(self) -> list[TrialRun]:
+        """Every trial at the fidelity it reached: completed ones by objective, then pruned ones
+        by the epoch they reached and their objective there, then the rest."""
+        order = {COMPLETED: 0, PRUNED: 1, RUNNING: 2, FAILED: 3}
+        sign = -1.0 if self.maximise else 1.0
+
+        def key(t: TrialRun) -> tuple:
+            value = t.metric(self.objective)
+            return (order[t.status], -t.epochs, value is None, sign * (value or 0.0))
+
+        return sorted(self.trials, key=key)
+
+    @property
+    def selection_note(self) -> str:
+        """How validation values are read, for table and report notes."""
+        if any(t.selects for t in self.trials):
+            return (
+                "val/* values are each trial's selected model's (best_val/*: at the epoch its "
+                "method selects on validation, the last epoch for methods that do not select), "
+                "the weights its test/* values come from"
+            )
+        return "val/* values are the last epoch's (this sweep logged no best_val/*)"
+
     def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
-        """A metric's per-epoch history (step, value) of one run."""
-        return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]
+        """A metric's per-epoch history (step, value) of one run (fetched once)."""
+        cached = self._histories.get((run_id, key))
+        if cached is None:
+            cached = [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]
+            self._histories[(run_id, key)] = cached
+        return cached
+
+    def value_at(self, trial: TrialRun, key: str, epoch: int) -> float | None:
+        """A metric of the trial's delivered model as of `epoch` (selected key for `val/...`);
+        None when the trial did not reach it or the value is not finite."""
+        if self.reached(trial) < epoch:
+            return None
+        if trial.epochs <= epoch:  # its last epoch (a completed trial reached them all)
+            return trial.metric(key)
+        chosen = selected_key(key)
+        name = chosen if chosen in trial.metrics else key
+        values = [v for step, v in self.history(trial.run_id, name) if step == epoch]
+        return values[-1] if values and math.isfinite(values[-1]) else None
+
+    def reached(self, trial: TrialRun) -> int:
+        """The fidelity a trial reached: every epoch if it completed, else its last epoch."""
+        return max(self.max_epochs, trial.epochs) if trial.status == COMPLETED else trial.epochs
+
+    @cached_property
+    def max_epochs(self) -> int:
+        """The epochs a trial runs when nothing stops it early: the budget's, else the
+        `epochs` every trial's config logged."""
+        if self.spec.budget.max_epochs:
+            return self.spec.budget.max_epochs
+        logged = [v for t in self.trials if isinstance(v := t.params.get("epochs"), int)]
+        return max(logged or [t.epochs for t in self.trials] or [1])
+
+    def rungs(self) -> list[int]:
+        """Epochs at which trials are compared, ascending: the scheduler's rungs (ASHA,
+        HyperBand) and the last epoch; every epoch under the median rule or no scheduler."""
+        top = self.max_epochs
+        s = self.spec.scheduler
+        if s.type in ("asha", "hyperband"):
+            eta = s.reduction_factor
+            first = min(s.grace_period, top) if s.type == "asha" else 1
+            out, milestone = [], float(first)
+            while milestone < top:
+                out.append(int(milestone))
+                milestone *= eta
+            return sorted({*out, top})
+        return list(range(1, top + 1))
+
+    def at_rung(self, key: str, min_trials: int, trials: list[TrialRun] | None = None) -> Rung:
+        """The highest rung at which at least `min_trials` non-failed trials have a value of
+        `key`, else the rung with the most; with those trials' values there."""
+        pool = [t for t in (trials if trials is not None else self.trials) if t.status != FAILED]
+        best: Rung | None = None
+        for epoch in reversed(self.rungs()):
+            reached = [t for t in pool if self.reached(t) >= epoch]
+            if best is not None and len(reached) <= best.n:
+                continue  # cannot beat the rung already found
+            values = [(t, v) for t in reached if (v := self.value_at(t, key, epoch)) is not None]
+            rung = Rung(epoch, [t for t, _ in values], [v for _, v in values], self.max_epochs)
+            if rung.n >= min_trials:
+                return rung
+            if best is None or rung.n > best.n:
+                best = rung
+        return best or Rung(self.max_epochs, [], [], self.max_epochs)
+
+    def common_rung(self, trials: list[TrialRun]) -> int:
+        """The highest rung every one of `trials` reached (the first rung if one reached none)."""
+        reached = min((self.reached(t) for t in trials), default=0)
+        below = [r for r in self.rungs() if r <= reached]
+        return below[-1] if below else self.rungs()[0]
+
+    def describe_counts(self) -> str:
+        """'1 completed, 7 pruned (stopped at epochs 2, 4)' for messages."""
+        parts = []
+        for status, n in self.counts.items():
+            if n and status == PRUNED:
+                epochs = sorted({t.epochs for t in self.with_status(PRUNED)})
+                at = ", ".join(map(str, epochs))
+                parts.append(f"{n} {status} (stopped at epoch{'s' * (len(epochs) > 1)} {at})")
+            elif n:
+                parts.append(f"{n} {status}")
+        return ", ".join(parts) or "no trials"
 
     @cached_property
     def client(self) -> Any:

@@ -1,11 +1,18 @@
 """Comparison tables in the papers' layouts, from the trials of one or more sweeps.
 
-Rows and columns are config (or `data.*`) keys; every cell holds, per metric, the final values
-of the completed trials that share the row and column values — the replicates (seeds, folds)
-— aggregated as mean ± sample standard deviation (n). Per column and metric the best mean is
-marked, and so is every cell that Welch's unequal-variance t-test (two-sided, α = 0.05) cannot
-tell apart from it; with fewer than two replicates on either side no test is possible and only
-the best is marked.
+Rows and columns are config (or `data.*`) keys; every cell holds, per metric, the values of
+the completed trials that share the row and column values — the replicates (seeds, folds) —
+aggregated as mean ± sample standard deviation (n). A value is the trial's delivered model's
+(`val/...` at its selected epoch, see `report.runs`). Per column and metric the best mean is
+marked, and so is every cell a two-sided t-test (α = 0.05) cannot tell apart from it: paired
+over the replicate values when both cells hold the same replicates (shared seeds), Welch's
+unequal-variance test otherwise; with fewer than two replicates on either side no test is
+possible and only the best is marked.
+
+A search sweep (TPE, random, ...) has no replicates: a cell then shows its best trial (at the
+fidelity it reached) and the mean ± std over all its trials, pruned ones included, at the
+highest rung every trial of the table reached. Before either, the design is checked
+(`report.design`): confounded keys and cells that pool different configurations are noted.
 """
 
 from __future__ import annotations
@@ -24,7 +31,16 @@ import numpy as np
 import yaml
 
 from sedsweep.errors import UserError
-from sedsweep.report.runs import COMPLETED, SweepRuns, TrialRun, load_sweep_runs, same_value
+from sedsweep.report.design import check_design, hashable
+from sedsweep.report.runs import (
+    COMPLETED,
+    PRUNED,
+    SweepRuns,
+    TrialRun,
+    load_sweep_runs,
+    same_value,
+)
+from sedsweep.report.stats import paired_p, welch_p
 from sedsweep.tracking import MAX_TAG_CHARS, TABLE_ERROR_TAG, TABLES_DIR, client_for
 
 if TYPE_CHECKING:
@@ -34,27 +50,19 @@ ALPHA = 0.05
 FORMATS = ("md", "csv", "html", "tex")
 
 
-def welch_p(a: list[float], b: list[float]) -> float | None:
-    """Two-sided p-value of Welch's t-test of equal means; None when either side has n < 2."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    va, vb = np.var(a, ddof=1), np.var(b, ddof=1)
-    if va == 0 and vb == 0:
-        return 1.0 if math.isclose(np.mean(a), np.mean(b)) else 0.0
-    from scipy import stats
-
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-
-
 @dataclass
 class Cell:
     """One metric of one table cell: the replicate values and their summary."""
 
     values: list[float]
     runs: list[str]
+    replicates: list[tuple] = field(default_factory=list)  # replicate-key values per value
     paper: float | None = None
     mark: str | None = None  # "best" | "tie"
     p_value: float | None = None
+    test: str | None = None  # "paired t" | "Welch t": how p_value was computed
+    best: tuple[float, str, int] | None = None  # search sweeps: (value, trial, epochs reached)
+    rung: int | None = None  # search sweeps: the epoch `values` are taken at
 
     @property
     def n(self) -> int:
@@ -86,6 +94,9 @@ class ComparisonTable:
     notes: list[str] = field(default_factory=list)
     with_paper: bool = False
     digits: int = 3
+    search: bool = False  # cells of a search sweep: best trial + mean at a common rung
+    front: set[tuple[tuple, tuple]] = field(default_factory=set)  # Pareto rows per column
+    pareto: list[str] = field(default_factory=list)  # the objectives the front is over
 
     def cell(self, row: tuple, col: tuple, metric: str) -> Cell | None:
         """The cell at (row, column, metric), None when no completed trial is there."""
@@ -109,12 +120,19 @@ class ComparisonTable:
 
     def text(self, cell: Cell | None) -> str:
         """mean ± std (n), or mean (n=1), or an em dash for an empty cell."""
-        if cell is None or not cell.values:
+        if cell is None or not (cell.values or cell.best):
             return "—"
         d = self.digits
-        if cell.std is None:
-            return f"{cell.mean:.{d}f} (n=1)"
-        return f"{cell.mean:.{d}f} ± {cell.std:.{d}f} (n={cell.n})"
+        if not cell.values:
+            summary = "—"
+        elif cell.std is None:
+            summary = f"{cell.mean:.{d}f} (n=1)"
+        else:
+            summary = f"{cell.mean:.{d}f} ± {cell.std:.{d}f} (n={cell.n})"
+        if cell.best is None:
+            return summary
+        value, trial, epochs = cell.best
+        return f"best {value:.{d}f} [{trial}, {epochs} ep] · {summary} at ep {cell.rung}"
 
     def paper_text(self, cell: Cell | None) -> str:
         """The published number, or an em dash."""
@@ -124,11 +142,29 @@ class ComparisonTable:
 
     def legend(self) -> str:
         """How cells are aggregated and marked."""
-        return (
-            "mean ± sample std (n replicates) of the final-epoch values of completed trials; "
-            "best mean per column in bold; italic (underlined in HTML/LaTeX): not distinguishable "
-            f"from the best by Welch's t-test (two-sided, α = {ALPHA})."
+        tests = sorted({c.test for c in self.cells.values() if c.test})
+        test = " or ".join(tests) if tests else "paired t (shared seeds) or Welch t"
+        if self.search:
+            what = (
+                "best trial of the cell [trial, epochs it reached] · mean ± sample std (n trials, "
+                "pruned included) at the highest rung all trials reached (ep); marks compare "
+                "the means"
+            )
+        else:
+            what = "mean ± sample std (n replicates) of the completed trials"
+        front = (
+            f"; ◆: on the Pareto front of the row means over {', '.join(self.pareto)}"
+            if self.pareto
+            else ""
         )
+        return (
+            f"{what}; best mean per column in bold; italic (underlined in HTML/LaTeX): not "
+            f"distinguishable from the best by a two-sided {test} test (α = {ALPHA}){front}."
+        )
+
+    def on_front(self, row: tuple) -> bool:
+        """True when the row is on the Pareto front in any column."""
+        return any((row, col) in self.front for col in self.columns)
 
 
 def build_table(
@@ -169,40 +205,90 @@ def build_table(
         with_paper=with_paper,
         digits=digits,
     )
-    members: dict[tuple[tuple, tuple], list[TrialRun]] = {}
+    table.search = any(sweep.spec.search.algorithm != "grid" for sweep in sweeps)
+    members: dict[tuple[tuple, tuple], list[tuple[SweepRuns, TrialRun]]] = {}
+    rung: dict[str, int] = {}
     for sweep in sweeps:
-        skipped = len(sweep.trials) - len(sweep.with_status(COMPLETED))
+        kept = (
+            sweep.with_status(COMPLETED, PRUNED) if table.search else sweep.with_status(COMPLETED)
+        )
+        skipped = len(sweep.trials) - len(kept)
         if skipped:
             table.notes.append(
                 f"{sweep.name}: {skipped} of {len(sweep.trials)} trials left out "
-                "(pruned, failed or unfinished)"
+                f"({sweep.describe_counts()})"
             )
-        for trial in sweep.with_status(COMPLETED):
+        if table.search and kept:
+            rung[sweep.name] = sweep.common_rung(kept)
+            table.notes.append(
+                f"{sweep.name}: a search without replicates ({sweep.describe_counts()}): each "
+                "cell shows its best trial and the mean ± std over its trials at epoch "
+                f"{rung[sweep.name]}, the highest rung all {len(kept)} trials reached"
+            )
+        table.notes += _design_notes(sweep, kept, row_keys + col_keys, table.search)
+        for trial in kept:
             row = tuple(sweep.name if k == "sweep" else trial.value(k) for k in row_keys)
             col = tuple(trial.value(k) for k in col_keys)
             if row not in table.rows:
                 table.rows.append(row)
             if col not in table.columns:
                 table.columns.append(col)
-            members.setdefault((row, col), []).append(trial)
+            members.setdefault((row, col), []).append((sweep, trial))
     table.columns.sort(key=_sort_key)
     methods = {s.spec.method for s in sweeps}
-    for (row, col), trials in members.items():
+    replicate_keys = sweeps[0].replicate_keys
+    for (row, col), group in members.items():
+        trials = [t for _, t in group]
         for metric in metric_keys:
-            kept = [(t.run_id, t.metric(metric)) for t in trials]
-            cell = Cell(
-                values=[v for _, v in kept if v is not None],
-                runs=[r for r, v in kept if v is not None],
-            )
+            cell = Cell(values=[], runs=[])
+            for sweep, trial in group:
+                at = rung.get(sweep.name)
+                value = trial.metric(metric) if at is None else sweep.value_at(trial, metric, at)
+                if value is not None:
+                    cell.values.append(value)
+                    cell.runs.append(trial.run_id)
+                    cell.replicates.append(tuple(hashable(trial.value(k)) for k in replicate_keys))
+            if table.search:
+                cell.rung = min(rung[s.name] for s, _ in group)
+                cell.best = _best_of(group, metric)
             if with_paper:
                 cell.paper = paper_value(methods, trials, metric)
             table.cells[(row, col, metric)] = cell
     _mark(table, sweeps[0])
+    _mark_front(table, sweeps[0])
     if any(c.n < 2 for c in table.cells.values() if c.values):
         table.notes.append("cells with n = 1: no significance test is possible for them")
+    table.notes.append(sweeps[0].selection_note)
     if with_paper:
         table.notes += paper_sources(methods, metric_keys)
     return table
+
+
+def _best_of(group: list[tuple[SweepRuns, TrialRun]], metric: str) -> tuple[float, str, int] | None:
+    """The cell's best trial by the sweep's leaderboard order: (its value of `metric`, name,
+    epochs reached)."""
+    sweep = group[0][0]
+    ids = {t.run_id for _, t in group}
+    for trial in sweep.leaderboard():
+        if trial.run_id in ids and (value := trial.metric(metric)) is not None:
+            return value, trial.name, trial.epochs
+    return None
+
+
+def _design_notes(
+    sweep: SweepRuns, trials: list[TrialRun], shown: list[str], search: bool
+) -> list[str]:
+    """Confounded keys, and cells that pool trials of different configurations (grids)."""
+    keys = [k for k in sweep.searched_keys if k != "sweep"]
+    design = check_design(trials, keys, [k for k in keys if k not in shown] if search else [])
+    notes = [f"{sweep.name}: {w}" for w in design.warnings()]
+    pooled = [k for k in design.varying if k not in shown and k not in sweep.replicate_keys]
+    if pooled and not search:
+        notes.append(
+            f"{sweep.name}: cells pool trials that differ in {', '.join(pooled)}: they are not "
+            "replicates of one configuration (add the key to rows or columns)"
+        )
+    return notes
 
 
 def _check_keys(sweeps: list[SweepRuns], keys: list[str], metrics: list[str]) -> None:
@@ -247,9 +333,48 @@ def _mark(table: ComparisonTable, sweep: SweepRuns) -> None:
             if c is best or math.isclose(c.mean, best.mean, rel_tol=0, abs_tol=1e-15):
                 c.mark = "best"
                 continue
-            c.p_value = welch_p(c.values, best.values)
+            pairs = _pairs(c, best)
+            if pairs is not None:
+                c.test, c.p_value = "paired t", paired_p(*pairs)
+            else:
+                c.test, c.p_value = "Welch t", welch_p(c.values, best.values)
             if c.p_value is not None and c.p_value >= ALPHA:
                 c.mark = "tie"
+
+
+def _pairs(a: Cell, b: Cell) -> tuple[list[float], list[float]] | None:
+    """The two cells' values paired by replicate (same seeds, each once), else None."""
+    if len(a.replicates) < 2 or not a.replicates[0]:
+        return None
+    ra, rb = (
+        dict(zip(a.replicates, a.values, strict=True)),
+        dict(zip(b.replicates, b.values, strict=True)),
+    )
+    if len(ra) != a.n or len(rb) != b.n or set(ra) != set(rb):
+        return None
+    order = sorted(ra, key=str)
+    return [ra[k] for k in order], [rb[k] for k in order]
+
+
+def _mark_front(table: ComparisonTable, sweep: SweepRuns) -> None:
+    """Mark, per column, the rows whose means are non-dominated over the sweep's objectives."""
+    from sedsweep.report.pareto import non_dominated
+
+    wanted = [o.metric for o in sweep.spec.objectives]
+    if not sweep.spec.multi_objective or not set(wanted) <= set(table.metrics):
+        return
+    table.pareto = wanted
+    maximise = [o.maximise for o in sweep.spec.objectives]
+    for col in table.columns:
+        rows, points = [], []
+        for row in table.rows:
+            cells = [table.cell(row, col, m) for m in wanted]
+            if all(c is not None and c.values for c in cells):
+                rows.append(row)
+                points.append([c.mean for c in cells])  # type: ignore[union-attr]
+        if rows:
+            mask = non_dominated(np.array(points, dtype=float), maximise)
+            table.front |= {(row, col) for row, on in zip(rows, mask, strict=True) if on}
 
 
 def log_tables(sweep: SweepRuns) -> ComparisonTable:
@@ -317,6 +442,14 @@ def _fmt_value(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
+def _row_labels(table: ComparisonTable, row: tuple) -> list[str]:
+    """A row's label texts; the last gets ◆ when the row is on the Pareto front."""
+    labels = [_fmt_value(v) for v in row]
+    if table.on_front(row) and labels:
+        labels[-1] += " ◆"
+    return labels
+
+
 def _md_cell(table: ComparisonTable, cell: Cell | None) -> str:
     text = table.text(cell)
     if cell is not None and cell.mark == "best":
@@ -348,7 +481,7 @@ def _markdown(table: ComparisonTable) -> str:
         + "|",
     ]
     for row in table.rows:
-        values = [_fmt_value(v) for v in row]
+        values = _row_labels(table, row)
         for col, metric in table.headers():
             cell = table.cell(row, col, metric)
             values.append(_md_cell(table, cell))
@@ -365,7 +498,8 @@ def _csv(table: ComparisonTable) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
         [*table.row_keys, *table.col_keys, "metric", "mean", "std", "n", "mark", "p_value",
-         "paper", "values", "runs"]
+         "test", "paper", "values", "runs", "best", "best_trial", "best_epochs", "rung",
+         "pareto"]
     )  # fmt: skip
     for row in table.rows:
         for col, metric in table.headers():
@@ -378,8 +512,12 @@ def _csv(table: ComparisonTable) -> str:
                  "" if cell.std is None else repr(cell.std),
                  cell.n, cell.mark or "",
                  "" if cell.p_value is None else f"{cell.p_value:.6g}",
+                 cell.test or "",
                  "" if cell.paper is None else cell.paper,
-                 ";".join(repr(v) for v in cell.values), ";".join(cell.runs)]
+                 ";".join(repr(v) for v in cell.values), ";".join(cell.runs),
+                 *(("", "", "") if cell.best is None else (repr(cell.best[0]), *cell.best[1:])),
+                 "" if cell.rung is None else cell.rung,
+                 ((row, col) in table.front) if table.pareto else ""]
             )  # fmt: skip
     return out.getvalue()
 
@@ -401,7 +539,7 @@ def _html(table: ComparisonTable) -> str:
                 parts.append(f'<th class="paper">{esc(metric)} (paper)</th>')
     parts.append("</tr></thead><tbody>")
     for row in table.rows:
-        parts.append("<tr>" + "".join(f"<th>{esc(_fmt_value(v))}</th>" for v in row))
+        parts.append("<tr>" + "".join(f"<th>{esc(v)}</th>" for v in _row_labels(table, row)))
         for col, metric in table.headers():
             cell = table.cell(row, col, metric)
             text = esc(table.text(cell))
@@ -423,7 +561,7 @@ def _html(table: ComparisonTable) -> str:
 TEX_ESCAPES = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "±": r"$\pm$", "—": "--", "α": r"$\alpha$", "·": r"$\cdot$",
+    "±": r"$\pm$", "—": "--", "α": r"$\alpha$", "·": r"$\cdot$", "◆": r"$\diamond$",
 }  # fmt: skip
 
 
@@ -458,7 +596,7 @@ def _latex(table: ComparisonTable) -> str:
     lines.append(" & ".join([_tex(k) for k in table.row_keys] + metric_heads) + r" \\")
     lines.append(r"\midrule")
     for row in table.rows:
-        values = [_tex(_fmt_value(v)) for v in row]
+        values = [_tex(v) for v in _row_labels(table, row)]
         for col, metric in table.headers():
             cell = table.cell(row, col, metric)
             text = _tex(table.text(cell))

@@ -30,6 +30,7 @@ from sedsweep.errors import UserError
 from sedsweep.features import FeatureSet, build_features
 from sedsweep.fsio import write_json
 from sedsweep.journal import JOURNAL_DIR, PARENT, Drainer, DrainerProcess, Journal, Notify
+from sedsweep.metrics import selected_key
 from sedsweep.signals import terminate_as_interrupt
 from sedsweep.spec import corpus_for
 from sedsweep.sweep.spec import SweepPlan, SweepSpec, data_key, plan_sweep
@@ -502,8 +503,8 @@ def _fit(
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(
-                    metric=s.objective.metric,
-                    mode=s.objective.mode,
+                    metric=selected_key(s.primary.metric),
+                    mode=s.primary.mode,
                     search_alg=OptunaPruningSearch(plan),
                     scheduler=_scheduler(plan),
                     num_samples=plan.n_trials,
@@ -562,14 +563,15 @@ def _outcome(
         offline=state.offline,
     )
     journal = tracker.journal
+    primary = plan.spec.primary
+    key = selected_key(primary.metric)
     try:
-        best = results.get_best_result(plan.spec.objective.metric, plan.spec.objective.mode, "last")
+        best = results.get_best_result(key, primary.mode, "last")
     except (RuntimeError, ValueError):
         best = None
-    metric = plan.spec.objective.metric
-    if best is not None and best.metrics and metric in best.metrics:
+    if best is not None and best.metrics and key in best.metrics:
         outcome.best = {"config": best.config["overrides"], "metrics": dict(best.metrics)}
-        journal.metrics(PARENT, {f"{BEST_METRIC_PREFIX}{metric}": best.metrics[metric]}, step=0)
+        journal.metrics(PARENT, {f"{BEST_METRIC_PREFIX}{primary.metric}": best.metrics[key]}, 0)
     journal.tags(PARENT, {count_tag(k): str(v) for k, v in counts.items()})
     if counts["missing"]:  # interrupted: trials still open were stopped with the driver
         tracker.close_open_children("KILLED")

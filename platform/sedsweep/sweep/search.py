@@ -7,6 +7,12 @@ before the sweep's `max_epochs` without an error is told as PRUNED, so samplers 
 partial evaluation (TPE ranks pruned trials by their last intermediate value).
 
 Grid sweeps enqueue every cell × replicate combination up front, so each runs exactly once.
+
+Every objective is read under its selected key (`best_val/...`: the value of the weights the
+method delivers), the value tables and `sedsweep best` rank by. With several objectives (a
+Pareto sweep) the study has one direction per objective and is told every value at the end;
+Optuna takes no intermediate values then, and a trial stopped early on the scheduler's
+metric is told as PRUNED.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import optuna
 from optuna.trial import Trial, TrialState
 from ray.tune.search import Searcher
 
+from sedsweep.metrics import selected_key
 from sedsweep.sweep.spec import (
     CategoricalParam,
     FloatParam,
@@ -35,13 +42,16 @@ SAMPLERS = {
     "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
     "cmaes": lambda seed: optuna.samplers.CmaEsSampler(seed=seed),
     "gp": lambda seed: optuna.samplers.GPSampler(seed=seed),
+    "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed),
     "grid": lambda seed: optuna.samplers.RandomSampler(seed=seed),  # only serves enqueued cells
 }
 
 
-def trial_outcome(result: dict[str, Any] | None, error: bool, metric: str, max_epochs: int) -> str:
+def trial_outcome(
+    result: dict[str, Any] | None, error: bool, metrics: list[str], max_epochs: int
+) -> str:
     """How a finished Tune trial reaches Optuna: 'fail', 'pruned' or 'complete'."""
-    if error or not result or not _finite(result.get(metric)):
+    if error or not result or not all(_finite(result.get(m)) for m in metrics):
         return "fail"
     if int(result.get("training_iteration", 0)) < max_epochs:
         return "pruned"
@@ -57,12 +67,14 @@ class OptunaPruningSearch(Searcher):
 
     def __init__(self, plan: SweepPlan) -> None:
         s = plan.spec
-        super().__init__(metric=s.objective.metric, mode=s.objective.mode)
+        super().__init__(metric=selected_key(s.primary.metric), mode=s.primary.mode)
+        self.objectives = [selected_key(o.metric) for o in s.objectives]
+        self.multi = s.multi_objective
         self.max_epochs = plan.epochs
         self.space = {k: p for k, p in s.space.items() if not isinstance(p, GridParam)}
         self.study = optuna.create_study(
             study_name=s.name,
-            direction="maximize" if s.objective.mode == "max" else "minimize",
+            directions=["maximize" if o.maximise else "minimize" for o in s.objectives],
             sampler=SAMPLERS[s.search.algorithm](s.search.seed),
         )
         self.grid: dict[str, list[Any]] = {}
@@ -95,8 +107,11 @@ class OptunaPruningSearch(Searcher):
         return {"overrides": overrides, "optuna_trial": trial.number}
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        """Report each epoch's objective as an intermediate value (once per step)."""
+        """Report each epoch's objective as an intermediate value (once per step; one
+        objective only: Optuna takes none for several)."""
         trial = self.trials.get(trial_id)
+        if self.multi:
+            return
         step = int(result.get("training_iteration", 0))
         value = result.get(self.metric)
         if trial is None or not _finite(value) or step <= self.last_step.get(trial_id, 0):
@@ -112,9 +127,11 @@ class OptunaPruningSearch(Searcher):
         self.last_step.pop(trial_id, None)
         if trial is None:
             return
-        outcome = trial_outcome(result, error, self.metric, self.max_epochs)
+        outcome = trial_outcome(result, error, self.objectives, self.max_epochs)
         if outcome == "complete":
-            self.study.tell(trial, float(result[self.metric]))
+            assert result is not None
+            values = [float(result[m]) for m in self.objectives]
+            self.study.tell(trial, values if self.multi else values[0])
         elif outcome == "pruned":
             self.on_trial_result(trial_id, result)
             self.study.tell(trial, state=TrialState.PRUNED)

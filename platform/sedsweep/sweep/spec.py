@@ -31,10 +31,15 @@ from sedsweep.spec import DataSpec, FeatureSpec, Resolved, RunSpec, resolve
 
 
 class Objective(Strict):
-    """The metric trials are ranked by (a validation or training metric, never a test one)."""
+    """A metric trials are ranked by (a validation or training metric, never a test one)."""
 
     metric: str
     mode: Literal["max", "min"] = "max"
+
+    @property
+    def maximise(self) -> bool:
+        """True when a larger value is better."""
+        return self.mode == "max"
 
 
 class Budget(Strict):
@@ -52,7 +57,7 @@ class Budget(Strict):
 class Search(Strict):
     """The Optuna sampler (grid: exhaustive over `grid` parameters) and its seed."""
 
-    algorithm: Literal["tpe", "random", "cmaes", "gp", "grid"] = "tpe"
+    algorithm: Literal["tpe", "random", "cmaes", "gp", "nsga2", "grid"] = "tpe"
     seed: int = 0
 
 
@@ -62,6 +67,9 @@ class Scheduler(Strict):
     type: Literal["asha", "hyperband", "median", "none"] = "asha"
     grace_period: int = Field(default=1, ge=1)
     reduction_factor: float = Field(default=2.0, gt=1.0)
+    metric: str | None = Field(
+        default=None, description="the objective early stopping reads (needed with several)"
+    )
 
 
 class Resources(Strict):
@@ -118,6 +126,25 @@ class Table(Strict):
     replicates: list[str] = Field(default_factory=list)
 
 
+class Claim(Strict):
+    """A paper's assertion that one cell beats another (or each other cell) on a metric, checked
+    by `sedsweep claims` over the sweep's replicates.
+
+    A cell selector maps design keys (searched grid keys, explicit-cell keys, data axes) to
+    values; `b: each` compares `a` with every other value of a's keys, one comparison each.
+    """
+
+    name: str = Field(min_length=1)
+    source: str = Field(default="", description="where the paper says it (paper, table)")
+    metric: str
+    direction: Literal["higher", "lower"] = Field(description="a's metric is higher / lower")
+    a: dict[str, Any] = Field(min_length=1)
+    b: dict[str, Any] | Literal["each"] = "each"
+    min_effect: float | None = Field(
+        default=None, gt=0, description="the paper's effect: the smallest difference claimed"
+    )
+
+
 class SweepSpec(Strict):
     """A whole search-space file."""
 
@@ -126,7 +153,9 @@ class SweepSpec(Strict):
     scale: str = "paper"
     data: DataSpec = Field(default_factory=DataSpec)
     features: FeatureSpec = Field(default_factory=FeatureSpec)
-    objective: Objective
+    objective: Objective | list[Objective] = Field(
+        description="one metric, or a list of two or more for a Pareto (multi-objective) sweep"
+    )
     budget: Budget = Field(default_factory=Budget)
     search: Search = Field(default_factory=Search)
     scheduler: Scheduler = Field(default_factory=Scheduler)
@@ -141,6 +170,25 @@ class SweepSpec(Strict):
     scales: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-scale overrides of these fields (e.g. no GPU)"
     )
+
+    claims: list[Claim] = Field(default_factory=list)
+
+    @property
+    def objectives(self) -> list[Objective]:
+        """Every objective (one for a single-objective sweep)."""
+        return list(self.objective) if isinstance(self.objective, list) else [self.objective]
+
+    @property
+    def multi_objective(self) -> bool:
+        """True for a Pareto sweep (several objectives)."""
+        return isinstance(self.objective, list)
+
+    @property
+    def primary(self) -> Objective:
+        """The objective trials are ranked (and early-stopped) by: the only one, or the
+        scheduler's metric, or the first listed."""
+        wanted = self.scheduler.metric
+        return next((o for o in self.objectives if o.metric == wanted), self.objectives[0])
 
     @model_validator(mode="after")
     def _replicates_not_empty(self) -> SweepSpec:
@@ -233,7 +281,9 @@ class SweepPlan:
         s = self.spec
         lines = [
             f"sweep {s.name} ({self.source}): method {s.method}, scale {s.scale}",
-            f"objective {s.objective.metric} ({s.objective.mode}); search {s.search.algorithm} "
+            "objective "
+            + ", ".join(f"{o.metric} ({o.mode})" for o in s.objectives)
+            + f"; search {s.search.algorithm} "
             f"(seed {s.search.seed}); scheduler {s.scheduler.type}",
             f"trials {self.n_trials} = "
             + (
@@ -251,6 +301,12 @@ class SweepPlan:
         ]
         if s.replicates:
             lines.append(f"replicates: {s.replicates}")
+        for claim in s.claims:
+            versus = "each other cell" if claim.b == "each" else claim.b
+            lines.append(
+                f"claim {claim.name!r}: {claim.a} {claim.direction} than {versus} on "
+                f"{claim.metric}" + (f" (source: {claim.source})" if claim.source else "")
+            )
         lines.append("base config (defaults ← scale ← fixed):")
         lines += [f"  {line}" for line in _yaml(self.base.config.model_dump(mode="json"))]
         return "\n".join(lines)
@@ -286,15 +342,7 @@ def plan_sweep(spec: SweepSpec, source: str) -> SweepPlan:
     for key, value in fixed.items():
         set_dotted(run.config, key, value)
     base = resolve(run, where=source, section="fixed")
-    if spec.objective.metric.startswith("test/"):
-        raise UserError(
-            "the objective must not be a test metric (selection never sees the test split)",
-            where=f"{source}: objective.metric",
-        )
-    if "/" not in spec.objective.metric:
-        raise UserError(
-            "expected SPLIT/NAME, e.g. val/when_frame_auc", where=f"{source}: objective.metric"
-        )
+    _check_objectives(spec, source)
     is_grid = spec.search.algorithm == "grid"
     for key, param in spec.space.items():
         where = f"{source}: space.{key}"
@@ -328,7 +376,139 @@ def plan_sweep(spec: SweepSpec, source: str) -> SweepPlan:
         for value in values:
             _check_value(base, key, value, f"{source}: replicates.{key}")
     epochs = spec.budget.max_epochs or base.config.epochs
-    return SweepPlan(spec=spec, source=source, base=base, epochs=epochs)
+    plan = SweepPlan(spec=spec, source=source, base=base, epochs=epochs)
+    _check_claims(plan)
+    return plan
+
+
+MULTI_OBJECTIVE_SEARCH = ("tpe", "random", "gp", "nsga2", "grid")
+
+
+def _check_objectives(spec: SweepSpec, source: str) -> None:
+    """Objective metrics are SPLIT/NAME, never test ones, and declared by the method; several
+    objectives need a sampler that handles them and a scheduler that is off or names one."""
+    objectives = spec.objectives
+    key = "objective" if spec.multi_objective else "objective.metric"
+    if spec.multi_objective and len(objectives) < 2:
+        raise UserError(
+            "a Pareto objective lists two or more metrics (one metric: a mapping)",
+            where=f"{source}: objective",
+        )
+    seen: set[str] = set()
+    for n, objective in enumerate(objectives):
+        where = f"{source}: {key}" + (f"[{n}].metric" if spec.multi_objective else "")
+        if objective.metric.startswith("test/"):
+            raise UserError(
+                "the objective must not be a test metric (selection never sees the test split)",
+                where=where,
+            )
+        check_metric(spec.method, objective.metric, where)
+        if objective.metric in seen:
+            raise UserError("is listed twice", where=where)
+        seen.add(objective.metric)
+    wanted = spec.scheduler.metric
+    if wanted is not None and wanted not in seen:
+        raise UserError(
+            f"is not an objective metric ({', '.join(sorted(seen))})",
+            where=f"{source}: scheduler.metric",
+        )
+    if spec.multi_objective:
+        if spec.search.algorithm not in MULTI_OBJECTIVE_SEARCH:
+            raise UserError(
+                f"{spec.search.algorithm!r} cannot search several objectives "
+                f"(use one of {', '.join(MULTI_OBJECTIVE_SEARCH)})",
+                where=f"{source}: search.algorithm",
+            )
+        if spec.scheduler.type != "none" and wanted is None:
+            raise UserError(
+                "several objectives: name the one early stopping reads (scheduler.metric) "
+                "or set scheduler.type: none",
+                where=f"{source}: scheduler",
+            )
+
+
+SPLITS = ("train", "val", "test", "best_val")
+
+
+def check_metric(method: str, metric: str, where: str) -> None:
+    """`metric` is SPLIT/NAME with a name the method's evaluation reports (train: any name)."""
+    from sedsweep.methods import get_method
+
+    split, _, name = metric.partition("/")
+    if not name or split not in SPLITS:
+        raise UserError(
+            f"expected SPLIT/NAME with SPLIT one of {', '.join(SPLITS)}, e.g. val/when_frame_auc"
+            f", not {metric!r}",
+            where=where,
+        )
+    known = get_method(method).metric_names()
+    if split != "train" and name not in known:
+        raise UserError(
+            f"{method} logs no metric {name!r} (it logs: {', '.join(sorted(known))})",
+            where=where,
+        )
+
+
+def design_values(plan: SweepPlan) -> dict[str, list[Any]]:
+    """Each design key of a grid sweep (grid parameters, explicit-cell keys, data axes) and the
+    values its cells take."""
+    values: dict[str, list[Any]] = {}
+    for cell in plan.grid_cells:
+        for key, value in cell.items():
+            seen = values.setdefault(key, [])
+            if value not in seen:
+                seen.append(value)
+    return values
+
+
+def matches(cell: dict[str, Any], selector: dict[str, Any]) -> bool:
+    """A design cell (or a trial's values) agrees with every key of a claim's cell selector."""
+    return all(k in cell and cell[k] == v for k, v in selector.items())
+
+
+def _check_claims(plan: SweepPlan) -> None:
+    """Each claim names a logged metric and cells the grid has; before anything runs."""
+    spec, source = plan.spec, plan.source
+    if not spec.claims:
+        return
+    if spec.search.algorithm != "grid":
+        raise UserError(
+            "claims compare cells over replicates: they need search.algorithm: grid",
+            where=f"{source}: claims",
+        )
+    design = design_values(plan)
+    cells = plan.grid_cells
+    for n, claim in enumerate(spec.claims):
+        where = f"{source}: claims[{n}]"
+        check_metric(spec.method, claim.metric, f"{where}.metric")
+        selectors = {"a": claim.a} | ({"b": claim.b} if isinstance(claim.b, dict) else {})
+        for side, selector in selectors.items():
+            for key, value in flatten(selector).items():
+                if key not in design:
+                    raise UserError(
+                        f"{key!r} is not a key the grid varies ({', '.join(design) or 'none'})",
+                        where=f"{where}.{side}",
+                    )
+                if value not in design[key]:
+                    raise UserError(
+                        f"no cell has {key} = {value!r} (the grid has "
+                        f"{', '.join(map(repr, design[key]))})",
+                        where=f"{where}.{side}",
+                    )
+            if not any(matches(c, flatten(selector)) for c in cells):
+                raise UserError(
+                    "no cell of the grid matches this selector", where=f"{where}.{side}"
+                )
+        a = flatten(claim.a)
+        if isinstance(claim.b, dict):
+            if set(flatten(claim.b)) != set(a):
+                raise UserError(
+                    f"a and b must name the same keys ({', '.join(a)})", where=f"{where}.b"
+                )
+            if flatten(claim.b) == a:
+                raise UserError("a and b select the same cells", where=f"{where}.b")
+        elif all(len(design[k]) < 2 for k in a):
+            raise UserError("b: each needs another value of a's keys", where=f"{where}.b")
 
 
 def _probe_values(param: Param, where: str) -> list[Any]:

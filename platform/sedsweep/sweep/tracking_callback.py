@@ -18,6 +18,7 @@ from typing import Any
 from ray import tune
 
 from sedsweep.journal import PARENT, Journal
+from sedsweep.metrics import SELECTED_EPOCH, SELECTED_PREFIX
 from sedsweep.sweep.spec import data_part, trial_config
 from sedsweep.sweep.trainable import NODE_KEY
 from sedsweep.tracking import (
@@ -33,7 +34,7 @@ from sedsweep.tracking import (
     flat_params,
 )
 
-METRIC_PREFIXES = ("train/", "val/", "test/", "epoch")
+METRIC_PREFIXES = ("train/", "val/", "test/", "epoch", SELECTED_PREFIX, SELECTED_EPOCH)
 MAX_RUN_NAME = 240  # MLflow's limit is 250 characters
 
 
