@@ -500,6 +500,12 @@ class TableFormat(StrEnum):
     tex = "tex"
 
 
+class ClaimsFormat(StrEnum):
+    md = "md"
+    csv = "csv"
+    json = "json"
+
+
 class Evaluator(StrEnum):
     ped_anova = "ped-anova"
     fanova = "fanova"
@@ -546,6 +552,34 @@ def table_cmd(
     _emit(table.render(format_.value), out)
 
 
+@app.command("claims")
+def claims_cmd(
+    sweep: Annotated[str, typer.Argument(help="Sweep name (MLflow experiment) or parent run id.")],
+    format_: Annotated[ClaimsFormat, typer.Option("--format", help="Output format.")] = (
+        ClaimsFormat.md
+    ),
+    out: Annotated[Path | None, typer.Option(help="Write to a file instead of stdout.")] = None,
+    log: Annotated[
+        bool, typer.Option("--log", help="Also log claims.md / claims.csv to the parent run.")
+    ] = False,
+    workdir: Workdir = DEFAULT_WORKDIR,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Check the paper claims a sweep's file states: paired (or Welch) tests, Holm, verdicts."""
+    from sedsweep.errors import UserError
+    from sedsweep.report.claims import check_claims, log_claims
+    from sedsweep.report.runs import load_sweep_runs
+    from sedsweep.tracking import tracking_uri_for
+
+    runs = load_sweep_runs(sweep, tracking_uri_for(workdir, tracking_uri))
+    if not runs.spec.claims:
+        raise UserError("its search-space file states no claims", where=runs.name)
+    report = check_claims(runs)
+    if log:
+        log_claims(runs, report)
+    _emit(report.render(format_.value), out)
+
+
 def _emit(text: str, out: Path | None) -> None:
     if out is None:
         typer.echo(text, nl=False)
@@ -576,6 +610,12 @@ def best_cmd(
     tracking_uri: TrackingUri = None,
     address: Address = None,
     storage: Annotated[str | None, typer.Option(help="Ray storage path (shared FS).")] = None,
+    pick: Annotated[
+        str | None,
+        typer.Option(
+            help="Pareto sweeps: knee (default) | weights=A,B,... | 'constraint:METRIC>=X,...'."
+        ),
+    ] = None,
 ) -> None:
     """Pick the best trial on validation, optionally confirm over seeds, export and test it once."""
     from sedsweep.report.best import render_report
@@ -586,7 +626,7 @@ def best_cmd(
     runs = load_sweep_runs(sweep, tracking_uri_for(workdir, tracking_uri))
     report = select_best(
         runs, out=out, workdir=workdir, confirm=confirm_top, seeds=seeds, register=register,
-        evaluator=evaluator.value, device=device, address=address, storage=storage,
+        evaluator=evaluator.value, device=device, address=address, storage=storage, pick=pick,
     )  # fmt: skip
     typer.echo(render_report(report), nl=False)
     typer.echo(f"wrote {out}; reproduce with: sedsweep train --config {out}")
@@ -604,7 +644,9 @@ def dashboard_cmd(
             "http://127.0.0.1:5000 as `sedsweep ui` serves the SQLite store)."
         ),
     ] = None,
-    top: Annotated[int, typer.Option(min=1, help="Learning curves of the top N trials.")] = 5,
+    top: Annotated[
+        int, typer.Option(min=1, help="Learning curves of the first N trials of the leaderboard.")
+    ] = 40,
     evaluator: Annotated[
         Evaluator, typer.Option(help="Parameter-importance evaluator.")
     ] = Evaluator.ped_anova,

@@ -24,6 +24,8 @@ from sedsweep.report.best import (
     Ranked,
     candidate_overrides,
     fresh_seeds,
+    parse_pick_rule,
+    pick_from_front,
     rank_by_validation,
     render_report,
 )
@@ -159,15 +161,25 @@ def select_best(
     device: str | None = None,
     address: str | None = None,
     storage: str | None = None,
+    pick: str | None = None,
 ) -> BestReport:
     """The whole `sedsweep best`: select, (confirm), export, test once, log, (register).
 
-    best.yaml holds every config field spelled out and the data as the sweep declared it.
+    best.yaml holds every config field spelled out and the data as the sweep declared it. A
+    Pareto sweep's choice is the `pick` rule's point of the front (default: the knee).
     """
     if confirm < 0 or seeds < 1:
         raise UserError("needs --confirm-top >= 0 and --seeds >= 1", where="--confirm-top/--seeds")
+    rule = parse_pick_rule(sweep, pick)
+    if rule is not None and confirm:
+        raise UserError(
+            "ranks by one objective: not for a Pareto sweep (use --pick)", where="--confirm-top"
+        )
     ranking = rank_by_validation(sweep)
-    report = BestReport(sweep=sweep, validation=ranking, chosen=ranking[0])
+    report = BestReport(sweep=sweep, validation=ranking, chosen=ranking[0], pick=rule)
+    if rule is not None:
+        chosen, report.front = pick_from_front(sweep, rule)
+        report.chosen = next(r for r in ranking if r.trial.run_id == chosen.run_id)
     if confirm:
         report.confirmation = confirm_top(
             sweep, ranking, confirm, seeds, workdir=workdir, address=address, storage=storage

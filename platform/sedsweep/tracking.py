@@ -41,6 +41,7 @@ BEST_FINAL_RUN_TAG = "sweep.best_final_run"  # its re-training run
 BEST_METRIC_PREFIX = "best/"  # best/<objective>: the best trial's objective
 SPEC_ARTIFACT = "sweep.yaml"  # the search-space spec
 TABLES_DIR = "tables"  # tables/<sweep>.{md,csv,html}
+CLAIMS_MD, CLAIMS_CSV = "claims.md", "claims.csv"  # a sweep's claim checks, on its parent run
 BEST_DIR = "best"  # best/best.md (the report) and best/<best.yaml>
 BEST_REPORT = f"{BEST_DIR}/best.md"
 IMPORTANCE_DIR = "importance"  # importance/importance.{csv,png}

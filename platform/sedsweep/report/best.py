@@ -1,7 +1,10 @@
 """A sweep's best configuration as `sedsweep best` reports it: rankings and the report text.
 
 Selection reads only the sweep's objective (a validation metric — the sweep spec refuses a
-test one) of completed trials. What `sedsweep best` then does — confirmation sweep, re-training,
+test one) of completed trials, at each trial's selected epoch. A Pareto sweep (several
+objectives) chooses one point of the front of its completed trials by a stated rule
+(`--pick knee | weights=... | constraint:...`, see `report.pareto`) and prints that front.
+What `sedsweep best` then does — confirmation sweep, re-training,
 model logging, registry — is `sedsweep.select`; this module only ranks and renders.
 """
 
@@ -15,6 +18,7 @@ import numpy as np
 
 from sedsweep.errors import UserError
 from sedsweep.report.importance import Importance
+from sedsweep.report.pareto import PickRule, non_dominated, parse_pick, pick
 from sedsweep.report.runs import COMPLETED, SweepRuns, TrialRun
 
 SEED_KEY = "seed"
@@ -61,6 +65,8 @@ class BestReport:
     model_uri: str | None = None
     registered: dict[str, str | None] | None = None
     importance: Importance | None = None
+    front: list[TrialRun] = field(default_factory=list)  # Pareto sweeps: non-dominated trials
+    pick: PickRule | None = None
 
 
 def rank_by_validation(sweep: SweepRuns) -> list[Ranked]:
@@ -69,6 +75,58 @@ def rank_by_validation(sweep: SweepRuns) -> list[Ranked]:
     if not ranked:
         raise UserError(f"no completed trial has a finite {sweep.objective}", where=sweep.name)
     return ranked
+
+
+def parse_pick_rule(sweep: SweepRuns, text: str | None) -> PickRule | None:
+    """The `--pick` rule of a Pareto sweep (default: knee); refused for one objective."""
+    metrics = [o.metric for o in sweep.spec.objectives]
+    if not sweep.spec.multi_objective:
+        if text is not None:
+            raise UserError(
+                f"needs a sweep with several objectives ({sweep.name} has one)", "--pick"
+            )
+        return None
+    try:
+        rule = parse_pick(text or "knee", metrics)
+    except ValueError as exc:
+        raise UserError(str(exc), where="--pick") from None
+    logged = {k for t in sweep.with_status(COMPLETED) for k in t.metrics}
+    for condition in rule.constraints:
+        if condition.metric not in metrics and condition.metric not in logged:
+            raise UserError(f"no completed trial logged {condition.metric!r}", where="--pick")
+    return rule
+
+
+def pareto_front(sweep: SweepRuns) -> tuple[list[TrialRun], np.ndarray]:
+    """Completed trials with every objective finite, and the mask of the non-dominated ones."""
+    metrics = [o.metric for o in sweep.spec.objectives]
+    trials = [
+        t for t in sweep.with_status(COMPLETED) if all(t.metric(m) is not None for m in metrics)
+    ]
+    points = np.array([[t.metric(m) for m in metrics] for t in trials], dtype=float)
+    maximise = [o.maximise for o in sweep.spec.objectives]
+    mask = non_dominated(points.reshape(len(trials), len(metrics)), maximise)
+    return trials, mask
+
+
+def pick_from_front(sweep: SweepRuns, rule: PickRule) -> tuple[TrialRun, list[TrialRun]]:
+    """The trial `rule` chooses among the completed trials, and the front it chose from."""
+    trials, mask = pareto_front(sweep)
+    if not trials:
+        names = ", ".join(o.metric for o in sweep.spec.objectives)
+        raise UserError(f"no completed trial has finite {names}", where=sweep.name)
+    metrics = [o.metric for o in sweep.spec.objectives]
+    points = np.array([[t.metric(m) for m in metrics] for t in trials], dtype=float)
+    extra = {
+        c.metric: np.array([np.nan if (v := t.metric(c.metric)) is None else v for t in trials])
+        for c in rule.constraints
+        if c.metric not in metrics
+    }
+    try:
+        index = pick(points, [o.maximise for o in sweep.spec.objectives], rule, metrics, extra)
+    except ValueError as exc:
+        raise UserError(str(exc), where="--pick") from None
+    return trials[index], [t for t, on in zip(trials, mask, strict=True) if on]
 
 
 def candidate_overrides(
@@ -114,6 +172,8 @@ def render_report(report: BestReport) -> str:
     shown = report.validation[: max(len(top), 5)]
     for i, r in enumerate(shown, 1):
         lines.append(f"| {i} | {r.trial.name} | {_fmt(r.mean)} | {_overrides_text(s, r.trial)} |")
+    if report.pick is not None:
+        lines += _front_lines(report)
     if report.confirmation:
         c = report.confirmation
         lines += [
@@ -161,6 +221,28 @@ def render_report(report: BestReport) -> str:
         else:
             lines.append(imp.note or "not computed")
     return "\n".join(lines) + "\n"
+
+
+def _front_lines(report: BestReport) -> list[str]:
+    s, rule = report.sweep, report.pick
+    assert rule is not None
+    metrics = [o.metric for o in s.spec.objectives]
+    lines = [
+        "",
+        f"## Pareto front over {', '.join(f'{o.metric} ({o.mode})' for o in s.spec.objectives)}"
+        f": {len(report.front)} non-dominated of {len(s.with_status(COMPLETED))} completed trials",
+        "",
+        f"Chosen by --pick {rule.describe()}",
+        "",
+        "| trial | " + " | ".join(metrics) + " | configuration |",
+        "|---|" + "---:|" * len(metrics) + "---|",
+    ]
+    order = sorted(report.front, key=lambda t: t.metric(metrics[0]) or 0.0, reverse=True)
+    for t in order:
+        mark = " ◆ chosen" if t.run_id == report.chosen.trial.run_id else ""
+        values = " | ".join(_fmt(t.metric(m)) for m in metrics)
+        lines.append(f"| {t.name}{mark} | {values} | {_overrides_text(s, t)} |")
+    return lines
 
 
 def _overrides_text(sweep: SweepRuns, trial: TrialRun) -> str:

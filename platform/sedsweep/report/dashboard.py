@@ -1,9 +1,11 @@
 """The sweep dashboard's data: everything the static page shows, read from MLflow.
 
-`sweep_payload` gathers the leaderboard, the comparison table, parameter importance, search
-progress, learning curves of the top trials and the best trial's figures; `build_dashboard`
-hands them to the renderer (report/render.py, templates in report/templates/), which writes
-one self-contained HTML page.
+`sweep_payload` gathers the leaderboard (every trial, pruned ones at the epoch they stopped),
+the comparison table, parameter importance (and the rung it was computed at), search
+progress, learning curves of every trial (the first `top` of the leaderboard), the Pareto front
+and hypervolume of a multi-objective sweep, the claim checks and the best trial's figures;
+`build_dashboard` hands them to the renderer (report/render.py, templates in
+report/templates/), which writes one self-contained HTML page.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from typing import Any
 
 from sedsweep.errors import UserError
 from sedsweep.report.importance import param_importance
-from sedsweep.report.runs import SweepRuns
+from sedsweep.report.runs import COMPLETED, PRUNED, SweepRuns
 from sedsweep.report.tables import build_table
 from sedsweep.tracking import FIGURES_DIR, run_url, ui_base
+
+TOP_CURVES = 40  # learning curves drawn: completed and pruned trials, leaderboard order
 
 
 def _iso(ms: int) -> str:
@@ -30,12 +34,18 @@ def _display_value(value: Any) -> Any:
 
 
 def sweep_payload(
-    sweep: SweepRuns, *, mlflow_url: str | None = None, top: int = 5, evaluator: str = "ped-anova"
+    sweep: SweepRuns,
+    *,
+    mlflow_url: str | None = None,
+    top: int = TOP_CURVES,
+    evaluator: str = "ped-anova",
 ) -> dict[str, Any]:
     """The dashboard payload (see report/templates/sweep.js for how each part is drawn)."""
     base = ui_base(sweep.tracking_uri, mlflow_url)
     keys = sweep.searched_keys + [k for k in sweep.replicate_keys if k not in sweep.searched_keys]
     metric = sweep.objective
+    pareto = _pareto(sweep)
+    front = set(pareto["front"]) if pareto else set()
     trials = [
         {
             "run_id": t.run_id,
@@ -44,24 +54,36 @@ def sweep_payload(
             "status": t.status,
             "params": {k: _display_value(t.value(k)) for k in keys},
             "objective": t.metric(metric),
-            "metrics": {k: v for k, v in t.metrics.items() if k.startswith(("val/", "test/"))},
+            "metrics": {
+                k: v
+                for k in t.metrics
+                if k.startswith(("val/", "test/")) and (v := t.metric(k)) is not None
+            },
             "url": run_url(base, sweep.experiment_id, t.run_id),
             "start_time": t.start_time,
             "epochs": t.epochs,
+            "selected_epoch": t.selected_epoch,
+            "pareto": t.run_id in front if pareto else None,
         }
         for t in sweep.trials
     ]
     ranked = sweep.ranked()
+    drawn = [t for t in sweep.leaderboard() if t.status in (COMPLETED, PRUNED)][:top]
     curves = [
         {
             "run_id": t.run_id,
-            "label": f"{t.name} ({metric} {t.metric(metric):.4f})",
+            "label": f"{t.name} ({metric} {t.metric(metric):.4f}"
+            + (f", pruned at epoch {t.epochs})" if t.status == PRUNED else ")"),
             "metric": metric,
+            "status": t.status,
             "points": [[step, value] for step, value in sweep.history(t.run_id, metric)],
         }
-        for t in ranked[:top]
+        for t in drawn
+        if t.metric(metric) is not None
     ]
-    notes: list[str] = []
+    notes: list[str] = [sweep.selection_note]
+    if len(drawn) < len(sweep.with_status(COMPLETED, PRUNED)):
+        notes.append(f"learning curves: the first {top} trials of the leaderboard")
     tables = []
     try:
         table = build_table([sweep], with_paper=True)
@@ -76,6 +98,12 @@ def sweep_payload(
     importance = param_importance(sweep, evaluator)
     if importance.note:
         notes.append(importance.note)
+    notes += [f"importance: {w}" for w in importance.warnings]
+    claims = None
+    if sweep.spec.claims:
+        from sedsweep.report.claims import check_claims
+
+        claims = {"html": check_claims(sweep).render("html")}
     best = ranked[0] if ranked else None
     counts = sweep.counts
     return {
@@ -99,6 +127,7 @@ def sweep_payload(
         "importance": {
             "evaluator": importance.evaluator,
             "target": importance.target,
+            "basis": importance.basis,
             "values": [[k, v] for k, v in importance.values],
         }
         if importance.values
@@ -114,6 +143,53 @@ def sweep_payload(
         else None,
         "figures": [],
         "notes": notes,
+        "pareto": pareto,
+        "claims": claims,
+    }
+
+
+def _pareto(sweep: SweepRuns) -> dict[str, Any] | None:
+    """A Pareto sweep's completed trials in objective space, its front and the hypervolume of
+    the front after each trial (reference: the worst value of each objective)."""
+    import numpy as np
+
+    from sedsweep.report.best import pareto_front
+    from sedsweep.report.pareto import hypervolume_progress, reference_point
+
+    if not sweep.spec.multi_objective:
+        return None
+    objectives = sweep.spec.objectives
+    trials, mask = pareto_front(sweep)
+    metrics = [o.metric for o in objectives]
+    maximise = [o.maximise for o in objectives]
+    order = sorted(range(len(trials)), key=lambda i: (trials[i].number or 0, trials[i].start_time))
+    points = np.array([[trials[i].metric(m) for m in metrics] for i in order], dtype=float)
+    progress: list[list[float]] = []
+    reference: list[float] | None = None
+    if len(trials):
+        ref = reference_point(points, maximise)
+        reference = [float(v) for v in ref]
+        volumes = hypervolume_progress(points, maximise, ref)
+        numbers = [trials[i].number for i in order]
+        progress = [
+            [k if n is None else n, v]
+            for k, (n, v) in enumerate(zip(numbers, volumes, strict=True))
+        ]
+    return {
+        "metrics": metrics,
+        "modes": [o.mode for o in objectives],
+        "points": [
+            {
+                "run_id": t.run_id,
+                "name": t.name,
+                "values": [t.metric(m) for m in metrics],
+                "front": bool(on),
+            }
+            for t, on in zip(trials, mask, strict=True)
+        ],
+        "front": [t.run_id for t, on in zip(trials, mask, strict=True) if on],
+        "reference": reference,
+        "hypervolume": progress,
     }
 
 
@@ -133,7 +209,7 @@ def build_dashboard(
     *,
     overwrite: bool = False,
     mlflow_url: str | None = None,
-    top: int = 5,
+    top: int = TOP_CURVES,
     evaluator: str = "ped-anova",
 ) -> Path:
     """Write the dashboard of `sweep` to `out/index.html` (nothing half-written on failure)."""

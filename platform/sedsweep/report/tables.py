@@ -378,11 +378,16 @@ def _mark_front(table: ComparisonTable, sweep: SweepRuns) -> None:
 
 
 def log_tables(sweep: SweepRuns) -> ComparisonTable:
-    """Build the sweep's own table and log it (md, csv, html) to its parent run under tables/."""
+    """Build the sweep's own table and log it (md, csv, html) to its parent run under tables/;
+    with the claim checks (claims.md, claims.csv) when its file states claims."""
+    from sedsweep.report.claims import check_claims, log_claims
+
     table = build_table([sweep])
     for fmt in ("md", "csv", "html"):
         path = f"{TABLES_DIR}/{sweep.name}.{fmt}"
         sweep.client.log_text(sweep.parent_run_id, table.render(fmt), path)
+    if sweep.spec.claims:
+        log_claims(sweep, check_claims(sweep))
     return table
 
 
