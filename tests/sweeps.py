@@ -28,8 +28,9 @@ def log_sweep(
 ) -> str:
     """Write a sweep as the engine does: parent (spec, tags) + one child per trial.
 
-    Each trial is {"overrides": {...}, "metrics": {key: final value}, "status": ...}; the
-    metric history ramps up to the final value over `epochs` steps.
+    Each trial is {"overrides": {...}, "metrics": {key: final value}, "status": ...,
+    "epochs": n (default `epochs`)}; the metric history ramps up to the final value over its
+    epochs, so a value at epoch e is final × e / n.
     """
     sweep = SweepSpec.model_validate(spec)
     plan_base = plan_sweep(sweep, sweep.name).base.config.model_dump(mode="json")
@@ -46,8 +47,9 @@ def log_sweep(
         data = {k: v for k, v in trial["overrides"].items() if k.startswith("data.")}
         full = trial_config(plan_base, trial["overrides"], epochs)
         child.log_params(flat_params({"method": sweep.method, **full, **data}))
-        for step in range(1, epochs + 1):
-            scale = step / epochs
+        n = trial.get("epochs", epochs)  # a pruned trial stops early
+        for step in range(1, n + 1):
+            scale = step / n
             child.log_metrics({k: v * scale for k, v in trial["metrics"].items()}, step=step)
             child.log_metrics({"epoch": step}, step=step)
         child.finish(trial.get("status", "FINISHED"))

@@ -173,3 +173,49 @@ def test_artifacts_are_pngs_and_nothing_else(tiny_runs, name, tmp_path: Path):
     for path in paths:
         assert path.parent == tmp_path and path.read_bytes()[:8] == PNG
     assert sorted(tmp_path.iterdir()) == sorted(paths)  # no temporary files left behind
+
+
+# -- one model per trial: metric names and the selected epoch's validation values ------------
+@pytest.mark.parametrize(("name", "variant"), CASES)
+def test_evaluate_reports_only_declared_metric_names(tiny_runs, name, variant):
+    method = build(tiny_runs, name, variant)
+    method.train_epoch()
+    declared = method.metric_names()
+    for split in ("train", "val", "test"):
+        unknown = set(method.evaluate(split)) - declared
+        assert not unknown, (split, unknown)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_the_loop_logs_the_delivered_models_validation_values(tiny_runs, name):
+    method = build(tiny_runs, name, {})
+    history: dict[int, dict[str, float]] = {}
+    run_epochs(method, 2, on_epoch=lambda epoch, m: history.__setitem__(epoch, dict(m)))
+    last = history[2]
+    selected = int(last["selected_epoch"])
+    assert selected == method.selection_epoch()
+    if type(method).selection_epoch is Method.selection_epoch:
+        assert selected == 2  # a method that does not select delivers its last epoch
+    vals = {k.removeprefix("val/"): v for k, v in history[selected].items() if k.startswith("val/")}
+    assert vals and {k: last[f"best_val/{k}"] for k in vals} == vals
+    # the record survives a checkpoint: a resumed run reports the same selected values
+    fresh = build(tiny_runs, name, {})
+    fresh.load_state_dict(method.state_dict())
+    assert fresh.selected_val == method.selected_val
+
+
+class PicksEpochOne(get_method("null")):  # type: ignore[misc,valid-type]
+    """The null method delivering its first epoch's weights, as a selecting method may."""
+
+    def selection_epoch(self) -> int:
+        return min(self.epoch, 1)
+
+
+def test_best_val_stays_at_the_selected_epoch_while_val_moves(tiny_runs):
+    resolved, fs = tiny_runs["null"]
+    method = PicksEpochOne(resolved.config, fs, CPU)
+    seen = []
+    run_epochs(method, 3, on_epoch=lambda epoch, m: seen.append(dict(m)))
+    assert [m["selected_epoch"] for m in seen] == [1, 1, 1]
+    assert seen[0]["val/score"] != seen[2]["val/score"]  # the null score climbs every epoch
+    assert [m["best_val/score"] for m in seen] == [seen[0]["val/score"]] * 3

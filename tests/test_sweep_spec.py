@@ -64,6 +64,22 @@ GOOD = {
     "space": {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}},
 }
 
+PARETO = [{"metric": "val/when_frame_auc"}, {"metric": "val/who_auc_macro"}]
+
+
+def claim(**change):
+    """A grid over when_loss with seeds and one claim, changed by `change`."""
+    one = {"name": "mmm beats max", "source": "Morfi & Stowell, Table 2",
+           "metric": "test/when_frame_auc", "direction": "higher",
+           "a": {"when_loss": "mmm"}, "b": {"when_loss": "max"}, **change}  # fmt: skip
+    return {
+        "search": {"algorithm": "grid"},
+        "space": {"when_loss": {"type": "grid", "values": ["mmm", "max"]}},
+        "replicates": {"seed": [0, 1]},
+        "claims": [one],
+    }
+
+
 BAD = {
     "unknown_method": ({"method": "nope"}, "--method: unknown method 'nope'"),
     "unknown_top_key": ({"colour": 1}, "unknown key 'colour'"),
@@ -118,6 +134,59 @@ BAD = {
     "zero_trials": ({"budget": {"trials": 0}}, "key 'budget.trials'"),
     "unknown_scheduler": ({"scheduler": {"type": "pbt"}}, "key 'scheduler.type'"),
     "unknown_scale": ({"scale": "huge"}, "--scale: unknown scale 'huge'"),
+    "unknown_objective_metric": (
+        {"objective": {"metric": "val/when_frame_acu"}},
+        "objective.metric: whenwho logs no metric 'when_frame_acu'",
+    ),
+    "objective_without_split": (
+        {"objective": {"metric": "when_frame_auc"}},
+        "objective.metric: expected SPLIT/NAME",
+    ),
+    "pareto_with_one_metric": (
+        {"objective": [{"metric": "val/when_frame_auc"}]},
+        "objective: a Pareto objective lists two or more metrics",
+    ),
+    "pareto_metric_twice": (
+        {"objective": [{"metric": "val/when_frame_auc"}, {"metric": "val/when_frame_auc"}],
+         "scheduler": {"type": "none"}},
+        "objective[1].metric: is listed twice",
+    ),  # fmt: skip
+    "pareto_scheduler_without_metric": (
+        {"objective": PARETO},
+        "scheduler: several objectives: name the one early stopping reads",
+    ),
+    "pareto_on_cmaes": (
+        {"objective": PARETO, "scheduler": {"type": "none"}, "search": {"algorithm": "cmaes"}},
+        "search.algorithm: 'cmaes' cannot search several objectives",
+    ),
+    "scheduler_metric_not_an_objective": (
+        {"objective": PARETO, "scheduler": {"metric": "val/who_ap_micro"}},
+        "scheduler.metric: is not an objective metric",
+    ),
+    "claims_on_a_search": (
+        {"claims": [{"name": "c", "metric": "test/when_frame_auc", "direction": "higher",
+                     "a": {"when_loss": "mmm"}}]},
+        "claims: claims compare cells over replicates",
+    ),  # fmt: skip
+    "claim_cell_that_does_not_exist": (
+        claim(a={"when_loss": "noisy_or"}),
+        "claims[0].a: no cell has when_loss = 'noisy_or'",
+    ),
+    "claim_key_the_grid_does_not_vary": (
+        claim(a={"mode": "joint"}),
+        "claims[0].a: 'mode' is not a key the grid varies",
+    ),
+    "claim_metric_not_logged": (
+        claim(metric="test/who_f1"),
+        "claims[0].metric: whenwho logs no metric 'who_f1'",
+    ),
+    "claim_direction_unknown": (claim(direction="bigger"), "key 'claims.0.direction'"),
+    "claim_same_cells": (claim(b={"when_loss": "mmm"}), "claims[0].b: a and b select some of the same cells"),
+    "claim_sides_name_other_keys": (
+        claim(b={"optim.lr": 0.01}),
+        "claims[0].b: 'optim.lr' is not a key the grid varies",
+    ),
+    "claim_negative_min_effect": (claim(min_effect=-0.1), "key 'claims.0.min_effect'"),
 }
 
 
@@ -156,3 +225,24 @@ def test_dotted_overrides_index_lists_without_touching_the_base():
     out = with_overrides(base, {"staged.stages.1": 99, "staged.k": 4, "new.key": 1})
     assert out == {"staged": {"stages": [10, 99, 5], "k": 4}, "new": {"key": 1}}
     assert base == {"staged": {"stages": [10, 20, 5], "k": 3}}
+
+
+def test_claims_and_pareto_objectives_are_shown_in_the_plan(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, **claim(), "objective": PARETO,
+                                    "scheduler": {"type": "none"}}))  # fmt: skip
+    plan = load_sweep(path)
+    text = plan.describe()
+    assert "objective val/when_frame_auc (max), val/who_auc_macro (max)" in text
+    assert "claim 'mmm beats max'" in text and "(source: Morfi & Stowell, Table 2)" in text
+    assert plan.spec.primary.metric == "val/when_frame_auc"
+
+
+def test_dry_run_refuses_a_bad_claim(tmp_path, capsys):
+    from sedsweep.cli import main
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, **claim(a={"when_loss": "noisy_or"})}))
+    assert main(["sweep", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{path}: claims[0].a: no cell has" in err

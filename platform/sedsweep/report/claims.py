@@ -102,16 +102,18 @@ def _select(trials: list[TrialRun], selector: dict[str, Any]) -> list[TrialRun]:
 
 
 def _sides(claim: Claim, trials: list[TrialRun]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(a, b) selector pairs: the claim's own, or a against each other value of a's keys."""
+    """(a, b) selector pairs: the claim's own, or a against each other value of a's first key
+    with a's other keys held."""
     a = flatten(claim.a)
     if isinstance(claim.b, dict):
         return [(a, flatten(claim.b))]
-    others: list[dict[str, Any]] = []
-    for trial in trials:
-        cell = {k: trial.value(k) for k in a}
-        if not all(same_value(cell[k], a[k]) for k in a) and cell not in others:
-            others.append(cell)
-    return [(a, b) for b in others]
+    first, *held = a
+    others: list[Any] = []
+    for trial in _select(trials, {k: a[k] for k in held}):
+        value = trial.value(first)
+        if not same_value(value, a[first]) and not any(same_value(value, o) for o in others):
+            others.append(value)
+    return [(a, {**a, first: value}) for value in others]
 
 
 def check_claims(sweep: SweepRuns) -> ClaimsReport:
@@ -125,7 +127,7 @@ def check_claims(sweep: SweepRuns) -> ClaimsReport:
             side_b = [t for t in _select(completed, b) if t.metric(claim.metric) is not None]
             check.values_a = [t.metric(claim.metric) for t in side_a]  # type: ignore[misc]
             check.values_b = [t.metric(claim.metric) for t in side_b]  # type: ignore[misc]
-            pairs = _paired_values(sweep, side_a, side_b, list(a), claim.metric)
+            pairs = _paired_values(sweep, side_a, side_b, claim.metric)
             if pairs is not None:
                 check.comparison = compare(*pairs, paired=True)
             elif check.values_a and check.values_b:
@@ -140,13 +142,15 @@ def check_claims(sweep: SweepRuns) -> ClaimsReport:
 
 
 def _paired_values(
-    sweep: SweepRuns, side_a: list[TrialRun], side_b: list[TrialRun], selector: list[str],
-    metric: str,
-) -> tuple[list[float], list[float]] | None:  # fmt: skip
+    sweep: SweepRuns, side_a: list[TrialRun], side_b: list[TrialRun], metric: str
+) -> tuple[list[float], list[float]] | None:
     """The two sides' values in matching order when every trial of one has exactly one
-    partner on the other with the same values of all other varying keys; else None."""
+    partner on the other with the same values of every key that varies within a side (the
+    seeds, and any axis the selectors leave open); else None."""
     keys = [
-        k for k in dict.fromkeys([*sweep.searched_keys, *sweep.replicate_keys]) if k not in selector
+        k
+        for k in dict.fromkeys([*sweep.searched_keys, *sweep.replicate_keys])
+        if any(len({hashable(t.value(k)) for t in side}) > 1 for side in (side_a, side_b))
     ]
     if not keys:
         return None
@@ -283,9 +287,7 @@ def _csv(report: ClaimsReport) -> str:
 
 
 def _json(report: ClaimsReport) -> str:
-    rows = [
-        {**_row(c), "values_a": c.values_a, "values_b": c.values_b} for c in report.checks
-    ]
+    rows = [{**_row(c), "values_a": c.values_a, "values_b": c.values_b} for c in report.checks]
     return json.dumps({"sweep": report.sweep, "alpha": ALPHA, "claims": rows}, indent=2) + "\n"
 
 

@@ -46,8 +46,10 @@ def sweep_payload(
     metric = sweep.objective
     pareto = _pareto(sweep)
     front = set(pareto["front"]) if pareto else set()
+    rank = {t.run_id: i for i, t in enumerate(sweep.leaderboard())}
     trials = [
         {
+            "rank": rank[t.run_id],
             "run_id": t.run_id,
             "name": t.name,
             "number": t.number,

@@ -131,7 +131,9 @@ class Claim(Strict):
     by `sedsweep claims` over the sweep's replicates.
 
     A cell selector maps design keys (searched grid keys, explicit-cell keys, data axes) to
-    values; `b: each` compares `a` with every other value of a's keys, one comparison each.
+    values; `b: each` compares `a` with every other value of a's first key, its other keys
+    held (one comparison each: `a: {pooling: two_step, data.options.snr_db: 0.0}` against
+    every other pooling at 0 dB).
     """
 
     name: str = Field(min_length=1)
@@ -449,16 +451,16 @@ def check_metric(method: str, metric: str, where: str) -> None:
         )
 
 
-def design_values(plan: SweepPlan) -> dict[str, list[Any]]:
-    """Each design key of a grid sweep (grid parameters, explicit-cell keys, data axes) and the
-    values its cells take."""
-    values: dict[str, list[Any]] = {}
-    for cell in plan.grid_cells:
-        for key, value in cell.items():
-            seen = values.setdefault(key, [])
-            if value not in seen:
-                seen.append(value)
-    return values
+def design_cells(plan: SweepPlan) -> list[dict[str, Any]]:
+    """The grid's cells with every design key filled in: a key a cell does not set has the
+    base config's (or data spec's) value there, as its trials will log it."""
+    keys = list(dict.fromkeys(k for cell in plan.grid_cells for k in cell))
+    config = flatten(plan.base.config.model_dump(mode="json"))
+    data = flatten(plan.spec.data.model_dump(mode="json"), DATA_PREFIX)
+    return [
+        {k: cell[k] if k in cell else config.get(k, data.get(k)) for k in keys}
+        for cell in plan.grid_cells
+    ]
 
 
 def matches(cell: dict[str, Any], selector: dict[str, Any]) -> bool:
@@ -476,11 +478,16 @@ def _check_claims(plan: SweepPlan) -> None:
             "claims compare cells over replicates: they need search.algorithm: grid",
             where=f"{source}: claims",
         )
-    design = design_values(plan)
-    cells = plan.grid_cells
+    cells = design_cells(plan)
+    design: dict[str, list[Any]] = {}
+    for cell in cells:
+        for key, value in cell.items():
+            if value not in design.setdefault(key, []):
+                design[key].append(value)
     for n, claim in enumerate(spec.claims):
         where = f"{source}: claims[{n}]"
         check_metric(spec.method, claim.metric, f"{where}.metric")
+        chosen: dict[str, list[int]] = {}
         selectors = {"a": claim.a} | ({"b": claim.b} if isinstance(claim.b, dict) else {})
         for side, selector in selectors.items():
             for key, value in flatten(selector).items():
@@ -495,20 +502,16 @@ def _check_claims(plan: SweepPlan) -> None:
                         f"{', '.join(map(repr, design[key]))})",
                         where=f"{where}.{side}",
                     )
-            if not any(matches(c, flatten(selector)) for c in cells):
+            chosen[side] = [i for i, c in enumerate(cells) if matches(c, flatten(selector))]
+            if not chosen[side]:
                 raise UserError(
                     "no cell of the grid matches this selector", where=f"{where}.{side}"
                 )
-        a = flatten(claim.a)
-        if isinstance(claim.b, dict):
-            if set(flatten(claim.b)) != set(a):
-                raise UserError(
-                    f"a and b must name the same keys ({', '.join(a)})", where=f"{where}.b"
-                )
-            if flatten(claim.b) == a:
-                raise UserError("a and b select the same cells", where=f"{where}.b")
-        elif all(len(design[k]) < 2 for k in a):
-            raise UserError("b: each needs another value of a's keys", where=f"{where}.b")
+        if "b" in chosen and set(chosen["a"]) & set(chosen["b"]):
+            raise UserError("a and b select some of the same cells", where=f"{where}.b")
+        first = next(iter(flatten(claim.a)))
+        if claim.b == "each" and len(design[first]) < 2:
+            raise UserError(f"b: each needs another value of {first}", where=f"{where}.b")
 
 
 def _probe_values(param: Param, where: str) -> list[Any]:

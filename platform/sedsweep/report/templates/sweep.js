@@ -175,9 +175,12 @@
     return i < 0 ? STATUS_ORDER.length : i;
   }
 
+  // Leaderboard order from the payload (completed by objective, then pruned by the epoch they
+  // reached), else by objective.
   function compareTrials(objective) {
     return function (a, b) {
       return (
+        (isNum(a.rank) && isNum(b.rank) ? a.rank - b.rank : 0) ||
         objective.compare(a.objective, b.objective) ||
         statusRank(a.status) - statusRank(b.status) ||
         (isNum(a.number) ? a.number : Infinity) - (isNum(b.number) ? b.number : Infinity) ||
@@ -507,6 +510,11 @@
         get: function (t) { var v = (t.metrics || {})[k]; return isNum(v) ? v : null; } });
     });
     columns.push({ key: "epochs", label: "epochs", num: true, get: function (t) { return t.epochs; } });
+    columns.push({ key: "selected", label: "selected ep.", num: true,
+      get: function (t) { return t.selected_epoch; } });
+    if (data.pareto) {
+      columns.splice(5, 0, { key: "pareto", label: "front", get: function (t) { return t.pareto ? "◆" : ""; } });
+    }
     columns.push({ key: "start", label: "started (UTC)", get: function (t) { return t.start_time; } });
 
     var state = { key: "objective", dir: 1 }; // dir 1: best first / ascending
@@ -781,6 +789,7 @@
       return;
     }
     values = values.slice().sort(function (a, b) { return b[1] - a[1]; });
+    if (imp.basis) body.appendChild(el("p", { class: "hint", "data-basis": "importance" }, "computed on " + String(imp.basis)));
     var longest = values.reduce(function (m, pv) { return Math.max(m, String(pv[0]).length); }, 4);
     var ml = Math.min(210, 16 + longest * 7), mr = 70, top = 40;
     var barH = Math.max(22, Math.min(40, 250 / values.length));
@@ -938,6 +947,84 @@
     });
   }
 
+  function renderClaims(data) {
+    var body = sectionBody("claims");
+    if (!data.claims || !data.claims.html) {
+      body.appendChild(empty("This sweep's file states no claims."));
+      return;
+    }
+    var holder = el("div", { class: "scroll" });
+    holder.innerHTML = String(data.claims.html); // trusted: rendered by sedsweep's report code
+    body.appendChild(holder);
+  }
+
+  /* Pareto sweeps: the completed trials on the first two objectives, the front drawn as a
+   * staircase, and the hypervolume of the front after each trial. */
+  function renderPareto(data) {
+    var body = sectionBody("pareto");
+    var pf = data.pareto;
+    if (!pf) {
+      body.appendChild(empty("A single-objective sweep: no Pareto front."));
+      return;
+    }
+    var metrics = (pf.metrics || []).map(String);
+    var modes = pf.modes || [];
+    var pts = (pf.points || []).filter(function (p) {
+      return Array.isArray(p.values) && isNum(p.values[0]) && isNum(p.values[1]);
+    });
+    if (!pts.length || metrics.length < 2) {
+      body.appendChild(empty("No completed trial has every objective yet."));
+      return;
+    }
+    var xs = pts.map(function (p) { return p.values[0]; });
+    var ys = pts.map(function (p) { return p.values[1]; });
+    var c = cartesian({
+      plot: "pareto", width: 600, height: 380, margin: { l: 62, r: 18, t: 34, b: 44 },
+      x: [Math.min.apply(null, xs), Math.max.apply(null, xs)],
+      y: [Math.min.apply(null, ys), Math.max.apply(null, ys)],
+      title: "Pareto front" + (metrics.length > 2 ? " (first two of " + metrics.length + " objectives)" : ""),
+      xLabel: metrics[0] + " (" + (modes[0] || "max") + ")", yLabel: metrics[1] + " (" + (modes[1] || "max") + ")",
+    });
+    var front = pts.filter(function (p) { return p.front; });
+    if (metrics.length === 2 && front.length) {
+      var sx = modes[0] === "min" ? 1 : -1;  // best of objective 1 first
+      front.sort(function (a, b) { return sx * (a.values[0] - b.values[0]); });
+      var d = "";
+      front.forEach(function (p, i) {
+        var x = r2(c.X(p.values[0])), y = r2(c.Y(p.values[1]));
+        d += i ? " H" + x + " V" + y : "M" + x + " " + y;
+      });
+      sv("path", { class: "front-line", d: d, fill: "none", stroke: STATUS_COLOURS.completed,
+        "stroke-width": 2, "data-front": front.length }, c.g);
+    }
+    pts.forEach(function (p) {
+      var dot = sv("circle", {
+        class: "point" + (p.front ? " front" : " muted"), "data-run-id": p.run_id,
+        "data-front": p.front ? "true" : "false",
+        cx: r2(c.X(p.values[0])), cy: r2(c.Y(p.values[1])), r: p.front ? 5 : 3.5,
+        fill: p.front ? STATUS_COLOURS.completed : null,
+      }, c.g);
+      svgTitle(dot, (p.name || p.run_id) + ": " + metrics.map(function (m, i) {
+        return m + " " + fmt(p.values[i]);
+      }).join(", ") + (p.front ? " (on the front)" : ""));
+    });
+    body.appendChild(c.svg);
+    var hv = (pf.hypervolume || []).filter(function (q) { return Array.isArray(q) && isNum(q[0]) && isNum(q[1]); });
+    if (hv.length) {
+      var hx = hv.map(function (q) { return q[0]; }), hy = hv.map(function (q) { return q[1]; });
+      var h = cartesian({
+        plot: "hypervolume", width: 600, height: 300, margin: { l: 62, r: 18, t: 34, b: 44 },
+        x: [Math.min.apply(null, hx), Math.max.apply(null, hx)], xInteger: true,
+        y: [0, Math.max.apply(null, hy)],
+        title: "Hypervolume of the front by trial (reference: worst value of each objective)",
+        xLabel: "trial number", yLabel: "hypervolume",
+      });
+      var hd = hv.map(function (q, i) { return (i ? "L" : "M") + r2(h.X(q[0])) + " " + r2(h.Y(q[1])); }).join(" ");
+      sv("path", { class: "best-so-far", d: hd, "data-points": hv.length }, h.g);
+      body.appendChild(h.svg);
+    }
+  }
+
   function renderFigures(data) {
     var body = sectionBody("figures");
     var figs = data.figures || [];
@@ -990,6 +1077,8 @@
         ["importance", renderImportance],
         ["progress", renderProgress],
         ["curves", renderCurves],
+        ["pareto", renderPareto],
+        ["claims", renderClaims],
         ["figures", renderFigures],
       ].forEach(function (step) {
         try {
