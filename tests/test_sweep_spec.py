@@ -147,10 +147,12 @@ BAD = {
         "objective: a Pareto objective lists two or more metrics",
     ),
     "pareto_metric_twice": (
-        {"objective": [{"metric": "val/when_frame_auc"}, {"metric": "val/when_frame_auc"}],
-         "scheduler": {"type": "none"}},
+        {
+            "objective": [{"metric": "val/when_frame_auc"}, {"metric": "val/when_frame_auc"}],
+            "scheduler": {"type": "none"},
+        },
         "objective[1].metric: is listed twice",
-    ),  # fmt: skip
+    ),
     "pareto_scheduler_without_metric": (
         {"objective": PARETO},
         "scheduler: several objectives: name the one early stopping reads",
@@ -164,10 +166,18 @@ BAD = {
         "scheduler.metric: is not an objective metric",
     ),
     "claims_on_a_search": (
-        {"claims": [{"name": "c", "metric": "test/when_frame_auc", "direction": "higher",
-                     "a": {"when_loss": "mmm"}}]},
+        {
+            "claims": [
+                {
+                    "name": "c",
+                    "metric": "test/when_frame_auc",
+                    "direction": "higher",
+                    "a": {"when_loss": "mmm"},
+                }
+            ]
+        },
         "claims: claims compare cells over replicates",
-    ),  # fmt: skip
+    ),
     "claim_cell_that_does_not_exist": (
         claim(a={"when_loss": "noisy_or"}),
         "claims[0].a: no cell has when_loss = 'noisy_or'",
@@ -181,7 +191,10 @@ BAD = {
         "claims[0].metric: whenwho logs no metric 'who_f1'",
     ),
     "claim_direction_unknown": (claim(direction="bigger"), "key 'claims.0.direction'"),
-    "claim_same_cells": (claim(b={"when_loss": "mmm"}), "claims[0].b: a and b select some of the same cells"),
+    "claim_same_cells": (
+        claim(b={"when_loss": "mmm"}),
+        "claims[0].b: a and b select some of the same cells",
+    ),
     "claim_sides_name_other_keys": (
         claim(b={"optim.lr": 0.01}),
         "claims[0].b: 'optim.lr' is not a key the grid varies",

@@ -83,7 +83,7 @@ def parse_pick_rule(sweep: SweepRuns, text: str | None) -> PickRule | None:
     if not sweep.spec.multi_objective:
         if text is not None:
             raise UserError(
-                f"needs a sweep with several objectives ({sweep.name} has one)", "--pick"
+                f"needs a sweep with several objectives ({sweep.name} has one)", where="--pick"
             )
         return None
     try:
@@ -160,7 +160,7 @@ def render_report(report: BestReport) -> str:
     lines = [
         f"# Best configuration of {s.name}",
         "",
-        f"Objective: {metric} ({s.spec.objective.mode}), validation split; completed trials: "
+        f"Objective: {metric} ({s.spec.primary.mode}), validation split; completed trials: "
         f"{len(s.with_status(COMPLETED))} of {len(s.trials)}.",
         "",
         "## Ranking by validation objective (single run per trial)",

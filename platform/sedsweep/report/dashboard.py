@@ -116,7 +116,7 @@ def sweep_payload(
             "experiment_id": sweep.experiment_id,
             "tracking_uri": sweep.tracking_uri,
             "mlflow_url": base,
-            "objective": {"metric": metric, "mode": sweep.spec.objective.mode},
+            "objective": {"metric": metric, "mode": sweep.spec.primary.mode},
             "started": _iso(sweep.start_time),
             "status": sweep.parent_status,
             "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
