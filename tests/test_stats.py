@@ -395,3 +395,14 @@ def test_invalid_input() -> None:
         welch_p([1.0, float("nan")], [1.0, 2.0])
     with pytest.raises(ValueError, match="confidence"):
         compare([1.0, 2.0], [1.0, 3.0], paired=False, confidence=95)
+
+
+def test_pair_up_matches_by_key_or_refuses() -> None:
+    from sedsweep.report.stats import pair_up
+
+    a = [(("s", 2), 0.3), (("s", 0), 0.1), (("s", 1), 0.2)]
+    b = [(("s", 1), 0.25), (("s", 0), 0.15), (("s", 2), 0.35)]
+    assert pair_up(a, b) == ([0.1, 0.2, 0.3], [0.15, 0.25, 0.35])
+    assert pair_up(a, b[:2]) is None  # a seed missing on one side
+    assert pair_up(a, [*b[:2], (("s", 0), 0.4)]) is None  # a seed twice
+    assert pair_up(a[:1], b[:1]) is None  # one pair is no paired design

@@ -31,7 +31,14 @@ from sedsweep.config import flatten
 from sedsweep.errors import UserError
 from sedsweep.report.design import hashable
 from sedsweep.report.runs import COMPLETED, SweepRuns, TrialRun, same_value
-from sedsweep.report.stats import ALPHA, Comparison, compare, holm, replicates_for_power
+from sedsweep.report.stats import (
+    ALPHA,
+    Comparison,
+    compare,
+    holm,
+    pair_up,
+    replicates_for_power,
+)
 from sedsweep.sweep.spec import Claim
 from sedsweep.tracking import CLAIMS_CSV, CLAIMS_MD
 
@@ -155,15 +162,10 @@ def _paired_values(
     if not keys:
         return None
 
-    def by_key(trials: list[TrialRun]) -> dict[tuple, float] | None:
-        out = {tuple(hashable(t.value(k)) for k in keys): t.metric(metric) for t in trials}
-        return out if len(out) == len(trials) else None  # type: ignore[return-value]
+    def keyed(trials: list[TrialRun]) -> list[tuple[tuple, float]]:
+        return [(tuple(hashable(t.value(k)) for k in keys), t.metric(metric)) for t in trials]  # type: ignore[misc]
 
-    ka, kb = by_key(side_a), by_key(side_b)
-    if ka is None or kb is None or set(ka) != set(kb) or len(ka) < 2:
-        return None
-    order = sorted(ka, key=str)
-    return [ka[k] for k in order], [kb[k] for k in order]
+    return pair_up(keyed(side_a), keyed(side_b))
 
 
 def _verdict(check: ClaimCheck) -> None:

@@ -29,7 +29,7 @@ scipy is imported inside the functions because importing it is slow.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,6 +106,19 @@ def _paired_diffs(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, f
     if len(xa) != len(xb):
         raise ValueError(f"paired comparison needs equal lengths, got {len(xa)} and {len(xb)}")
     return xa - xb, _scale(xa, xb)
+
+
+def pair_up(
+    a: Sequence[tuple[Hashable, float]], b: Sequence[tuple[Hashable, float]]
+) -> tuple[list[float], list[float]] | None:
+    """Two groups' values as pairs: (replicate key, value) on each side, matched by key when
+    every key occurs once per side and both sides hold the same keys (at least two); else None
+    (the groups are then independent samples)."""
+    da, db = dict(a), dict(b)
+    if len(da) != len(a) or len(db) != len(b) or da.keys() != db.keys() or len(da) < 2:
+        return None
+    order = sorted(da, key=str)
+    return [da[k] for k in order], [db[k] for k in order]
 
 
 def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:

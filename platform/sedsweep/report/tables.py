@@ -40,7 +40,7 @@ from sedsweep.report.runs import (
     load_sweep_runs,
     same_value,
 )
-from sedsweep.report.stats import paired_p, welch_p
+from sedsweep.report.stats import pair_up, paired_p, welch_p
 from sedsweep.tracking import MAX_TAG_CHARS, TABLE_ERROR_TAG, TABLES_DIR, client_for
 
 if TYPE_CHECKING:
@@ -271,7 +271,7 @@ def _best_of(group: list[tuple[SweepRuns, TrialRun]], metric: str) -> tuple[floa
     ids = {t.run_id for _, t in group}
     for trial in sweep.leaderboard():
         if trial.run_id in ids and (value := trial.metric(metric)) is not None:
-            return value, trial.name, trial.epochs
+            return value, trial.name.split(" ", 1)[0], trial.epochs  # `t007`, not its values
     return None
 
 
@@ -344,16 +344,12 @@ def _mark(table: ComparisonTable, sweep: SweepRuns) -> None:
 
 def _pairs(a: Cell, b: Cell) -> tuple[list[float], list[float]] | None:
     """The two cells' values paired by replicate (same seeds, each once), else None."""
-    if len(a.replicates) < 2 or not a.replicates[0]:
+    if not a.replicates or not a.replicates[0]:
         return None
-    ra, rb = (
-        dict(zip(a.replicates, a.values, strict=True)),
-        dict(zip(b.replicates, b.values, strict=True)),
+    return pair_up(
+        list(zip(a.replicates, a.values, strict=True)),
+        list(zip(b.replicates, b.values, strict=True)),
     )
-    if len(ra) != a.n or len(rb) != b.n or set(ra) != set(rb):
-        return None
-    order = sorted(ra, key=str)
-    return [ra[k] for k in order], [rb[k] for k in order]
 
 
 def _mark_front(table: ComparisonTable, sweep: SweepRuns) -> None:
