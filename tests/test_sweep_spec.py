@@ -199,6 +199,10 @@ BAD = {
         claim(b={"optim.lr": 0.01}),
         "claims[0].b: 'optim.lr' is not a key the grid varies",
     ),
+    "table_metric_not_logged": (
+        {"table": {"metrics": ["test/when_frame_acc"]}},
+        "table.metrics[0]: whenwho logs no metric 'when_frame_acc'",
+    ),
     "claim_negative_min_effect": (claim(min_effect=-0.1), "key 'claims.0.min_effect'"),
 }
 

@@ -345,6 +345,8 @@ def plan_sweep(spec: SweepSpec, source: str) -> SweepPlan:
         set_dotted(run.config, key, value)
     base = resolve(run, where=source, section="fixed")
     _check_objectives(spec, source)
+    for n, metric in enumerate(spec.table.metrics):
+        check_metric(spec.method, metric, f"{source}: table.metrics[{n}]")
     is_grid = spec.search.algorithm == "grid"
     for key, param in spec.space.items():
         where = f"{source}: space.{key}"
