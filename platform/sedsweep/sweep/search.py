@@ -147,6 +147,9 @@ class OptunaPruningSearch(Searcher):
         """Restore what `save` wrote (used by Tuner.restore)."""
         with open(checkpoint_path, "rb") as handle:
             self.__dict__.update(pickle.load(handle))
+        # a searcher saved before Pareto sweeps: one objective, read at the selected epoch
+        self.__dict__.setdefault("multi", False)
+        self.__dict__.setdefault("objectives", [selected_key(self.metric)])
 
 
 def _suggest(trial: Trial, key: str, param: Any) -> Any:
