@@ -202,7 +202,7 @@ class CliProcess:
 
     MARKER_VAR = "SEDSWEEP_TEST_MARKER"
 
-    def __init__(self, args: list[str], log: Path, *, env: Mapping[str, str] | None = None,
+    def __init__(self, args: list[str], log: Path, *, env: Mapping[str, str | None] | None = None,
                  cwd: Path | None = None) -> None:  # fmt: skip
         self.marker = secrets.token_hex(8)
         self.ray_tmp = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))  # short socket paths
@@ -215,7 +215,11 @@ class CliProcess:
             TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S="0",
             **{self.MARKER_VAR: self.marker},
         )
-        base.update(env or {})
+        for key, value in (env or {}).items():  # None: leave the variable unset
+            if value is None:
+                base.pop(key, None)
+            else:
+                base[key] = value
         self.log = log
         self.started = time.monotonic()
         with open(log, "wb") as out:
