@@ -337,3 +337,43 @@ def test_sweep_with_credentials_is_tracked_and_visible_only_with_them(
     with postgres.connect(servers.auth_users_db) as conn:
         users = {row[0] for row in conn.execute("SELECT username FROM users").fetchall()}
     assert users >= {"admin", SWEEPER[0], OUTSIDER[0]}
+
+
+def test_credentials_in_the_tracking_uri_are_kept_in_memory_only(servers, auth_sweep, tmp_path):
+    """`--tracking-uri http://user:pw@host` works, and the password appears nowhere: not in
+    what the sweep printed, its work directory (sedsweep.json, Ray's experiment state, the
+    journal), the runs' params and tags, the server's artifacts, nor the dashboard."""
+    server = servers.auth
+    user, password = SWEEPER
+    with_credentials = server.url.replace("://", f"://{user}:{password}@", 1)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    sweep = run_sweep(with_credentials, workdir)  # no MLFLOW_TRACKING_* in its environment
+    assert sweep.returncode == 0, sweep.output[-3000:]
+    assert password not in sweep.output and server.url in sweep.output
+    _, parents, children = sweep_runs(server, sweep, auth=SWEEPER)  # this sweep's and earlier
+    mine = [
+        c
+        for c in children
+        if kv(c["data"].get("tags"))["mlflow.parentRunId"] == sweep.parent_run_id()
+    ]
+    assert len(mine) == TRIALS
+    out = tmp_path / "dash"
+    code = CliProcess(
+        ["dashboard", "quickstart", "--workdir", str(workdir), "--tracking-uri", with_credentials,
+         "--out", str(out)],
+        tmp_path / "dashboard.log", cwd=ROOT,
+    ).finish(120)  # fmt: skip
+    assert code == 0 and (out / "index.html").is_file()
+    secret = password.encode()
+    leaks = [
+        str(path)
+        for root in (workdir, out, server.artifacts)
+        for path in root.rglob("*")
+        if path.is_file() and secret in path.read_bytes()
+    ]
+    assert not leaks, leaks
+    for run in [*parents, *children]:
+        data = run["data"]
+        for item in (*data.get("params", []), *data.get("tags", [])):
+            assert password not in item["value"], (item["key"], run["info"]["run_id"])

@@ -85,10 +85,33 @@ BATCH = 100
 
 
 def tracking_uri_for(workdir: str | Path, override: str | None = None) -> str:
-    """`override` when given, else the embedded SQLite store `<workdir>/mlflow.db`."""
+    """`override` when given (credentials moved out of it, see `adopt_credentials`), else the
+    embedded SQLite store `<workdir>/mlflow.db`."""
     if override:
-        return override
+        return adopt_credentials(override)
     return f"sqlite:///{(Path(workdir) / 'mlflow.db').resolve()}"
+
+
+USERNAME_VAR, PASSWORD_VAR = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
+
+
+def adopt_credentials(uri: str) -> str:
+    """`uri` without its user name and password, which move into this process's environment
+    (MLFLOW_TRACKING_USERNAME / _PASSWORD: MLflow's own basic-auth settings, inherited by the
+    drainer). So credentials given as `http://user:pw@host` are kept in memory only: never
+    printed, stored in sedsweep.json or Ray's experiment state, logged, or rendered."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return uri
+    if parts.username is None and parts.password is None:
+        return uri
+    os.environ[USERNAME_VAR] = unquote(parts.username or "")
+    if parts.password is not None:
+        os.environ[PASSWORD_VAR] = unquote(parts.password)
+    return display_uri(uri)
 
 
 def artifact_root_for(uri: str) -> Path | None:

@@ -43,6 +43,7 @@ from sedsweep.tracking import (
     RAY_VERSION_TAG,
     SPEC_ARTIFACT,
     SWEEP_NAME_TAG,
+    adopt_credentials,
     count_tag,
     display_uri,
     probe,
@@ -364,7 +365,7 @@ def sync_sweep(
     tracking_environment()
     state_file = find_state(target)
     state = SweepState.load(state_file)
-    uri = tracking_uri or state.tracking_uri
+    uri = adopt_credentials(tracking_uri) if tracking_uri else state.tracking_uri
     probe(uri)
 
     def hook(name: str, drainer: Drainer) -> None:
