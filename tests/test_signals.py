@@ -67,3 +67,43 @@ def test_sigterm_during_a_sweep_marks_parent_and_open_children_killed(tmp_path):
     assert len(parent) == 1 and found[parent[0]] == "KILLED", found
     children = {name: s for name, s in found.items() if name.startswith("t0")}
     assert children and set(children.values()) == {"KILLED"}, found
+
+
+def test_ctrl_c_after_every_trial_started_is_interrupted_not_stopped_early(tmp_path):
+    """Issue 15 F1: Ctrl-C once every planned trial exists used to end as '2 stopped early of 2
+    planned', exit 0, parent FINISHED, a `best/…` from a 1-epoch value and no resume hint."""
+    args = ["sweep", str(ROOT / "search_spaces" / "null_load.yaml"), "--scale", "tiny",
+            "--workdir", str(tmp_path), "--set", "budget.trials=2",
+            "--set", "fixed.sleep_s=2"]  # fmt: skip
+    proc = CliProcess(args, tmp_path / "sweep.log", cwd=ROOT)
+    try:
+        proc.wait_for(r"View detailed results here", 120)
+        deadline = time.monotonic() + 120
+        while (
+            time.monotonic() < deadline
+            and sum(
+                path.read_text().count('"parent":"parent"')
+                for path in tmp_path.glob("ray/*/tracking/journal.jsonl")
+            )
+            < 2
+        ):
+            time.sleep(0.2)
+        time.sleep(1)
+        proc.proc.send_signal(signal.SIGINT)
+        code = proc.finish(120)
+    finally:
+        proc.cleanup()
+    out = proc.output
+    assert code == 1, out[-3000:]
+    assert "2 interrupted of 2 planned" in out and "stopped early" not in out
+    assert "sweep incomplete; resume with: sedsweep resume" in out and "Traceback" not in out
+    found = statuses(tmp_path)
+    parent = next(name for name in found if name.startswith("null_load-"))
+    assert found[parent] == "KILLED" and "RUNNING" not in found.values(), found
+    client = client_for(tracking_uri_for(tmp_path))
+    run = client.search_runs([client.get_experiment_by_name("null_load").experiment_id],
+                             filter_string=f"attributes.run_name = '{parent}'")[0]  # fmt: skip
+    assert not any(k.startswith("best/") for k in run.data.metrics), run.data.metrics
+    again = CliProcess(["resume", str(tmp_path)], tmp_path / "resume.log", cwd=ROOT)
+    assert again.finish(300) == 0, again.output[-3000:]
+    assert "2 completed of 2 planned" in again.output

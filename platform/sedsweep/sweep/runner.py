@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -42,6 +43,7 @@ from sedsweep.tracking import (
     PLANNED_TAG,
     RAY_VERSION_TAG,
     SPEC_ARTIFACT,
+    STOPPED_EARLY_TAG,
     SWEEP_NAME_TAG,
     adopt_credentials,
     count_tag,
@@ -544,14 +546,31 @@ def _outcome(
     on_finish: OnFinish | None,
     drain_timeout: float,
 ) -> SweepOutcome:
-    counts = {"completed": 0, "stopped_early": 0, "errored": 0, "missing": 0}
+    # Only the scheduler's decisions count as stopped early (the tracking callback tags them
+    # when Tune completes the trial); a trial cut short any other way — Ctrl-C, SIGTERM, never
+    # given resources — is interrupted: the sweep is incomplete and `resume` finishes it.
+    journal = tracker.journal
+    counts = {"completed": 0, "stopped_early": 0, "interrupted": 0, "errored": 0, "missing": 0}
+    primary = plan.spec.primary
+    key = selected_key(primary.metric)
+    best = None
     for result in results:
+        metrics = result.metrics or {}
         if result.error is not None:
             counts["errored"] += 1
-        elif int((result.metrics or {}).get("training_iteration", 0)) >= plan.epochs:
+        elif int(metrics.get("training_iteration", 0)) >= plan.epochs:
             counts["completed"] += 1
-        else:
+            value = metrics.get(key)
+            if (
+                isinstance(value, int | float)
+                and math.isfinite(value)
+                and (best is None or (value > best[0] if primary.maximise else value < best[0]))
+            ):
+                best = (value, result)
+        elif STOPPED_EARLY_TAG in journal.state(str(metrics.get("trial_id"))).tags:
             counts["stopped_early"] += 1
+        else:
+            counts["interrupted"] += 1
     counts["missing"] = max(plan.n_trials - len(results), 0)
     outcome = SweepOutcome(
         name=plan.spec.name,
@@ -563,18 +582,13 @@ def _outcome(
         journal=tracker.journal.directory,
         offline=state.offline,
     )
-    journal = tracker.journal
-    primary = plan.spec.primary
-    key = selected_key(primary.metric)
-    try:
-        best = results.get_best_result(key, primary.mode, "last")
-    except (RuntimeError, ValueError):
-        best = None
-    if best is not None and best.metrics and key in best.metrics:
-        outcome.best = {"config": best.config["overrides"], "metrics": dict(best.metrics)}
-        journal.metrics(PARENT, {f"{BEST_METRIC_PREFIX}{primary.metric}": best.metrics[key]}, 0)
+    if best is not None:  # the best completed trial: a cut-short one is no candidate
+        value, result = best
+        outcome.best = {"config": result.config["overrides"], "metrics": dict(result.metrics)}
+        journal.metrics(PARENT, {f"{BEST_METRIC_PREFIX}{primary.metric}": value}, 0)
     journal.tags(PARENT, {count_tag(k): str(v) for k, v in counts.items()})
-    if counts["missing"]:  # interrupted: trials still open were stopped with the driver
+    cut = counts["missing"] or counts["interrupted"]
+    if cut:  # interrupted: trials still open were stopped with the driver
         tracker.close_open_children("KILLED")
     journal.hook(TABLES_HOOK)  # a replay (`sedsweep sync`) logs the tables at this point
     started = time.perf_counter()
@@ -584,7 +598,7 @@ def _outcome(
         started = time.perf_counter()
         on_finish(outcome)
         tracker.phases["tables_s"] = time.perf_counter() - started
-    if counts["missing"]:
+    if cut:
         journal.status(PARENT, "KILLED")
     else:
         journal.status(PARENT, "FINISHED" if outcome.complete else "FAILED")
