@@ -15,10 +15,112 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from optuna.trial import TrialState
+
+from sedsweep.errors import UserError
+from sedsweep.sweep.search import OptunaPruningSearch
+from sedsweep.sweep.spec import load_sweep
+from sedsweep.sweep.trainable import load_state
 
 from .servers import CliProcess
 
 ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "search_spaces" / "quickstart.yaml"
+
+
+class Planted:
+    """What an attacker with write access to `--storage` plants: unpickling it runs a command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+# -- S2: files in the storage are data, never code ---------------------------------------------
+def test_a_planted_checkpoint_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    planted = tmp_path / "state.pt"
+    torch.save({"epoch": 3, "payload": Planted(marker)}, planted)
+    with pytest.raises(UserError) as err:
+        load_state(planted)
+    assert not marker.exists()
+    text = str(err.value)
+    assert text.startswith(f"{planted}: refusing a checkpoint that is not plain data")
+    assert "\n" not in text
+    torch.save({"epoch": 3, "weights": torch.ones(2)}, planted)  # plain data still loads
+    assert load_state(planted)["epoch"] == 3
+
+
+def test_a_planted_searcher_state_is_refused_and_runs_nothing(tmp_path):
+    import pickle
+
+    marker = tmp_path / "pwned"
+    planted = tmp_path / "searcher-state-x.pkl"
+    planted.write_bytes(pickle.dumps(Planted(marker)))
+    search = OptunaPruningSearch(load_sweep(QUICK))
+    with pytest.raises(UserError) as err:
+        search.restore(str(planted))
+    assert not marker.exists()
+    assert str(err.value).startswith(f"{planted}: not a sedsweep searcher state")
+    assert "\n" not in str(err.value)
+    planted.write_text('{"format": "something else"}')
+    with pytest.raises(UserError, match="refusing it"):
+        search.restore(str(planted))
+
+
+def test_the_searcher_state_is_json_and_replays_every_trial(tmp_path):
+    plan = load_sweep(QUICK, {"budget.max_epochs": 4})
+    metric = "best_val/when_frame_auc"
+    search = OptunaPruningSearch(plan)
+    ids = ["done", "pruned", "broken", "running"]
+    for tid in ids:
+        search.suggest(tid)
+    for step in range(1, 5):
+        search.on_trial_result("done", {metric: 0.5 + step / 10, "training_iteration": step})
+    search.on_trial_complete("done", {metric: 0.9, "training_iteration": 4})
+    search.on_trial_result("pruned", {metric: 0.3, "training_iteration": 1})
+    search.on_trial_complete("pruned", {metric: 0.3, "training_iteration": 1})
+    search.on_trial_complete("broken", None, error=True)
+    search.on_trial_result("running", {metric: 0.7, "training_iteration": 1})
+    search.on_trial_result("running", {metric: 0.75, "training_iteration": 2})
+    path = tmp_path / "searcher-state.pkl"
+    search.save(str(path))
+    assert path.read_bytes().startswith(b"{")  # JSON, not a pickle
+
+    again = OptunaPruningSearch(plan)
+    again.restore(str(path))
+    before, after = search.study.trials, again.study.trials
+    assert [(t.number, t.state, t.params, t.values, t.intermediate_values) for t in after] == [
+        (t.number, t.state, t.params, t.values, t.intermediate_values) for t in before
+    ]
+    assert [t.state for t in after] == [TrialState.COMPLETE, TrialState.PRUNED,
+                                        TrialState.FAIL, TrialState.RUNNING]  # fmt: skip
+    assert list(again.trials) == ["running"] and again.last_step["running"] == 2
+    again.on_trial_complete("running", {metric: 0.8, "training_iteration": 4})
+    assert again.study.trials[3].state == TrialState.COMPLETE
+    assert again.suggest("next")["optuna_trial"] == 4
+
+
+def test_a_grid_searcher_resumes_at_its_next_cell(tmp_path):
+    plan = load_sweep(ROOT / "search_spaces" / "whenwho_table3.yaml", scale="tiny")
+    search = OptunaPruningSearch(plan)
+    first = [search.suggest(str(n)) for n in range(5)]
+    path = tmp_path / "state.json"
+    search.save(str(path))
+    rest_before = [search.suggest(str(n)) for n in range(5, plan.n_trials)]
+    again = OptunaPruningSearch(plan)
+    again.restore(str(path))
+    rest_after = [again.suggest(str(n)) for n in range(5, plan.n_trials)]
+    assert rest_after == rest_before and again.suggest("extra") == again.FINISHED
+    assert sorted(again.trials) == sorted(str(n) for n in range(plan.n_trials))
+    assert [t.params for t in again.study.trials[:5]] == [
+        {k: v for k, v in f["overrides"].items()} for f in first
+    ]
+
+
 CLIENT = """
 import sys, ray
 ray.init(address=sys.argv[1], include_dashboard=False, log_to_driver=False)

@@ -8,6 +8,14 @@ partial evaluation (TPE ranks pruned trials by their last intermediate value).
 
 Grid sweeps enqueue every cell × replicate combination up front, so each runs exactly once.
 
+The searcher's state (every Optuna trial with its parameters, distributions, values and
+intermediate values; the trials in flight; the grid position) is saved as JSON, never as a
+pickle: a file planted in the sweep's storage is data, and anything else is refused. On
+restore the study is rebuilt with the same sampler and seed and the trials replayed into it in
+their original numbers; the sampler's own random state is not kept (TPE and the other
+samplers draw from the restored history, so suggestions after a resume can differ from an
+uninterrupted run's).
+
 Every objective is read under its selected key (`best_val/...`: the value of the weights the
 method delivers), the value tables and `sedsweep best` rank by. With several objectives (a
 Pareto sweep) the study has one direction per objective and is told every value at the end;
@@ -17,15 +25,19 @@ metric is told as PRUNED.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-import pickle
+from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import Trial, TrialState
+from optuna.distributions import distribution_to_json, json_to_distribution
+from optuna.trial import FrozenTrial, Trial, TrialState
 from ray.tune.search import Searcher
 
+from sedsweep.errors import UserError
+from sedsweep.fsio import write_json
 from sedsweep.metrics import selected_key
 from sedsweep.sweep.spec import (
     CategoricalParam,
@@ -72,11 +84,9 @@ class OptunaPruningSearch(Searcher):
         self.multi = s.multi_objective
         self.max_epochs = plan.epochs
         self.space = {k: p for k, p in s.space.items() if not isinstance(p, GridParam)}
-        self.study = optuna.create_study(
-            study_name=s.name,
-            directions=["maximize" if o.maximise else "minimize" for o in s.objectives],
-            sampler=SAMPLERS[s.search.algorithm](s.search.seed),
-        )
+        self.study_name, self.algorithm, self.seed = s.name, s.search.algorithm, s.search.seed
+        self.directions = ["maximize" if o.maximise else "minimize" for o in s.objectives]
+        self.study = self._new_study()
         self.grid: dict[str, list[Any]] = {}
         self.cells: list[dict[str, Any]] = []
         if s.search.algorithm == "grid":
@@ -138,18 +148,106 @@ class OptunaPruningSearch(Searcher):
         else:
             self.study.tell(trial, state=TrialState.FAIL)
 
+    def _new_study(self) -> optuna.Study:
+        return optuna.create_study(
+            study_name=self.study_name,
+            directions=self.directions,
+            sampler=SAMPLERS[self.algorithm](self.seed),
+        )
+
     def save(self, checkpoint_path: str) -> None:
-        """Pickle the study (with its sampler state) and the in-flight trial map."""
-        with open(checkpoint_path, "wb") as handle:
-            pickle.dump(self.__dict__, handle)
+        """Write the searcher's state as JSON (atomically; see the module docstring)."""
+        trials = [
+            _trial_json(t)
+            for t in self.study.get_trials(deepcopy=False)
+            if t.state != TrialState.WAITING  # enqueued grid cells: rebuilt from the plan
+        ]
+        state = {
+            "format": STATE_FORMAT,
+            "asked": self.asked,
+            "last_step": self.last_step,
+            "in_flight": {tid: trial.number for tid, trial in self.trials.items()},
+            "trials": trials,
+        }
+        write_json(Path(checkpoint_path), state)
 
     def restore(self, checkpoint_path: str) -> None:
-        """Restore what `save` wrote (used by Tuner.restore)."""
-        with open(checkpoint_path, "rb") as handle:
-            self.__dict__.update(pickle.load(handle))
-        # a searcher saved before Pareto sweeps: one objective, read at the selected epoch
+        """Rebuild the study from what `save` wrote; anything else is refused (a UserError)."""
+        # a searcher unpickled from a state saved before Pareto sweeps: one objective
         self.__dict__.setdefault("multi", False)
         self.__dict__.setdefault("objectives", [selected_key(self.metric)])
+        data = _read_state(Path(checkpoint_path))
+        study = self._new_study()
+        by_number = {int(n): tid for tid, n in data["in_flight"].items()}
+        live: dict[str, Trial] = {}
+        for saved in sorted(data["trials"], key=lambda t: int(t["number"])):
+            state, distributions, steps = _parts(saved)
+            if state != TrialState.RUNNING:  # validated by Optuna's own constructor
+                study.add_trial(
+                    optuna.trial.create_trial(
+                        state=state, params=saved["params"], distributions=distributions,
+                        values=saved["values"] if state != TrialState.FAIL else None,
+                        intermediate_values=steps,
+                    )
+                )  # fmt: skip
+                continue
+            study.enqueue_trial(saved["params"])  # asked again: same number, same parameters
+            trial = study.ask(fixed_distributions=distributions)
+            if not self.multi:
+                for step, value in sorted(steps.items()):
+                    trial.report(value, step)
+            if trial.number in by_number:
+                live[by_number[trial.number]] = trial
+            else:  # running when saved but no longer Tune's: it will never report
+                study.tell(trial, state=TrialState.FAIL)
+        asked = int(data["asked"])
+        for cell in self.cells[asked:]:
+            study.enqueue_trial(cell)
+        self.study, self.trials, self.asked = study, live, asked
+        self.last_step = {str(k): int(v) for k, v in data["last_step"].items()}
+
+
+STATE_FORMAT = "sedsweep.optuna-search/1"
+
+
+def _trial_json(trial: FrozenTrial) -> dict[str, Any]:
+    """One Optuna trial as plain JSON data."""
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "params": trial.params,
+        "distributions": {k: distribution_to_json(d) for k, d in trial.distributions.items()},
+        "values": trial.values,
+        "intermediate_values": {str(k): v for k, v in trial.intermediate_values.items()},
+    }
+
+
+def _parts(saved: dict[str, Any]) -> tuple[TrialState, dict[str, Any], dict[int, float]]:
+    """A saved trial's state, distributions and intermediate values, as Optuna objects."""
+    distributions = {k: json_to_distribution(v) for k, v in saved["distributions"].items()}
+    steps = {int(k): float(v) for k, v in saved["intermediate_values"].items()}
+    return TrialState[saved["state"]], distributions, steps
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    """The JSON a searcher saved; a one-line UserError for anything else (a pickle, a
+    truncated file, a foreign format): it is never executed."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = type(exc).__name__
+        raise UserError(
+            f"not a sedsweep searcher state ({reason}); refusing it (pickles are never loaded)",
+            where=str(path),
+        ) from None
+    keys = ("format", "asked", "last_step", "in_flight", "trials")
+    if (
+        not isinstance(data, dict)
+        or data.get("format") != STATE_FORMAT
+        or not all(k in data for k in keys)
+    ):
+        raise UserError(f"not a {STATE_FORMAT} searcher state; refusing it", where=str(path))
+    return data
 
 
 def _suggest(trial: Trial, key: str, param: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import ray
 import torch
 from ray import tune
 
+from sedsweep.errors import UserError
 from sedsweep.features import FeatureSet
 from sedsweep.loop import run_epochs
 from sedsweep.methods import get_method
@@ -19,6 +21,19 @@ from sedsweep.tracking import FIGURES_DIR
 
 STATE_FILE = "state.pt"
 NODE_KEY = "node_id"  # which Ray node ran the trial (a string, not logged as a metric)
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """A trial checkpoint's state, loaded as data only (`weights_only`: tensors, numbers,
+    strings, lists, dicts): a pickle planted in the storage cannot run code in a worker; it
+    is refused with a one-line error naming the file."""
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"refusing a checkpoint that is not plain data ({first[:200]})", where=str(path)
+        ) from None
 
 
 def run_trial(
@@ -43,9 +58,7 @@ def run_trial(
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            # weights_only: a checkpoint is data (tensors, numbers, strings, lists, dicts):
-            # a pickle planted in the storage cannot run code in a worker
-            trainer.load_state_dict(torch.load(Path(folder) / STATE_FILE, weights_only=True))
+            trainer.load_state_dict(load_state(Path(folder) / STATE_FILE))
 
     node = ray.get_runtime_context().get_node_id()
 
