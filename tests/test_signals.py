@@ -69,13 +69,12 @@ def test_sigterm_during_a_sweep_marks_parent_and_open_children_killed(tmp_path):
     assert children and set(children.values()) == {"KILLED"}, found
 
 
-def test_ctrl_c_after_every_trial_started_is_interrupted_not_stopped_early(tmp_path):
-    """Issue 15 F1: Ctrl-C once every planned trial exists used to end as '2 stopped early of 2
-    planned', exit 0, parent FINISHED, a `best/…` from a 1-epoch value and no resume hint."""
+def interrupted_sweep(workdir: Path) -> CliProcess:
+    """A 2-trial null sweep, Ctrl-C'd once both trials' runs exist."""
     args = ["sweep", str(ROOT / "search_spaces" / "null_load.yaml"), "--scale", "tiny",
-            "--workdir", str(tmp_path), "--set", "budget.trials=2",
+            "--workdir", str(workdir), "--set", "budget.trials=2",
             "--set", "fixed.sleep_s=2"]  # fmt: skip
-    proc = CliProcess(args, tmp_path / "sweep.log", cwd=ROOT)
+    proc = CliProcess(args, workdir.parent / f"{workdir.name}-sweep.log", cwd=ROOT)
     try:
         proc.wait_for(r"View detailed results here", 120)
         deadline = time.monotonic() + 120
@@ -83,16 +82,24 @@ def test_ctrl_c_after_every_trial_started_is_interrupted_not_stopped_early(tmp_p
             time.monotonic() < deadline
             and sum(
                 path.read_text().count('"parent":"parent"')
-                for path in tmp_path.glob("ray/*/tracking/journal.jsonl")
+                for path in workdir.glob("ray/*/tracking/journal.jsonl")
             )
             < 2
         ):
             time.sleep(0.2)
         time.sleep(1)
         proc.proc.send_signal(signal.SIGINT)
-        code = proc.finish(120)
+        proc.code = proc.finish(120)
     finally:
         proc.cleanup()
+    return proc
+
+
+def test_ctrl_c_after_every_trial_started_is_interrupted_not_stopped_early(tmp_path):
+    """Issue 15 F1: Ctrl-C once every planned trial exists used to end as '2 stopped early of 2
+    planned', exit 0, parent FINISHED, a `best/…` from a 1-epoch value and no resume hint."""
+    proc = interrupted_sweep(tmp_path)
+    code = proc.code
     out = proc.output
     assert code == 1, out[-3000:]
     assert "2 interrupted of 2 planned" in out and "stopped early" not in out
@@ -107,3 +114,39 @@ def test_ctrl_c_after_every_trial_started_is_interrupted_not_stopped_early(tmp_p
     again = CliProcess(["resume", str(tmp_path)], tmp_path / "resume.log", cwd=ROOT)
     assert again.finish(300) == 0, again.output[-3000:]
     assert "2 completed of 2 planned" in again.output
+
+
+def test_a_copied_or_moved_workdir_resumes_into_itself(tmp_path):
+    """Issue 15 F6: `resume` followed the absolute paths in sedsweep.json: a copied work
+    directory resumed into the original; a moved one recreated the old path."""
+    import hashlib
+    import shutil
+
+    original = tmp_path / "original"
+    original.mkdir()
+    assert interrupted_sweep(original).code == 1
+
+    def fingerprint(root: Path) -> dict[str, str]:
+        """The runs in its store and every journal and state file (MLflow's artifact
+        directory is left out: a copied SQLite store points at the original's, said below)."""
+        runs = {name: status for name, status in statuses(root).items()}
+        files = {
+            str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in root.glob("ray/*/**/*") if p.is_file() and p.suffix in (".json", ".jsonl")
+        }  # fmt: skip
+        return {**runs, **files}
+
+    before = fingerprint(original)
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy, symlinks=True)
+    again = CliProcess(["resume", str(copy)], tmp_path / "resume-copy.log", cwd=ROOT)
+    assert again.finish(300) == 0, again.output[-3000:]
+    assert "2 completed of 2 planned" in again.output and str(copy) in again.output
+    assert f"this store keeps its artifacts in {original / 'mlartifacts'}" in again.output
+    assert fingerprint(original) == before  # the original was not touched
+    assert set(statuses(copy).values()) == {"FINISHED"}
+    moved = tmp_path / "moved"
+    copy.rename(moved)
+    third = CliProcess(["resume", str(moved)], tmp_path / "resume-moved.log", cwd=ROOT)
+    assert third.finish(300) == 0, third.output[-3000:]
+    assert not copy.exists()  # the old path is not recreated

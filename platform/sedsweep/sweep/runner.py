@@ -101,7 +101,13 @@ class SweepState:
 
     @classmethod
     def load(cls, path: Path) -> SweepState:
-        """Read a state file; an unreadable or incomplete one is a UserError naming it."""
+        """Read a state file; an unreadable or incomplete one is a UserError naming it.
+
+        Paths are resolved from where the file is, not where it was written: the sweep
+        directory is the file's own, and the work directory and a SQLite store keep their
+        place relative to it, so a copied or moved work directory resumes into itself (never
+        into the original). A path that only exists where it was written is used there.
+        """
         try:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
@@ -110,7 +116,22 @@ class SweepState:
         missing = [n for n in names if not isinstance(data, dict) or n not in data]
         if missing:
             raise UserError(f"sweep state lacks {', '.join(missing)}", where=path)
-        return cls(**{n: data[n] for n in names})
+        state = cls(**{n: data[n] for n in names})
+        written, here = Path(state.path), path.parent.resolve()
+        if written != here:
+            state.path = str(here)
+            state.workdir = str(_rebased(Path(state.workdir), written, here))
+            if state.tracking_uri.startswith("sqlite:///"):
+                db = _rebased(Path(state.tracking_uri.removeprefix("sqlite:///")), written, here)
+                state.tracking_uri = f"sqlite:///{db}"
+        return state
+
+
+def _rebased(old: Path, written: Path, here: Path) -> Path:
+    """`old`, kept at the same place relative to the sweep directory that moved from `written`
+    to `here`, when that exists (or `old` does not); else `old` itself."""
+    moved = (here / os.path.relpath(old, written)).resolve()
+    return moved if moved.exists() or not old.exists() else old
 
 
 @dataclass
@@ -333,13 +354,34 @@ def resume_sweep(
     tracking_environment()
     state_file = find_state(target)
     state = SweepState.load(state_file)
+    state.save()  # paths as resolved from where the sweep is now (a copy, a move)
     if not state.offline:
         probe(state.tracking_uri)
+        elsewhere = _artifacts_elsewhere(state)
+        if elsewhere:
+            notify(
+                f"note: this store keeps its artifacts in {elsewhere}, outside {state.workdir} "
+                "(MLflow records absolute artifact locations): the resumed runs' artifacts go there"
+            )
     plan = plan_sweep(SweepSpec.model_validate(state.spec), state.source)
     features = _features(plan, Path(state.workdir))
     tracker = Tracker(state, state_file.parent, "async", notify)
     tracker.journal.status(PARENT, "RUNNING")
     return _fit(plan, state, tracker, features, address, True, on_finish, drain_timeout)
+
+
+def _artifacts_elsewhere(state: SweepState) -> Path | None:
+    """The experiment's local artifact directory when it lies outside the sweep's work
+    directory (a copied work directory's SQLite store still points at the original's)."""
+    from sedsweep.tracking import client_for
+
+    if not state.tracking_uri.startswith("sqlite:///") or not state.experiment_id:
+        return None
+    location = client_for(state.tracking_uri).get_experiment(state.experiment_id).artifact_location
+    if not location.startswith(("file://", "/")):
+        return None
+    path = Path(location.removeprefix("file://")).resolve()
+    return None if path.is_relative_to(Path(state.workdir).resolve()) else path
 
 
 @dataclass
@@ -524,8 +566,12 @@ def _fit(
                 ),
             )
         started = time.perf_counter()
-        with terminate_as_interrupt():
-            results = tuner.fit()
+        TrackingCallback.current_journal_dir = str(tracker.journal.directory)
+        try:
+            with terminate_as_interrupt():
+                results = tuner.fit()
+        finally:
+            TrackingCallback.current_journal_dir = None
         tracker.phases["fit_s"] = time.perf_counter() - started
     except BaseException as exc:
         # The execution ends here without an outcome: record it as such, as far as possible.

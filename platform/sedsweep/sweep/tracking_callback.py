@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ray import tune
 
@@ -75,11 +75,16 @@ class TrackingCallback(tune.Callback):
         """Tune pickles its callbacks with the experiment: keep the path, not the open file."""
         return {**self.__dict__, "_journal": None}
 
+    # The journal of the execution now running, set by the runner around `fit()`: a callback
+    # Tune restores from a copied or moved sweep directory still holds the path it was
+    # pickled with, and must not write into the original sweep.
+    current_journal_dir: ClassVar[str | None] = None
+
     @property
     def journal(self) -> Journal:
         """The sweep's journal (shared with the runner and its drainer)."""
         if self._journal is None:
-            self._journal = Journal.at(self.journal_dir)
+            self._journal = Journal.at(self.current_journal_dir or self.journal_dir)
         return self._journal
 
     def open(self, trial: Any) -> str:
