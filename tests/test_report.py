@@ -436,3 +436,30 @@ def test_ui_serves_the_workdir_store(grid_store, tmp_path, capsys):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_readers_use_the_newest_execution_that_ran_trials(tmp_path, capsys):
+    """Issue 15 F4: an execution that failed before any trial left an empty parent that
+    `table NAME` then read (an empty table, exit 0)."""
+    from sedsweep.tracking import PLANNED_TAG, RunWriter, ensure_experiment
+
+    ran = log_sweep(tmp_path, grid_spec(), grid_trials())
+    client = MlflowClient(tracking_uri_for(tmp_path))
+    exp = ensure_experiment(client, "grid", tmp_path / "mlartifacts")
+    RunWriter.start(client, exp, "grid-failed", tags={PLANNED_TAG: "9"}).finish("FAILED")
+    sweep = load_sweep_runs("grid", tracking_uri_for(tmp_path))
+    assert sweep.parent_run_id == ran and sweep.executions == 2
+    assert main(["table", "grid", "--workdir", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert f"read grid: execution {ran} of 2, started" in err and "9 trials" in err
+
+
+def test_reading_a_workdir_without_a_store_creates_nothing(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    for command in (["table", "quickstart"], ["claims", "quickstart"],
+                    ["dashboard", "quickstart", "--out", str(tmp_path / "d")]):  # fmt: skip
+        assert main([*command, "--workdir", str(missing)]) == 2
+        err = capsys.readouterr().err.strip()
+        expected = "no MLflow store here (run a sweep or `sedsweep train` first)"
+        assert err == f"sedsweep: error: {missing / 'mlflow.db'}: {expected}"
+    assert not missing.exists()

@@ -224,11 +224,26 @@ def test_data_axis_builds_each_corpus_once(local_ray, tmp_path):
 
 
 @pytest.mark.slow
-def test_gpu_request_without_gpus_is_exit_2(local_ray, tmp_path, capsys):
-    args = ["sweep", str(QUICK), "--workdir", str(tmp_path), "--set", "resources.gpu=0.5"]
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("resources.gpu=0.5", "resources.gpu: asks for 0.5 GPU per trial but the Ray cluster "
+                              "has none"),
+        ("resources.cpu=64", "resources.cpu: asks for 64 CPU per trial but the Ray cluster "
+                             "has at most 2 per node"),
+    ],
+)  # fmt: skip
+def test_resources_the_cluster_lacks_are_exit_2_before_any_run(
+    local_ray, tmp_path, capsys, setting, message
+):
+    """Issue 15 F4/F13: refused before the parent run exists: no empty RUNNING parent."""
+    args = ["sweep", str(QUICK), "--workdir", str(tmp_path), "--set", setting]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert err.endswith("resources.gpu: asks for GPUs but the Ray cluster has none"), err
+    assert err.endswith(message), err
+    client = MlflowClient(tracking_uri_for(tmp_path))
+    experiment = client.get_experiment_by_name("quickstart")
+    assert experiment is None or not client.search_runs([experiment.experiment_id])
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,16 @@ import sys
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sedsweep import __version__
 from sedsweep.config import DEFAULT_WORKDIR
 from sedsweep.errors import UserError
+
+if TYPE_CHECKING:
+    from sedsweep.report.runs import SweepRuns
 
 app = typer.Typer(
     help="Sweeps for weakly-labelled sound event detection and audio tagging.",
@@ -539,17 +542,15 @@ def table_cmd(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Comparison table of one or more sweeps (mean ± std over replicates, best marked)."""
-    from sedsweep.report.runs import load_sweep_runs
     from sedsweep.report.tables import build_table
-    from sedsweep.tracking import tracking_uri_for
 
-    uri = tracking_uri_for(workdir, tracking_uri)
+    read = [_sweep_runs(s, workdir, tracking_uri) for s in sweeps]
     table = build_table(
-        [load_sweep_runs(s, uri) for s in sweeps],
-        rows=_keys(rows), columns=_keys(cols), metrics=_keys(metrics),
+        read, rows=_keys(rows), columns=_keys(cols), metrics=_keys(metrics),
         with_paper=with_paper, digits=digits,
     )  # fmt: skip
     _emit(table.render(format_.value), out)
+    _read(*read)
 
 
 @app.command("claims")
@@ -568,16 +569,30 @@ def claims_cmd(
     """Check the paper claims a sweep's file states: paired (or Welch) tests, Holm, verdicts."""
     from sedsweep.errors import UserError
     from sedsweep.report.claims import check_claims, log_claims
-    from sedsweep.report.runs import load_sweep_runs
-    from sedsweep.tracking import tracking_uri_for
 
-    runs = load_sweep_runs(sweep, tracking_uri_for(workdir, tracking_uri))
+    runs = _sweep_runs(sweep, workdir, tracking_uri)
     if not runs.spec.claims:
         raise UserError("its search-space file states no claims", where=runs.name)
     report = check_claims(runs)
     if log:
         log_claims(runs, report)
     _emit(report.render(format_.value), out)
+    _read(runs)
+
+
+def _sweep_runs(target: str, workdir: Path, tracking_uri: str | None) -> SweepRuns:
+    """A sweep read back from its store; a work directory without a store is exit 2, and is
+    not created."""
+    from sedsweep.report.runs import load_sweep_runs
+    from sedsweep.tracking import existing_store
+
+    return load_sweep_runs(target, existing_store(workdir, tracking_uri))
+
+
+def _read(*sweeps: SweepRuns) -> None:
+    """Say on stderr which execution of each sweep a command read (after it succeeded)."""
+    for runs in sweeps:
+        typer.echo(f"read {runs.which}", err=True)
 
 
 def _emit(text: str, out: Path | None) -> None:
@@ -619,17 +634,16 @@ def best_cmd(
 ) -> None:
     """Pick the best trial on validation, optionally confirm over seeds, export and test it once."""
     from sedsweep.report.best import render_report
-    from sedsweep.report.runs import load_sweep_runs
     from sedsweep.select import select_best
-    from sedsweep.tracking import tracking_uri_for
 
-    runs = load_sweep_runs(sweep, tracking_uri_for(workdir, tracking_uri))
+    runs = _sweep_runs(sweep, workdir, tracking_uri)
     report = select_best(
         runs, out=out, workdir=workdir, confirm=confirm_top, seeds=seeds, register=register,
         evaluator=evaluator.value, device=device, address=address, storage=storage, pick=pick,
     )  # fmt: skip
     typer.echo(render_report(report), nl=False)
     typer.echo(f"wrote {out}; reproduce with: sedsweep train --config {out}")
+    _read(runs)
 
 
 @app.command("dashboard")
@@ -655,15 +669,14 @@ def dashboard_cmd(
 ) -> None:
     """A self-contained static HTML dashboard of a sweep (opens from disk, offline)."""
     from sedsweep.report.dashboard import build_dashboard
-    from sedsweep.report.runs import load_sweep_runs
-    from sedsweep.tracking import tracking_uri_for
 
-    runs = load_sweep_runs(sweep, tracking_uri_for(workdir, tracking_uri))
+    runs = _sweep_runs(sweep, workdir, tracking_uri)
     index = build_dashboard(
         runs, out, overwrite=overwrite, mlflow_url=mlflow_url, top=top,
         evaluator=evaluator.value,
     )  # fmt: skip
     typer.echo(f"wrote {index}")
+    _read(runs)
 
 
 @app.command("ui")

@@ -84,6 +84,16 @@ MAX_PARAM_CHARS = 6000
 BATCH = 100
 
 
+def existing_store(workdir: str | Path, override: str | None = None) -> str:
+    """`tracking_uri_for`, for commands that only read: a work directory without a store is a
+    UserError (never an empty store created by reading it)."""
+    uri = tracking_uri_for(workdir, override)
+    db = Path(workdir) / "mlflow.db"
+    if not override and not db.is_file():
+        raise UserError("no MLflow store here (run a sweep or `sedsweep train` first)", where=db)
+    return uri
+
+
 def tracking_uri_for(workdir: str | Path, override: str | None = None) -> str:
     """`override` when given (credentials moved out of it, see `adopt_credentials`), else the
     embedded SQLite store `<workdir>/mlflow.db`."""
@@ -328,9 +338,7 @@ def serve_ui(workdir: str | Path, host: str, port: int) -> int:
     import subprocess
     import sys
 
-    db = Path(workdir) / "mlflow.db"
-    if not db.is_file():
-        raise UserError("no MLflow store here (run a sweep or `sedsweep train` first)", where=db)
+    db = Path(existing_store(workdir).removeprefix("sqlite:///"))
     cmd = [
         sys.executable, "-m", "mlflow", "ui",
         "--backend-store-uri", tracking_uri_for(workdir),

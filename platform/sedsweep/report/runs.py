@@ -14,6 +14,7 @@ epoch it stopped; `at_rung` compares trials at one common epoch (an ASHA rung).
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 import re
@@ -175,6 +176,17 @@ class SweepRuns:
     _histories: dict[tuple[str, str], list[tuple[int, float]]] = field(
         default_factory=dict, repr=False
     )
+    executions: int = 1  # parent runs (executions) the sweep's experiment holds
+
+    @property
+    def which(self) -> str:
+        """Which execution is read, for commands given a sweep name."""
+        started = dt.datetime.fromtimestamp(self.start_time / 1000, dt.UTC)
+        more = f" of {self.executions}" if self.executions > 1 else ""
+        return (
+            f"{self.name}: execution {self.parent_run_id}{more}, started "
+            f"{started:%Y-%m-%d %H:%M} UTC, {len(self.trials)} trials ({self.parent_status})"
+        )
 
     @property
     def name(self) -> str:
@@ -343,6 +355,10 @@ def load_sweep_runs(target: str, tracking_uri: str) -> SweepRuns:
     parent = _find_parent(client, target)
     experiment = client.get_experiment(parent.info.experiment_id)
     spec = _load_spec(client, parent.info.run_id, target)
+    executions = [
+        r for r in _search(client, parent.info.experiment_id, None)
+        if PLANNED_TAG in r.data.tags and PARENT_TAG not in r.data.tags
+    ]  # fmt: skip
     trials = [
         _trial(run, spec)
         for run in _search(
@@ -362,6 +378,7 @@ def load_sweep_runs(target: str, tracking_uri: str) -> SweepRuns:
         start_time=parent.info.start_time or 0,
         spec=spec,
         trials=trials,
+        executions=len(executions),
     )
 
 
@@ -380,14 +397,14 @@ def _find_parent(client: Any, target: str) -> Any:
     experiment = client.get_experiment_by_name(target)
     if experiment is None:
         raise UserError("no sweep (MLflow experiment or parent run id) of this name", where=target)
-    parents = [
-        r
-        for r in _search(client, experiment.experiment_id, None)
-        if PLANNED_TAG in r.data.tags and PARENT_TAG not in r.data.tags
-    ]
+    runs = _search(client, experiment.experiment_id, None)
+    parents = [r for r in runs if PLANNED_TAG in r.data.tags and PARENT_TAG not in r.data.tags]
     if not parents:
         raise UserError("the experiment holds no sweep parent run", where=target)
-    return max(parents, key=lambda r: r.info.start_time or 0)
+    with_trials = {r.data.tags[PARENT_TAG] for r in runs if TRIAL_TAG in r.data.tags}
+    newest_first = sorted(parents, key=lambda r: r.info.start_time or 0, reverse=True)
+    # the newest execution that ran trials: one that failed before any trial says nothing
+    return next((r for r in newest_first if r.info.run_id in with_trials), newest_first[0])
 
 
 def _search(client: Any, experiment_id: str, filter_string: str | None) -> list[Any]:

@@ -302,6 +302,7 @@ def run_sweep(
         execution=uuid.uuid4().hex,
         offline=tracking == "offline",
     )
+    start_ray(plan, address)
     tracker = Tracker(state, Path(state.path), tracking, notify)
     journal = tracker.journal
     journal.experiment(plan.spec.name)
@@ -321,6 +322,32 @@ def run_sweep(
         notify(_where(state))
     state.save()
     return _fit(plan, state, tracker, features, address, False, on_finish, drain_timeout)
+
+
+def start_ray(plan: SweepPlan, address: str | None) -> None:
+    """Join (or start) the Ray cluster and check the trials' resources fit one of its nodes:
+    done before the sweep's parent run exists, so a sweep that cannot run leaves no record."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            # No --address: a new local cluster, never one that happens to run on this
+            # machine (Ray's default attaches to the last `ray start` cluster it finds).
+            address=address or "local",
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=False,  # trial errors reach the driver (and MLflow) through Tune
+        )
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    r = plan.spec.resources
+    for name, wanted in (("gpu", r.gpu), ("cpu", r.cpu)):
+        most = max((n.get(name.upper(), 0.0) for n in nodes), default=0.0)
+        if wanted > most:
+            has = f"at most {most:g} per node" if most else "none"
+            raise UserError(
+                f"asks for {wanted:g} {name.upper()} per trial but the Ray cluster has {has}",
+                where=f"{plan.source}: resources.{name}",
+            )
 
 
 def _where(state: SweepState) -> str:
@@ -505,7 +532,6 @@ def _fit(
     on_finish: OnFinish | None,
     drain_timeout: float,
 ) -> SweepOutcome:
-    import ray
     from ray import tune
 
     from sedsweep.sweep.search import OptunaPruningSearch
@@ -515,19 +541,7 @@ def _fit(
     s = plan.spec
     tracker.start()
     try:
-        if not ray.is_initialized():
-            ray.init(
-                # No --address: a new local cluster, never one that happens to run on this
-                # machine (Ray's default attaches to the last `ray start` cluster it finds).
-                address=address or "local",
-                include_dashboard=False,
-                logging_level=logging.WARNING,
-                log_to_driver=False,  # trial errors reach the driver (and MLflow) through Tune
-            )
-        if s.resources.gpu > 0 and ray.cluster_resources().get("GPU", 0) <= 0:
-            raise UserError(
-                "asks for GPUs but the Ray cluster has none", where=f"{plan.source}: resources.gpu"
-            )
+        start_ray(plan, address)
         base_config = plan.base.config.model_dump(mode="json")
         trainable = tune.with_resources(
             tune.with_parameters(
