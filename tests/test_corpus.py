@@ -154,6 +154,25 @@ BAD_INPUTS = {
         lambda r: _edit(r, "events.tsv", "audio/c1.wav\t0.5", "audio/c1.wav\tsoon"),
         ["events.tsv line 2", "'onset'"],
     ),
+    # issue 15 F14 / F16: encodings, one file under two spellings, paths out of the corpus
+    "latin1_clips_csv": (
+        lambda r: (r / "clips.csv").write_bytes(
+            (r / "clips.csv").read_bytes().replace(b"a;b", "a;b\u00e9".encode("latin-1"), 1)
+        ),
+        ["clips.csv", "not UTF-8 text", "save it as UTF-8"],
+    ),
+    "non_utf8_events_tsv": (
+        lambda r: (r / "events.tsv").write_bytes((r / "events.tsv").read_bytes() + b"\xff\xfe"),
+        ["events.tsv", "not UTF-8 text"],
+    ),
+    "same_wav_twice": (
+        lambda r: _edit(r, "clips.csv", "\naudio/c2.wav,", "\n./audio/c1.wav,"),
+        ["clips.csv line 4", "'path' repeats", "./audio/c1.wav"],
+    ),
+    "path_out_of_the_corpus": (
+        lambda r: _edit(r, "clips.csv", "\naudio/c2.wav,", "\n../other/audio/c2.wav,"),
+        ["clips.csv line 4", "leads outside the corpus directory"],
+    ),
 }
 
 
@@ -194,3 +213,11 @@ def test_stored_fingerprint_survives_unround_values(make_corpus, tmp_path):
     assert again.clips == clips and again.events == events
     stored = json.loads((tmp_path / "odd" / "corpus.json").read_text())["fingerprint"]
     assert stored == again.fingerprint()
+
+
+def test_a_byte_order_mark_is_accepted(make_corpus):
+    """Issue 15 F15: a UTF-8 BOM (Excel's CSV) used to read as 'missing column(s): path'."""
+    root = make_corpus()
+    clips = root / "clips.csv"
+    clips.write_bytes(b"\xef\xbb\xbf" + clips.read_bytes())
+    assert len(Corpus.load(root).clips) > 0

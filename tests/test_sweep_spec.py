@@ -81,7 +81,7 @@ def claim(**change):
 
 
 BAD = {
-    "unknown_method": ({"method": "nope"}, "--method: unknown method 'nope'"),
+    "unknown_method": ({"method": "nope"}, "method: unknown method 'nope'"),
     "unknown_top_key": ({"colour": 1}, "unknown key 'colour'"),
     "unknown_space_key": (
         {"space": {"optim.lrr": {"type": "float", "low": 0.1, "high": 0.2}}},
@@ -263,3 +263,12 @@ def test_dry_run_refuses_a_bad_claim(tmp_path, capsys):
     assert main(["sweep", str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"{path}: claims[0].a: no cell has" in err
+
+
+def test_misleading_inputs_get_the_real_reason(tmp_path):
+    """Issue 15 F15: a directory given as the file, and `--set space.KEY...`."""
+    with pytest.raises(UserError, match="is a directory, not a YAML file"):
+        load_sweep(tmp_path)
+    with pytest.raises(UserError) as err:
+        load_sweep(ROOT / "search_spaces" / "quickstart.yaml", {"space.optim.lr.low": 5})
+    assert str(err.value).startswith("--set space.optim.lr.low: a searched parameter is keyed")

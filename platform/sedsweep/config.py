@@ -44,6 +44,8 @@ def parse_overrides(items: Sequence[str], option: str = "--set") -> dict[str, An
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing file, bad syntax or a non-mapping is a UserError."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError("is a directory, not a YAML file", where=path)
     if not path.is_file():
         raise UserError("file not found", where=path)
     try:

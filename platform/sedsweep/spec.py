@@ -132,7 +132,12 @@ def resolve(spec: RunSpec, where: str = "run spec", section: str = "config") -> 
 
     Config errors name `where` and `section` (the key the config came from in the file).
     """
-    method_cls = get_method(spec.method)
+    try:
+        method_cls = get_method(spec.method)
+    except UserError as exc:  # a file's `method:`, not the command line's, when from a file
+        if where == "run spec":
+            raise
+        raise UserError(exc.message, where=f"{where}: method") from None
     if spec.scale not in method_cls.scales:
         known = ", ".join(method_cls.scales)
         raise UserError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -289,10 +290,20 @@ def parse_number(text: str, field_name: str, where: str) -> float:
     return value
 
 
+def _text(path: Path) -> str:
+    """A manifest's text: UTF-8, a leading byte-order mark allowed; else a UserError."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8", where=path
+        ) from None
+
+
 def _read_clips(root: Path, path: Path, classes: set[str]) -> list[Clip]:
     if not path.exists():
         raise UserError("missing clip manifest", where=path)
-    with open(path, newline="", encoding="utf-8") as handle:
+    with io.StringIO(_text(path), newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:
@@ -316,10 +327,17 @@ def _read_clips(root: Path, path: Path, classes: set[str]) -> list[Clip]:
             clip_path = row[col["path"]].strip()
             if not clip_path:
                 raise UserError("field 'path' is empty", where=where)
-            if clip_path in seen:
-                raise UserError(f"field 'path' repeats {clip_path!r}", where=where)
-            seen.add(clip_path)
             audio = Path(clip_path) if Path(clip_path).is_absolute() else root / clip_path
+            if not Path(clip_path).is_absolute() and not audio.resolve().is_relative_to(
+                root.resolve()
+            ):
+                raise UserError(
+                    f"field 'path': {clip_path!r} leads outside the corpus directory", where=where
+                )
+            same = os.path.normpath(audio)  # `audio/x.wav` and `./audio/x.wav` are one file
+            if same in seen:
+                raise UserError(f"field 'path' repeats {clip_path!r}", where=where)
+            seen.add(same)
             if not audio.is_file():
                 raise UserError(f"field 'path': audio file not found: {audio}", where=where)
             labels = tuple(v.strip() for v in row[col["labels"]].split(LABEL_SEP) if v.strip())
@@ -357,7 +375,7 @@ def _read_clips(root: Path, path: Path, classes: set[str]) -> list[Clip]:
 def _read_events(path: Path, clips: list[Clip], classes: set[str]) -> list[Event]:
     durations = {c.path: c.duration_s for c in clips}
     events: list[Event] = []
-    with open(path, encoding="utf-8") as handle:
+    with io.StringIO(_text(path), newline="") as handle:
         for lineno, line in enumerate(handle, start=1):
             fields = line.rstrip("\r\n").split("\t")
             if not line.strip():

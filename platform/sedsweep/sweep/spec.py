@@ -325,6 +325,13 @@ def load_sweep(
 ) -> SweepPlan:
     """Read a search-space file, apply `--set`/`--scale`, validate it against the method."""
     source = str(path)
+    for key in overrides or {}:
+        if key.startswith("space."):
+            raise UserError(
+                "a searched parameter is keyed by a dotted config key (space.optim.lr), which "
+                "--set cannot address: change it in the search-space file",
+                where=f"--set {key}",
+            )
     raw = load_yaml(path)
     if scale:
         raw["scale"] = scale
