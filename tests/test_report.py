@@ -463,3 +463,10 @@ def test_reading_a_workdir_without_a_store_creates_nothing(tmp_path, capsys):
         expected = "no MLflow store here (run a sweep or `sedsweep train` first)"
         assert err == f"sedsweep: error: {missing / 'mlflow.db'}: {expected}"
     assert not missing.exists()
+
+
+def test_reading_an_unusable_tracking_uri_is_one_line(tmp_path, capsys):
+    assert main(["table", "quickstart", "--tracking-uri", "bogus://x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sedsweep: error: bogus://x: MLflow tracking store not usable")
+    assert "\n" not in err and "Traceback" not in err

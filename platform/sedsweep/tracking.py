@@ -89,7 +89,9 @@ def existing_store(workdir: str | Path, override: str | None = None) -> str:
     UserError (never an empty store created by reading it)."""
     uri = tracking_uri_for(workdir, override)
     db = Path(workdir) / "mlflow.db"
-    if not override and not db.is_file():
+    if override:
+        probe(uri)  # an unknown scheme or a server that does not answer: one line, exit 2
+    elif not db.is_file():
         raise UserError("no MLflow store here (run a sweep or `sedsweep train` first)", where=db)
     return uri
 
