@@ -219,3 +219,37 @@ def test_best_val_stays_at_the_selected_epoch_while_val_moves(tiny_runs):
     assert [m["selected_epoch"] for m in seen] == [1, 1, 1]
     assert seen[0]["val/score"] != seen[2]["val/score"]  # the null score climbs every epoch
     assert [m["best_val/score"] for m in seen] == [seen[0]["val/score"]] * 3
+
+
+# -- figures never fail a run (issue 15, F12) ---------------------------------------------------
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_class_names_with_mathtext_render_as_plain_text(tiny_runs, name, tmp_path):
+    import dataclasses
+
+    from sedsweep.methods.base import render_artifacts
+
+    resolved, fs = tiny_runs[name]
+    hostile = dataclasses.replace(fs, classes=[f"cost $\\frac{{$ {c}" for c in fs.classes])
+    method = resolved.method_cls(resolved.config, hostile, CPU)
+    method.train_epoch()
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": True}):  # what used to crash
+        written = render_artifacts(method, tmp_path)
+    if type(method).artifacts is not Method.artifacts:  # a method that draws drew
+        assert written, name
+    assert all(p.read_bytes().startswith(PNG) for p in written)
+
+
+class BrokenFigures(get_method("null")):  # type: ignore[misc,valid-type]
+    def artifacts(self, out_dir: Path) -> list[Path]:
+        raise RuntimeError("a plotting bug")
+
+
+def test_a_failing_figure_is_logged_not_raised(tiny_runs, tmp_path, caplog):
+    from sedsweep.methods.base import render_artifacts
+
+    resolved, fs = tiny_runs["null"]
+    method = BrokenFigures(resolved.config, fs, CPU)
+    assert render_artifacts(method, tmp_path) == []
+    assert "null: no figures (RuntimeError: a plotting bug)" in caplog.text

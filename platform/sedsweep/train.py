@@ -16,7 +16,7 @@ from sedsweep.config import DEFAULT_WORKDIR
 from sedsweep.errors import UserError
 from sedsweep.features import FeatureSet, build_features
 from sedsweep.fsio import atomic_file, write_yaml
-from sedsweep.methods.base import Method, pick_device
+from sedsweep.methods.base import Method, pick_device, render_artifacts
 from sedsweep.signals import terminate_as_interrupt
 from sedsweep.spec import Resolved, corpus_for
 
@@ -102,7 +102,7 @@ def train(
             save_checkpoint(method, run_dir / "checkpoint.pt")
             figures = run_dir / FIGURES_DIR
             figures.mkdir(exist_ok=True)
-            method.artifacts(figures)
+            render_artifacts(method, figures)
             run.log_artifacts(run_dir)
             model_uri = log_torch_model(uri, run.run_id, method.network()) if log_model else None
             run.finish("FINISHED")

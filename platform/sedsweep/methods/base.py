@@ -262,6 +262,24 @@ class Method(abc.ABC):
         return []
 
 
+def render_artifacts(method: Method, out_dir: Path) -> list[Path]:
+    """`method.artifacts(out_dir)` with every label drawn as plain text (a class named
+    `cost $\\frac{$` is not mathtext) and any failure only logged: a figure problem never
+    fails the run or trial that trained the weights."""
+    import logging
+
+    import matplotlib
+
+    try:
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return method.artifacts(out_dir)
+    except Exception as exc:  # figures are for humans; the weights and metrics stand
+        logging.getLogger(__name__).warning(
+            "%s: no figures (%s: %s)", method.name, type(exc).__name__, str(exc)[:300]
+        )
+        return []
+
+
 def batches(indices: np.ndarray, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """Shuffled minibatches of `indices` (the last one may be smaller)."""
     order = rng.permutation(indices)

@@ -15,7 +15,7 @@ from sedsweep.errors import UserError
 from sedsweep.features import FeatureSet
 from sedsweep.loop import run_epochs
 from sedsweep.methods import get_method
-from sedsweep.methods.base import pick_device
+from sedsweep.methods.base import pick_device, render_artifacts
 from sedsweep.sweep.spec import data_key, trial_config
 from sedsweep.tracking import FIGURES_DIR
 
@@ -68,7 +68,7 @@ def run_trial(
             if epoch == epochs:
                 figures = Path(folder) / FIGURES_DIR
                 figures.mkdir()
-                trainer.artifacts(figures)
+                render_artifacts(trainer, figures)
             result = {**metrics, NODE_KEY: node}
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
 
