@@ -176,3 +176,13 @@ def test_a_local_sweep_refuses_clients_without_its_token(tmp_path):
     finally:
         code = sweep.finish(timeout=300)
     assert code == 0, sweep.output[-3000:]
+
+
+def test_a_damaged_checkpoint_is_one_line(tmp_path):
+    damaged = tmp_path / "state.pt"
+    torch.save({"epoch": 3, "weights": torch.ones(1000)}, damaged)
+    damaged.write_bytes(damaged.read_bytes()[:200])  # truncated
+    with pytest.raises(UserError) as err:
+        load_state(damaged)
+    assert str(err.value).startswith(f"{damaged}: unreadable checkpoint (")
+    assert "\n" not in str(err.value)

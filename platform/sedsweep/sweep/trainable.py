@@ -26,13 +26,17 @@ NODE_KEY = "node_id"  # which Ray node ran the trial (a string, not logged as a 
 def load_state(path: Path) -> dict[str, Any]:
     """A trial checkpoint's state, loaded as data only (`weights_only`: tensors, numbers,
     strings, lists, dicts): a pickle planted in the storage cannot run code in a worker; it
-    is refused with a one-line error naming the file."""
+    is refused, as is a damaged file, with a one-line error naming the file."""
     try:
         return torch.load(path, weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
             f"refusing a checkpoint that is not plain data ({first[:200]})", where=str(path)
+        ) from None
+    except (OSError, EOFError, RuntimeError, ValueError) as exc:
+        raise UserError(
+            f"unreadable checkpoint ({type(exc).__name__}: {str(exc)[:200]})", where=str(path)
         ) from None
 
 
