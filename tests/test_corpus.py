@@ -154,7 +154,16 @@ BAD_INPUTS = {
         lambda r: _edit(r, "events.tsv", "audio/c1.wav\t0.5", "audio/c1.wav\tsoon"),
         ["events.tsv line 2", "'onset'"],
     ),
-    # issue 15 F14 / F16: encodings, one file under two spellings, paths out of the corpus
+    # issue 15 F14 / F16: encodings, one file under two spellings, paths out of the corpus,
+    # numbers no corpus has
+    "fold_absurd": (
+        lambda r: _edit(r, "clips.csv", "audio/c1.wav,a;b,2,", f"audio/c1.wav,a;b,{10**30},"),
+        ["clips.csv line 3", "'fold' must be 0 to 1000"],
+    ),
+    "duration_absurd": (
+        lambda r: _edit(r, "clips.csv", "audio/c1.wav,a;b,2,1,2.0", "audio/c1.wav,a;b,2,1,1e9"),
+        ["clips.csv line 3", "'duration_s' must be in (0, 86400]"],
+    ),
     "latin1_clips_csv": (
         lambda r: (r / "clips.csv").write_bytes(
             (r / "clips.csv").read_bytes().replace(b"a;b", "a;b\u00e9".encode("latin-1"), 1)

@@ -203,6 +203,9 @@ BAD = {
         {"table": {"metrics": ["test/when_frame_acc"]}},
         "table.metrics[0]: whenwho logs no metric 'when_frame_acc'",
     ),
+    "trials_is_a_bool": ({"budget": {"trials": True}}, "key 'budget.trials'"),
+    "trials_absurd": ({"budget": {"trials": 10**12}}, "key 'budget.trials'"),
+    "hop_absurd": ({"features": {"overrides": {"hop_length": 10**8}}}, "hop_length"),
     "claim_negative_min_effect": (claim(min_effect=-0.1), "key 'claims.0.min_effect'"),
 }
 
@@ -272,3 +275,24 @@ def test_misleading_inputs_get_the_real_reason(tmp_path):
     with pytest.raises(UserError) as err:
         load_sweep(ROOT / "search_spaces" / "quickstart.yaml", {"space.optim.lr.low": 5})
     assert str(err.value).startswith("--set space.optim.lr.low: a searched parameter is keyed")
+
+
+def test_a_yaml_bomb_is_refused_before_it_expands(tmp_path, capsys):
+    """Issue 15 Y34: a billion-laughs entry in an unused `scales:` passed --dry-run, and the
+    real run ate memory until killed."""
+    from sedsweep.cli import main
+
+    laughs = 'a: &a ["x","x","x","x","x","x","x","x","x"]\n' + "".join(
+        f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    path = tmp_path / "bomb.yaml"
+    path.write_text(
+        yaml.safe_dump(GOOD) + "scales:\n  unused:\n    " + laughs.replace("\n", "\n    ")
+    )
+    assert main(["sweep", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == f"sedsweep: error: {path}: its aliases expand to more than 100,000 values: refusing it"
+    )

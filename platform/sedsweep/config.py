@@ -48,6 +48,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise UserError("is a directory, not a YAML file", where=path)
     if not path.is_file():
         raise UserError("file not found", where=path)
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise UserError(f"larger than {MAX_YAML_BYTES // 1024} KiB: not a config file", where=path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -61,7 +63,32 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise UserError("expected a mapping of keys to values at the top level", where=path)
+    if _expands_beyond(data, MAX_YAML_VALUES):
+        raise UserError(
+            f"its aliases expand to more than {MAX_YAML_VALUES:,} values: refusing it", where=path
+        )
     return data
+
+
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_VALUES = 100_000  # a search-space file has hundreds; a "billion laughs" has 10^9
+
+
+def _expands_beyond(data: Any, limit: int) -> bool:
+    """Whether `data`, with every alias (a shared reference) counted each time it is used,
+    holds more than `limit` values; stops counting at the limit."""
+    stack, seen = [data], 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 def set_dotted(target: dict[str, Any], key: str, value: Any) -> None:

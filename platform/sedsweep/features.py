@@ -41,11 +41,12 @@ class FeatureParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    sr: int = Field(gt=0, description="sample rate the audio is resampled to")
-    n_mels: int = Field(gt=0)
-    n_fft: int = Field(gt=0)
-    win_length: int = Field(gt=0, description="analysis window in samples (≤ n_fft)")
-    hop_length: int = Field(gt=0)
+    # upper bounds: far beyond any audio front end, below what exhausts memory or time
+    sr: int = Field(gt=0, le=384_000, description="sample rate the audio is resampled to")
+    n_mels: int = Field(gt=0, le=1_024)
+    n_fft: int = Field(gt=0, le=1 << 16)
+    win_length: int = Field(gt=0, le=1 << 16, description="analysis window in samples (≤ n_fft)")
+    hop_length: int = Field(gt=0, le=1 << 16)
     window: Literal["hann", "hamming"] = "hann"
     center: bool = Field(default=True, description="pad so frame t is centred at t·hop")
     fmin: float = Field(default=0.0, ge=0)
@@ -105,8 +106,11 @@ PRESETS: dict[str, FeatureParams] = {
 }
 
 
-def resolve_params(preset: str, overrides: Mapping[str, Any] | None = None) -> FeatureParams:
-    """A preset with field overrides applied and validated; bad names/values are UserErrors."""
+def resolve_params(
+    preset: str, overrides: Mapping[str, Any] | None = None, where: str = "--set"
+) -> FeatureParams:
+    """A preset with field overrides applied and validated; bad names/values are UserErrors
+    naming `where` (the option, or the file's `features` key)."""
     if preset not in PRESETS:
         raise UserError(
             f"unknown preset {preset!r} (known: {', '.join(PRESETS)})", where="--preset"
@@ -115,13 +119,13 @@ def resolve_params(preset: str, overrides: Mapping[str, Any] | None = None) -> F
     unknown = [k for k in overrides if k not in FeatureParams.model_fields]
     if unknown:
         known = ", ".join(FeatureParams.model_fields)
-        raise UserError(f"unknown feature field {unknown[0]!r} (fields: {known})", where="--set")
+        raise UserError(f"unknown feature field {unknown[0]!r} (fields: {known})", where=where)
     try:
         return FeatureParams.model_validate({**PRESETS[preset].model_dump(), **overrides})
     except ValidationError as exc:
         err = exc.errors()[0]
         name = ".".join(str(p) for p in err["loc"]) or "params"
-        raise UserError(f"feature field {name!r}: {err['msg']}", where="--set") from None
+        raise UserError(f"feature field {name!r}: {err['msg']}", where=where) from None
 
 
 # -- extraction --------------------------------------------------------------------------------

@@ -127,6 +127,9 @@ def spec_from_cli(
     return validate(RunSpec, raw, where)
 
 
+COMMAND_LINE = ("run spec", "command line")  # `where`s of specs built from options, not files
+
+
 def resolve(spec: RunSpec, where: str = "run spec", section: str = "config") -> Resolved:
     """Validate the method config (defaults ← scale ← spec) and the feature parameters.
 
@@ -135,7 +138,7 @@ def resolve(spec: RunSpec, where: str = "run spec", section: str = "config") -> 
     try:
         method_cls = get_method(spec.method)
     except UserError as exc:  # a file's `method:`, not the command line's, when from a file
-        if where == "run spec":
+        if where in COMMAND_LINE:
             raise
         raise UserError(exc.message, where=f"{where}: method") from None
     if spec.scale not in method_cls.scales:
@@ -147,7 +150,11 @@ def resolve(spec: RunSpec, where: str = "run spec", section: str = "config") -> 
     merged = deep_merge(with_overrides({}, scale.config), spec.config)
     config = validate(method_cls.Config, merged, f"{where}: {section}")
     preset = spec.features.preset or method_cls.feature_preset
-    params = resolve_params(preset, {**scale.features, **spec.features.overrides})
+    params = resolve_params(
+        preset,
+        {**scale.features, **spec.features.overrides},
+        "--set" if where in COMMAND_LINE else f"{where}: features",
+    )
     return Resolved(spec, method_cls, scale, config, params)
 
 

@@ -23,6 +23,8 @@ CLIPS_FILE = "clips.csv"
 EVENTS_FILE = "events.tsv"
 META_FILE = "corpus.json"
 REQUIRED_COLUMNS = ("path", "labels", "fold", "verified", "duration_s")
+MAX_FOLD = 1_000  # folds are small integers; a huge one is a typo (and overflows int64)
+MAX_DURATION_S = 86_400.0  # one clip of at most a day: frame metrics allocate per second
 OPTIONAL_COLUMNS = ("snr_db",)
 LABEL_SEP = ";"
 EVENTS_HEADER = ("filename", "onset", "offset", "event_label")
@@ -355,14 +357,20 @@ def _read_clips(root: Path, path: Path, classes: set[str]) -> list[Clip]:
                 raise UserError(
                     f"field 'fold' is not an integer: {fold_text!r}", where=where
                 ) from None
+            if not 0 <= fold <= MAX_FOLD:
+                raise UserError(f"field 'fold' must be 0 to {MAX_FOLD}, not {fold}", where=where)
             verified_text = row[col["verified"]].strip()
             if verified_text not in ("0", "1"):
                 raise UserError(
                     f"field 'verified' must be 0 or 1, not {verified_text!r}", where=where
                 )
             duration = parse_number(row[col["duration_s"]].strip(), "duration_s", where)
-            if duration <= 0:
-                raise UserError("field 'duration_s' must be positive", where=where)
+            if not 0 < duration <= MAX_DURATION_S:
+                raise UserError(
+                    f"field 'duration_s' must be in (0, {MAX_DURATION_S:g}] s (one clip), "
+                    f"not {duration:g}",
+                    where=where,
+                )
             snr = None
             if "snr_db" in col and row[col["snr_db"]].strip():
                 snr = parse_number(row[col["snr_db"]].strip(), "snr_db", where)

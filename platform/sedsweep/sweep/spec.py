@@ -45,13 +45,17 @@ class Objective(Strict):
 class Budget(Strict):
     """How much to run: trials (per replicate), epochs per trial, concurrency."""
 
-    trials: int = Field(default=10, ge=1)
-    max_epochs: int | None = Field(default=None, ge=1, description="None: the config's epochs")
-    max_concurrent: int | None = Field(default=None, ge=1)
-    max_failures: int = Field(default=0, ge=0, description="retries of a failed trial")
-    max_trials: int | None = Field(
-        default=None, ge=1, description="cap on trials run (e.g. a smoke test of a grid file)"
+    # strict: `trials: true` is not 1; the upper bounds catch typos before Ray plans them
+    trials: int = Field(default=10, ge=1, le=100_000, strict=True)
+    max_epochs: int | None = Field(
+        default=None, ge=1, le=100_000, strict=True, description="None: the config's epochs"
     )
+    max_concurrent: int | None = Field(default=None, ge=1, le=10_000, strict=True)
+    max_failures: int = Field(default=0, ge=0, le=1_000, strict=True, description="retries")
+    max_trials: int | None = Field(
+        default=None, ge=1, le=1_000_000, strict=True,
+        description="cap on trials run (e.g. a smoke test of a grid file)",
+    )  # fmt: skip
 
 
 class Search(Strict):
