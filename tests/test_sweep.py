@@ -327,3 +327,25 @@ def test_offline_sweep_journals_only_and_sync_publishes_it(local_ray, tmp_path, 
     assert state["parent_run_id"] == parents[0].info.run_id and state["offline"] is True
     assert main(["sync", hint.group(2)]) == 0
     assert "sent 0 journaled events" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_two_sweeps_of_one_file_in_one_workdir_both_finish_apart(tmp_path):
+    """Issue 15 F5: started together, one crashed ('table experiments already exists') or
+    both wrote into one Ray experiment directory and only one could be resumed."""
+    from tests.servers import CliProcess
+
+    args = ["sweep", str(ROOT / "search_spaces" / "null_load.yaml"), "--scale", "tiny",
+            "--set", "budget.trials=2", "--set", "fixed.sleep_s=0.1",
+            "--workdir", str(tmp_path)]  # fmt: skip
+    procs = [CliProcess(args, tmp_path.parent / f"{tmp_path.name}-{n}.log") for n in (1, 2)]
+    codes = [p.finish(300) for p in procs]
+    assert codes == [0, 0], [p.output[-2000:] for p in procs]
+    states = sorted(tmp_path.glob("ray/*/sedsweep.json"))
+    assert len(states) == 2, states
+    client = MlflowClient(tracking_uri_for(tmp_path))
+    parents = client.search_runs(
+        [client.get_experiment_by_name("null_load").experiment_id],
+        filter_string="tags.`sweep.trials_planned` = '2'",
+    )
+    assert len(parents) == 2 and {r.info.status for r in parents} == {"FINISHED"}

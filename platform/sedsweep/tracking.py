@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +170,24 @@ def run_url(base: str, experiment_id: str, run_id: str) -> str:
 PROBE_TIMEOUT_S = 10
 
 
+@contextlib.contextmanager
+def _first_use_lock(uri: str) -> Iterator[None]:
+    """Serialise processes' first use of one SQLite store (MLflow creates its tables then: two
+    sweeps starting together failed with 'table experiments already exists')."""
+    db = Path(uri.removeprefix("sqlite:///"))
+    if not uri.startswith("sqlite:///") or not db.parent.is_dir():
+        yield
+        return
+    import fcntl
+
+    with open(db.with_name(db.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def probe(uri: str) -> None:
     """Fail fast: a UserError naming the store when it does not answer or refuses us.
 
@@ -184,7 +202,8 @@ def probe(uri: str) -> None:
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(PROBE_TIMEOUT_S)
     try:
-        client_for(uri).search_experiments(max_results=1)
+        with _first_use_lock(uri):
+            client_for(uri).search_experiments(max_results=1)
     except MlflowException as exc:
         text = " ".join(str(exc).split())
         if "401" in text or "403" in text or "Unauthorized" in text or "PERMISSION" in text:

@@ -289,7 +289,10 @@ def run_sweep(
     workdir.mkdir(parents=True, exist_ok=True)
     features = _features(plan, workdir)
     storage_path = Path(storage).resolve() if storage else workdir / "ray"
-    exp_name = f"{plan.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    execution = uuid.uuid4().hex
+    # unique per execution: two sweeps of one file started in the same second get two
+    # directories (and two resumable states), never one shared Ray experiment
+    exp_name = f"{plan.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{execution[:6]}"
     state = SweepState(
         experiment=exp_name,
         path=str(storage_path / exp_name),
@@ -299,7 +302,7 @@ def run_sweep(
         parent_run_id="",
         source=plan.source,
         spec=plan.spec.model_dump(mode="json"),
-        execution=uuid.uuid4().hex,
+        execution=execution,
         offline=tracking == "offline",
     )
     start_ray(plan, address)
