@@ -349,3 +349,22 @@ def test_two_sweeps_of_one_file_in_one_workdir_both_finish_apart(tmp_path):
         filter_string="tags.`sweep.trials_planned` = '2'",
     )
     assert len(parents) == 2 and {r.info.status for r in parents} == {"FINISHED"}
+
+
+def test_a_failed_trial_that_finishes_after_resume_reaches_optuna(tmp_path):
+    """Issue 15 F3: an errored trial that finished after resume stayed FAIL in the study
+    (it was the sweep's best)."""
+    plan = load_sweep(QUICK, {"budget.max_epochs": 4})
+    metric = "best_val/when_frame_auc"
+    search = OptunaPruningSearch(plan)
+    params = search.suggest("flaky")["overrides"]
+    search.on_trial_complete("flaky", None, error=True)
+    path = tmp_path / "state.json"
+    search.save(str(path))
+    again = OptunaPruningSearch(plan)
+    again.restore(str(path))  # the sweep resumes; Tune runs the errored trial again
+    again.on_trial_complete("flaky", {metric: 0.95, "training_iteration": 4})
+    failed, done = again.study.trials
+    assert failed.state == TrialState.FAIL and done.state == TrialState.COMPLETE
+    assert done.params == failed.params == params and done.value == pytest.approx(0.95)
+    assert again.study.best_trial.number == done.number

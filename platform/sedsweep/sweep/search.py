@@ -102,6 +102,7 @@ class OptunaPruningSearch(Searcher):
         self.asked = 0
         self.trials: dict[str, Trial] = {}
         self.last_step: dict[str, int] = {}
+        self.failed: dict[str, int] = {}  # trials told FAIL, by Tune trial id
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         """Ask Optuna for the next trial: {'overrides': {dotted key: value}, 'optuna_trial': n}."""
@@ -132,12 +133,20 @@ class OptunaPruningSearch(Searcher):
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
-        """Tell Optuna: COMPLETE with the final value, PRUNED if stopped early, or FAIL."""
+        """Tell Optuna: COMPLETE with the final value, PRUNED if stopped early, or FAIL.
+
+        A trial told FAIL that Tune runs again on resume (`resume_errored`) and that then
+        finishes is added to the study once more with its outcome: Optuna cannot change a
+        finished trial, and the sampler must see the value, not the failure.
+        """
         trial = self.trials.pop(trial_id, None)
         self.last_step.pop(trial_id, None)
-        if trial is None:
-            return
         outcome = trial_outcome(result, error, self.objectives, self.max_epochs)
+        if trial is None:
+            failed = self.__dict__.setdefault("failed", {}).pop(trial_id, None)
+            if failed is not None and outcome != "fail":
+                self._add_again(self.study.trials[failed], outcome, result)
+            return
         if outcome == "complete":
             assert result is not None
             values = [float(result[m]) for m in self.objectives]
@@ -147,6 +156,20 @@ class OptunaPruningSearch(Searcher):
             self.study.tell(trial, state=TrialState.PRUNED)
         else:
             self.study.tell(trial, state=TrialState.FAIL)
+            self.__dict__.setdefault("failed", {})[trial_id] = trial.number
+
+    def _add_again(self, earlier: FrozenTrial, outcome: str, result: dict[str, Any] | None) -> None:
+        """A failed trial's configuration as a new trial with the outcome it reached later."""
+        assert result is not None
+        values = [float(result[m]) for m in self.objectives]
+        self.study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.COMPLETE if outcome == "complete" else TrialState.PRUNED,
+                params=earlier.params,
+                distributions=earlier.distributions,
+                values=values if outcome == "complete" or not self.multi else None,
+            )
+        )
 
     def _new_study(self) -> optuna.Study:
         return optuna.create_study(
@@ -167,6 +190,7 @@ class OptunaPruningSearch(Searcher):
             "asked": self.asked,
             "last_step": self.last_step,
             "in_flight": {tid: trial.number for tid, trial in self.trials.items()},
+            "failed": self.__dict__.get("failed", {}),
             "trials": trials,
         }
         write_json(Path(checkpoint_path), state)
@@ -204,6 +228,7 @@ class OptunaPruningSearch(Searcher):
         for cell in self.cells[asked:]:
             study.enqueue_trial(cell)
         self.study, self.trials, self.asked = study, live, asked
+        self.failed = {str(k): int(v) for k, v in data.get("failed", {}).items()}
         self.last_step = {str(k): int(v) for k, v in data["last_step"].items()}
 
 
