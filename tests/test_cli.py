@@ -133,3 +133,25 @@ def test_import_dcase_and_remix_from_the_command_line(tmp_path):
     corpus = Corpus.load(mixed / "snr_10db")
     assert len(corpus.clips) == 4 and all(len(c.labels) == 3 for c in corpus.clips)
     assert len(corpus.events) == 12
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["train", "--method", "null", "--scale", "tiny", "--workdir", "{file}"],
+         "--workdir {file}: is a file, not a directory"),
+        (["sweep", "search_spaces/null_load.yaml", "--scale", "tiny", "--workdir", "{tmp}/w",
+          "--storage", "{file}"], "--storage {file}: is a file, not a directory"),
+        (["train", "--method", "null", "--scale", "tiny", "--workdir", "/proc/sedsweep-x"],
+         "--workdir /proc/sedsweep-x: cannot be created"),
+    ],
+)  # fmt: skip
+def test_unusable_directories_are_one_line(tmp_path, capsys, monkeypatch, command, message):
+    """Issue 15 F14: a work directory or --storage that is a file ended in a traceback."""
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    file = tmp_path / "a-file"
+    file.write_text("not a directory")
+    args = [a.format(file=file, tmp=tmp_path) for a in command]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sedsweep: error: " + message.format(file=file)) and "\n" not in err

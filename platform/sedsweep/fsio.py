@@ -61,6 +61,23 @@ def write_yaml(path: str | Path, data: Any, header: str | None = None) -> None:
         yaml.safe_dump(data, handle, sort_keys=False)
 
 
+def writable_dir(path: str | Path, option: str) -> Path:
+    """`path` as a directory this process can write into (created if missing); a regular
+    file, a path that cannot be created or a read-only directory is a one-line UserError
+    naming the option and the path."""
+    path = Path(path).resolve()
+    where = f"{option} {path}"
+    if path.exists() and not path.is_dir():
+        raise UserError("is a file, not a directory", where=where)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot be created ({exc.strerror or exc})", where=where) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError("is not writable", where=where)
+    return path
+
+
 def check_output_dir(dest: str | Path, overwrite: bool) -> Path:
     """Refuse a non-empty existing output directory unless `overwrite` is set."""
     dest = Path(dest)

@@ -15,7 +15,7 @@ import torch
 from sedsweep.config import DEFAULT_WORKDIR
 from sedsweep.errors import UserError
 from sedsweep.features import FeatureSet, build_features
-from sedsweep.fsio import atomic_file, write_yaml
+from sedsweep.fsio import atomic_file, writable_dir, write_yaml
 from sedsweep.methods.base import Method, pick_device, render_artifacts
 from sedsweep.signals import terminate_as_interrupt
 from sedsweep.spec import Resolved, corpus_for
@@ -62,7 +62,7 @@ def train(
         tracking_uri_for,
     )
 
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = writable_dir(workdir, "--workdir")
     corpus = corpus_for(resolved, workdir)
     features = build_features(
         corpus, resolved.feature_params, workdir / "feature-cache", progress=progress

@@ -29,7 +29,7 @@ import yaml
 
 from sedsweep.errors import UserError
 from sedsweep.features import FeatureSet, build_features
-from sedsweep.fsio import write_json
+from sedsweep.fsio import writable_dir, write_json
 from sedsweep.journal import JOURNAL_DIR, PARENT, Drainer, DrainerProcess, Journal, Notify
 from sedsweep.metrics import selected_key
 from sedsweep.signals import terminate_as_interrupt
@@ -282,13 +282,12 @@ def run_sweep(
     """
     ray_environment()
     tracking_environment()
-    workdir = workdir.resolve()
+    workdir = writable_dir(workdir, "--workdir")
+    storage_path = writable_dir(storage, "--storage") if storage else workdir / "ray"
     uri = tracking_uri_for(workdir, tracking_uri)
     if tracking != "offline":
         probe(uri)
-    workdir.mkdir(parents=True, exist_ok=True)
     features = _features(plan, workdir)
-    storage_path = Path(storage).resolve() if storage else workdir / "ray"
     execution = uuid.uuid4().hex
     # unique per execution: two sweeps of one file started in the same second get two
     # directories (and two resumable states), never one shared Ray experiment
