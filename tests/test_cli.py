@@ -155,3 +155,14 @@ def test_unusable_directories_are_one_line(tmp_path, capsys, monkeypatch, comman
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("sedsweep: error: " + message.format(file=file)) and "\n" not in err
+
+
+def test_an_address_where_nothing_answers_is_one_line_before_anything_runs(tmp_path, capsys):
+    """Issue 15 F10: Ray retried such an address with warnings for minutes (stopped at 427 s)."""
+    root = Path(__file__).resolve().parents[1]
+    args = ["sweep", str(root / "search_spaces" / "null_load.yaml"), "--scale", "tiny",
+            "--workdir", str(tmp_path / "w"), "--address", "127.0.0.1:1"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sedsweep: error: --address 127.0.0.1:1: no Ray head answers there")
+    assert "\n" not in err and not (tmp_path / "w" / "mlflow.db").exists()

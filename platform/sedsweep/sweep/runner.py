@@ -284,6 +284,7 @@ def run_sweep(
     tracking_environment()
     workdir = writable_dir(workdir, "--workdir")
     storage_path = writable_dir(storage, "--storage") if storage else workdir / "ray"
+    check_address(address)
     uri = tracking_uri_for(workdir, tracking_uri)
     if tracking != "offline":
         probe(uri)
@@ -324,6 +325,28 @@ def run_sweep(
         notify(_where(state))
     state.save()
     return _fit(plan, state, tracker, features, address, False, on_finish, drain_timeout)
+
+
+ADDRESS_TIMEOUT_S = 10
+
+
+def check_address(address: str | None) -> None:
+    """A `--address HOST:PORT` must answer within `ADDRESS_TIMEOUT_S`: Ray itself retries
+    an address where nothing listens for minutes, warning all the while."""
+    import socket
+
+    if not address or address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError("expected HOST:PORT (or auto)", where=f"--address {address}")
+    try:
+        socket.create_connection((host, int(port)), timeout=ADDRESS_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UserError(
+            f"no Ray head answers there ({reason})", where=f"--address {address}"
+        ) from None
 
 
 def start_ray(plan: SweepPlan, address: str | None) -> None:
@@ -381,6 +404,7 @@ def resume_sweep(
     continues from the journal's last acknowledged event."""
     ray_environment()
     tracking_environment()
+    check_address(address)
     state_file = find_state(target)
     state = SweepState.load(state_file)
     state.save()  # paths as resolved from where the sweep is now (a copy, a move)
