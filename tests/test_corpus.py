@@ -102,6 +102,12 @@ BAD_INPUTS = {
         lambda r: (r / "corpus.json").write_text("{not json"),
         ["corpus.json", "JSON"],
     ),
+    "class_with_spaces": (
+        lambda r: (r / "corpus.json").write_text(
+            '{"name": "x", "sample_rate": 16000, "classes": ["a", " b "]}'
+        ),
+        ["corpus.json", "' b ' has surrounding spaces"],
+    ),
     "corpus_json_no_classes": (
         lambda r: (r / "corpus.json").write_text('{"name": "x", "sample_rate": 16000}'),
         ["corpus.json", "'classes'"],

@@ -401,6 +401,7 @@ def test_ui_serves_the_workdir_store(grid_store, tmp_path, capsys):
     import sys
     import time
     import urllib.request
+    import uuid
 
     assert main(["ui", "--workdir", str(tmp_path / "empty")]) == 2
     assert "mlflow.db: no MLflow store here" in capsys.readouterr().err
@@ -408,7 +409,11 @@ def test_ui_serves_the_workdir_store(grid_store, tmp_path, capsys):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    from tests.servers import CliProcess, kill_marked, processes_with_env
+
+    marker = uuid.uuid4().hex
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+           CliProcess.MARKER_VAR: marker}  # fmt: skip
     cmd = [sys.executable, "-m", "sedsweep.cli", "ui", "--workdir", str(workdir)]
     proc = subprocess.Popen(
         [*cmd, "--port", str(port)],
@@ -430,12 +435,18 @@ def test_ui_serves_the_workdir_store(grid_store, tmp_path, capsys):
         with urllib.request.urlopen(query, timeout=10) as r:
             assert json.load(r)["experiment"]["name"] == "grid"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.kill(proc.pid, signal.SIGTERM)  # `kill PID` of sedsweep ui alone
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        # issue 15 F17: `mlflow ui` and its web workers end with `sedsweep ui`
+        deadline = time.monotonic() + 15
+        while (left := processes_with_env(marker)) and time.monotonic() < deadline:
+            time.sleep(0.25)
+        kill_marked(marker)
+    assert not left, left
 
 
 def test_readers_use_the_newest_execution_that_ran_trials(tmp_path, capsys):

@@ -369,7 +369,30 @@ def serve_ui(workdir: str | Path, host: str, port: int) -> int:
     print(f"MLflow UI on http://{host}:{port} (store {db})", flush=True)
     # A browsing UI needs no background job runner (MLflow 3 starts one by default).
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    # its own process group: when this command ends (Ctrl-C, SIGTERM), `mlflow ui` and its
+    # web workers end with it, never left holding the port
+    child = subprocess.Popen(cmd, env=env, start_new_session=True)
+    from sedsweep.signals import terminate_as_interrupt
+
     try:
-        return subprocess.call(cmd, env=env)
+        with terminate_as_interrupt():
+            return child.wait()
     except KeyboardInterrupt:
         return 0
+    finally:
+        _stop_group(child)
+
+
+def _stop_group(child: Any) -> None:
+    """SIGTERM the child's process group, then SIGKILL what is left after 10 s."""
+    import signal
+    import subprocess
+
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, sig)
+        try:
+            child.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -270,6 +270,13 @@ def _read_meta(path: Path) -> dict[str, Any]:
     classes = meta["classes"]
     if not isinstance(classes, list) or not all(isinstance(c, str) and c for c in classes):
         raise UserError("field 'classes' must be a list of non-empty strings", where=path)
+    padded = [c for c in classes if c != c.strip()]
+    if padded:
+        raise UserError(
+            f"field 'classes': {padded[0]!r} has surrounding spaces (labels are matched "
+            "exactly: write it without them)",
+            where=path,
+        )
     dupes = [c for c, n in Counter(classes).items() if n > 1]
     if dupes:
         raise UserError(f"field 'classes' repeats {dupes[0]!r}", where=path)
