@@ -282,9 +282,10 @@ def run_sweep(
     """
     ray_environment()
     tracking_environment()
+    check_address(address)  # the cheap refusals first: nothing is created before them
+    storage_path = writable_dir(storage, "--storage") if storage else None
     workdir = writable_dir(workdir, "--workdir")
-    storage_path = writable_dir(storage, "--storage") if storage else workdir / "ray"
-    check_address(address)
+    storage_path = storage_path or workdir / "ray"
     uri = tracking_uri_for(workdir, tracking_uri)
     if tracking != "offline":
         probe(uri)
