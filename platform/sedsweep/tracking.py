@@ -84,6 +84,14 @@ MAX_PARAM_CHARS = 6000
 BATCH = 100
 
 
+SQLITE = "sqlite:///"
+
+
+def sqlite_db(uri: str) -> Path | None:
+    """The database file of a SQLite tracking URI; None for any other store."""
+    return Path(uri.removeprefix(SQLITE)) if uri.startswith(SQLITE) else None
+
+
 def existing_store(workdir: str | Path, override: str | None = None) -> str:
     """`tracking_uri_for`, for commands that only read: a work directory without a store is a
     UserError (never an empty store created by reading it)."""
@@ -101,7 +109,7 @@ def tracking_uri_for(workdir: str | Path, override: str | None = None) -> str:
     embedded SQLite store `<workdir>/mlflow.db`."""
     if override:
         return adopt_credentials(override)
-    return f"sqlite:///{(Path(workdir) / 'mlflow.db').resolve()}"
+    return f"{SQLITE}{(Path(workdir) / 'mlflow.db').resolve()}"
 
 
 USERNAME_VAR, PASSWORD_VAR = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
@@ -112,13 +120,10 @@ def adopt_credentials(uri: str) -> str:
     (MLFLOW_TRACKING_USERNAME / _PASSWORD: MLflow's own basic-auth settings, inherited by the
     drainer). So credentials given as `http://user:pw@host` are kept in memory only: never
     printed, stored in sedsweep.json or Ray's experiment state, logged, or rendered."""
-    from urllib.parse import unquote, urlsplit
+    from urllib.parse import unquote
 
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return uri
-    if parts.username is None and parts.password is None:
+    parts = _with_userinfo(uri)
+    if parts is None:
         return uri
     os.environ[USERNAME_VAR] = unquote(parts.username or "")
     if parts.password is not None:
@@ -129,20 +134,27 @@ def adopt_credentials(uri: str) -> str:
 def artifact_root_for(uri: str) -> Path | None:
     """Where artifacts go for a SQLite store: `mlartifacts` beside the database (for the
     embedded store, `<workdir>/mlartifacts`); a tracking server decides for itself (None)."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+    db = sqlite_db(uri)
+    return None if db is None else db.parent / "mlartifacts"
 
 
-def display_uri(uri: str) -> str:
-    """`uri` without a user name or password, for anything printed, stored or rendered."""
-    from urllib.parse import urlsplit, urlunsplit
+def _with_userinfo(uri: str) -> Any:
+    """The URI's parts (`urlsplit`) when it carries a user name or password, else None."""
+    from urllib.parse import urlsplit
 
     try:
         parts = urlsplit(uri)
     except ValueError:
-        return uri
-    if parts.username is None and parts.password is None:
+        return None
+    return None if parts.username is None and parts.password is None else parts
+
+
+def display_uri(uri: str) -> str:
+    """`uri` without a user name or password, for anything printed, stored or rendered."""
+    from urllib.parse import urlunsplit
+
+    parts = _with_userinfo(uri)
+    if parts is None:
         return uri
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host
@@ -174,8 +186,8 @@ PROBE_TIMEOUT_S = 10
 def _first_use_lock(uri: str) -> Iterator[None]:
     """Serialise processes' first use of one SQLite store (MLflow creates its tables then: two
     sweeps starting together failed with 'table experiments already exists')."""
-    db = Path(uri.removeprefix("sqlite:///"))
-    if not uri.startswith("sqlite:///") or not db.parent.is_dir():
+    db = sqlite_db(uri)
+    if db is None or not db.parent.is_dir():
         yield
         return
     import fcntl
@@ -359,10 +371,11 @@ def serve_ui(workdir: str | Path, host: str, port: int) -> int:
     import subprocess
     import sys
 
-    db = Path(existing_store(workdir).removeprefix("sqlite:///"))
+    uri = existing_store(workdir)
+    db = sqlite_db(uri)
     cmd = [
         sys.executable, "-m", "mlflow", "ui",
-        "--backend-store-uri", tracking_uri_for(workdir),
+        "--backend-store-uri", uri,
         "--default-artifact-root", (Path(workdir) / "mlartifacts").resolve().as_uri(),
         "--host", host, "--port", str(port),
     ]  # fmt: skip

@@ -60,6 +60,11 @@ def test_corpus_census(case, make_corpus, capsys):
 
 
 # -- the command line ----------------------------------------------------------------------------
+def null_sweep(tmp: Path, *extra: str) -> list[str]:
+    """`sweep` of the null load file at tiny scale into a work directory under `tmp`."""
+    return ["sweep", NULL, "--scale", "tiny", "--workdir", str(tmp / "w"), *extra]
+
+
 def _file(tmp: Path) -> str:
     path = tmp / "a-file"
     path.write_text("not a directory")
@@ -72,42 +77,15 @@ CLI: dict[str, tuple[Callable[[Path], list[str]], str]] = {
         "is a file, not a directory",
     ),
     "storage_is_a_file": (
-        lambda t: [
-            "sweep",
-            NULL,
-            "--scale",
-            "tiny",
-            "--workdir",
-            str(t / "w"),
-            "--storage",
-            _file(t),
-        ],
+        lambda t: null_sweep(t, "--storage", _file(t)),
         "--storage",
     ),
     "address_answers_nothing": (
-        lambda t: [
-            "sweep",
-            NULL,
-            "--scale",
-            "tiny",
-            "--workdir",
-            str(t / "w"),
-            "--address",
-            "127.0.0.1:1",
-        ],
+        lambda t: null_sweep(t, "--address", "127.0.0.1:1"),
         "no Ray head answers there",
     ),
     "address_not_host_port": (
-        lambda t: [
-            "sweep",
-            NULL,
-            "--scale",
-            "tiny",
-            "--workdir",
-            str(t / "w"),
-            "--address",
-            "nowhere",
-        ],
+        lambda t: null_sweep(t, "--address", "nowhere"),
         "expected HOST:PORT",
     ),
     "yaml_is_a_directory": (lambda t: ["sweep", str(t), "--dry-run"], "is a directory"),

@@ -97,16 +97,21 @@ def parse_pick_rule(sweep: SweepRuns, text: str | None) -> PickRule | None:
     return rule
 
 
+def objective_points(sweep: SweepRuns, trials: list[TrialRun]) -> np.ndarray:
+    """The trials' objective values, [trials, objectives] (NaN where a value is missing)."""
+    metrics = [o.metric for o in sweep.spec.objectives]
+    values = [[np.nan if (v := t.metric(m)) is None else v for m in metrics] for t in trials]
+    return np.array(values, dtype=float).reshape(len(trials), len(metrics))
+
+
 def pareto_front(sweep: SweepRuns) -> tuple[list[TrialRun], np.ndarray]:
     """Completed trials with every objective finite, and the mask of the non-dominated ones."""
     metrics = [o.metric for o in sweep.spec.objectives]
     trials = [
         t for t in sweep.with_status(COMPLETED) if all(t.metric(m) is not None for m in metrics)
     ]
-    points = np.array([[t.metric(m) for m in metrics] for t in trials], dtype=float)
     maximise = [o.maximise for o in sweep.spec.objectives]
-    mask = non_dominated(points.reshape(len(trials), len(metrics)), maximise)
-    return trials, mask
+    return trials, non_dominated(objective_points(sweep, trials), maximise)
 
 
 def pick_from_front(sweep: SweepRuns, rule: PickRule) -> tuple[TrialRun, list[TrialRun]]:
@@ -116,7 +121,7 @@ def pick_from_front(sweep: SweepRuns, rule: PickRule) -> tuple[TrialRun, list[Tr
         names = ", ".join(o.metric for o in sweep.spec.objectives)
         raise UserError(f"no completed trial has finite {names}", where=sweep.name)
     metrics = [o.metric for o in sweep.spec.objectives]
-    points = np.array([[t.metric(m) for m in metrics] for t in trials], dtype=float)
+    points = objective_points(sweep, trials)
     extra = {
         c.metric: np.array([np.nan if (v := t.metric(c.metric)) is None else v for t in trials])
         for c in rule.constraints

@@ -46,7 +46,8 @@ def sweep_payload(
     metric = sweep.objective
     pareto = _pareto(sweep)
     front = set(pareto["front"]) if pareto else set()
-    rank = {t.run_id: i for i, t in enumerate(sweep.leaderboard())}
+    leaderboard = sweep.leaderboard()
+    rank = {t.run_id: i for i, t in enumerate(leaderboard)}
     trials = [
         {
             "rank": rank[t.run_id],
@@ -70,7 +71,7 @@ def sweep_payload(
         for t in sweep.trials
     ]
     ranked = sweep.ranked()
-    drawn = [t for t in sweep.leaderboard() if t.status in (COMPLETED, PRUNED)][:top]
+    drawn = [t for t in leaderboard if t.status in (COMPLETED, PRUNED)][:top]
     curves = [
         {
             "run_id": t.run_id,
@@ -153,9 +154,7 @@ def sweep_payload(
 def _pareto(sweep: SweepRuns) -> dict[str, Any] | None:
     """A Pareto sweep's completed trials in objective space, its front and the hypervolume of
     the front after each trial (reference: the worst value of each objective)."""
-    import numpy as np
-
-    from sedsweep.report.best import pareto_front
+    from sedsweep.report.best import objective_points, pareto_front
     from sedsweep.report.pareto import hypervolume_progress, reference_point
 
     if not sweep.spec.multi_objective:
@@ -165,7 +164,7 @@ def _pareto(sweep: SweepRuns) -> dict[str, Any] | None:
     metrics = [o.metric for o in objectives]
     maximise = [o.maximise for o in objectives]
     order = sorted(range(len(trials)), key=lambda i: (trials[i].number or 0, trials[i].start_time))
-    points = np.array([[trials[i].metric(m) for m in metrics] for i in order], dtype=float)
+    points = objective_points(sweep, [trials[i] for i in order])
     progress: list[list[float]] = []
     reference: list[float] | None = None
     if len(trials):

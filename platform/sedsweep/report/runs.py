@@ -107,11 +107,6 @@ class TrialRun:
         value = self.metrics.get(chosen if chosen in self.metrics else key)
         return value if value is not None and math.isfinite(value) else None
 
-    def last(self, key: str) -> float | None:
-        """A metric's value at the last epoch the trial reached (None: absent / not finite)."""
-        value = self.metrics.get(key)
-        return value if value is not None and math.isfinite(value) else None
-
     @property
     def epochs(self) -> int:
         """Epochs the trial reported (the fidelity it reached)."""
@@ -240,6 +235,10 @@ class SweepRuns:
     def leaderboard(self) -> list[TrialRun]:
         """Every trial at the fidelity it reached: completed ones by objective, then pruned ones
         by the epoch they reached and their objective there, then the rest."""
+        return list(self._leaderboard)
+
+    @cached_property
+    def _leaderboard(self) -> list[TrialRun]:
         order = {COMPLETED: 0, PRUNED: 1, RUNNING: 2, FAILED: 3}
         sign = -1.0 if self.maximise else 1.0
 
@@ -352,19 +351,13 @@ class SweepRuns:
 def load_sweep_runs(target: str, tracking_uri: str) -> SweepRuns:
     """A sweep by parent run id, or by name (MLflow experiment; its newest sweep execution)."""
     client = client_for(tracking_uri)
-    parent = _find_parent(client, target)
+    parent, runs = _find_parent(client, target)
     experiment = client.get_experiment(parent.info.experiment_id)
     spec = _load_spec(client, parent.info.run_id, target)
-    executions = [
-        r for r in _search(client, parent.info.experiment_id, None)
-        if PLANNED_TAG in r.data.tags and PARENT_TAG not in r.data.tags
-    ]  # fmt: skip
     trials = [
         _trial(run, spec)
-        for run in _search(
-            client, parent.info.experiment_id, f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'"
-        )
-        if TRIAL_TAG in run.data.tags
+        for run in runs
+        if TRIAL_TAG in run.data.tags and run.data.tags.get(PARENT_TAG) == parent.info.run_id
     ]
     trials.sort(key=lambda t: (t.number if t.number is not None else 1 << 30, t.start_time))
     return SweepRuns(
@@ -378,11 +371,18 @@ def load_sweep_runs(target: str, tracking_uri: str) -> SweepRuns:
         start_time=parent.info.start_time or 0,
         spec=spec,
         trials=trials,
-        executions=len(executions),
+        executions=len(_parents(runs)),
     )
 
 
-def _find_parent(client: Any, target: str) -> Any:
+def _parents(runs: list[Any]) -> list[Any]:
+    """The sweep parent runs (executions) among an experiment's runs."""
+    return [r for r in runs if PLANNED_TAG in r.data.tags and PARENT_TAG not in r.data.tags]
+
+
+def _find_parent(client: Any, target: str) -> tuple[Any, list[Any]]:
+    """The parent run `target` names (its experiment's newest execution that ran trials, for
+    a name), and every run of its experiment (one search serves all that is read)."""
     from mlflow.exceptions import MlflowException
 
     if RUN_ID.match(target):
@@ -393,18 +393,19 @@ def _find_parent(client: Any, target: str) -> Any:
         if run is not None:
             if PLANNED_TAG not in run.data.tags:
                 raise UserError("is a run id but not a sweep's parent run", where=target)
-            return run
+            return run, _search(client, run.info.experiment_id, None)
     experiment = client.get_experiment_by_name(target)
     if experiment is None:
         raise UserError("no sweep (MLflow experiment or parent run id) of this name", where=target)
     runs = _search(client, experiment.experiment_id, None)
-    parents = [r for r in runs if PLANNED_TAG in r.data.tags and PARENT_TAG not in r.data.tags]
+    parents = _parents(runs)
     if not parents:
         raise UserError("the experiment holds no sweep parent run", where=target)
     with_trials = {r.data.tags[PARENT_TAG] for r in runs if TRIAL_TAG in r.data.tags}
     newest_first = sorted(parents, key=lambda r: r.info.start_time or 0, reverse=True)
     # the newest execution that ran trials: one that failed before any trial says nothing
-    return next((r for r in newest_first if r.info.run_id in with_trials), newest_first[0])
+    chosen = next((r for r in newest_first if r.info.run_id in with_trials), newest_first[0])
+    return chosen, runs
 
 
 def _search(client: Any, experiment_id: str, filter_string: str | None) -> list[Any]:

@@ -43,6 +43,7 @@ from sedsweep.tracking import (
     PLANNED_TAG,
     RAY_VERSION_TAG,
     SPEC_ARTIFACT,
+    SQLITE,
     STOPPED_EARLY_TAG,
     SWEEP_NAME_TAG,
     adopt_credentials,
@@ -51,6 +52,7 @@ from sedsweep.tracking import (
     probe,
     run_tags,
     run_url,
+    sqlite_db,
     tracking_uri_for,
     ui_base,
 )
@@ -121,9 +123,9 @@ class SweepState:
         if written != here:
             state.path = str(here)
             state.workdir = str(_rebased(Path(state.workdir), written, here))
-            if state.tracking_uri.startswith("sqlite:///"):
-                db = _rebased(Path(state.tracking_uri.removeprefix("sqlite:///")), written, here)
-                state.tracking_uri = f"sqlite:///{db}"
+            db = sqlite_db(state.tracking_uri)
+            if db is not None:
+                state.tracking_uri = f"{SQLITE}{_rebased(db, written, here)}"
         return state
 
 
@@ -429,7 +431,7 @@ def _artifacts_elsewhere(state: SweepState) -> Path | None:
     directory (a copied work directory's SQLite store still points at the original's)."""
     from sedsweep.tracking import client_for
 
-    if not state.tracking_uri.startswith("sqlite:///") or not state.experiment_id:
+    if sqlite_db(state.tracking_uri) is None or not state.experiment_id:
         return None
     location = client_for(state.tracking_uri).get_experiment(state.experiment_id).artifact_location
     if not location.startswith(("file://", "/")):

@@ -143,7 +143,7 @@ class OptunaPruningSearch(Searcher):
         self.last_step.pop(trial_id, None)
         outcome = trial_outcome(result, error, self.objectives, self.max_epochs)
         if trial is None:
-            failed = self.__dict__.setdefault("failed", {}).pop(trial_id, None)
+            failed = self.failed.pop(trial_id, None)
             if failed is not None and outcome != "fail":
                 self._add_again(self.study.trials[failed], outcome, result)
             return
@@ -156,7 +156,7 @@ class OptunaPruningSearch(Searcher):
             self.study.tell(trial, state=TrialState.PRUNED)
         else:
             self.study.tell(trial, state=TrialState.FAIL)
-            self.__dict__.setdefault("failed", {})[trial_id] = trial.number
+            self.failed[trial_id] = trial.number
 
     def _add_again(self, earlier: FrozenTrial, outcome: str, result: dict[str, Any] | None) -> None:
         """A failed trial's configuration as a new trial with the outcome it reached later."""
@@ -190,7 +190,7 @@ class OptunaPruningSearch(Searcher):
             "asked": self.asked,
             "last_step": self.last_step,
             "in_flight": {tid: trial.number for tid, trial in self.trials.items()},
-            "failed": self.__dict__.get("failed", {}),
+            "failed": self.failed,
             "trials": trials,
         }
         write_json(Path(checkpoint_path), state)
