@@ -16,7 +16,9 @@ a second `sync` never duplicates anything:
 - a metric keeps the timestamp of its event, and MLflow's SQL stores drop a metric identical in
   key, step, timestamp and value;
 - params and tags are re-set to the same values, artifacts re-uploaded to the same paths;
-- a status never goes backwards: a FINISHED run stays FINISHED.
+- a status never goes backwards: a FINISHED run stays FINISHED;
+- a run deleted from the record (an orphan of a killed driver) stays deleted, and events for
+  it that a replay meets again are dropped.
 
 This module sits on the base floor: it knows MLflow (lazily, through `tracking`), never Ray.
 """
@@ -51,6 +53,7 @@ JOURNAL_DIR = "tracking"
 JOURNAL_FILE = "journal.jsonl"
 PARENT = "parent"  # the key of a sweep's parent run; children are keyed by trial id
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
+DELETED = "DELETED"  # a journal key's status once its run was deleted from the record
 
 # MLflow's log_batch limits (REST API docs): 1000 metrics, 100 params, 100 tags, 1000 in all.
 MAX_BATCH_METRICS = 1000
@@ -73,7 +76,7 @@ class KeyState:
     created: bool = False
     status: str | None = None
     last_step: int = 0
-    tags: set[str] = field(default_factory=set)  # tag names set so far
+    tags: dict[str, str] = field(default_factory=dict)  # tags set so far (and not removed)
 
 
 class Journal:
@@ -151,6 +154,11 @@ class Journal:
             key.last_step = max(key.last_step, int(event["step"]))
         elif op == "tags":
             key.tags.update(event["tags"])
+        elif op == "untag":
+            for name in event["names"]:
+                key.tags.pop(name, None)
+        elif op == "delete":
+            key.status = DELETED
         elif op == "hook":
             self.hooks.add(event["name"])
 
@@ -187,6 +195,19 @@ class Journal:
 
     def text(self, key: str, text: str, artifact_file: str) -> int:
         return self.append("text", key, text=text, file=artifact_file)
+
+    def untag(self, key: str, names: list[str]) -> int:
+        """Tags removed from the run (e.g. an error tag once the trial finished)."""
+        return self.append("untag", key, names=sorted(names))
+
+    def remove_artifact(self, key: str, artifact_path: str) -> int:
+        """An artifact file or directory removed from the run."""
+        return self.append("remove_artifact", key, path=artifact_path)
+
+    def delete(self, key: str) -> int:
+        """The run deleted from the record (MLflow keeps it as a deleted run: `mlflow gc`
+        removes it for good, `mlflow runs restore` brings it back)."""
+        return self.append("delete", key, time=_now_ms())
 
     def hook(self, name: str) -> int:
         """A point in the record where a consumer has work to do (e.g. "tables": log the
@@ -416,8 +437,12 @@ class Drainer:
     def _apply(self, events: list[dict[str, Any]]) -> None:
         """Send a chunk of events, batching params/metrics/tags per run between other events."""
         batches: dict[str, _Batch] = {}
+        if self.ack.experiment_id is not None:
+            self._find_runs()  # what the store holds already, deleted runs included
         for event in events:
             op, key = event["op"], event["key"]
+            if op != "create" and self._status.get(self.ack.runs.get(key, "")) == DELETED:
+                continue  # a run deleted from the record takes nothing more (a replay)
             if op in ("metrics", "params", "tags"):
                 batches.setdefault(key, _Batch()).add(event)
                 continue
@@ -433,6 +458,12 @@ class Drainer:
                 self._artifacts(key, event)
             elif op == "text":
                 self.client.log_text(self._run(key), event["text"], event["file"])
+            elif op == "untag":
+                self._untag(key, event["names"])
+            elif op == "remove_artifact":
+                self._remove_artifact(key, event["path"])
+            elif op == "delete":
+                self._delete(key)
             elif op == "hook":
                 for other, batch in list(batches.items()):
                     self._send(other, batch)
@@ -462,18 +493,22 @@ class Drainer:
         if self._found:
             return
         self._found = True
+        from mlflow.entities import ViewType
+
         token = None
         while True:
             page = self.client.search_runs(
                 [self.ack.experiment_id],
                 filter_string=f"tags.`{EXECUTION_TAG}` = '{self.execution}'",
+                run_view_type=ViewType.ALL,  # a deleted orphan is found, not created again
                 max_results=1000,
                 page_token=token,
             )
             for run in page:
                 key = run.data.tags.get(TRIAL_TAG, PARENT)
                 self.ack.runs.setdefault(key, run.info.run_id)
-                self._status[run.info.run_id] = run.info.status
+                deleted = run.info.lifecycle_stage == "deleted"
+                self._status[run.info.run_id] = DELETED if deleted else run.info.status
             token = page.token
             if not token:
                 return
@@ -502,6 +537,29 @@ class Drainer:
         else:
             self.client.update_run(run_id, status=status)
         self._status[run_id] = status
+
+    def _untag(self, key: str, names: list[str]) -> None:
+        run_id = self._run(key)
+        tags = self.client.get_run(run_id).data.tags
+        for name in names:
+            if name in tags:
+                self.client.delete_tag(run_id, name)
+
+    def _remove_artifact(self, key: str, artifact_path: str) -> None:
+        """Remove an artifact through the run's artifact repository (local, proxied by a
+        server, or cloud); gone already is fine."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        run = self.client.get_run(self._run(key))
+        names = {f.path for f in self.client.list_artifacts(run.info.run_id)}
+        if artifact_path in names:
+            get_artifact_repository(run.info.artifact_uri).delete_artifacts(artifact_path)
+
+    def _delete(self, key: str) -> None:
+        run_id = self._run(key)
+        if self._status.get(run_id) != DELETED:
+            self.client.delete_run(run_id)
+            self._status[run_id] = DELETED
 
     def _artifacts(self, key: str, event: dict[str, Any]) -> None:
         path = Path(event["path"])

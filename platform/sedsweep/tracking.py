@@ -56,6 +56,11 @@ STOPPED_EARLY_TAG = "sweep.stopped_early"  # "true" when the scheduler stopped i
 EPOCHS_RUN_TAG = "sweep.epochs_run"
 ERROR_TAG = "sweep.error"  # the last line of a failed trial's error
 ERROR_ARTIFACT = "error.txt"  # its whole traceback
+# an errored trial that finished after a resume: the error it had (sweep.error is removed)
+RECOVERED_ERROR_TAG = "sweep.recovered_error"
+# why a child run was deleted from the record: a trial the killed driver started after Ray
+# Tune's last snapshot, which runs again under a new trial id when the sweep resumes
+ORPHANED_TAG = "sweep.orphaned"
 
 # The re-training run of `sedsweep best` (a child of the sweep's parent run):
 ROLE_TAG = "sweep.role"

@@ -310,6 +310,7 @@ def run_sweep(
     )
     start_ray(plan, address)
     tracker = Tracker(state, Path(state.path), tracking, notify)
+    state.save()  # resumable from here: a driver killed now leaves a journal to finish
     journal = tracker.journal
     journal.experiment(plan.spec.name)
     journal.create(PARENT, exp_name, _parent_tags(plan, features))
@@ -674,7 +675,12 @@ def _outcome(
     if best is not None:  # the best completed trial: a cut-short one is no candidate
         value, result = best
         outcome.best = {"config": result.config["overrides"], "metrics": dict(result.metrics)}
-        journal.metrics(PARENT, {f"{BEST_METRIC_PREFIX}{primary.metric}": value}, 0)
+        # at step = trials completed so far: the history shows the best value as the sweep
+        # grew, and an execution that completed nothing new (killed again) adds no point
+        if counts["completed"] > journal.state(PARENT).last_step:
+            journal.metrics(
+                PARENT, {f"{BEST_METRIC_PREFIX}{primary.metric}": value}, counts["completed"]
+            )
     journal.tags(PARENT, {count_tag(k): str(v) for k, v in counts.items()})
     cut = counts["missing"] or counts["interrupted"]
     if cut:  # interrupted: trials still open were stopped with the driver

@@ -10,6 +10,7 @@ trial continues its run and never logs an epoch twice.
 
 from __future__ import annotations
 
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, ClassVar
 
 from ray import tune
 
-from sedsweep.journal import PARENT, Journal
+from sedsweep.journal import DELETED, PARENT, Journal
 from sedsweep.metrics import SELECTED_EPOCH, SELECTED_PREFIX
 from sedsweep.sweep.spec import data_part, trial_config
 from sedsweep.sweep.trainable import NODE_KEY
@@ -29,6 +30,8 @@ from sedsweep.tracking import (
     MAX_TAG_CHARS,
     NODE_TAG,
     OPTUNA_NUMBER_TAG,
+    ORPHANED_TAG,
+    RECOVERED_ERROR_TAG,
     STOPPED_EARLY_TAG,
     TRIAL_TAG,
     flat_params,
@@ -70,10 +73,12 @@ class TrackingCallback(tune.Callback):
         self.epochs = epochs
         self.tags = tags
         self._journal: Journal | None = None
+        self._reconciled = False
 
     def __getstate__(self) -> dict[str, Any]:
-        """Tune pickles its callbacks with the experiment: keep the path, not the open file."""
-        return {**self.__dict__, "_journal": None}
+        """Tune pickles its callbacks with the experiment: keep the path, not the open file
+        (and reconcile again in the next driver)."""
+        return {**self.__dict__, "_journal": None, "_reconciled": False}
 
     # The journal of the execution now running, set by the runner around `fit()`: a callback
     # Tune restores from a copied or moved sweep directory still holds the path it was
@@ -108,6 +113,42 @@ class TrackingCallback(tune.Callback):
             self.journal.status(key, "RUNNING")
         return key
 
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        """Before this driver's first step: reconcile the journal with the trials Tune knows."""
+        if not self._reconciled:
+            self._reconciled = True
+            self.reconcile({t.trial_id for t in trials})
+
+    def reconcile(self, known: set[str]) -> list[str]:
+        """Delete the child runs of trials that Tune does not know (returns their keys).
+
+        A trial the killed driver created after Ray Tune's last experiment snapshot is in the
+        journal (and the store) but not in the experiment Tune restores, nor in the searcher
+        state saved with it: the search asks for it again, and it runs under a new trial id.
+        Its first run would stay RUNNING forever beside the new one, so it is tagged with
+        the reason and deleted from the record: one trial of the search, one child run.
+        """
+        orphans = [
+            key
+            for key, state in self.journal.keys.items()
+            if key != PARENT and state.created and state.status != DELETED and key not in known
+        ]
+        for key in orphans:
+            self.journal.tags(key, {ORPHANED_TAG: "started after the killed driver's last "
+                                    "snapshot; runs again as a new trial"})  # fmt: skip
+            if self.journal.state(key).status == "RUNNING":
+                self.journal.status(key, "KILLED")
+            self.journal.delete(key)
+        if orphans:
+            print(
+                f"resume: {len(orphans)} trial run(s) the killed driver started after its "
+                "last snapshot run again as new trials; their first runs are deleted from "
+                "the record (tag sweep.orphaned)",
+                file=sys.stderr,
+                flush=True,
+            )
+        return orphans
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.open(trial)
 
@@ -133,6 +174,7 @@ class TrackingCallback(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """FINISHED after the full budget, KILLED (tag sweep.stopped_early) when ASHA stopped it."""
         key = self.open(trial)
+        self._recovered(key)
         done = int((trial.last_result or {}).get("training_iteration", 0))
         if done >= self.epochs:
             checkpoint = trial.checkpoint
@@ -142,6 +184,15 @@ class TrackingCallback(tune.Callback):
         else:
             self.journal.tags(key, {STOPPED_EARLY_TAG: "true", EPOCHS_RUN_TAG: str(done)})
             self.journal.status(key, "KILLED")
+
+    def _recovered(self, key: str) -> None:
+        """A trial that errored in an earlier execution and ran to an end after a resume: its
+        error tag and traceback go (the tag's text is kept as sweep.recovered_error)."""
+        state = self.journal.state(key)
+        if ERROR_TAG in state.tags:
+            self.journal.tags(key, {RECOVERED_ERROR_TAG: state.tags[ERROR_TAG]})
+            self.journal.untag(key, [ERROR_TAG])
+            self.journal.remove_artifact(key, ERROR_ARTIFACT)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """FAILED, with the error's last line as a tag and the full traceback as an artifact."""

@@ -1,0 +1,147 @@
+"""Chaos: the sweep driver SIGKILLed at chosen and at random moments, each time followed by
+`sedsweep resume`, must end with one child run per planned trial (none left RUNNING, none
+twice), an Optuna study holding exactly those trials in the matching states, and no Ray
+process or temporary directory of a killed driver left behind by the resume.
+
+Each sweep runs `sedsweep` as a subprocess (tests.servers.CliProcess) on the `null` method,
+so a kill costs seconds, not minutes of training.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sedsweep.tracking import OPTUNA_NUMBER_TAG, PARENT_TAG, tracking_uri_for
+from tests.servers import CliProcess
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+NULL = ROOT / "search_spaces" / "null_load.yaml"
+TIMEOUT_S = 300
+
+
+def sweep_args(workdir: Path, trials: int, epochs: int, sleep_s: float = 0.25,
+               scheduler: str = "none") -> list[str]:  # fmt: skip
+    return ["sweep", str(NULL), "--scale", "tiny", "--workdir", str(workdir),
+            "--set", f"budget.trials={trials}", "--set", f"budget.max_epochs={epochs}",
+            "--set", "budget.max_concurrent=2", "--set", f"fixed.sleep_s={sleep_s}",
+            "--set", f"scheduler.type={scheduler}"]  # fmt: skip
+
+
+def journal_creates(workdir: Path) -> int:
+    """Child runs the sweep's journal has created so far."""
+    return sum(
+        path.read_text().count('"parent":"parent"')
+        for path in workdir.glob("ray/*/tracking/journal.jsonl")
+    )
+
+
+def kill_when(proc: CliProcess, ready, timeout: float = 120) -> bool:
+    """SIGKILL the driver as soon as `ready()` holds; False when the sweep ended first."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.proc.poll() is not None:
+            return False
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never ready:\n{proc.output[-3000:]}")
+        time.sleep(0.01)
+    proc.kill()
+    proc.cleanup()  # the test's own Ray processes (by marker), which a SIGKILL leaves
+    return True
+
+
+def resume(workdir: Path, n: int) -> CliProcess:
+    return CliProcess(["resume", str(workdir)], workdir.parent / f"{workdir.name}-r{n}.log",
+                      cwd=ROOT)  # fmt: skip
+
+
+def children(workdir: Path) -> list:
+    """The sweep's child runs as the store shows them (deleted runs are not)."""
+    client = MlflowClient(tracking_uri_for(workdir))
+    experiment = client.get_experiment_by_name("null_load")
+    return [r for r in client.search_runs([experiment.experiment_id]) if PARENT_TAG in r.data.tags]
+
+
+def study_states(workdir: Path) -> Counter:
+    """The Optuna trial states in the searcher state of the last driver session (JSON,
+    whatever Ray's file name says; one file per session, named by its start time)."""
+    state = sorted(workdir.glob("ray/*/searcher-state-*"))[-1]
+    return Counter(t["state"] for t in json.loads(state.read_text())["trials"])
+
+
+def assert_one_child_per_trial(workdir: Path, trials: int) -> None:
+    runs = children(workdir)
+    numbers = Counter(r.data.tags[OPTUNA_NUMBER_TAG] for r in runs)
+    statuses = Counter(r.info.status for r in runs)
+    assert len(runs) == trials and set(numbers.values()) == {1}, (numbers, statuses)
+    assert set(statuses) <= {"FINISHED", "KILLED"}, statuses
+
+
+def test_a_trial_started_just_before_a_driver_sigkill_keeps_one_child_run(tmp_path):
+    """Issue 15 F2: a trial created after Tune's last experiment snapshot ran again on resume
+    under a new trial id, leaving its first child run RUNNING forever (5 children for 4
+    trials). Killed the moment the journal creates a new child, three times."""
+    trials = 6
+    sweep = CliProcess(sweep_args(tmp_path, trials, 6), tmp_path.parent / "f2-0.log", cwd=ROOT)
+    procs = [sweep]
+    try:
+        for n in range(3):
+            seen = journal_creates(tmp_path)
+            if not kill_when(procs[-1], lambda s=seen: journal_creates(tmp_path) > s):
+                break
+            procs.append(resume(tmp_path, n + 1))
+        code = procs[-1].finish(TIMEOUT_S)
+    finally:
+        for proc in procs:
+            proc.cleanup()
+    assert code == 0, procs[-1].output[-4000:]
+    assert_one_child_per_trial(tmp_path, trials)
+    assert study_states(tmp_path) == Counter(COMPLETE=trials)
+
+
+def test_five_random_driver_kills_each_resumed_end_with_every_trial_once(tmp_path):
+    """The repeated-kill test: the driver SIGKILLed once before the sweep exists (1 s in: the
+    user starts it again), then 5 times at random moments (seeded) after Tune started,
+    each followed by `resume`; an ASHA sweep, so children end FINISHED or KILLED (stopped
+    early) and the study's trials COMPLETE or PRUNED, one for one."""
+    rng = random.Random(15)
+    trials = 10
+    args = sweep_args(tmp_path, trials, 12, sleep_s=0.5, scheduler="asha")
+    procs = [CliProcess(args, tmp_path.parent / "kill-0.log", cwd=ROOT)]
+    started = time.monotonic()
+    kills = 0
+    try:
+        assert kill_when(procs[-1], lambda: time.monotonic() - started > 1.0)
+        assert not list(tmp_path.glob("ray/*/sedsweep.json"))
+        procs.append(CliProcess(args, tmp_path.parent / "kill-1.log", cwd=ROOT))
+        for n in range(5):
+            proc, delay = procs[-1], rng.uniform(0.5, 8.0)
+            proc.wait_for(r"Number of trials", 120)  # Tune has started (sweep or resume)
+            started = time.monotonic()
+            if not kill_when(proc, lambda d=delay, t=started: time.monotonic() - t > d):
+                break
+            kills += 1
+            procs.append(resume(tmp_path, n + 1))
+        code = procs[-1].finish(TIMEOUT_S)
+    finally:
+        for proc in procs:
+            proc.cleanup()
+    assert code == 0, procs[-1].output[-4000:]
+    assert kills >= 4, f"the sweep ended after {kills} kills: too fast to test"
+    assert len(list(tmp_path.glob("ray/*/sedsweep.json"))) == 1
+    assert not procs[-1].leftovers, procs[-1].leftovers
+    assert_one_child_per_trial(tmp_path, trials)
+    runs = children(tmp_path)
+    states = study_states(tmp_path)
+    finished = sum(r.info.status == "FINISHED" for r in runs)
+    assert states == +Counter(COMPLETE=finished, PRUNED=trials - finished), (
+        states, Counter(r.info.status for r in runs))  # fmt: skip
+    assert not list(tmp_path.rglob("*.tmp")), list(tmp_path.rglob("*.tmp"))
