@@ -8,7 +8,6 @@ import logging
 import multiprocessing
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -22,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sedsweep.data.audio import read_audio
 from sedsweep.data.corpus import Corpus
 from sedsweep.errors import UserError
-from sedsweep.fsio import write_json
+from sedsweep.fsio import temp_dir_for, write_json
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +349,7 @@ def _write_entry(root: Path, key: str, arrays: dict[str, np.ndarray], info: dict
     """Write an entry under a temporary name and rename it into place (first writer wins)."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / key
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".tmp", dir=root))
+    tmp = temp_dir_for(final)
     try:
         for name, arr in arrays.items():
             np.save(tmp / f"{name}.npy", arr, allow_pickle=False)

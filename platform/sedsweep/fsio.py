@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -25,12 +26,49 @@ def _plain_mode(path: Path, base: int) -> None:
     os.chmod(path, base & ~_umask())
 
 
+def _tmp_prefix(path: Path) -> str:
+    """Temporary siblings of `path` are named `.NAME.PID-XXXX.tmp` (the writer's PID)."""
+    return f".{path.name}.{os.getpid()}-"
+
+
+def _clear_stale(path: Path) -> None:
+    """Remove temporary siblings of `path` that a killed writer left (its PID is gone): a
+    SIGKILL skips the clean-up of an atomic write, and the next writer of `path` does it."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*-*.tmp"):
+        pid = tmp.name[len(path.name) + 2 :].split("-", 1)[0]
+        if not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def temp_dir_for(dest: Path) -> Path:
+    """A new temporary directory beside `dest`, to be renamed to it (stale ones of killed
+    writers are cleared first)."""
+    _clear_stale(dest)
+    return Path(tempfile.mkdtemp(prefix=_tmp_prefix(dest), suffix=".tmp", dir=dest.parent))
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path, mode: str = "w", **open_kwargs: Any) -> Iterator[IO[Any]]:
     """Open a temporary sibling of `path` for writing; rename it over `path` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _clear_stale(path)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, **open_kwargs) as handle:
             yield handle
@@ -95,7 +133,7 @@ def atomic_dir(dest: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Build a directory under a temporary name and rename it to `dest` only on success."""
     dest = check_output_dir(dest, overwrite).absolute()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    tmp = temp_dir_for(dest)
     try:
         yield tmp
         _plain_mode(tmp, 0o777)

@@ -32,7 +32,7 @@ from sedsweep.features import FeatureSet, build_features
 from sedsweep.fsio import writable_dir, write_json
 from sedsweep.journal import JOURNAL_DIR, PARENT, Drainer, DrainerProcess, Journal, Notify
 from sedsweep.metrics import selected_key
-from sedsweep.signals import terminate_as_interrupt
+from sedsweep.signals import Reaper, descendants, terminate_as_interrupt
 from sedsweep.spec import corpus_for
 from sedsweep.sweep.spec import SweepPlan, SweepSpec, data_key, plan_sweep
 from sedsweep.tracking import (
@@ -359,6 +359,7 @@ def start_ray(plan: SweepPlan, address: str | None) -> None:
     import ray
 
     if not ray.is_initialized():
+        before = descendants(os.getpid())
         ray.init(
             # No --address: a new local cluster, never one that happens to run on this
             # machine (Ray's default attaches to the last `ray start` cluster it finds).
@@ -367,6 +368,9 @@ def start_ray(plan: SweepPlan, address: str | None) -> None:
             logging_level=logging.WARNING,
             log_to_driver=False,  # trial errors reach the driver (and MLflow) through Tune
         )
+        # the processes ray.init started here (none when it joined a cluster): ended by a
+        # reaper if this driver is killed and they outlive it
+        Reaper(descendants(os.getpid()) - before).start()
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     r = plan.spec.resources
     for name, wanted in (("gpu", r.gpu), ("cpu", r.cpu)):
