@@ -236,3 +236,18 @@ def test_a_byte_order_mark_is_accepted(make_corpus):
     clips = root / "clips.csv"
     clips.write_bytes(b"\xef\xbb\xbf" + clips.read_bytes())
     assert len(Corpus.load(root).clips) > 0
+
+
+def test_a_declared_duration_the_audio_lacks_is_one_line_exit_2(make_corpus, capsys):
+    """Issue 15 F16: `duration_s` was never compared with the audio (`data info` totals
+    were the manifest's, and metrics allocate by the declared length)."""
+    root = make_corpus()  # 2 s clips
+    _edit(root, "clips.csv", "audio/c2.wav,a,1,1,2.0", "audio/c2.wav,a,1,1,1000")
+    assert main(["data", "info", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"sedsweep: error: {root / 'clips.csv'}: audio/c2.wav: field 'duration_s' is 1000 s "
+        "but the audio lasts 2.000 s"
+    ), err
+    _edit(root, "clips.csv", "audio/c2.wav,a,1,1,1000", "audio/c2.wav,a,1,1,2.01")
+    assert main(["data", "info", str(root)]) == 0  # within the tolerance (1 %)

@@ -275,3 +275,28 @@ def test_features_cli_rejects_bad_settings(make_corpus, capsys, args, needle):
     assert main(["features", str(make_corpus()), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err, err
+
+
+@pytest.mark.parametrize(
+    ("samples", "declared", "needle"),
+    [
+        (1, 1 / 16000, "the audio lasts 1 samples at 16000 Hz, shorter than one analysis window"),
+        (32000, 1000.0, "field 'duration_s' is 1000 s but the audio lasts 2.000 s"),
+    ],
+)  # fmt: skip
+def test_audio_shorter_than_a_window_or_than_declared_is_refused(
+    make_corpus, tmp_path, samples, declared, needle
+):
+    """Issue 15 F16: a 1-sample clip, or one whose audio is not as long as `duration_s`
+    says, is a one-line error naming the manifest and the clip, not features of nonsense."""
+    root = make_corpus()
+    sf.write(root / "audio" / "c0.wav", np.zeros(samples, np.float32), 16000)  # no events
+    clips = root / "clips.csv"
+    clips.write_text(clips.read_text().replace("audio/c0.wav,,1,1,2.0",
+                                               f"audio/c0.wav,,1,1,{declared!r}"))  # fmt: skip
+    corpus = Corpus.load(root)
+    params = F.PRESETS["deshmukh2020"].model_copy(update={"sr": 16000, "fmax": 8000.0})
+    with pytest.raises(UserError) as err:
+        F.build_features(corpus, params, tmp_path / "cache", jobs=1)
+    assert str(err.value).startswith(f"{clips}: audio/c0.wav: "), err.value
+    assert needle in str(err.value), err.value

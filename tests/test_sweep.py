@@ -246,6 +246,27 @@ def test_resources_the_cluster_lacks_are_exit_2_before_any_run(
     assert experiment is None or not client.search_runs([experiment.experiment_id])
 
 
+def test_a_corpus_the_method_cannot_split_is_exit_2_before_ray(tmp_path, make_corpus, capsys):
+    """Issue 15 F15: a single-fold corpus failed inside every trial ("the training split is
+    empty") and the CLI then suggested resume. Now one line before Ray or a run exists."""
+    corpus = make_corpus("onefold")
+    clips = corpus / "clips.csv"
+    rows = clips.read_text().splitlines()
+    clips.write_text("\n".join([rows[0]] + [r.replace(",2,", ",1,") for r in rows[1:]]) + "\n")
+    spec = yaml.safe_load((ROOT / "search_spaces" / "null_load.yaml").read_text())
+    spec["data"] = {"path": str(corpus)}
+    path = tmp_path / "onefold.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    workdir = tmp_path / "w"
+    assert main(["sweep", str(path), "--scale", "tiny", "--workdir", str(workdir)]) == 2
+    err = capsys.readouterr().err.strip()  # after MLflow's own INFO lines creating the store
+    assert err.count("sedsweep: error") == 1 and "Traceback" not in err, err
+    assert err.endswith(
+        f"{path}: split: the training split is empty (the corpus has 6 clips in folds [1])"
+    ), err
+    assert not (workdir / "ray").exists() and not ray.is_initialized()
+
+
 @pytest.fixture(scope="module")
 def shared_workdir(tmp_path_factory):
     """One work directory for the smoke runs: corpus, features and MLflow store made once."""

@@ -239,7 +239,9 @@ def data_info(
     """Summarise a corpus: clips, classes, cardinality, per-class counts, durations, folds."""
     from sedsweep.data.corpus import Corpus
 
-    info = Corpus.load(directory).summary()
+    corpus = Corpus.load(directory)
+    corpus.check_audio()  # the totals below are the manifest's: they must be the audio's
+    info = corpus.summary()
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return

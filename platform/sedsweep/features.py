@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sedsweep.data.audio import read_audio
-from sedsweep.data.corpus import Corpus
+from sedsweep.data.corpus import CLIPS_FILE, Clip, Corpus, check_duration
 from sedsweep.errors import UserError
 from sedsweep.fsio import temp_dir_for, write_json
 
@@ -163,9 +163,16 @@ def log_mel(y: np.ndarray, params: FeatureParams) -> np.ndarray:
 
 def extract_clip(path: str | Path, params: FeatureParams) -> tuple[np.ndarray, np.ndarray]:
     """Features [T, n_mels] and each frame's centre time (s, in the original clip) for one file."""
+    feats, times, _ = _extract(path, params)
+    return feats, times
+
+
+def _extract(path: str | Path, params: FeatureParams) -> tuple[np.ndarray, np.ndarray, int]:
+    """`extract_clip`, and how many samples (at `params.sr`) the audio has."""
     import librosa
 
     y, sr = read_audio(path, sr=params.sr)
+    samples = int(y.size)
     start = 0
     if params.trim_silence:
         _, (start, end) = librosa.effects.trim(y, top_db=params.trim_top_db)
@@ -179,11 +186,23 @@ def extract_clip(path: str | Path, params: FeatureParams) -> tuple[np.ndarray, n
     if params.fixed_frames is not None:
         idx = frame_index_map(feats.shape[0], params.fixed_frames)
         feats, times = feats[idx], times[idx]
-    return feats, times.astype(np.float32)
+    return feats, times.astype(np.float32), samples
 
 
-def _extract_job(args: tuple[str, FeatureParams]) -> tuple[np.ndarray, np.ndarray]:
-    return extract_clip(*args)
+def _extract_job(args: tuple[str, FeatureParams]) -> tuple[np.ndarray, np.ndarray, int]:
+    return _extract(*args)
+
+
+def check_audio_length(clip: Clip, samples: int, params: FeatureParams, where: Path) -> None:
+    """The audio of `clip` lasts its declared duration (`check_duration`) and at least one
+    analysis window."""
+    check_duration(clip, samples / params.sr, where)
+    if samples < params.n_fft:
+        raise UserError(
+            f"the audio lasts {samples} samples at {params.sr} Hz, shorter than one analysis "
+            f"window (n_fft {params.n_fft})",
+            where=f"{where}: {clip.path}",
+        )
 
 
 def _one_blas_thread() -> None:
@@ -403,6 +422,8 @@ def _extract_all(
                     bar.update()
     finally:
         bar.close()
+    for clip, (_, _, samples) in zip(corpus.clips, results, strict=True):
+        check_audio_length(clip, samples, params, corpus.root / CLIPS_FILE)
     lengths = np.array([r[0].shape[0] for r in results], dtype=np.int64)
     return {
         "data": np.concatenate([r[0] for r in results]).astype(np.float32, copy=False),

@@ -156,3 +156,53 @@ def test_five_random_driver_kills_each_resumed_end_with_every_trial_once(tmp_pat
     assert states == +Counter(COMPLETE=finished, PRUNED=trials - finished), (
         states, Counter(r.info.status for r in runs))  # fmt: skip
     assert not list(tmp_path.rglob("*.tmp")), list(tmp_path.rglob("*.tmp"))
+
+
+def trial_workers(marker: str) -> list[int]:
+    """The processes of a sweep that run a trial (Ray names them after Tune's function
+    trainable wrapper: ray::ImplicitFunc...)."""
+    found = []
+    for pid in processes_with_env(marker):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if title.startswith(b"ray::ImplicitFunc"):
+            found.append(pid)
+    return found
+
+
+def test_a_trial_whose_worker_died_and_that_finished_after_resume_loses_its_error(tmp_path):
+    """Issue 15 F3: a trial that errored (its worker was SIGKILLed) and finished after
+    `resume` kept its `sweep.error` tag and error.txt. The same run ends FINISHED, the
+    error's text kept as sweep.recovered_error, and the study holds the completed value."""
+    import os
+    import signal
+
+    args = [*sweep_args(tmp_path, 2, 16, sleep_s=0.5), "--set", "budget.max_failures=0"]
+    sweep = CliProcess(args, tmp_path.parent / "f3-0.log", cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 180
+        while not (workers := trial_workers(sweep.marker)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert workers, sweep.output[-3000:]
+        time.sleep(2)  # a few epochs in, checkpointed
+        os.kill(workers[0], signal.SIGKILL)
+        code = sweep.finish(TIMEOUT_S)
+    finally:
+        sweep.cleanup()
+    assert code == 1 and "1 errored" in sweep.output, sweep.output[-3000:]
+    client = MlflowClient(tracking_uri_for(tmp_path))
+    (failed,) = [r for r in children(tmp_path) if r.info.status == "FAILED"]
+    assert "sweep.error" in failed.data.tags
+    assert [a.path for a in client.list_artifacts(failed.info.run_id)] == ["error.txt"]
+
+    again = resume(tmp_path, 1)
+    assert again.finish(TIMEOUT_S) == 0, again.output[-3000:]
+    run = client.get_run(failed.info.run_id)
+    assert run.info.status == "FINISHED"
+    assert "sweep.error" not in run.data.tags
+    assert run.data.tags["sweep.recovered_error"] == failed.data.tags["sweep.error"]
+    assert "error.txt" not in [a.path for a in client.list_artifacts(run.info.run_id)]
+    assert_one_child_per_trial(tmp_path, 2)
+    assert study_states(tmp_path) == Counter(COMPLETE=2, FAIL=1)

@@ -136,6 +136,15 @@ class Corpus:
         p = Path(clip.path)
         return p if p.is_absolute() else self.root / p
 
+    def check_audio(self) -> None:
+        """Every clip's audio file lasts what its `duration_s` declares (`check_duration`),
+        read from the file headers."""
+        from sedsweep.data.audio import audio_info
+
+        for clip in self.clips:
+            frames, sr = audio_info(self.audio_path(clip))
+            check_duration(clip, frames / sr, self.root / CLIPS_FILE)
+
     @property
     def has_strong(self) -> bool:
         """Whether the corpus carries strong (onset/offset) annotations."""
@@ -253,6 +262,16 @@ class Corpus:
 
 
 # -- parsing helpers -------------------------------------------------------------------------
+def check_duration(clip: Clip, seconds: float, where: Path) -> None:
+    """A clip's audio must last its declared `duration_s`, within DURATION_TOLERANCE_S or 1 %
+    (metrics and `data info` take durations from the manifest, features from the audio)."""
+    if abs(seconds - clip.duration_s) > max(DURATION_TOLERANCE_S, 0.01 * clip.duration_s):
+        raise UserError(
+            f"field 'duration_s' is {clip.duration_s:g} s but the audio lasts {seconds:.3f} s",
+            where=f"{where}: {clip.path}",
+        )
+
+
 def _read_meta(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise UserError("missing corpus metadata file", where=path)

@@ -34,7 +34,7 @@ from sedsweep.journal import JOURNAL_DIR, PARENT, Drainer, DrainerProcess, Journ
 from sedsweep.metrics import selected_key
 from sedsweep.signals import Reaper, descendants, terminate_as_interrupt
 from sedsweep.spec import corpus_for
-from sedsweep.sweep.spec import SweepPlan, SweepSpec, data_key, plan_sweep
+from sedsweep.sweep.spec import SweepPlan, SweepSpec, data_key, plan_sweep, trial_config
 from sedsweep.tracking import (
     BEST_METRIC_PREFIX,
     GIT_COMMIT_TAG,
@@ -193,6 +193,30 @@ def _features(plan: SweepPlan, workdir: Path) -> dict[str, FeatureSet]:
     return out
 
 
+def check_method(plan: SweepPlan, features: dict[str, FeatureSet]) -> None:
+    """Build the method once per data variant with the sweep's base config, on the CPU here:
+    a corpus the method cannot train on (a single fold leaves no training split, a split
+    names folds the corpus lacks) is one line before Ray starts or a run exists, not the same
+    error inside every trial."""
+    import torch
+
+    from sedsweep.methods import get_method
+
+    method_cls = get_method(plan.spec.method)
+    base = plan.base.config.model_dump(mode="json")
+    for variant in plan.data_variants:
+        fs = features[data_key(variant)]
+        cfg = method_cls.Config.model_validate(trial_config(base, variant, plan.epochs))
+        try:
+            method_cls(cfg, fs, torch.device("cpu"))
+        except ValueError as exc:
+            raise UserError(
+                f"{exc} (the corpus has {len(fs)} clips in folds "
+                f"{sorted(set(fs.folds.tolist()))})",
+                where=f"{plan.source}: split",
+            ) from None
+
+
 class Tracker:
     """A sweep execution's journal and what sends it to the tracking store: a drainer in a
     child process (async), the journaling thread itself (inline), or nothing (offline)."""
@@ -292,6 +316,7 @@ def run_sweep(
     if tracking != "offline":
         probe(uri)
     features = _features(plan, workdir)
+    check_method(plan, features)
     execution = uuid.uuid4().hex
     # unique per execution: two sweeps of one file started in the same second get two
     # directories (and two resumable states), never one shared Ray experiment
