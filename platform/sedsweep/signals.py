@@ -44,6 +44,7 @@ def terminate_as_interrupt() -> Iterator[None]:
 # with Ray, by PID and start time (never by name), once the driver is gone.
 REAP_GRACE_S = 5.0  # how long the processes get to end by themselves before SIGTERM
 REAP_KILL_S = 3.0  # how long after SIGTERM before SIGKILL
+REAP_POLL_S = 2.0  # how often a waiting reaper checks whether its processes still run
 
 
 def _stat(pid: int) -> tuple[int, int] | None:
@@ -131,15 +132,21 @@ def reap(processes: set[tuple[int, int]], grace: float = REAP_GRACE_S) -> set[tu
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The reaper child: wait for the pipe from the driver to close, then `reap`."""
+    """The reaper child: wait for the pipe from the driver to close, then `reap`; exit early
+    once the processes have ended anyway (the driver shut Ray down and goes on)."""
     import json
+    import select
     import sys
 
     args = sys.argv[1:] if argv is None else argv
     processes = {(int(pid), int(start)) for pid, start in json.loads(args[0])}
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    while sys.stdin.buffer.read(4096):
-        pass  # the driver never writes: read returns b"" once it has exited
+    while alive(processes):
+        readable, _, _ = select.select([sys.stdin], [], [], REAP_POLL_S)
+        if readable and not sys.stdin.buffer.read1(4096):
+            break  # the driver never writes: end of file means it has exited
+    else:
+        return 0
     left = reap(processes)
     if left:
         print(f"sedsweep: ended {len(left)} Ray process(es) the exited driver left running",

@@ -61,6 +61,8 @@ RECOVERED_ERROR_TAG = "sweep.recovered_error"
 # why a child run was deleted from the record: a trial the killed driver started after Ray
 # Tune's last snapshot, which runs again under a new trial id when the sweep resumes
 ORPHANED_TAG = "sweep.orphaned"
+# a trial resumed from an earlier checkpoint than its last, or from scratch: which, and why
+RESTORE_NOTE_TAG = "sweep.restore_note"
 
 # The re-training run of `sedsweep best` (a child of the sweep's parent run):
 ROLE_TAG = "sweep.role"

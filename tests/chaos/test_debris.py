@@ -73,3 +73,15 @@ def test_a_killed_driver_s_processes_are_ended_by_its_reaper():
         for proc in (driver, bystander):
             proc.kill()
             proc.wait()
+
+
+def test_a_reaper_leaves_once_its_processes_ended_with_the_driver_alive():
+    """A driver that shuts Ray down and goes on (tests, `best`'s confirmation sweeps) keeps no
+    reaper per Ray session it started."""
+    from sedsweep.signals import Reaper
+
+    short = subprocess.Popen(["sleep", "1"])
+    reaper = Reaper({p for p in descendants(os.getpid()) if p[0] == short.pid})
+    reaper.start()
+    short.wait()
+    assert reaper.proc.wait(timeout=15) == 0

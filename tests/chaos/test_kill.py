@@ -206,3 +206,61 @@ def test_a_trial_whose_worker_died_and_that_finished_after_resume_loses_its_erro
     assert "error.txt" not in [a.path for a in client.list_artifacts(run.info.run_id)]
     assert_one_child_per_trial(tmp_path, 2)
     assert study_states(tmp_path) == Counter(COMPLETE=2, FAIL=1)
+
+
+def journaled_epochs(workdir: Path) -> Counter:
+    """The highest epoch journaled per child run key."""
+    last: Counter = Counter()
+    for path in workdir.glob("ray/*/tracking/journal.jsonl"):
+        for line in path.read_text().splitlines():
+            event = json.loads(line)
+            if event["op"] == "metrics" and event["key"] != "parent":
+                last[event["key"]] = max(last[event["key"]], event["step"])
+    return last
+
+
+def test_damaged_trial_checkpoints_fall_back_to_an_earlier_one_or_to_scratch(tmp_path):
+    """Issue 15 F7: a damaged trial checkpoint failed that trial on every resume. Now the
+    trial resumes from the newest readable checkpoint Tune kept (num_to_keep=2), else from
+    scratch, with a warning and a tag saying which; each epoch is tracked once."""
+    import signal
+
+    epochs = 12
+    sweep = CliProcess(sweep_args(tmp_path, 2, epochs, sleep_s=0.5), tmp_path.parent / "f7.log",
+                       cwd=ROOT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            done = journaled_epochs(tmp_path)
+            if len(done) == 2 and min(done.values()) >= 4:
+                break
+            time.sleep(0.2)
+        sweep.proc.send_signal(signal.SIGINT)  # Ctrl-C: Tune stops gracefully
+        assert sweep.finish(TIMEOUT_S) == 1, sweep.output[-3000:]
+    finally:
+        sweep.cleanup()
+    first, second = sorted(tmp_path.glob("ray/*/run_trial_*"))
+    # the first trial: all but its oldest checkpoint truncated (the newest on disk may be one
+    # the stopped driver never registered; Tune restores from the newest it registered)
+    oldest, *newer = sorted(first.glob("checkpoint_*"))
+    assert newer, list(first.iterdir())
+    for folder in newer:
+        state = folder / "state.pt"
+        state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    for state in second.glob("checkpoint_*/state.pt"):  # every kept one cut short
+        state.write_bytes(state.read_bytes()[:100])
+
+    again = resume(tmp_path, 1)
+    assert again.finish(TIMEOUT_S) == 0, again.output[-3000:]
+    assert again.output.count("warning: trial t") == 2, again.output[-3000:]
+    client = MlflowClient(tracking_uri_for(tmp_path))
+    notes = {}
+    for run in children(tmp_path):
+        assert run.info.status == "FINISHED"
+        notes[run.data.tags["sweep.trial_id"]] = run.data.tags["sweep.restore_note"]
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/score")]
+        assert steps == list(range(1, epochs + 1)), steps
+    first_id, second_id = (p.name.split("_")[2] for p in (first, second))
+    assert notes[first_id].endswith(f"; resumed from {oldest.name}"), notes
+    assert notes[second_id].endswith("no readable checkpoint kept: restarted from scratch")
+    assert study_states(tmp_path) == Counter(COMPLETE=2)

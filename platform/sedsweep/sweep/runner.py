@@ -34,7 +34,15 @@ from sedsweep.journal import JOURNAL_DIR, PARENT, Drainer, DrainerProcess, Journ
 from sedsweep.metrics import selected_key
 from sedsweep.signals import Reaper, descendants, terminate_as_interrupt
 from sedsweep.spec import corpus_for
-from sedsweep.sweep.spec import SweepPlan, SweepSpec, data_key, plan_sweep, trial_config
+from sedsweep.sweep.spec import (
+    EPOCH_KEY,
+    SweepPlan,
+    SweepSpec,
+    data_key,
+    epoch_of,
+    plan_sweep,
+    trial_config,
+)
 from sedsweep.tracking import (
     BEST_METRIC_PREFIX,
     GIT_COMMIT_TAG,
@@ -569,15 +577,19 @@ def _scheduler(plan: SweepPlan) -> Any:
     )
 
     s = plan.spec.scheduler
+    # time is the method's epoch (`epoch_of`), so a trial resumed from an earlier checkpoint
+    # is judged at the epoch its weights have, and grace periods count epochs, not seconds
     if s.type == "asha":
         return ASHAScheduler(
-            max_t=plan.epochs, grace_period=min(s.grace_period, plan.epochs),
+            time_attr=EPOCH_KEY, max_t=plan.epochs, grace_period=min(s.grace_period, plan.epochs),
             reduction_factor=s.reduction_factor,
         )  # fmt: skip
     if s.type == "hyperband":
-        return HyperBandScheduler(max_t=plan.epochs, reduction_factor=s.reduction_factor)
+        return HyperBandScheduler(
+            time_attr=EPOCH_KEY, max_t=plan.epochs, reduction_factor=s.reduction_factor
+        )
     if s.type == "median":
-        return MedianStoppingRule(grace_period=s.grace_period)
+        return MedianStoppingRule(time_attr=EPOCH_KEY, grace_period=s.grace_period)
     return FIFOScheduler()
 
 
@@ -625,8 +637,7 @@ def _fit(
                     mode=s.primary.mode,
                     search_alg=OptunaPruningSearch(plan),
                     scheduler=_scheduler(plan),
-                    num_samples=plan.n_trials,
-                    max_concurrent_trials=s.budget.max_concurrent,
+                    num_samples=plan.n_trials,  # the searcher limits trials in flight
                     reuse_actors=True,
                 ),
                 run_config=tune.RunConfig(
@@ -677,7 +688,7 @@ def _outcome(
         metrics = result.metrics or {}
         if result.error is not None:
             counts["errored"] += 1
-        elif int(metrics.get("training_iteration", 0)) >= plan.epochs:
+        elif epoch_of(metrics) >= plan.epochs:
             counts["completed"] += 1
             value = metrics.get(key)
             if (

@@ -45,6 +45,7 @@ from sedsweep.sweep.spec import (
     GridParam,
     IntParam,
     SweepPlan,
+    epoch_of,
 )
 
 optuna.logging.set_verbosity(logging.WARNING)
@@ -65,7 +66,7 @@ def trial_outcome(
     """How a finished Tune trial reaches Optuna: 'fail', 'pruned' or 'complete'."""
     if error or not result or not all(_finite(result.get(m)) for m in metrics):
         return "fail"
-    if int(result.get("training_iteration", 0)) < max_epochs:
+    if epoch_of(result) < max_epochs:
         return "pruned"
     return "complete"
 
@@ -83,6 +84,10 @@ class OptunaPruningSearch(Searcher):
         self.objectives = [selected_key(o.metric) for o in s.objectives]
         self.multi = s.multi_objective
         self.max_epochs = plan.epochs
+        # Trials in flight at once. Kept here, not by Tune's ConcurrencyLimiter: that wrapper
+        # drops the completion of a trial it does not count as live, and a trial that errored
+        # and runs again after a resume never is, so Optuna would never hear how it ended.
+        self.max_concurrent = s.budget.max_concurrent
         self.space = {k: p for k, p in s.space.items() if not isinstance(p, GridParam)}
         self.study_name, self.algorithm, self.seed = s.name, s.search.algorithm, s.search.seed
         self.directions = ["maximize" if o.maximise else "minimize" for o in s.objectives]
@@ -108,6 +113,8 @@ class OptunaPruningSearch(Searcher):
         """Ask Optuna for the next trial: {'overrides': {dotted key: value}, 'optuna_trial': n}."""
         if self.cells and self.asked >= len(self.cells):
             return Searcher.FINISHED
+        if len(self.trials) >= getattr(self, "max_concurrent", math.inf):  # older pickles
+            return None  # ask again when a trial in flight has ended
         trial = self.study.ask()  # a grid trial pops its enqueued cell: only that cell's keys
         cell = self.cells[self.asked] if self.cells else {}
         overrides = {key: trial.suggest_categorical(key, self.grid[key]) for key in cell}
@@ -123,7 +130,7 @@ class OptunaPruningSearch(Searcher):
         trial = self.trials.get(trial_id)
         if self.multi:
             return
-        step = int(result.get("training_iteration", 0))
+        step = epoch_of(result)
         value = result.get(self.metric)
         if trial is None or not _finite(value) or step <= self.last_step.get(trial_id, 0):
             return

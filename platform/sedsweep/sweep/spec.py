@@ -205,6 +205,16 @@ class SweepSpec(Strict):
 
 
 DATA_PREFIX = "data."
+EPOCH_KEY = "epoch"  # the method's own epoch in every result: the sweep's time axis
+
+
+def epoch_of(result: dict[str, Any] | None) -> int:
+    """The method's epoch a Tune result reports: the sweep's time axis for the scheduler, the
+    searcher's steps and the tracked metric steps. Tune's `training_iteration` counts reports
+    instead, and runs ahead of the method's epoch once a trial resumes from an earlier
+    checkpoint than its last (or from scratch); it stands in for results without an epoch."""
+    result = result or {}
+    return int(result.get(EPOCH_KEY, result.get("training_iteration", 0)))
 
 
 def data_part(overrides: dict[str, Any]) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from ray import tune
 
 from sedsweep.journal import DELETED, PARENT, Journal
 from sedsweep.metrics import SELECTED_EPOCH, SELECTED_PREFIX
-from sedsweep.sweep.spec import data_part, trial_config
-from sedsweep.sweep.trainable import NODE_KEY
+from sedsweep.sweep.spec import data_part, epoch_of, trial_config
+from sedsweep.sweep.trainable import NODE_KEY, RESTORE_NOTE_KEY
 from sedsweep.tracking import (
     EPOCHS_RUN_TAG,
     ERROR_ARTIFACT,
@@ -32,6 +32,7 @@ from sedsweep.tracking import (
     OPTUNA_NUMBER_TAG,
     ORPHANED_TAG,
     RECOVERED_ERROR_TAG,
+    RESTORE_NOTE_TAG,
     STOPPED_EARLY_TAG,
     TRIAL_TAG,
     flat_params,
@@ -158,7 +159,7 @@ class TrackingCallback(tune.Callback):
         """Journal the epoch's metrics with step = epoch (an epoch journaled before is skipped)."""
         started = time.perf_counter()
         key = self.open(trial)
-        step = int(result["training_iteration"])
+        step = epoch_of(result)
         state = self.journal.state(key)
         if step > state.last_step:
             metrics = {
@@ -169,13 +170,18 @@ class TrackingCallback(tune.Callback):
             self.journal.metrics(key, metrics, step)
         if result.get(NODE_KEY) and NODE_TAG not in state.tags:
             self.journal.tags(key, {NODE_TAG: str(result[NODE_KEY])})
+        note = result.get(RESTORE_NOTE_KEY)
+        if isinstance(note, str) and note:
+            self.journal.tags(key, {RESTORE_NOTE_TAG: note[:MAX_TAG_CHARS]})
+            number = int(trial.config["optuna_trial"])
+            print(f"warning: trial t{number:03d}: {note}", file=sys.stderr, flush=True)
         self.journal.result_seconds.append(time.perf_counter() - started)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """FINISHED after the full budget, KILLED (tag sweep.stopped_early) when ASHA stopped it."""
         key = self.open(trial)
         self._recovered(key)
-        done = int((trial.last_result or {}).get("training_iteration", 0))
+        done = epoch_of(trial.last_result)
         if done >= self.epochs:
             checkpoint = trial.checkpoint
             if checkpoint is not None:

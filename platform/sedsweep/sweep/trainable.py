@@ -21,6 +21,7 @@ from sedsweep.tracking import FIGURES_DIR
 
 STATE_FILE = "state.pt"
 NODE_KEY = "node_id"  # which Ray node ran the trial (a string, not logged as a metric)
+RESTORE_NOTE_KEY = "restore_note"  # set in the first result after an unreadable checkpoint
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -38,6 +39,42 @@ def load_state(path: Path) -> dict[str, Any]:
         raise UserError(
             f"unreadable checkpoint ({type(exc).__name__}: {str(exc)[:200]})", where=str(path)
         ) from None
+
+
+def restore(trainer: Any, checkpoint: tune.Checkpoint) -> tuple[bool, str | None]:
+    """Load the trial's newest readable kept checkpoint into `trainer`.
+
+    Tune hands over the newest checkpoint; when that one is damaged (or not plain data), the
+    earlier ones Tune kept beside it (`CheckpointConfig.num_to_keep`) are tried, newest first,
+    and when none is readable the trial starts from scratch. Either way the trial goes on (a
+    damaged file would otherwise fail it on every resume) and the returned note says what
+    happened. Returns whether a checkpoint was loaded, and the note (None when the newest
+    one loaded).
+    """
+    problems = []
+    for candidate in [checkpoint, *_earlier(checkpoint)]:
+        try:
+            with candidate.as_directory() as folder:
+                state = load_state(Path(folder) / STATE_FILE)
+        except UserError as exc:
+            problems.append(f"{Path(candidate.path).name}: {exc.message}")
+            continue
+        trainer.load_state_dict(state)
+        if not problems:
+            return True, None
+        return True, f"{'; '.join(problems)}; resumed from {Path(candidate.path).name}"
+    return False, f"{'; '.join(problems)}; no readable checkpoint kept: restarted from scratch"
+
+
+def _earlier(checkpoint: tune.Checkpoint) -> list[tune.Checkpoint]:
+    """The checkpoints Tune kept before `checkpoint` in the same trial directory, newest first."""
+    import pyarrow.fs
+
+    parent, name = checkpoint.path.rstrip("/").rsplit("/", 1)
+    infos = checkpoint.filesystem.get_file_info(pyarrow.fs.FileSelector(parent))
+    kept = (i.base_name for i in infos if i.base_name.startswith("checkpoint_"))
+    names = sorted((n for n in kept if n < name), reverse=True)
+    return [tune.Checkpoint(f"{parent}/{n}", filesystem=checkpoint.filesystem) for n in names]
 
 
 def run_trial(
@@ -58,22 +95,28 @@ def run_trial(
     torch.set_num_threads(max(threads, 1))
     method_cls = get_method(method)
     cfg = method_cls.Config.model_validate(trial_config(base_config, config["overrides"], epochs))
-    trainer = method_cls(cfg, features[data_key(config["overrides"])], pick_device(None))
+    fs, device = features[data_key(config["overrides"])], pick_device(None)
+    trainer = method_cls(cfg, fs, device)
+    note = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            trainer.load_state_dict(load_state(Path(folder) / STATE_FILE))
+        loaded, note = restore(trainer, checkpoint)
+        if not loaded:  # start again from a fresh model (and fresh random state)
+            trainer = method_cls(cfg, fs, device)
 
     node = ray.get_runtime_context().get_node_id()
 
     def report(epoch: int, metrics: dict[str, float]) -> None:
+        nonlocal note
         with tempfile.TemporaryDirectory() as folder:
             torch.save(trainer.state_dict(), Path(folder) / STATE_FILE)
             if epoch == epochs:
                 figures = Path(folder) / FIGURES_DIR
                 figures.mkdir()
                 render_artifacts(trainer, figures)
-            result = {**metrics, NODE_KEY: node}
+            result: dict[str, Any] = {**metrics, NODE_KEY: node}
+            if note:
+                result[RESTORE_NOTE_KEY], note = note, None
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
 
     run_epochs(trainer, epochs, on_epoch=report)
