@@ -39,40 +39,47 @@ def tone(freq: float, seconds: float, sr: int = SR, amp: float = 0.3) -> np.ndar
 
 @pytest.fixture
 def make_corpus(tmp_path: Path) -> Callable[..., Path]:
+    """`write_hand_corpus` into the test's temporary directory."""
+
+    def make(name: str = "hand", n: int = 6, seconds: float = 2.0, sr: int = SR) -> Path:
+        return write_hand_corpus(tmp_path, name, n, seconds, sr)
+
+    return make
+
+
+def write_hand_corpus(
+    parent: Path, name: str = "hand", n: int = 6, seconds: float = 2.0, sr: int = SR
+) -> Path:
     """Write a small valid corpus by hand: clips.csv, events.tsv, corpus.json and WAVs.
 
     Clip i (of n) lasts `seconds`, has low noise, and class 'a' (a 1 kHz tone) from 0.5 to 1.0 s;
     odd clips also have 'b' (3 kHz) from 1.2 to 1.6 s; clip 0 is a negative (no events).
     Folds alternate 1/2; the last clip is unverified.
     """
-
-    def make(name: str = "hand", n: int = 6, seconds: float = 2.0, sr: int = SR) -> Path:
-        root = tmp_path / name
-        (root / "audio").mkdir(parents=True)
-        rng = np.random.default_rng(0)
-        rows = ["path,labels,fold,verified,duration_s"]
-        events = ["filename\tonset\toffset\tevent_label"]
-        for i in range(n):
-            y = rng.normal(0, 0.01, int(seconds * sr)).astype(np.float32)
-            labels = []
-            if i > 0:
-                y[int(0.5 * sr) : int(1.0 * sr)] += tone(1000, 0.5, sr)
-                labels.append("a")
-                events.append(f"audio/c{i}.wav\t0.5\t1.0\ta")
-            if i % 2 == 1:
-                y[int(1.2 * sr) : int(1.6 * sr)] += tone(3000, 0.4, sr)
-                labels.append("b")
-                events.append(f"audio/c{i}.wav\t1.2\t1.6\tb")
-            sf.write(root / "audio" / f"c{i}.wav", y, sr)
-            verified = 0 if i == n - 1 else 1
-            rows.append(f"audio/c{i}.wav,{';'.join(labels)},{1 + i % 2},{verified},{seconds}")
-        (root / "clips.csv").write_text("\n".join(rows) + "\n")
-        (root / "events.tsv").write_text("\n".join(events) + "\n")
-        meta = {"name": name, "classes": ["a", "b"], "sample_rate": sr}
-        (root / "corpus.json").write_text(json.dumps(meta))
-        return root
-
-    return make
+    root = parent / name
+    (root / "audio").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = ["path,labels,fold,verified,duration_s"]
+    events = ["filename\tonset\toffset\tevent_label"]
+    for i in range(n):
+        y = rng.normal(0, 0.01, int(seconds * sr)).astype(np.float32)
+        labels = []
+        if i > 0:
+            y[int(0.5 * sr) : int(1.0 * sr)] += tone(1000, 0.5, sr)
+            labels.append("a")
+            events.append(f"audio/c{i}.wav\t0.5\t1.0\ta")
+        if i % 2 == 1:
+            y[int(1.2 * sr) : int(1.6 * sr)] += tone(3000, 0.4, sr)
+            labels.append("b")
+            events.append(f"audio/c{i}.wav\t1.2\t1.6\tb")
+        sf.write(root / "audio" / f"c{i}.wav", y, sr)
+        verified = 0 if i == n - 1 else 1
+        rows.append(f"audio/c{i}.wav,{';'.join(labels)},{1 + i % 2},{verified},{seconds}")
+    (root / "clips.csv").write_text("\n".join(rows) + "\n")
+    (root / "events.tsv").write_text("\n".join(events) + "\n")
+    meta = {"name": name, "classes": ["a", "b"], "sample_rate": sr}
+    (root / "corpus.json").write_text(json.dumps(meta))
+    return root
 
 
 @pytest.fixture(scope="module")

@@ -58,17 +58,30 @@ def _pid_alive(pid: int) -> bool:
 def temp_dir_for(dest: Path) -> Path:
     """A new temporary directory beside `dest`, to be renamed to it (stale ones of killed
     writers are cleared first)."""
-    _clear_stale(dest)
-    return Path(tempfile.mkdtemp(prefix=_tmp_prefix(dest), suffix=".tmp", dir=dest.parent))
+    with _cannot_write(dest):
+        _clear_stale(dest)
+        return Path(tempfile.mkdtemp(prefix=_tmp_prefix(dest), suffix=".tmp", dir=dest.parent))
+
+
+@contextlib.contextmanager
+def _cannot_write(dest: Path) -> Iterator[None]:
+    """A place where nothing can be created (`/proc/x`, a read-only mount, no permission) is
+    a one-line error naming it."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UserError(f"cannot write there ({reason})", where=dest) from None
 
 
 @contextlib.contextmanager
 def atomic_file(path: str | Path, mode: str = "w", **open_kwargs: Any) -> Iterator[IO[Any]]:
     """Open a temporary sibling of `path` for writing; rename it over `path` only on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _clear_stale(path)
-    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
+    with _cannot_write(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _clear_stale(path)
+        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, **open_kwargs) as handle:
             yield handle
@@ -132,7 +145,8 @@ def check_output_dir(dest: str | Path, overwrite: bool) -> Path:
 def atomic_dir(dest: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Build a directory under a temporary name and rename it to `dest` only on success."""
     dest = check_output_dir(dest, overwrite).absolute()
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    with _cannot_write(dest):
+        dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_dir_for(dest)
     try:
         yield tmp

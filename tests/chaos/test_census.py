@@ -130,6 +130,10 @@ CLI: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "resume_nothing": (lambda t: ["resume", str(t)], "no sweep found"),
     "sync_nothing": (lambda t: ["sync", str(t)], "no sweep found"),
     "data_info_missing": (lambda t: ["data", "info", str(t / "none")], "none"),
+    "data_make_where_nothing_can_be_written": (
+        lambda t: ["data", "make", "lowres", "--out", "/proc/x"],
+        "/proc/x: cannot write there",
+    ),
 }
 
 

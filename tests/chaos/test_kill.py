@@ -206,6 +206,11 @@ def test_a_trial_whose_worker_died_and_that_finished_after_resume_loses_its_erro
     assert "error.txt" not in [a.path for a in client.list_artifacts(run.info.run_id)]
     assert_one_child_per_trial(tmp_path, 2)
     assert study_states(tmp_path) == Counter(COMPLETE=2, FAIL=1)
+    # F17: best/… was logged at step 0 by each execution; now at step = trials completed
+    (parent,) = [r for r in MlflowClient(tracking_uri_for(tmp_path)).search_runs(
+        [failed.info.experiment_id]) if PARENT_TAG not in r.data.tags]  # fmt: skip
+    history = client.get_metric_history(parent.info.run_id, "best/val/score")
+    assert [m.step for m in history] == [1, 2], history
 
 
 def journaled_epochs(workdir: Path) -> Counter:
