@@ -14,6 +14,7 @@ import json
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,27 @@ def wait_gone(marker: str, timeout: float) -> str:
     return describe(left)
 
 
+def kill_and_resume(
+    workdir: Path,
+    procs: list[CliProcess],
+    moment: Callable[[CliProcess], Callable[[], bool]],
+    times: int,
+) -> tuple[int, int]:
+    """Up to `times` times: SIGKILL the newest process in `procs` once `moment(it)` says so,
+    then start `resume`; wait for the last one. Returns (kills, its exit code)."""
+    kills = 0
+    try:
+        for n in range(times):
+            if not kill_when(procs[-1], moment(procs[-1])):
+                break
+            kills += 1
+            procs.append(resume(workdir, n + 1))
+        return kills, procs[-1].finish(TIMEOUT_S)
+    finally:
+        for proc in procs:
+            proc.cleanup()
+
+
 def resume(workdir: Path, n: int) -> CliProcess:
     return CliProcess(["resume", str(workdir)], workdir.parent / f"{workdir.name}-r{n}.log",
                       cwd=ROOT)  # fmt: skip
@@ -102,17 +124,13 @@ def test_a_trial_started_just_before_a_driver_sigkill_keeps_one_child_run(tmp_pa
     trials). Killed the moment the journal creates a new child, three times."""
     trials = 6
     sweep = CliProcess(sweep_args(tmp_path, trials, 6), tmp_path.parent / "f2-0.log", cwd=ROOT)
+
+    def new_child(proc: CliProcess) -> Callable[[], bool]:
+        seen = journal_creates(tmp_path)
+        return lambda: journal_creates(tmp_path) > seen
+
     procs = [sweep]
-    try:
-        for n in range(3):
-            seen = journal_creates(tmp_path)
-            if not kill_when(procs[-1], lambda s=seen: journal_creates(tmp_path) > s):
-                break
-            procs.append(resume(tmp_path, n + 1))
-        code = procs[-1].finish(TIMEOUT_S)
-    finally:
-        for proc in procs:
-            proc.cleanup()
+    _, code = kill_and_resume(tmp_path, procs, new_child, times=3)
     assert code == 0, procs[-1].output[-4000:]
     assert_one_child_per_trial(tmp_path, trials)
     assert study_states(tmp_path) == Counter(COMPLETE=trials)
@@ -128,23 +146,20 @@ def test_five_random_driver_kills_each_resumed_end_with_every_trial_once(tmp_pat
     args = sweep_args(tmp_path, trials, 12, sleep_s=0.5, scheduler="asha")
     procs = [CliProcess(args, tmp_path.parent / "kill-0.log", cwd=ROOT)]
     started = time.monotonic()
-    kills = 0
     try:
         assert kill_when(procs[-1], lambda: time.monotonic() - started > 1.0)
-        assert not list(tmp_path.glob("ray/*/sedsweep.json"))
-        procs.append(CliProcess(args, tmp_path.parent / "kill-1.log", cwd=ROOT))
-        for n in range(5):
-            proc, delay = procs[-1], rng.uniform(0.5, 8.0)
-            proc.wait_for(r"Number of trials", 120)  # Tune has started (sweep or resume)
-            started = time.monotonic()
-            if not kill_when(proc, lambda d=delay, t=started: time.monotonic() - t > d):
-                break
-            kills += 1
-            procs.append(resume(tmp_path, n + 1))
-        code = procs[-1].finish(TIMEOUT_S)
     finally:
-        for proc in procs:
-            proc.cleanup()
+        procs[-1].cleanup()
+    assert not list(tmp_path.glob("ray/*/sedsweep.json"))
+    procs.append(CliProcess(args, tmp_path.parent / "kill-1.log", cwd=ROOT))
+
+    def random_moment(proc: CliProcess) -> Callable[[], bool]:
+        delay = rng.uniform(0.5, 8.0)
+        proc.wait_for(r"Number of trials", 120)  # Tune has started (sweep or resume)
+        started = time.monotonic()
+        return lambda: time.monotonic() - started > delay
+
+    kills, code = kill_and_resume(tmp_path, procs, random_moment, times=5)
     assert code == 0, procs[-1].output[-4000:]
     assert kills >= 4, f"the sweep ended after {kills} kills: too fast to test"
     assert len(list(tmp_path.glob("ray/*/sedsweep.json"))) == 1
