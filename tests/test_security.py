@@ -72,7 +72,7 @@ def test_a_planted_searcher_state_is_refused_and_runs_nothing(tmp_path):
 
 
 def test_the_searcher_state_is_json_and_replays_every_trial(tmp_path):
-    plan = load_sweep(QUICK, {"budget.max_epochs": 4})
+    plan = load_sweep(QUICK, {"budget.max_epochs": 4, "budget.max_concurrent": 4})
     metric = "best_val/when_frame_auc"
     search = OptunaPruningSearch(plan)
     ids = ["done", "pruned", "broken", "running"]

@@ -26,7 +26,7 @@ SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
 
 # -- the searcher alone ----------------------------------------------------------------------
 def test_early_stopped_trials_reach_optuna_as_pruned():
-    plan = load_sweep(QUICK, {"budget.max_epochs": 4})
+    plan = load_sweep(QUICK, {"budget.max_epochs": 4, "budget.max_concurrent": 4})
     search = OptunaPruningSearch(plan)
     metric = "best_val/when_frame_auc"  # the selected model's value, not the last epoch's
     for tid in ("full", "stopped", "broken", "nan"):
@@ -389,3 +389,31 @@ def test_a_failed_trial_that_finishes_after_resume_reaches_optuna(tmp_path):
     assert failed.state == TrialState.FAIL and done.state == TrialState.COMPLETE
     assert done.params == failed.params == params and done.value == pytest.approx(0.95)
     assert again.study.best_trial.number == done.number
+
+
+@pytest.mark.parametrize("algorithm", ["tpe", "random", "cmaes", "gp", "nsga2"])
+def test_a_restored_searcher_suggests_what_the_uninterrupted_one_does(tmp_path, algorithm):
+    """The JSON searcher state keeps the samplers' random states: without them a resumed
+    sampler started its sequence again and suggested the first trials' configurations once
+    more (seen in the chaos kill tests: two trials with one configuration)."""
+    plan = load_sweep(QUICK, {"search.algorithm": algorithm, "budget.max_concurrent": 8})
+    metric = "best_val/when_frame_auc"
+    search = OptunaPruningSearch(plan)
+    for n in range(3):
+        search.suggest(f"t{n}")
+        search.on_trial_complete(f"t{n}", {metric: 0.5 + n / 10, "training_iteration": 6})
+    search.save(str(tmp_path / "state.json"))
+    again = OptunaPruningSearch(plan)
+    again.restore(str(tmp_path / "state.json"))
+    for n in range(3, 6):
+        assert again.suggest(f"t{n}") == search.suggest(f"t{n}"), n
+
+
+def test_the_searcher_keeps_at_most_max_concurrent_trials_in_flight():
+    """Concurrency is the searcher's (Tune's ConcurrencyLimiter drops the completion of a
+    trial it does not count as live: a failed trial run again after a resume)."""
+    search = OptunaPruningSearch(load_sweep(QUICK))  # max_concurrent: 2
+    assert search.suggest("a") and search.suggest("b")
+    assert search.suggest("c") is None
+    search.on_trial_complete("a", None, error=True)
+    assert search.suggest("c")["optuna_trial"] == 2

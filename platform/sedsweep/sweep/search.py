@@ -11,10 +11,10 @@ Grid sweeps enqueue every cell × replicate combination up front, so each runs e
 The searcher's state (every Optuna trial with its parameters, distributions, values and
 intermediate values; the trials in flight; the grid position) is saved as JSON, never as a
 pickle: a file planted in the sweep's storage is data, and anything else is refused. On
-restore the study is rebuilt with the same sampler and seed and the trials replayed into it in
-their original numbers; the sampler's own random state is not kept (TPE and the other
-samplers draw from the restored history, so suggestions after a resume can differ from an
-uninterrupted run's).
+restore the study is rebuilt with the same sampler and seed, the trials replayed into it in
+their original numbers, and the sampler's random states (its own and its fallback sampler's,
+as plain numbers) set back to where they were: without them a resumed sampler would start its
+random sequence again and suggest the configurations of the sweep's first trials once more.
 
 Every objective is read under its selected key (`best_val/...`: the value of the weights the
 method delivers), the value tables and `sedsweep best` rank by. With several objectives (a
@@ -28,9 +28,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.distributions import distribution_to_json, json_to_distribution
 from optuna.trial import FrozenTrial, Trial, TrialState
@@ -113,7 +115,8 @@ class OptunaPruningSearch(Searcher):
         """Ask Optuna for the next trial: {'overrides': {dotted key: value}, 'optuna_trial': n}."""
         if self.cells and self.asked >= len(self.cells):
             return Searcher.FINISHED
-        if len(self.trials) >= getattr(self, "max_concurrent", math.inf):  # older pickles
+        limit = getattr(self, "max_concurrent", None)  # None: unlimited (or an older pickle)
+        if limit is not None and len(self.trials) >= limit:
             return None  # ask again when a trial in flight has ended
         trial = self.study.ask()  # a grid trial pops its enqueued cell: only that cell's keys
         cell = self.cells[self.asked] if self.cells else {}
@@ -199,6 +202,9 @@ class OptunaPruningSearch(Searcher):
             "in_flight": {tid: trial.number for tid, trial in self.trials.items()},
             "failed": self.failed,
             "trials": trials,
+            "random_states": {
+                path: _state_json(rng) for path, rng in random_states(self.study.sampler)
+            },
         }
         write_json(Path(checkpoint_path), state)
 
@@ -234,12 +240,45 @@ class OptunaPruningSearch(Searcher):
         asked = int(data["asked"])
         for cell in self.cells[asked:]:
             study.enqueue_trial(cell)
+        saved_states = data.get("random_states", {})
+        for path, rng in random_states(study.sampler):  # after the replay, which may draw
+            if path in saved_states:
+                rng.set_state(_state_from_json(saved_states[path], checkpoint_path))
         self.study, self.trials, self.asked = study, live, asked
         self.failed = {str(k): int(v) for k, v in data.get("failed", {}).items()}
         self.last_step = {str(k): int(v) for k, v in data["last_step"].items()}
 
 
 STATE_FORMAT = "sedsweep.optuna-search/1"
+
+
+def random_states(sampler: Any, prefix: str = "") -> Iterator[tuple[str, np.random.RandomState]]:
+    """Every numpy RandomState an Optuna sampler draws from, by attribute path: its own (kept
+    in a LazyRandomState) and those of the samplers it falls back to (TPE's, NSGA-II's random
+    sampler; CMA-ES's and GP's independent sampler)."""
+    for name, value in sorted(vars(sampler).items()):
+        if isinstance(value, optuna.samplers.BaseSampler):
+            yield from random_states(value, f"{prefix}{name}.")
+        elif type(value).__name__ == "LazyRandomState":
+            yield f"{prefix}{name}", value.rng
+        elif isinstance(value, np.random.RandomState):
+            yield f"{prefix}{name}", value
+
+
+def _state_json(rng: np.random.RandomState) -> list[Any]:
+    """A RandomState's state as JSON: [algorithm, 624 key words, position, has_gauss, gauss]."""
+    name, keys, pos, has_gauss, gauss = rng.get_state(legacy=True)
+    return [name, keys.tolist(), int(pos), int(has_gauss), float(gauss)]
+
+
+def _state_from_json(saved: Any, where: str) -> tuple[Any, ...]:
+    try:
+        name, keys, pos, has_gauss, gauss = saved
+        return (str(name), np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss),
+                float(gauss))  # fmt: skip
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"a random state in the searcher state is malformed ({exc})",
+                        where=where) from None  # fmt: skip
 
 
 def _trial_json(trial: FrozenTrial) -> dict[str, Any]:
