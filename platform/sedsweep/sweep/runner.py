@@ -218,9 +218,9 @@ def check_method(plan: SweepPlan, features: dict[str, FeatureSet]) -> None:
         try:
             method_cls(cfg, fs, torch.device("cpu"))
         except ValueError as exc:
+            folds = sorted(set(fs.folds.tolist()))
             raise UserError(
-                f"{exc} (the corpus has {len(fs)} clips in folds "
-                f"{sorted(set(fs.folds.tolist()))})",
+                f"{exc} (the corpus has {len(fs)} clips in folds {folds})",
                 where=f"{plan.source}: split",
             ) from None
 

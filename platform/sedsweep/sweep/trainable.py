@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,29 +42,33 @@ def load_state(path: Path) -> dict[str, Any]:
         ) from None
 
 
-def restore(trainer: Any, checkpoint: tune.Checkpoint) -> tuple[bool, str | None]:
-    """Load the trial's newest readable kept checkpoint into `trainer`.
+def restore(make: Callable[[], Any], checkpoint: tune.Checkpoint) -> tuple[Any, str | None]:
+    """A trainer (`make()`) holding the trial's newest usable kept checkpoint.
 
-    Tune hands over the newest checkpoint; when that one is damaged (or not plain data), the
-    earlier ones Tune kept beside it (`CheckpointConfig.num_to_keep`) are tried, newest first,
-    and when none is readable the trial starts from scratch. Either way the trial goes on (a
-    damaged file would otherwise fail it on every resume) and the returned note says what
-    happened. Returns whether a checkpoint was loaded, and the note (None when the newest
-    one loaded).
+    Tune hands over the newest checkpoint; when that one is damaged, not plain data, or does
+    not fit the method, the earlier ones Tune kept beside it (`CheckpointConfig.num_to_keep`)
+    are tried, newest first, and when none is usable the trial starts from scratch. Either
+    way the trial goes on (a damaged file would otherwise fail it on every resume), and the
+    returned note says what happened (None when the newest checkpoint loaded).
     """
+    trainer = make()
     problems = []
     for candidate in [checkpoint, *_earlier(checkpoint)]:
+        name = Path(candidate.path).name
         try:
             with candidate.as_directory() as folder:
                 state = load_state(Path(folder) / STATE_FILE)
         except UserError as exc:
-            problems.append(f"{Path(candidate.path).name}: {exc.message}")
+            problems.append(f"{name}: {exc.message}")
             continue
-        trainer.load_state_dict(state)
-        if not problems:
-            return True, None
-        return True, f"{'; '.join(problems)}; resumed from {Path(candidate.path).name}"
-    return False, f"{'; '.join(problems)}; no readable checkpoint kept: restarted from scratch"
+        try:
+            trainer.load_state_dict(state)
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+            problems.append(f"{name}: does not fit the method ({type(exc).__name__})")
+            trainer = make()  # a load that failed half-way leaves nothing behind
+            continue
+        return trainer, f"{'; '.join(problems)}; resumed from {name}" if problems else None
+    return trainer, f"{'; '.join(problems)}; no readable checkpoint kept: restarted from scratch"
 
 
 def _earlier(checkpoint: tune.Checkpoint) -> list[tune.Checkpoint]:
@@ -96,13 +101,12 @@ def run_trial(
     method_cls = get_method(method)
     cfg = method_cls.Config.model_validate(trial_config(base_config, config["overrides"], epochs))
     fs, device = features[data_key(config["overrides"])], pick_device(None)
-    trainer = method_cls(cfg, fs, device)
-    note = None
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        loaded, note = restore(trainer, checkpoint)
-        if not loaded:  # start again from a fresh model (and fresh random state)
-            trainer = method_cls(cfg, fs, device)
+    note = None
+    if checkpoint is None:
+        trainer = method_cls(cfg, fs, device)
+    else:
+        trainer, note = restore(lambda: method_cls(cfg, fs, device), checkpoint)
 
     node = ray.get_runtime_context().get_node_id()
 
