@@ -358,9 +358,8 @@ def run_sweep(
                 f"MLflow tracking store failed while creating the sweep's parent run ({exc})",
                 where=display_uri(uri),
             ) from None
-        tracker.record_ids()
+        tracker.record_ids()  # saves the state with the store's ids
         notify(_where(state))
-    state.save()
     return _fit(plan, state, tracker, features, address, False, on_finish, drain_timeout)
 
 

@@ -129,15 +129,15 @@ class TrackingCallback(tune.Callback):
         Its first run would stay RUNNING forever beside the new one, so it is tagged with
         the reason and deleted from the record: one trial of the search, one child run.
         """
-        orphans = [
-            key
+        orphans = {
+            key: state.status
             for key, state in self.journal.keys.items()
             if key != PARENT and state.created and state.status != DELETED and key not in known
-        ]
-        for key in orphans:
+        }
+        for key, status in orphans.items():
             self.journal.tags(key, {ORPHANED_TAG: "started after the killed driver's last "
                                     "snapshot; runs again as a new trial"})  # fmt: skip
-            if self.journal.state(key).status == "RUNNING":
+            if status == "RUNNING":
                 self.journal.status(key, "KILLED")
             self.journal.delete(key)
         if orphans:
@@ -148,7 +148,7 @@ class TrackingCallback(tune.Callback):
                 file=sys.stderr,
                 flush=True,
             )
-        return orphans
+        return list(orphans)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.open(trial)
