@@ -110,6 +110,30 @@ def study_states(workdir: Path) -> Counter:
     return Counter(t["state"] for t in json.loads(state.read_text())["trials"])
 
 
+def evidence(workdir: Path) -> str:
+    """What a failed chaos test needs to be understood from CI's output alone: per Tune trial
+    directory the (training_iteration, epoch, checkpoint) of every result, the checkpoints on
+    disk and the error's last lines; and the error lines of every driver's log."""
+    lines = []
+    for trial in sorted(workdir.glob("ray/*/run_trial_*")):
+        results = []
+        if (trial / "result.json").exists():
+            for line in (trial / "result.json").read_text().splitlines():
+                r = json.loads(line)
+                results.append((r.get("training_iteration"), r.get("epoch"),
+                                r.get("checkpoint_dir_name", "")[-2:]))  # fmt: skip
+        kept = sorted(p.name[-2:] for p in trial.glob("checkpoint_*"))
+        lines.append(f"{trial.name[:20]}: results {results} kept {kept}")
+        if (trial / "error.txt").exists():
+            lines.append(
+                "  error: " + " | ".join((trial / "error.txt").read_text().splitlines()[-3:])
+            )
+    for log in sorted(workdir.parent.glob(f"{workdir.name}*.log")):
+        text = log.read_text(errors="replace").splitlines()
+        lines += [f"{log.name}: {t[:300]}" for t in text if "ERROR" in t or "Error:" in t]
+    return "\n".join(lines)
+
+
 def assert_one_child_per_trial(workdir: Path, trials: int) -> None:
     runs = children(workdir)
     numbers = Counter(r.data.tags[OPTUNA_NUMBER_TAG] for r in runs)
@@ -123,7 +147,9 @@ def test_a_trial_started_just_before_a_driver_sigkill_keeps_one_child_run(tmp_pa
     under a new trial id, leaving its first child run RUNNING forever (5 children for 4
     trials). Killed the moment the journal creates a new child, three times."""
     trials = 6
-    sweep = CliProcess(sweep_args(tmp_path, trials, 6), tmp_path.parent / "f2-0.log", cwd=ROOT)
+    sweep = CliProcess(
+        sweep_args(tmp_path, trials, 6), tmp_path.parent / f"{tmp_path.name}-s0.log", cwd=ROOT
+    )
 
     def new_child(proc: CliProcess) -> Callable[[], bool]:
         seen = journal_creates(tmp_path)
@@ -131,7 +157,7 @@ def test_a_trial_started_just_before_a_driver_sigkill_keeps_one_child_run(tmp_pa
 
     procs = [sweep]
     _, code = kill_and_resume(tmp_path, procs, new_child, times=3)
-    assert code == 0, procs[-1].output[-4000:]
+    assert code == 0, evidence(tmp_path) + "\n" + procs[-1].output[-2500:]
     assert_one_child_per_trial(tmp_path, trials)
     assert study_states(tmp_path) == Counter(COMPLETE=trials)
 
@@ -144,14 +170,14 @@ def test_five_random_driver_kills_each_resumed_end_with_every_trial_once(tmp_pat
     rng = random.Random(15)
     trials = 10
     args = sweep_args(tmp_path, trials, 12, sleep_s=0.5, scheduler="asha")
-    procs = [CliProcess(args, tmp_path.parent / "kill-0.log", cwd=ROOT)]
+    procs = [CliProcess(args, tmp_path.parent / f"{tmp_path.name}-s0.log", cwd=ROOT)]
     started = time.monotonic()
     try:
         assert kill_when(procs[-1], lambda: time.monotonic() - started > 1.0)
     finally:
         procs[-1].cleanup()
     assert not list(tmp_path.glob("ray/*/sedsweep.json"))
-    procs.append(CliProcess(args, tmp_path.parent / "kill-1.log", cwd=ROOT))
+    procs.append(CliProcess(args, tmp_path.parent / f"{tmp_path.name}-s1.log", cwd=ROOT))
 
     def random_moment(proc: CliProcess) -> Callable[[], bool]:
         delay = rng.uniform(0.5, 8.0)
@@ -160,7 +186,7 @@ def test_five_random_driver_kills_each_resumed_end_with_every_trial_once(tmp_pat
         return lambda: time.monotonic() - started > delay
 
     kills, code = kill_and_resume(tmp_path, procs, random_moment, times=5)
-    assert code == 0, procs[-1].output[-4000:]
+    assert code == 0, evidence(tmp_path) + "\n" + procs[-1].output[-2500:]
     assert kills >= 4, f"the sweep ended after {kills} kills: too fast to test"
     assert len(list(tmp_path.glob("ray/*/sedsweep.json"))) == 1
     assert not procs[-1].leftovers, procs[-1].leftovers
@@ -169,7 +195,7 @@ def test_five_random_driver_kills_each_resumed_end_with_every_trial_once(tmp_pat
     states = study_states(tmp_path)
     finished = sum(r.info.status == "FINISHED" for r in runs)
     assert states == +Counter(COMPLETE=finished, PRUNED=trials - finished), (
-        states, Counter(r.info.status for r in runs))  # fmt: skip
+        states, Counter(r.info.status for r in runs), evidence(tmp_path))  # fmt: skip
     assert not list(tmp_path.rglob("*.tmp")), list(tmp_path.rglob("*.tmp"))
 
 
@@ -200,7 +226,7 @@ def test_a_trial_whose_worker_died_and_that_finished_after_resume_loses_its_erro
     import signal
 
     args = [*sweep_args(tmp_path, 2, 16, sleep_s=0.5), "--set", "budget.max_failures=0"]
-    sweep = CliProcess(args, tmp_path.parent / "f3-0.log", cwd=ROOT)
+    sweep = CliProcess(args, tmp_path.parent / f"{tmp_path.name}-s0.log", cwd=ROOT)
     try:
         deadline = time.monotonic() + 180
         while not (workers := trial_workers(sweep.marker)) and time.monotonic() < deadline:
@@ -218,9 +244,9 @@ def test_a_trial_whose_worker_died_and_that_finished_after_resume_loses_its_erro
     assert [a.path for a in client.list_artifacts(failed.info.run_id)] == ["error.txt"]
 
     again = resume(tmp_path, 1)
-    assert again.finish(TIMEOUT_S) == 0, again.output[-3000:]
+    assert again.finish(TIMEOUT_S) == 0, evidence(tmp_path) + "\n" + again.output[-2500:]
     run = client.get_run(failed.info.run_id)
-    assert run.info.status == "FINISHED"
+    assert run.info.status == "FINISHED", evidence(tmp_path)
     assert "sweep.error" not in run.data.tags
     assert run.data.tags["sweep.recovered_error"] == failed.data.tags["sweep.error"]
     assert "error.txt" not in [a.path for a in client.list_artifacts(run.info.run_id)]
@@ -251,8 +277,8 @@ def test_damaged_trial_checkpoints_fall_back_to_an_earlier_one_or_to_scratch(tmp
     import signal
 
     epochs = 40  # neither trial may finish before the stop, however late the second starts
-    sweep = CliProcess(sweep_args(tmp_path, 2, epochs, sleep_s=0.25), tmp_path.parent / "f7.log",
-                       cwd=ROOT)  # fmt: skip
+    log = tmp_path.parent / f"{tmp_path.name}-s0.log"
+    sweep = CliProcess(sweep_args(tmp_path, 2, epochs, sleep_s=0.25), log, cwd=ROOT)
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -277,12 +303,12 @@ def test_damaged_trial_checkpoints_fall_back_to_an_earlier_one_or_to_scratch(tmp
         state.write_bytes(state.read_bytes()[:100])
 
     again = resume(tmp_path, 1)
-    assert again.finish(TIMEOUT_S) == 0, again.output[-3000:]
+    assert again.finish(TIMEOUT_S) == 0, evidence(tmp_path) + "\n" + again.output[-2500:]
     assert again.output.count("warning: trial t") == 2, again.output[-3000:]
     client = MlflowClient(tracking_uri_for(tmp_path))
     notes = {}
     for run in children(tmp_path):
-        assert run.info.status == "FINISHED"
+        assert run.info.status == "FINISHED", evidence(tmp_path)
         notes[run.data.tags["sweep.trial_id"]] = run.data.tags["sweep.restore_note"]
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/score")]
         assert steps == list(range(1, epochs + 1)), steps
