@@ -202,6 +202,40 @@ def test_a_raising_trial_is_failed_with_its_traceback(local_ray, tmp_path, capsy
 
 
 @pytest.mark.slow
+def test_a_trial_cut_short_with_no_stop_decision_is_failed_not_stopped_early(local_ray, tmp_path):
+    """Issue 15: a trial that ended before its epochs with no scheduler decision was recorded
+    as the scheduler's (KILLED, sweep.stopped_early). Here a trainable returns after 2 of 5
+    epochs under FIFO: FAILED with the reason. (ASHA's stops keep the stopped-early tag:
+    test_tpe_asha_sweep_tracks_one_parent_and_every_trial.)"""
+    from ray import tune
+
+    from sedsweep.journal import Journal
+    from sedsweep.methods import get_method
+    from sedsweep.sweep.tracking_callback import TrackingCallback
+
+    def returns_after_two_epochs(config):
+        for epoch in (1, 2):
+            tune.report({"epoch": float(epoch), "val/score": 0.5})
+
+    base = get_method("null").Config().model_dump(mode="json")
+    callback = TrackingCallback(str(tmp_path / "journal"), method="null", base_config=base,
+                                epochs=5, tags={})  # fmt: skip
+    tuner = tune.Tuner(
+        returns_after_two_epochs,
+        param_space={"overrides": {}, "optuna_trial": 0},
+        run_config=tune.RunConfig(
+            storage_path=str(tmp_path / "ray"), callbacks=[callback], verbose=0
+        ),
+    )
+    (result,) = tuner.fit()
+    state = Journal.at(tmp_path / "journal").state(result.metrics["trial_id"])
+    assert state.status == "FAILED", state
+    assert state.tags["sweep.error"] == "ended after epoch 2 of 5 with no stop decision"
+    assert state.tags["sweep.ended_short"] == "true" and state.tags["sweep.epochs_run"] == "2"
+    assert "sweep.stopped_early" not in state.tags
+
+
+@pytest.mark.slow
 def test_data_axis_builds_each_corpus_once(local_ray, tmp_path):
     spec = yaml.safe_load(QUICK.read_text())
     spec.update(

@@ -54,6 +54,8 @@ OPTUNA_NUMBER_TAG = "optuna.trial_number"
 NODE_TAG = "sweep.node_id"  # the Ray node that ran it
 STOPPED_EARLY_TAG = "sweep.stopped_early"  # "true" when the scheduler stopped it (KILLED)
 EPOCHS_RUN_TAG = "sweep.epochs_run"
+# "true" when it ended before its budget with no stop decision (FAILED, with sweep.error)
+ENDED_SHORT_TAG = "sweep.ended_short"
 ERROR_TAG = "sweep.error"  # the last line of a failed trial's error
 ERROR_ARTIFACT = "error.txt"  # its whole traceback
 # an errored trial that finished after a resume: the error it had (sweep.error is removed)

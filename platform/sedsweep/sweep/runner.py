@@ -45,6 +45,7 @@ from sedsweep.sweep.spec import (
 )
 from sedsweep.tracking import (
     BEST_METRIC_PREFIX,
+    ENDED_SHORT_TAG,
     GIT_COMMIT_TAG,
     METHOD_TAG,
     OPTUNA_VERSION_TAG,
@@ -696,8 +697,10 @@ def _outcome(
                 and (best is None or (value > best[0] if primary.maximise else value < best[0]))
             ):
                 best = (value, result)
-        elif STOPPED_EARLY_TAG in journal.state(str(metrics.get("trial_id"))).tags:
+        elif STOPPED_EARLY_TAG in (tags := journal.state(str(metrics.get("trial_id"))).tags):
             counts["stopped_early"] += 1
+        elif ENDED_SHORT_TAG in tags:  # ended short with no stop decision: a failed trial
+            counts["errored"] += 1
         else:
             counts["interrupted"] += 1
     counts["missing"] = max(plan.n_trials - len(results), 0)

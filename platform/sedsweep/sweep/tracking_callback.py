@@ -23,6 +23,7 @@ from sedsweep.metrics import SELECTED_EPOCH, SELECTED_PREFIX
 from sedsweep.sweep.spec import data_part, epoch_of, trial_config
 from sedsweep.sweep.trainable import NODE_KEY, RESTORE_NOTE_KEY
 from sedsweep.tracking import (
+    ENDED_SHORT_TAG,
     EPOCHS_RUN_TAG,
     ERROR_ARTIFACT,
     ERROR_TAG,
@@ -75,11 +76,15 @@ class TrackingCallback(tune.Callback):
         self.tags = tags
         self._journal: Journal | None = None
         self._reconciled = False
+        self._stop_decided: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
         """Tune pickles its callbacks with the experiment: keep the path, not the open file
         (and reconcile again in the next driver)."""
-        return {**self.__dict__, "_journal": None, "_reconciled": False}
+        return {**self.__dict__, "_journal": None, "_reconciled": False, "_stop_decided": set()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"_stop_decided": set(), **state})
 
     # The journal of the execution now running, set by the runner around `fit()`: a callback
     # Tune restores from a copied or moved sweep directory still holds the path it was
@@ -175,10 +180,14 @@ class TrackingCallback(tune.Callback):
             self.journal.tags(key, {RESTORE_NOTE_TAG: note[:MAX_TAG_CHARS]})
             number = int(trial.config["optuna_trial"])
             print(f"warning: trial t{number:03d}: {note}", file=sys.stderr, flush=True)
+        if result.get("done"):  # Tune marks the result a scheduler (or stopper) ends the trial on
+            self._stop_decided.add(trial.trial_id)
         self.journal.result_seconds.append(time.perf_counter() - started)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """FINISHED after the full budget, KILLED (tag sweep.stopped_early) when ASHA stopped it."""
+        """FINISHED after the full budget; KILLED (tag sweep.stopped_early) when the scheduler
+        stopped it; FAILED when it ended short with no stop decision (its trainable returned
+        early): a trial cut short by nobody's decision is neither finished nor stopped early."""
         key = self.open(trial)
         self._recovered(key)
         done = epoch_of(trial.last_result)
@@ -187,9 +196,17 @@ class TrackingCallback(tune.Callback):
             if checkpoint is not None:
                 self.journal.artifacts(key, Path(checkpoint.path) / FIGURES_DIR, FIGURES_DIR)
             self.journal.status(key, "FINISHED")
-        else:
+        elif trial.trial_id in self._stop_decided:
             self.journal.tags(key, {STOPPED_EARLY_TAG: "true", EPOCHS_RUN_TAG: str(done)})
             self.journal.status(key, "KILLED")
+        else:
+            why = f"ended after epoch {done} of {self.epochs} with no stop decision"
+            number = int(trial.config["optuna_trial"])
+            print(f"warning: trial t{number:03d}: {why}", file=sys.stderr, flush=True)
+            self.journal.tags(
+                key, {ERROR_TAG: why, ENDED_SHORT_TAG: "true", EPOCHS_RUN_TAG: str(done)}
+            )
+            self.journal.status(key, "FAILED")
 
     def _recovered(self, key: str) -> None:
         """A trial that errored in an earlier execution and ran to an end after a resume: its
