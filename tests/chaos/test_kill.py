@@ -316,3 +316,52 @@ def test_damaged_trial_checkpoints_fall_back_to_an_earlier_one_or_to_scratch(tmp
     assert notes[first_id].endswith(f"; resumed from {oldest.name}"), notes
     assert notes[second_id].endswith("no readable checkpoint kept: restarted from scratch")
     assert study_states(tmp_path) == Counter(COMPLETE=2)
+
+
+def test_a_checkpoint_deleted_after_the_last_snapshot_does_not_derail_the_resumed_trial(
+    tmp_path,
+):
+    """Tune (num_to_keep=2) deletes a trial's oldest kept checkpoint when it registers a new
+    one, then snapshots the experiment: a driver killed in between left a snapshot listing a
+    deleted checkpoint. On resume Tune's delete of it raised ("Error handling checkpoint"),
+    the trial's checkpoint index lagged, and later checkpoints overwrote the newest one (two
+    results with one checkpoint folder); in CI a trial restored from such a folder failed.
+    Reproduced here by deleting each trial's oldest checkpoint after a Ctrl-C."""
+    import signal
+
+    epochs = 40
+    log = tmp_path.parent / f"{tmp_path.name}-s0.log"
+    sweep = CliProcess(sweep_args(tmp_path, 2, epochs, sleep_s=0.25), log, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            done = journaled_epochs(tmp_path)
+            if len(done) == 2 and min(done.values()) >= 4:
+                break
+            time.sleep(0.2)
+        sweep.proc.send_signal(signal.SIGINT)
+        assert sweep.finish(TIMEOUT_S) == 1, sweep.output[-3000:]
+    finally:
+        sweep.cleanup()
+    assert max(journaled_epochs(tmp_path).values()) < epochs, "a trial finished: too fast"
+    trials = sorted(tmp_path.glob("ray/*/run_trial_*"))
+    for trial in trials:  # the oldest kept one: listed by the snapshot, now gone as if deleted
+        oldest, *newer = sorted(trial.glob("checkpoint_*"))
+        assert newer, list(trial.iterdir())
+        for item in oldest.iterdir():
+            item.unlink()
+        oldest.rmdir()
+
+    again = resume(tmp_path, 1)
+    assert again.finish(TIMEOUT_S) == 0, evidence(tmp_path) + "\n" + again.output[-2500:]
+    assert "Error handling checkpoint" not in again.output, evidence(tmp_path)
+    for trial in trials:
+        rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+        epochs_of: dict[str, set] = {}  # a re-run epoch may rewrite its folder; no other may
+        for r in rows:
+            epochs_of.setdefault(r["checkpoint_dir_name"], set()).add(r["epoch"])
+        assert {len(e) for e in epochs_of.values()} == {1}, evidence(tmp_path)
+        assert max(r["epoch"] for r in rows) == epochs
+        assert len(list(trial.glob("checkpoint_*"))) == 2, evidence(tmp_path)
+    assert_one_child_per_trial(tmp_path, 2)
+    assert {r.info.status for r in children(tmp_path)} == {"FINISHED"}

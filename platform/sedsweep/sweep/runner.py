@@ -568,6 +568,49 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def recreate_deleted_checkpoints(experiment: Path) -> list[Path]:
+    """Empty folders for the trial checkpoints that Tune's newest experiment snapshot still
+    lists but that are gone from disk (returns them); a workaround for Ray Tune 2.60.
+
+    With `CheckpointConfig.num_to_keep`, Tune deletes a trial's oldest kept checkpoint when it
+    registers a new one and only then snapshots the experiment: a driver killed in between
+    leaves a snapshot that lists a deleted checkpoint. After `resume` Tune deletes it again,
+    its delete raises FileNotFoundError ("Error handling checkpoint") before the trial's
+    checkpoint index is advanced, and the next checkpoint after a later restore overwrites
+    the newest one; two entries then share one folder, deleting the older removes the newer,
+    and a trial restored from it fails. An empty folder lets the delete succeed. Only trials
+    that will run again are repaired, and only below a checkpoint that exists (the newest one
+    Tune knows is always on disk: a worker writes it before reporting it). The snapshot is
+    JSON; the checkpoint list inside is a pickle, read here as bytes (folder names), never
+    unpickled.
+    """
+    import re
+
+    states = sorted(experiment.glob("experiment_state-*.json"))  # Tune restores the newest
+    try:
+        trials = json.loads(states[-1].read_text())["trial_data"] if states else []
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    made = []
+    for entry in trials:
+        try:
+            trial, meta = (json.loads(part) if isinstance(part, str) else part for part in entry)
+            raw = bytes.fromhex(meta["checkpoint_manager"]["value"])
+            folder = experiment / trial["relative_logdir"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if trial.get("status") == "TERMINATED" or not folder.is_dir():
+            continue
+        listed = {int(n) for n in re.findall(rb"checkpoint_(\d{6})(?!\d)", raw)}
+        on_disk = [int(p.name[11:]) for p in folder.glob("checkpoint_[0-9]*") if p.is_dir()]
+        for number in sorted(listed):
+            path = folder / f"checkpoint_{number:06d}"
+            if not path.exists() and any(n > number for n in on_disk):
+                path.mkdir()
+                made.append(path)
+    return made
+
+
 def _scheduler(plan: SweepPlan) -> Any:
     from ray.tune.schedulers import (
         ASHAScheduler,
@@ -622,6 +665,7 @@ def _fit(
             {"cpu": s.resources.cpu, "gpu": s.resources.gpu},
         )  # fmt: skip
         if restore:
+            recreate_deleted_checkpoints(Path(state.path))
             tuner = tune.Tuner.restore(
                 state.path, trainable=trainable, resume_unfinished=True, resume_errored=True
             )
