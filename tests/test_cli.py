@@ -107,6 +107,15 @@ def test_import_dcase_and_remix_from_the_command_line(tmp_path):
     assert main(["data", "import", "dcase", str(src), "--out", str(out)]) == 0
     corpus = Corpus.load(out)
     assert corpus.classes == ["dog"] and [c.labels for c in corpus.clips] == [("dog",), ()]
+    assert corpus.name == "imported"  # the --out folder's, not the source's
+    named = tmp_path / "named"
+    assert main(["data", "import", "dcase", str(src), "--out", str(named), "--name", "x"]) == 0
+    assert Corpus.load(named).name == "x"
+    (src / "train.tsv").write_text("clip\tstart\nb.wav\t0\n")
+    proc = run_cli("data", "import", "dcase", str(src), "--out", str(tmp_path / "never"))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "train.tsv" in proc.stderr and "header not understood" in proc.stderr
+    assert not (tmp_path / "never").exists()
     assert not list(out.rglob("*.wav"))  # the manifest refers to the original audio
 
     events, backgrounds = tmp_path / "events", tmp_path / "bg"

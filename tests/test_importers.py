@@ -442,6 +442,96 @@ def test_dcase_label_column_missing(dcase, tmp_path):
     assert_fails(lambda: import_dcase(dcase, out), out, "train.tsv", "event_labels")
 
 
+def test_dcase_header_synonyms_in_any_case_csv_and_tsv_extra_columns(dcase, tmp_path):
+    """Issue 16: `path,onset,offset,label,...` was 'no header row'; both files of a folder
+    are read, the corpus is named after --out."""
+    src = tmp_path / "mine"
+    for name in ("a.wav", "b.wav", "c.wav"):
+        wav(src / "audio" / name, 1.0)
+    write(src / "strong.csv", "Path,Onset,Offset,Label,annotator\na.wav,0.1,0.5,Dog,x\n")
+    write(src / "weak.tsv", "FILE\tLabels\tsource\nb.wav\tCat,Dog\tweb\nc.wav\t\tweb\n")
+    corpus = import_dcase(src, tmp_path / "office_remix")
+    assert corpus.name == "office_remix"
+    assert [(Path(c.path).name, c.labels, c.fold) for c in corpus.clips] == [
+        ("a.wav", ("Dog",), 1),
+        ("b.wav", ("Cat", "Dog"), 2),
+        ("c.wav", (), 2),
+    ]
+    assert [(e.onset, e.offset, e.label) for e in corpus.events] == [(0.1, 0.5, "Dog")]
+    named = import_dcase(src, tmp_path / "other", name=" forest office ")
+    assert named.name == Corpus.load(tmp_path / "other").name == "forest office"
+
+
+def test_dcase_fold_column_gives_the_folds(tmp_path):
+    src = tmp_path / "src"
+    for name in ("a.wav", "b.wav", "c.wav"):
+        wav(src / name, 1.0)
+    write(
+        src / "meta.tsv",
+        "filename\tonset\toffset\tevent_label\tfold\n"
+        "a.wav\t0.1\t0.2\tDog\t3\na.wav\t0.3\t0.4\tCat\t3\nb.wav\t\t\t\t1\n"
+        "c.wav\t0.0\t0.5\tDog\t2\n",
+    )
+    corpus = import_dcase(src, tmp_path / "out")
+    assert [(Path(c.path).name, c.fold) for c in corpus.clips] == [
+        ("a.wav", 3),
+        ("b.wav", 1),
+        ("c.wav", 2),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("files", "fragments"),
+    [
+        (
+            {"m.csv": "clip,start,end,class\na.wav,0,1,Dog\n"},
+            ["m.csv", "header not understood", "clip, start, end, class", "filename|path|file"],
+        ),
+        (
+            {"m.csv": "filename,onset,offset\na.wav,0,1\n"},
+            ["m.csv", "missing column(s) event_label", "found filename, onset, offset"],
+        ),
+        (
+            {"m.csv": "filename,labels,fold\na.wav,Dog,1.5\n"},
+            ["m.csv line 2", "'fold' must be an integer ≥ 1, not '1.5'"],
+        ),
+        (
+            {"m.csv": "filename,labels,fold\na.wav,Dog,0\n"},
+            ["m.csv line 2", "'fold' must be an integer ≥ 1, not '0'"],
+        ),
+        (
+            {"m.csv": "filename,onset,offset,label,fold\na.wav,0,1,Dog,1\na.wav,1,2,Dog,2\n"},
+            ["m.csv line 3", "fold 2 differs from fold 1", "'a.wav'"],
+        ),
+        (
+            {"a.csv": "filename,labels,fold\na.wav,Dog,1\n", "b.csv": "filename,labels\nb.wav,\n"},
+            ["b.csv", "no fold column, but a.csv has one"],
+        ),
+    ],
+    ids=[
+        "unknown-header",
+        "strong-without-label",
+        "fold-fraction",
+        "fold-zero",
+        "fold-differs",
+        "fold-in-one-file",
+    ],
+)
+def test_dcase_bad_columns_and_folds_are_one_line_errors(tmp_path, files, fragments):
+    src = tmp_path / "src"
+    wav(src / "a.wav", 2.0)
+    wav(src / "b.wav", 2.0)
+    for name, text in files.items():
+        write(src / name, text)
+    out = tmp_path / "out"
+    assert_fails(lambda: import_dcase(src, out), out, *fragments)
+
+
+def test_dcase_empty_name_is_refused(dcase, tmp_path):
+    out = tmp_path / "out"
+    assert_fails(lambda: import_dcase(dcase, out, name="  "), out, "--name", "must not be empty")
+
+
 @pytest.mark.parametrize("importer", [import_nips4b, import_fsdkaggle2019, import_dcase])
 def test_missing_source_directory(tmp_path, importer):
     out = tmp_path / "out"

@@ -188,13 +188,18 @@ def import_dcase(
     audio_dir: Annotated[
         Path | None, typer.Option(help="Where the audio is (default: searched in SRC).")
     ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Corpus name (default: the --out folder's name).")
+    ] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Import a DCASE-style corpus with strong and/or weak labels."""
+    """Import a DCASE-style corpus with strong and/or weak labels (a fold column, if every
+    metadata file has one, gives the folds; else file i is fold i)."""
     from sedsweep.data.importers import import_dcase as run
 
     started = time.perf_counter()
-    _report([run(src, out, meta=meta or None, audio_dir=audio_dir, overwrite=overwrite)], started)
+    corpus = run(src, out, meta=meta or None, audio_dir=audio_dir, overwrite=overwrite, name=name)
+    _report([corpus], started)
 
 
 @data_app.command("remix")

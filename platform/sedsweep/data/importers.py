@@ -79,6 +79,19 @@ _FSD_SETS = (("curated", 1, True), ("noisy", 1, False), ("test", 2, True))
 
 _DCASE_STRONG = ("filename", "onset", "offset", "event_label")
 _DCASE_WEAK = ("filename", "event_labels")
+# DCASE metadata columns: each canonical name with the header names accepted for it (any case)
+_DCASE_SYNONYMS = {
+    "filename": ("filename", "path", "file"),
+    "onset": ("onset",),
+    "offset": ("offset",),
+    "event_label": ("event_label", "label"),
+    "event_labels": ("event_labels", "labels"),
+    "fold": ("fold",),
+}
+_DCASE_ACCEPTED = (
+    "filename|path|file, then onset, offset and event_label|label (strong) or "
+    "event_labels|labels (weak), and optionally fold"
+)
 _MIN_GAP_S = 0.5  # gap kept before each generalised event slot
 
 
@@ -275,6 +288,7 @@ def import_dcase(
     meta: Sequence[Path] | None = None,
     audio_dir: Path | None = None,
     overwrite: bool = False,
+    name: str | None = None,
 ) -> Corpus:
     """Import a folder of audio described by DCASE (task 4 style) metadata files.
 
@@ -286,16 +300,22 @@ def import_dcase(
           train.tsv, validation.tsv    metadata (or in src/metadata/; or the files in `meta`)
 
     A metadata file is TSV or CSV (the delimiter is taken from its first line) with a header
-    naming its columns, or without one when it has 4 columns (strong) or 2 (weak):
-    strong rows `filename onset offset event_label` (a row with empty onset, offset and label
-    lists a clip without events: a negative), weak rows `filename event_labels` (comma-separated;
-    empty: a negative). Metadata file i (the `meta` order, else sorted by name) is fold i+1.
+    naming its columns, or without one when it has 4 columns (strong) or 2 (weak) and its first
+    field is an audio file name. Header names are matched in any case, with the DCASE synonyms
+    (`_DCASE_SYNONYMS`: filename|path|file, event_label|label, event_labels|labels); other
+    columns are ignored. Strong rows `filename onset offset event_label` (a row with empty
+    onset, offset and label lists a clip without events: a negative), weak rows
+    `filename event_labels` (comma-separated; empty: a negative). With a `fold` column (an
+    integer ≥ 1, the same on every row of a clip) in every file, the folds are read from it;
+    without one, metadata file i (the `meta` order, else sorted by name) is fold i+1.
     Strong events also give the clip's weak labels and are clipped to the clip's duration.
     Clips are verified; classes are the sorted union of the labels. events.tsv is written when
-    any file is strong: clips from weak files then carry no events.
+    any file is strong: clips from weak files then carry no events. The corpus is called
+    `name`, by default the name of the `out` folder.
     """
     root = _source_dir(src)
     check_output_dir(out, overwrite)
+    name = _corpus_name(name, Path(out).resolve().name)
     if meta:
         files = [Path(m) for m in meta]
     else:
@@ -317,11 +337,19 @@ def import_dcase(
     manifest = _Manifest()
     events: list[Event] = []
     any_strong = False
-    for fold, path in enumerate(files, start=1):
-        table, strong = _dcase_table(path)
+    tables = [(path, *_dcase_table(path)) for path in files]
+    with_folds = [path for path, _, _, folded in tables if folded]
+    if with_folds and len(with_folds) < len(files):
+        without = next(path for path, _, _, folded in tables if not folded)
+        raise UserError(
+            f"no fold column, but {with_folds[0].name} has one: give every metadata file a "
+            "fold column, or none (then file i is fold i)",
+            where=without,
+        )
+    for index, (_, table, strong, _) in enumerate(tables, start=1):
         any_strong |= strong
-        for name, (labels, spans, where) in table.items():
-            clip = manifest.add(find(name, where), tuple(labels), fold, True, where)
+        for file, (labels, spans, where, fold) in table.items():
+            clip = manifest.add(find(file, where), tuple(labels), fold or index, True, where)
             events += [_event(clip, onset, offset, label, w) for onset, offset, label, w in spans]
     classes = sorted({label for clip in manifest.clips for label in clip.labels})
     generator = {
@@ -330,33 +358,46 @@ def import_dcase(
         "meta": [str(p.resolve()) for p in files],
         "audio_dir": None if audio_dir is None else str(audio_dir.resolve()),
     }
-    return manifest.write(
-        out, overwrite, root.name, classes, events if any_strong else None, generator
-    )
+    return manifest.write(out, overwrite, name, classes, events if any_strong else None, generator)
 
 
 _Spans = list[tuple[float, float, str, str]]
 
 
-def _dcase_table(path: Path) -> tuple[dict[str, tuple[dict[str, None], _Spans, str]], bool]:
-    """Rows grouped by file name: (ordered label set, events, first row) and whether strong."""
+def _dcase_table(
+    path: Path,
+) -> tuple[dict[str, tuple[dict[str, None], _Spans, str, int | None]], bool, bool]:
+    """Rows grouped by file name: (ordered label set, events, first row, fold or None), whether
+    the file is strong, and whether it has a fold column."""
     rows = _read_rows(path)
     if not rows:
         raise UserError("metadata file is empty", where=path)
-    first = [c.lower() for c in rows[0][1]]
-    if "filename" in first:
+    first = rows[0][1]
+    known = {n for names in _DCASE_SYNONYMS.values() for n in names}
+    if any(c.lower() in known for c in first):
         header, body = _header(path, rows)
-    elif len(first) in (len(_DCASE_STRONG), len(_DCASE_WEAK)):
-        header = list(_DCASE_STRONG if len(first) == len(_DCASE_STRONG) else _DCASE_WEAK)
+    elif len(first) in (4, 2) and Path(first[0]).suffix.lower() in AUDIO_SUFFIXES:
+        header = list(_DCASE_STRONG if len(first) == 4 else _DCASE_WEAK)  # header-less
         body = _pad(path, len(header), rows)
     else:
-        raise UserError("no header row, and neither 4 (strong) nor 2 (weak) columns", where=path)
-    strong = "event_label" in header
-    col = _columns(path, header, _DCASE_STRONG if strong else _DCASE_WEAK)
-    table: dict[str, tuple[dict[str, None], _Spans, str]] = {}
+        raise UserError(
+            f"header not understood: found columns {', '.join(first)}; accepted (any case): "
+            f"{_DCASE_ACCEPTED}",
+            where=path,
+        )
+    col = _dcase_columns(path, header)
+    strong = "onset" in col
+    table: dict[str, tuple[dict[str, None], _Spans, str, int | None]] = {}
     for line, f in body:
         where = f"{path} line {line}"
-        labels, spans, _ = table.setdefault(f[col["filename"]], ({}, [], where))
+        fold = _fold(f[col["fold"]], where) if "fold" in col else None
+        name = f[col["filename"]]
+        labels, spans, _, first_fold = table.setdefault(name, ({}, [], where, fold))
+        if fold != first_fold:
+            raise UserError(
+                f"fold {fold} differs from fold {first_fold} on an earlier row of {name!r}",
+                where=where,
+            )
         if not strong:
             labels.update(dict.fromkeys(_split_labels(f[col["event_labels"]], where)))
             continue
@@ -376,7 +417,47 @@ def _dcase_table(path: Path) -> tuple[dict[str, tuple[dict[str, None], _Spans, s
                 where,
             )
         )
-    return table, strong
+    return table, strong, "fold" in col
+
+
+def _dcase_columns(path: Path, header: list[str]) -> dict[str, int]:
+    """Canonical column name -> index, by `_DCASE_SYNONYMS`: filename and either onset, offset
+    and event_label (strong) or event_labels (weak; a lone event_label|label column serves);
+    fold when present. A header that gives neither lists the columns found and accepted."""
+    col = {}
+    for canonical, names in _DCASE_SYNONYMS.items():
+        found = next((i for i, c in enumerate(header) if c in names), None)
+        if found is not None:
+            col[canonical] = found
+    if "onset" in col or "offset" in col:
+        needed: tuple[str, ...] = _DCASE_STRONG
+    else:
+        if "event_labels" not in col and "event_label" in col:
+            col["event_labels"] = col.pop("event_label")
+        needed = _DCASE_WEAK
+    missing = [name for name in needed if name not in col]
+    if missing:
+        raise UserError(
+            f"missing column(s) {', '.join(missing)}: found {', '.join(header)}; accepted "
+            f"(any case): {_DCASE_ACCEPTED}",
+            where=path,
+        )
+    return {k: v for k, v in col.items() if k in (*needed, "fold")}
+
+
+def _fold(text: str, where: str) -> int:
+    value = parse_number(text, "fold", where)
+    if value != int(value) or value < 1:
+        raise UserError(f"field 'fold' must be an integer ≥ 1, not {text!r}", where=where)
+    return int(value)
+
+
+def _corpus_name(name: str | None, default: str) -> str:
+    """The corpus name given (stripped), else `default`; an empty one is refused."""
+    chosen = default if name is None else name.strip()
+    if not chosen:
+        raise UserError("the corpus name must not be empty", where="--name")
+    return chosen
 
 
 def _audio_finder(root: Path, audio_dir: Path | None) -> Callable[[str, str], Path]:
