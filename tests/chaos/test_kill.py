@@ -272,27 +272,33 @@ def journaled_epochs(workdir: Path) -> Counter:
     return last
 
 
-def test_damaged_trial_checkpoints_fall_back_to_an_earlier_one_or_to_scratch(tmp_path):
-    """Issue 15 F7: a damaged trial checkpoint failed that trial on every resume. Now the
-    trial resumes from the newest readable checkpoint Tune kept (num_to_keep=2), else from
-    scratch, with a warning and a tag saying which; each epoch is tracked once."""
+def interrupt_two_trials(workdir: Path, epochs: int, after: int) -> None:
+    """A 2-trial sweep of `epochs` (0.25 s each: neither may finish before the stop, however
+    late the second starts), stopped by Ctrl-C once both have journaled `after` epochs."""
     import signal
 
-    epochs = 40  # neither trial may finish before the stop, however late the second starts
-    log = tmp_path.parent / f"{tmp_path.name}-s0.log"
-    sweep = CliProcess(sweep_args(tmp_path, 2, epochs, sleep_s=0.25), log, cwd=ROOT)
+    log = workdir.parent / f"{workdir.name}-s0.log"
+    sweep = CliProcess(sweep_args(workdir, 2, epochs, sleep_s=0.25), log, cwd=ROOT)
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            done = journaled_epochs(tmp_path)
-            if len(done) == 2 and min(done.values()) >= 3:
+            done = journaled_epochs(workdir)
+            if len(done) == 2 and min(done.values()) >= after:
                 break
             time.sleep(0.2)
         sweep.proc.send_signal(signal.SIGINT)  # Ctrl-C: Tune stops gracefully
         assert sweep.finish(TIMEOUT_S) == 1, sweep.output[-3000:]
     finally:
         sweep.cleanup()
-    assert max(journaled_epochs(tmp_path).values()) < epochs, "a trial finished: too fast"
+    assert max(journaled_epochs(workdir).values()) < epochs, "a trial finished: too fast"
+
+
+def test_damaged_trial_checkpoints_fall_back_to_an_earlier_one_or_to_scratch(tmp_path):
+    """Issue 15 F7: a damaged trial checkpoint failed that trial on every resume. Now the
+    trial resumes from the newest readable checkpoint Tune kept (num_to_keep=2), else from
+    scratch, with a warning and a tag saying which; each epoch is tracked once."""
+    epochs = 40
+    interrupt_two_trials(tmp_path, epochs, after=3)
     first, second = sorted(tmp_path.glob("ray/*/run_trial_*"))
     # the first trial: all but its oldest checkpoint truncated (the newest on disk may be one
     # the stopped driver never registered; Tune restores from the newest it registered)
@@ -329,23 +335,8 @@ def test_a_checkpoint_deleted_after_the_last_snapshot_does_not_derail_the_resume
     the trial's checkpoint index lagged, and later checkpoints overwrote the newest one (two
     results with one checkpoint folder); in CI a trial restored from such a folder failed.
     Reproduced here by deleting each trial's oldest checkpoint after a Ctrl-C."""
-    import signal
-
     epochs = 40
-    log = tmp_path.parent / f"{tmp_path.name}-s0.log"
-    sweep = CliProcess(sweep_args(tmp_path, 2, epochs, sleep_s=0.25), log, cwd=ROOT)
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            done = journaled_epochs(tmp_path)
-            if len(done) == 2 and min(done.values()) >= 4:
-                break
-            time.sleep(0.2)
-        sweep.proc.send_signal(signal.SIGINT)
-        assert sweep.finish(TIMEOUT_S) == 1, sweep.output[-3000:]
-    finally:
-        sweep.cleanup()
-    assert max(journaled_epochs(tmp_path).values()) < epochs, "a trial finished: too fast"
+    interrupt_two_trials(tmp_path, epochs, after=4)
     trials = sorted(tmp_path.glob("ray/*/run_trial_*"))
     for trial in trials:  # the oldest kept one: listed by the snapshot, now gone as if deleted
         oldest, *newer = sorted(trial.glob("checkpoint_*"))
