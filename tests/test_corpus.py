@@ -69,6 +69,34 @@ def test_fingerprint_is_stable_and_tracks_changes(make_corpus):
     assert Corpus.load(root).fingerprint(content=True) == content
 
 
+def test_weak_only_clips_round_trip_and_count(make_corpus, capsys):
+    """Issue 16: the corpus format says which clips have a complete strong annotation (the
+    optional `strong` column, written only when some clip has none)."""
+    from dataclasses import replace
+
+    root = make_corpus()
+    corpus = Corpus.load(root)
+    assert "strong" not in (root / "clips.csv").read_text().splitlines()[0]
+    assert corpus.strong_clips().all()
+    before = corpus.fingerprint()
+    flags = [c.path != "audio/c1.wav" for c in corpus.clips]
+    clips = [replace(c, strong=f) for c, f in zip(corpus.clips, flags, strict=True)]
+    replace(corpus, clips=clips).write()
+    again = Corpus.load(root)
+    assert (root / "clips.csv").read_text().splitlines()[0].endswith(",strong")
+    assert again.strong_clips().tolist() == flags and again.fingerprint() != before
+    assert again.summary()["strong_annotated_clips"] == len(flags) - 1
+    assert main(["data", "info", str(root)]) == 0
+    assert "weak-only     1 clips" in capsys.readouterr().out
+    lines = (root / "clips.csv").read_text().splitlines()
+    lines[2] = lines[2].rsplit(",", 1)[0] + ",yes"  # audio/c1.wav
+    (root / "clips.csv").write_text("\n".join(lines) + "\n")
+    assert main(["data", "info", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "clips.csv line 3" in err, err
+    assert "field 'strong' must be 0 (weak labels only) or 1" in err
+
+
 def test_summary(make_corpus):
     info = Corpus.load(make_corpus(n=6)).summary()
     assert info["clips"] == 6

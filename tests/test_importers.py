@@ -110,6 +110,8 @@ def test_nips4b_imports_labels_folds_durations_and_events(nips4b, tmp_path):
     assert [list(c.labels) for c in corpus.clips] == [NIPS4B_LABELS[k] for k in range(1, 7)]
     assert [c.fold for c in corpus.clips] == [1, 1, 1, 1, 2, 2]
     assert all(c.verified for c in corpus.clips)
+    # issue 16: recording 6 has no annotation file: weak-only, not a clip without birds
+    assert [c.strong for c in corpus.clips] == [True] * 5 + [False]
     assert [c.duration_s for c in corpus.clips] == pytest.approx([0.5, 0.4, 0.5, 0.5, 0.5, 0.5])
     assert corpus.sample_rate == SR  # the most common rate
     spans = [
@@ -371,6 +373,7 @@ def test_dcase_weak_and_strong_files_become_folds(dcase, tmp_path):
         ("v3.wav", ("Alarm_bell_ringing",), 2),
     ]
     assert corpus.clips[3].path == str((dcase / "audio/validation/v1.wav").resolve())
+    assert [c.strong for c in corpus.clips] == [False] * 3 + [True] * 3  # weak file: weak-only
     assert [c.duration_s for c in corpus.clips] == pytest.approx([0.5] * 3 + [1.0] * 3)
     assert [(Path(e.filename).name, e.onset, e.offset, e.label) for e in corpus.events] == [
         ("v1.wav", 0.1, 0.4, "Dog"),

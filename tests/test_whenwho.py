@@ -387,3 +387,39 @@ def test_when_learns_to_find_events() -> None:
     for _ in range(8):
         method.train_epoch()
     assert method.evaluate("test")["when_frame_auc"] > 0.8
+
+
+def test_frame_metrics_leave_out_clips_without_a_strong_annotation():
+    """Issue 16: a clip with weak labels only (NIPS4B's 13 unannotated recordings, a DCASE
+    weak set) was scored as a clip without events, every detection in it a false alarm. Only
+    clips whose annotation is complete are frame-scored; how many were left out is reported.
+    Checked against sklearn's ROC AUC over the frames of the annotated clips."""
+    from sklearn.metrics import roc_auc_score
+
+    from sedsweep.methods.evaluation import detection_candidates
+    from sedsweep.metrics import defined_metrics
+
+    fs = make_features(n=12, seed=4)
+    idx = np.arange(len(fs))
+    rng = np.random.default_rng(5)
+    frames = [rng.uniform(size=len(fs.times(i))) for i in idx]
+
+    def any_event(i: int) -> np.ndarray:  # by hand: frame centre inside some event
+        t = fs.times(i)
+        return np.array([any(on <= x < off for on, off, _ in fs.events[i]) for x in t])
+
+    fs.strong = np.ones(len(fs), dtype=bool)
+    fs.strong[[1, 4, 7]] = False
+    got = defined_metrics(detection_candidates(fs, idx, frames, any_event=True, prefix="when_"))
+    kept = [i for i in idx if fs.strong[i]]
+    expected = roc_auc_score(
+        np.concatenate([any_event(i) for i in kept]), np.concatenate([frames[i] for i in kept])
+    )
+    assert got["when_frame_auc"] == pytest.approx(expected)
+    assert got["when_strong_excluded"] == 3.0
+    fs.strong = None  # every clip annotated: all scored, nothing reported as left out
+    every = defined_metrics(detection_candidates(fs, idx, frames, any_event=True))
+    assert every["frame_auc"] == pytest.approx(
+        roc_auc_score(np.concatenate([any_event(i) for i in idx]), np.concatenate(frames))
+    )
+    assert "strong_excluded" not in every and every["frame_auc"] != pytest.approx(expected)

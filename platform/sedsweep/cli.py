@@ -268,6 +268,11 @@ def data_info(
         lines.append(
             f"strong events {info['strong_events']} covering {info['strong_coverage']:.1%} of clips"
         )
+        weak_only = info["clips"] - info["strong_annotated_clips"]
+        if weak_only:
+            lines.append(
+                f"weak-only     {weak_only} clips (no strong annotation: not frame-scored)"
+            )
     if "snr_db" in info:
         lines.append(f"snr_db        {info['snr_db']}")
     counts = sorted(info["per_class_counts"].items(), key=lambda kv: -kv[1])

@@ -238,6 +238,8 @@ class FeatureSet:
     cache_hit: bool = False
     snr_db: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # [n_clips] bool: whose strong annotation is complete (None: all of them, or no events)
+    strong: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.clip_ids)
@@ -507,4 +509,5 @@ def _feature_set(
         cache_path=path,
         cache_hit=hit,
         snr_db=None if all(s is None for s in snr) else np.array(snr, dtype=np.float64),
+        strong=corpus.strong_clips(),
     )

@@ -25,7 +25,7 @@ META_FILE = "corpus.json"
 REQUIRED_COLUMNS = ("path", "labels", "fold", "verified", "duration_s")
 MAX_FOLD = 1_000  # folds are small integers; a huge one is a typo (and overflows int64)
 MAX_DURATION_S = 86_400.0  # one clip of at most a day: frame metrics allocate per second
-OPTIONAL_COLUMNS = ("snr_db",)
+OPTIONAL_COLUMNS = ("snr_db", "strong")
 LABEL_SEP = ";"
 EVENTS_HEADER = ("filename", "onset", "offset", "event_label")
 # An event may end this far past the clip's duration (rounding in source metadata).
@@ -42,6 +42,9 @@ class Clip:
     verified: bool
     duration_s: float
     snr_db: float | None = None
+    # its strong annotation is complete (events.tsv lists all its events); False for a clip
+    # with weak labels only, left out of frame- and segment-level metrics
+    strong: bool = True
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,9 @@ class Corpus:
         root = Path(directory) if directory is not None else self.root
         root.mkdir(parents=True, exist_ok=True)
         with_snr = any(c.snr_db is not None for c in self.clips)
+        with_strong = any(not c.strong for c in self.clips)  # the column only when it says more
         columns = list(REQUIRED_COLUMNS) + (["snr_db"] if with_snr else [])
+        columns += ["strong"] if with_strong else []
         with atomic_file(root / CLIPS_FILE, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(columns)
@@ -109,6 +114,8 @@ class Corpus:
                 ]
                 if with_snr:
                     row.append("" if c.snr_db is None else repr(float(c.snr_db)))
+                if with_strong:
+                    row.append(int(c.strong))
                 writer.writerow(row)
         if self.events is not None:
             with atomic_file(root / EVENTS_FILE, "w", newline="", encoding="utf-8") as handle:
@@ -149,6 +156,11 @@ class Corpus:
     def has_strong(self) -> bool:
         """Whether the corpus carries strong (onset/offset) annotations."""
         return self.events is not None
+
+    def strong_clips(self) -> np.ndarray | None:
+        """Per clip, whether its strong annotation is complete (`Clip.strong`); None without
+        events.tsv."""
+        return np.array([c.strong for c in self.clips], dtype=bool) if self.has_strong else None
 
     @property
     def folds(self) -> list[int]:
@@ -204,9 +216,9 @@ class Corpus:
         header = {"classes": self.classes, "sample_rate": self.sample_rate}
         h.update(json.dumps(header, sort_keys=True).encode())
         for c in self.clips:
-            h.update(
-                json.dumps([c.path, c.labels, c.fold, c.verified, c.duration_s, c.snr_db]).encode()
-            )
+            fields = [c.path, c.labels, c.fold, c.verified, c.duration_s, c.snr_db]
+            # a weak-only clip adds its flag: corpora that have none keep their fingerprints
+            h.update(json.dumps(fields + ([] if c.strong else ["weak-only"])).encode())
             path = self.audio_path(c)
             if content:
                 h.update(_file_digest(path))
@@ -253,6 +265,9 @@ class Corpus:
                 len(with_events) / len(self.clips)
                 if self.events is not None and self.clips
                 else None
+            ),
+            "strong_annotated_clips": (
+                sum(c.strong for c in self.clips) if self.events is not None else None
             ),
         }
         snrs = sorted({c.snr_db for c in self.clips if c.snr_db is not None})
@@ -400,7 +415,18 @@ def _read_clips(root: Path, path: Path, classes: set[str]) -> list[Clip]:
             snr = None
             if "snr_db" in col and row[col["snr_db"]].strip():
                 snr = parse_number(row[col["snr_db"]].strip(), "snr_db", where)
-            clips.append(Clip(clip_path, labels, fold, verified_text == "1", duration, snr))
+            strong = "1"
+            if "strong" in col:
+                strong = row[col["strong"]].strip()
+                if strong not in ("0", "1"):
+                    raise UserError(
+                        f"field 'strong' must be 0 (weak labels only) or 1 (strong events "
+                        f"complete), not {strong!r}",
+                        where=where,
+                    )
+            clips.append(
+                Clip(clip_path, labels, fold, verified_text == "1", duration, snr, strong == "1")
+            )
     if not clips:
         raise UserError("manifest lists no clips", where=path)
     return clips

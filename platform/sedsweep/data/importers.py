@@ -123,7 +123,9 @@ def import_nips4b(
     split 513/174). All clips are verified. NIPS4Bplus files hold header-less rows
     `onset,duration,label`; an empty file means no events, tags 'Unknown' and 'Human' are
     skipped, and offsets are clipped to the clip's duration. Recordings without an annotation
-    file (13 in NIPS4Bplus) get no events. `annotations_dir` overrides where they are looked up.
+    file (13 in NIPS4Bplus) are marked weak-only (`Clip.strong` False: left out of frame-level
+    metrics, not scored as clips without birds). `annotations_dir` overrides where they are
+    looked up.
     """
     root = _source_dir(src)
     check_output_dir(out, overwrite)
@@ -140,11 +142,17 @@ def import_nips4b(
     manifest, known = _Manifest(), set(classes)
     events: list[Event] | None = None if plus is None else []
     for k, (_, number, stem, labels, where) in enumerate(sorted(rows)):
+        annotation = None if plus is None else plus / f"annotation_train{number}.csv"
         clip = manifest.add(
-            audio_dir / f"{stem}.wav", labels, 1 if k < train_count else 2, True, where
+            audio_dir / f"{stem}.wav",
+            labels,
+            1 if k < train_count else 2,
+            True,
+            where,
+            strong=annotation is None or annotation.is_file(),
         )
-        if events is not None:
-            events += _nips4bplus_events(plus / f"annotation_train{number}.csv", clip, known)
+        if events is not None and annotation is not None:
+            events += _nips4bplus_events(annotation, clip, known)
     generator = {
         "importer": "nips4b",
         "source": str(root),
@@ -310,7 +318,8 @@ def import_dcase(
     without one, metadata file i (the `meta` order, else sorted by name) is fold i+1.
     Strong events also give the clip's weak labels and are clipped to the clip's duration.
     Clips are verified; classes are the sorted union of the labels. events.tsv is written when
-    any file is strong: clips from weak files then carry no events. The corpus is called
+    any file is strong: clips from weak files then carry no events and are marked weak-only
+    (`Clip.strong` False), so frame-level metrics leave them out. The corpus is called
     `name`, by default the name of the `out` folder.
     """
     root = _source_dir(src)
@@ -336,7 +345,6 @@ def import_dcase(
     find = _audio_finder(root, audio_dir)
     manifest = _Manifest()
     events: list[Event] = []
-    any_strong = False
     tables = [(path, *_dcase_table(path)) for path in files]
     with_folds = [path for path, _, _, folded in tables if folded]
     if with_folds and len(with_folds) < len(files):
@@ -346,10 +354,17 @@ def import_dcase(
             "fold column, or none (then file i is fold i)",
             where=without,
         )
+    any_strong = any(strong for _, _, strong, _ in tables)
     for index, (_, table, strong, _) in enumerate(tables, start=1):
-        any_strong |= strong
         for file, (labels, spans, where, fold) in table.items():
-            clip = manifest.add(find(file, where), tuple(labels), fold or index, True, where)
+            clip = manifest.add(
+                find(file, where),
+                tuple(labels),
+                fold or index,
+                True,
+                where,
+                strong=strong or not any_strong,  # a corpus of weak files has no events.tsv
+            )
             events += [_event(clip, onset, offset, label, w) for onset, offset, label, w in spans]
     classes = sorted({label for clip in manifest.clips for label in clip.labels})
     generator = {
@@ -660,9 +675,16 @@ class _Manifest:
     seen: set[str] = field(default_factory=set)
 
     def add(
-        self, audio: Path, labels: tuple[str, ...], fold: int, verified: bool, where: str
+        self,
+        audio: Path,
+        labels: tuple[str, ...],
+        fold: int,
+        verified: bool,
+        where: str,
+        strong: bool = True,
     ) -> Clip:
-        """Probe `audio` (existence, duration, rate) and append its clip."""
+        """Probe `audio` (existence, duration, rate) and append its clip (`strong`: whether its
+        strong events are complete, when the corpus has strong events)."""
         if not audio.is_file():
             raise UserError(f"audio file not found: {audio}", where=where)
         path = str(audio.resolve())
@@ -671,7 +693,7 @@ class _Manifest:
         self.seen.add(path)
         frames, rate = audio_info(audio)
         self.rates[rate] += 1
-        self.clips.append(Clip(path, labels, fold, verified, frames / rate))
+        self.clips.append(Clip(path, labels, fold, verified, frames / rate, strong=strong))
         return self.clips[-1]
 
     def write(

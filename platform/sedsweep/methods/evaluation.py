@@ -25,8 +25,9 @@ Candidates = dict[str, Callable[[], float]]
 
 TAGGING = ("auc_micro", "auc_macro", "ap_micro", "ap_macro", "lwlrap")
 """The names `tagging_candidates` reports (before its prefix)."""
-DETECTION = ("frame_auc", "segment_f1", "segment_er")
-"""The names `detection_candidates` reports (before its prefix)."""
+DETECTION = ("frame_auc", "segment_f1", "segment_er", "strong_excluded")
+"""The names `detection_candidates` reports (before its prefix); strong_excluded, the number
+of the split's clips left out for lack of a complete strong annotation, only when some are."""
 
 
 def names(prefix: str, family: tuple[str, ...]) -> set[str]:
@@ -59,12 +60,24 @@ def detection_candidates(
     """Frame-level ROC AUC and segment-based F1 / error rate (1 s segments, threshold 0.5) of
     frame probabilities against the strong labels; none without strong labels.
 
+    Only clips whose strong annotation is complete are scored (`FeatureSet.strong`): a clip with
+    weak labels only has no "no event" frames to count its detections against. How many were
+    left out is reported as strong_excluded when any were.
+
     `frames[j]` holds clip `idx[j]`'s probabilities per frame: [T, classes], or [T] with
     `any_event` (one "any event" detector, Morfi & Stowell's WHEN), scored against the union
     of all classes' events.
     """
     if fs.events is None:
         return {}
+    excluded: Candidates = {}
+    if fs.strong is not None and not fs.strong[idx].all():
+        keep = fs.strong[idx]
+        excluded = {f"{prefix}strong_excluded": functools.partial(float, int((~keep).sum()))}
+        frames = [f for f, k in zip(frames, keep.tolist(), strict=True) if k]
+        idx = idx[keep]
+        if len(idx) == 0:
+            return excluded
     events = fs.events
     if any_event:
         targets = [fs.strong_targets(int(i)).any(axis=1) for i in idx]
@@ -82,4 +95,5 @@ def detection_candidates(
         lambda: segment()["f1"],
         lambda: segment()["error_rate"],
     ]
-    return {f"{prefix}{k}": v for k, v in zip(DETECTION, metrics, strict=True)}
+    scored = {f"{prefix}{k}": v for k, v in zip(DETECTION[:3], metrics, strict=True)}
+    return scored | excluded
