@@ -111,6 +111,12 @@ def test_import_dcase_and_remix_from_the_command_line(tmp_path):
     named = tmp_path / "named"
     assert main(["data", "import", "dcase", str(src), "--out", str(named), "--name", "x"]) == 0
     assert Corpus.load(named).name == "x"
+    (src / "train.tsv").write_text("filename\tonset\toffset\tevent_label\na.wav\t1.5\t2.5\tdog\n")
+    past = run_cli("data", "import", "dcase", str(src), "--out", str(tmp_path / "past"))
+    assert past.returncode == 0 and "warning: 1 event(s) ran past their clip's end" in past.stderr
+    strict = run_cli("data", "import", "dcase", str(src), "--out", str(tmp_path / "s"), "--strict")
+    assert strict.returncode == 2 and "line 2" in strict.stderr, strict.stderr
+    assert len(strict.stderr.strip().splitlines()) == 1 and not (tmp_path / "s").exists()
     (src / "train.tsv").write_text("clip\tstart\nb.wav\t0\n")
     proc = run_cli("data", "import", "dcase", str(src), "--out", str(tmp_path / "never"))
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

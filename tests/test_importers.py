@@ -130,6 +130,7 @@ def test_nips4b_imports_labels_folds_durations_and_events(nips4b, tmp_path):
     )
     assert wavs_under(out) == []
     assert corpus.generator["importer"] == "nips4b"
+    assert (corpus.generator["events_clipped"], corpus.generator["events_dropped"]) == (1, 0)
     assert corpus.generator["source"] == str(nips4b.resolve())
     loaded = Corpus.load(out)
     assert (loaded.classes, loaded.clips, loaded.events) == (SPECIES, corpus.clips, corpus.events)
@@ -528,6 +529,32 @@ def test_dcase_bad_columns_and_folds_are_one_line_errors(tmp_path, files, fragme
         write(src / name, text)
     out = tmp_path / "out"
     assert_fails(lambda: import_dcase(src, out), out, *fragments)
+
+
+def test_events_past_the_clip_end_are_cut_or_dropped_and_counted_unless_strict(dcase, tmp_path):
+    """Issue 16: one annotation past its clip's end aborted the whole import. Now cut at the
+    end (past the 0.05 s tolerance: counted) or dropped when it starts beyond it (counted);
+    --strict refuses either, naming the row."""
+    write(
+        dcase / "metadata/validation.tsv",
+        "filename\tonset\toffset\tevent_label\n"
+        "v1.wav\t0.1\t1.03\tDog\n"  # within the tolerance of the 1.0 s clip: not counted
+        "v2.wav\t0.5\t1.5\tCat\n"  # cut at 1.0
+        "v3.wav\t1.2\t1.6\tDog\n",  # starts beyond the clip: dropped
+    )
+    corpus = import_dcase(dcase, tmp_path / "out")
+    assert [(Path(e.filename).name, e.onset, e.offset) for e in corpus.events] == [
+        ("v1.wav", 0.1, 1.0),
+        ("v2.wav", 0.5, 1.0),
+    ]
+    assert (corpus.generator["events_clipped"], corpus.generator["events_dropped"]) == (1, 1)
+    out = tmp_path / "strict"
+    assert_fails(
+        lambda: import_dcase(dcase, out, strict=True),
+        out,
+        "validation.tsv line 3",
+        "runs past the clip's end (1 s",
+    )
 
 
 def test_dcase_empty_name_is_refused(dcase, tmp_path):

@@ -54,6 +54,9 @@ class Layout(StrEnum):
 Out = Annotated[Path, typer.Option("--out", help="Output corpus directory.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out.")]
 Snr = Annotated[list[str], typer.Option("--snr", help="One or more SNRs in dB: --snr 0 10 20.")]
+Strict = Annotated[
+    bool, typer.Option("--strict", help="Refuse events past their clip's end (default: cut).")
+]
 
 
 def _report(corpora: list, started: float) -> None:
@@ -62,6 +65,14 @@ def _report(corpora: list, started: float) -> None:
             f"wrote {corpus.root}: {len(corpus.clips)} clips, {len(corpus.classes)} classes, "
             f"folds {corpus.folds}, {len(corpus.events or [])} strong events"
         )
+        clipped = corpus.generator.get("events_clipped", 0)
+        dropped = corpus.generator.get("events_dropped", 0)
+        if clipped or dropped:
+            typer.echo(
+                f"warning: {clipped} event(s) ran past their clip's end and were cut there, "
+                f"{dropped} started beyond it and were dropped (--strict refuses them)",
+                err=True,
+            )
     typer.echo(f"done in {time.perf_counter() - started:.1f} s")
 
 
@@ -153,13 +164,15 @@ def import_nips4b(
     train_count: Annotated[
         int, typer.Option(min=1, help="Clips in the training fold (paper: 499 + 14).")
     ] = 513,
+    strict: Strict = False,
     overwrite: Overwrite = False,
 ) -> None:
     """Import the NIPS4B 2013 bird corpus (with NIPS4Bplus strong labels when present)."""
     from sedsweep.data.importers import import_nips4b as run
 
     started = time.perf_counter()
-    _report([run(src, out, train_count=train_count, overwrite=overwrite)], started)
+    corpus = run(src, out, train_count=train_count, overwrite=overwrite, strict=strict)
+    _report([corpus], started)
 
 
 @import_app.command("fsdkaggle2019")
@@ -191,6 +204,7 @@ def import_dcase(
     name: Annotated[
         str | None, typer.Option(help="Corpus name (default: the --out folder's name).")
     ] = None,
+    strict: Strict = False,
     overwrite: Overwrite = False,
 ) -> None:
     """Import a DCASE-style corpus with strong and/or weak labels (a fold column, if every
@@ -198,7 +212,10 @@ def import_dcase(
     from sedsweep.data.importers import import_dcase as run
 
     started = time.perf_counter()
-    corpus = run(src, out, meta=meta or None, audio_dir=audio_dir, overwrite=overwrite, name=name)
+    corpus = run(
+        src, out, meta=meta or None, audio_dir=audio_dir, overwrite=overwrite, name=name,
+        strict=strict,
+    )  # fmt: skip
     _report([corpus], started)
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from sedsweep.data.audio import audio_info, read_audio
 from sedsweep.data.corpus import (
     CLIPS_FILE,
+    DURATION_TOLERANCE_S,
     LABEL_SEP,
     META_FILE,
     Clip,
@@ -103,6 +104,7 @@ def import_nips4b(
     overwrite: bool = False,
     train_count: int = 513,
     annotations_dir: Path | None = None,
+    strict: bool = False,
 ) -> Corpus:
     """Import the NIPS4B 2013 bird training set (weak labels) and NIPS4Bplus strong events.
 
@@ -122,7 +124,9 @@ def import_nips4b(
     sorted by number: the first `train_count` are fold 1, the rest fold 2 (the Morfi & Stowell
     split 513/174). All clips are verified. NIPS4Bplus files hold header-less rows
     `onset,duration,label`; an empty file means no events, tags 'Unknown' and 'Human' are
-    skipped, and offsets are clipped to the clip's duration. Recordings without an annotation
+    skipped; an event running past its clip's end is cut there, one starting beyond it is
+    dropped (both counted in the corpus's `generator`; `strict` refuses them). Recordings
+    without an annotation
     file (13 in NIPS4Bplus) are marked weak-only (`Clip.strong` False: left out of frame-level
     metrics, not scored as clips without birds). `annotations_dir` overrides where they are
     looked up.
@@ -139,7 +143,7 @@ def import_nips4b(
     plus = annotations_dir or (
         root / _NIPS4BPLUS_DIR if (root / _NIPS4BPLUS_DIR).is_dir() else None
     )
-    manifest, known = _Manifest(), set(classes)
+    manifest, known = _Manifest(strict=strict), set(classes)
     events: list[Event] | None = None if plus is None else []
     for k, (_, number, stem, labels, where) in enumerate(sorted(rows)):
         annotation = None if plus is None else plus / f"annotation_train{number}.csv"
@@ -152,7 +156,7 @@ def import_nips4b(
             strong=annotation is None or annotation.is_file(),
         )
         if events is not None and annotation is not None:
-            events += _nips4bplus_events(annotation, clip, known)
+            events += _nips4bplus_events(annotation, clip, known, manifest)
     generator = {
         "importer": "nips4b",
         "source": str(root),
@@ -205,7 +209,9 @@ def _flag(text: str, column: str, where: str) -> bool:
     return value == 1.0
 
 
-def _nips4bplus_events(path: Path, clip: Clip, classes: set[str]) -> list[Event]:
+def _nips4bplus_events(
+    path: Path, clip: Clip, classes: set[str], manifest: _Manifest
+) -> list[Event]:
     if not path.is_file():
         return []
     events = []
@@ -220,7 +226,7 @@ def _nips4bplus_events(path: Path, clip: Clip, classes: set[str]) -> list[Event]
             continue
         if f[2] not in classes:
             raise UserError(f"label {f[2]!r} is not a class of the labels file", where=where)
-        events.append(_event(clip, onset, onset + duration, f[2], where))
+        events += manifest.event(clip, onset, onset + duration, f[2], where)
     return events
 
 
@@ -297,6 +303,7 @@ def import_dcase(
     audio_dir: Path | None = None,
     overwrite: bool = False,
     name: str | None = None,
+    strict: bool = False,
 ) -> Corpus:
     """Import a folder of audio described by DCASE (task 4 style) metadata files.
 
@@ -316,7 +323,8 @@ def import_dcase(
     `filename event_labels` (comma-separated; empty: a negative). With a `fold` column (an
     integer ≥ 1, the same on every row of a clip) in every file, the folds are read from it;
     without one, metadata file i (the `meta` order, else sorted by name) is fold i+1.
-    Strong events also give the clip's weak labels and are clipped to the clip's duration.
+    Strong events also give the clip's weak labels; one running past its clip's end is cut
+    there, one starting beyond it dropped (counted; `strict` refuses both).
     Clips are verified; classes are the sorted union of the labels. events.tsv is written when
     any file is strong: clips from weak files then carry no events and are marked weak-only
     (`Clip.strong` False), so frame-level metrics leave them out. The corpus is called
@@ -343,7 +351,7 @@ def import_dcase(
     if audio_dir is not None and not audio_dir.is_dir():
         raise UserError("audio directory not found", where=audio_dir)
     find = _audio_finder(root, audio_dir)
-    manifest = _Manifest()
+    manifest = _Manifest(strict=strict)
     events: list[Event] = []
     tables = [(path, *_dcase_table(path)) for path in files]
     with_folds = [path for path, _, _, folded in tables if folded]
@@ -365,7 +373,8 @@ def import_dcase(
                 where,
                 strong=strong or not any_strong,  # a corpus of weak files has no events.tsv
             )
-            events += [_event(clip, onset, offset, label, w) for onset, offset, label, w in spans]
+            for onset, offset, label, w in spans:
+                events += manifest.event(clip, onset, offset, label, w)
     classes = sorted({label for clip in manifest.clips for label in clip.labels})
     generator = {
         "importer": "dcase",
@@ -673,6 +682,27 @@ class _Manifest:
     clips: list[Clip] = field(default_factory=list)
     rates: Counter[int] = field(default_factory=Counter)
     seen: set[str] = field(default_factory=set)
+    strict: bool = False  # an event past its clip's end is an error, not clipped or dropped
+    fixed: Counter[str] = field(default_factory=Counter)  # events clipped / dropped
+
+    def event(self, clip: Clip, onset: float, offset: float, label: str, where: str) -> list[Event]:
+        """The strong event on `clip` (checked: 0 ≤ onset < offset), as a list: cut at the clip's
+        end when it runs past it (by more than DURATION_TOLERANCE_S: counted as clipped),
+        dropped when it starts beyond it (counted); with `strict`, either is a UserError."""
+        if onset < 0 or onset >= offset:
+            raise UserError(f"onset {onset:g} must be ≥ 0 and < offset {offset:g}", where=where)
+        past = onset >= clip.duration_s or offset > clip.duration_s + DURATION_TOLERANCE_S
+        if past and self.strict:
+            raise UserError(
+                f"event {onset:g}–{offset:g} s runs past the clip's end ({clip.duration_s:g} s; "
+                "without --strict it is cut there, or dropped when it starts beyond it)",
+                where=where,
+            )
+        if onset >= clip.duration_s:
+            self.fixed["dropped"] += 1
+            return []
+        self.fixed["clipped"] += past
+        return [Event(clip.path, onset, min(offset, clip.duration_s), label)]
 
     def add(
         self,
@@ -709,6 +739,9 @@ class _Manifest:
         if not self.clips:
             raise UserError("the metadata lists no clips", where=generator["source"])
         rate = self.rates.most_common(1)[0][0]
+        if events is not None:  # what the import changed, for the report and the record
+            generator = {**generator, "events_clipped": self.fixed["clipped"]}
+            generator["events_dropped"] = self.fixed["dropped"]
         with atomic_dir(out, overwrite) as tmp:
             Corpus(tmp, name, classes, self.clips, events, rate, generator).write()
         return Corpus.load(out)
@@ -780,14 +813,3 @@ def _label(text: str, where: str) -> str:
     if LABEL_SEP in text:
         raise UserError(f"label {text.strip()!r} contains '{LABEL_SEP}'", where=where)
     return text.strip()
-
-
-def _event(clip: Clip, onset: float, offset: float, label: str, where: str) -> Event:
-    """A strong event on `clip`, checked (0 ≤ onset < offset, onset inside) and clipped."""
-    if onset < 0 or onset >= offset:
-        raise UserError(f"onset {onset:g} must be ≥ 0 and < offset {offset:g}", where=where)
-    if onset >= clip.duration_s:
-        raise UserError(
-            f"onset {onset:g} s is beyond the clip's duration {clip.duration_s:g} s", where=where
-        )
-    return Event(clip.path, onset, min(offset, clip.duration_s), label)
