@@ -6,6 +6,7 @@ The run spec itself (`RunSpec`, `resolve`, `corpus_for`) is `sedsweep.spec`; the
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,9 +118,13 @@ def train(
 
 def _build(resolved: Resolved, features: FeatureSet, device: torch.device) -> Method:
     try:
-        return resolved.method_cls(resolved.config, features, device)
+        method = resolved.method_cls(resolved.config, features, device)
     except ValueError as exc:  # e.g. a split naming folds the corpus lacks
         raise UserError(str(exc), where="config") from None
+    note = method.splits.unused_note()
+    if note:
+        print(f"warning: {note}", file=sys.stderr, flush=True)
+    return method
 
 
 def save_checkpoint(method: Method, path: Path) -> None:

@@ -100,9 +100,7 @@ class MtlAttentionConfig(MethodConfig):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     monitor: Monitor = Field(default="ap_micro", description="validation metric: selection, lr")
     batch_size: int = Field(default=24, ge=1)
-    split: SplitConfig = Field(
-        default_factory=lambda: SplitConfig(train_folds=[1, 2], val_folds=[3], test_folds=[4])
-    )
+    split: SplitConfig = Field(default_factory=lambda: SplitConfig(val_folds=[-2], test_folds=[-1]))
 
     @field_validator("split")
     @classmethod

@@ -130,7 +130,7 @@ class StagedConfig(MethodConfig):
     model: ModelConfig = Field(default_factory=ModelConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     split: SplitConfig = Field(
-        default_factory=lambda: SplitConfig(train_folds=[1], test_folds=[2], val_fraction=0.15)
+        default_factory=lambda: SplitConfig(test_folds=[-1], val_fraction=0.15)
     )
 
     @model_validator(mode="before")

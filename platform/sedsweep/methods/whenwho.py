@@ -136,7 +136,7 @@ class WhenWhoConfig(MethodConfig):
         default=200, ge=1, description="lr 1e-5 halved every 20 epochs reaches 1e-8 after ~200"
     )
     split: SplitConfig = Field(
-        default_factory=lambda: SplitConfig(train_folds=[1], test_folds=[2], val_fraction=0.15)
+        default_factory=lambda: SplitConfig(test_folds=[-1], val_fraction=0.15)
     )
 
     @property

@@ -217,13 +217,15 @@ def check_method(plan: SweepPlan, features: dict[str, FeatureSet]) -> None:
         fs = features[data_key(variant)]
         cfg = method_cls.Config.model_validate(trial_config(base, variant, plan.epochs))
         try:
-            method_cls(cfg, fs, torch.device("cpu"))
+            note = method_cls(cfg, fs, torch.device("cpu")).splits.unused_note()
         except ValueError as exc:
             folds = sorted(set(fs.folds.tolist()))
             raise UserError(
                 f"{exc} (the corpus has {len(fs)} clips in folds {folds})",
                 where=f"{plan.source}: split",
             ) from None
+        if note:
+            print(f"warning: {plan.source}: {note}", file=sys.stderr, flush=True)
 
 
 class Tracker:

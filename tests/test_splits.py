@@ -1,0 +1,89 @@
+"""Splits from folds (issue 16): relative fold numbers, defaults that use every fold, and a
+warning for the folds a split leaves out."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from sedsweep.cli import main
+from sedsweep.methods.base import SplitConfig, resolve_splits
+from sedsweep.methods.mtl_attention import MtlAttentionConfig
+from sedsweep.methods.staged import StagedConfig
+from sedsweep.methods.whenwho import WhenWhoConfig
+from tests.test_whenwho import make_features
+
+
+def five_folds():
+    """25 clips, fold of clip i = i % 5 + 1."""
+    fs = make_features(n=25)
+    fs.folds = np.arange(len(fs)) % 5 + 1
+    return fs
+
+
+def clips_in(fs, folds) -> list[int]:
+    return [i for i in range(len(fs)) if fs.folds[i] in folds]
+
+
+def test_mtl_attention_default_uses_every_fold_last_test_one_before_validation():
+    """Issue 16: on a 5-fold corpus the default trained on 1–2, validated on 3, tested on 4
+    and never touched fold 5."""
+    fs = five_folds()
+    s = resolve_splits(fs, MtlAttentionConfig().split, seed=0)
+    assert s.test.tolist() == clips_in(fs, {5})
+    assert s.val.tolist() == clips_in(fs, {4})
+    assert s.train.tolist() == clips_in(fs, {1, 2, 3})
+    assert s.unused_folds == () and s.unused_note() is None
+
+
+@pytest.mark.parametrize("config", [WhenWhoConfig, StagedConfig], ids=["whenwho", "staged"])
+def test_whenwho_and_staged_defaults_train_on_all_but_the_last_fold(config):
+    """Issue 16: `staged` trained on fold 1, tested on fold 2 and dropped folds 3–5."""
+    fs = five_folds()
+    s = resolve_splits(fs, config().split, seed=0)
+    assert s.test.tolist() == clips_in(fs, {5})
+    assert sorted(s.train.tolist() + s.val.tolist()) == clips_in(fs, {1, 2, 3, 4})
+    assert len(s.val) == round(0.15 * 20) and s.unused_folds == ()
+
+
+def test_on_the_two_fold_corpora_the_defaults_are_the_papers_splits():
+    fs = make_features(n=24)  # folds 1 and 2, like NIPS4B's 513/174 and FSDKaggle2019's
+    s = resolve_splits(fs, WhenWhoConfig().split, seed=0)
+    assert s.test.tolist() == clips_in(fs, {2})
+    assert sorted(s.train.tolist() + s.val.tolist()) == clips_in(fs, {1})
+
+
+def test_a_split_that_leaves_folds_unused_says_which():
+    fs = five_folds()
+    s = resolve_splits(fs, SplitConfig(train_folds=[1], test_folds=[-1]), seed=0)
+    assert s.unused_folds == (2, 3, 4)
+    assert s.unused_note() == "the split leaves fold(s) [2, 3, 4] of the corpus unused"
+
+
+@pytest.mark.parametrize(
+    ("split", "message"),
+    [
+        ({"test_folds": [-6]}, "split names fold -6 but the corpus has 5 fold(s)"),
+        ({"train_folds": [5], "test_folds": [-1]}, "fold(s) [5] fall in two splits"),
+        ({"val_folds": [-1], "test_folds": [5]}, "fold(s) [5] fall in two splits"),
+        ({"test_folds": [9]}, "split names fold(s) [9] that the corpus lacks"),
+    ],
+)
+def test_relative_folds_that_do_not_resolve_are_refused(split, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        resolve_splits(five_folds(), SplitConfig(**split), seed=0)
+
+
+def test_train_warns_about_unused_folds(tmp_path, make_corpus, capsys):
+    corpus = make_corpus("threefold")
+    clips = corpus / "clips.csv"
+    rows = clips.read_text().splitlines()
+    rows[1] = rows[1].replace(",1,", ",3,", 1)  # the first clip moves to a third fold
+    clips.write_text("\n".join(rows) + "\n")
+    args = ["train", "--method", "null", "--scale", "tiny", "--data", str(corpus)]
+    args += ["--workdir", str(tmp_path / "w"), "--set", "split.train_folds=[1]"]
+    args += ["--set", "split.test_folds=[2]"]
+    assert main(args) == 0
+    assert "warning: the split leaves fold(s) [3] of the corpus unused" in capsys.readouterr().err
