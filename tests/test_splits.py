@@ -4,9 +4,11 @@ warning for the folds a split leaves out."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from sedsweep.cli import main
 from sedsweep.methods.base import SplitConfig, resolve_splits
@@ -31,7 +33,7 @@ def test_mtl_attention_default_uses_every_fold_last_test_one_before_validation()
     """Issue 16: on a 5-fold corpus the default trained on 1–2, validated on 3, tested on 4
     and never touched fold 5."""
     fs = five_folds()
-    s = resolve_splits(fs, MtlAttentionConfig().split, seed=0)
+    s = resolve_splits(fs.folds, MtlAttentionConfig().split, seed=0)
     assert s.test.tolist() == clips_in(fs, {5})
     assert s.val.tolist() == clips_in(fs, {4})
     assert s.train.tolist() == clips_in(fs, {1, 2, 3})
@@ -42,7 +44,7 @@ def test_mtl_attention_default_uses_every_fold_last_test_one_before_validation()
 def test_whenwho_and_staged_defaults_train_on_all_but_the_last_fold(config):
     """Issue 16: `staged` trained on fold 1, tested on fold 2 and dropped folds 3–5."""
     fs = five_folds()
-    s = resolve_splits(fs, config().split, seed=0)
+    s = resolve_splits(fs.folds, config().split, seed=0)
     assert s.test.tolist() == clips_in(fs, {5})
     assert sorted(s.train.tolist() + s.val.tolist()) == clips_in(fs, {1, 2, 3, 4})
     assert len(s.val) == round(0.15 * 20) and s.unused_folds == ()
@@ -50,14 +52,14 @@ def test_whenwho_and_staged_defaults_train_on_all_but_the_last_fold(config):
 
 def test_on_the_two_fold_corpora_the_defaults_are_the_papers_splits():
     fs = make_features(n=24)  # folds 1 and 2, like NIPS4B's 513/174 and FSDKaggle2019's
-    s = resolve_splits(fs, WhenWhoConfig().split, seed=0)
+    s = resolve_splits(fs.folds, WhenWhoConfig().split, seed=0)
     assert s.test.tolist() == clips_in(fs, {2})
     assert sorted(s.train.tolist() + s.val.tolist()) == clips_in(fs, {1})
 
 
 def test_a_split_that_leaves_folds_unused_says_which():
     fs = five_folds()
-    s = resolve_splits(fs, SplitConfig(train_folds=[1], test_folds=[-1]), seed=0)
+    s = resolve_splits(fs.folds, SplitConfig(train_folds=[1], test_folds=[-1]), seed=0)
     assert s.unused_folds == (2, 3, 4)
     assert s.unused_note() == "the split leaves fold(s) [2, 3, 4] of the corpus unused"
 
@@ -73,7 +75,7 @@ def test_a_split_that_leaves_folds_unused_says_which():
 )
 def test_relative_folds_that_do_not_resolve_are_refused(split, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        resolve_splits(five_folds(), SplitConfig(**split), seed=0)
+        resolve_splits(five_folds().folds, SplitConfig(**split), seed=0)
 
 
 def test_train_warns_about_unused_folds(tmp_path, make_corpus, capsys):
@@ -87,3 +89,53 @@ def test_train_warns_about_unused_folds(tmp_path, make_corpus, capsys):
     args += ["--set", "split.test_folds=[2]"]
     assert main(args) == 0
     assert "warning: the split leaves fold(s) [3] of the corpus unused" in capsys.readouterr().err
+
+
+# -- plans that show the data, and refuse what the method cannot split, before any compute -----
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sweep_file(tmp_path: Path, corpus: Path, method_file: str) -> Path:
+    spec = yaml.safe_load((ROOT / "search_spaces" / method_file).read_text())
+    spec["data"] = {"path": str(corpus)}
+    path = tmp_path / f"on-{corpus.name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_dry_run_prints_the_corpus_its_splits_the_features_and_the_scale(
+    tmp_path, make_corpus, capsys
+):
+    """Issue 16: `--dry-run` printed neither the data source nor the feature parameters, and
+    what `--scale` changed showed only in run.yaml after training."""
+    corpus = make_corpus("hand")
+    path = sweep_file(tmp_path, corpus, "null_load.yaml")
+    assert main(["sweep", str(path), "--scale", "tiny", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"data: {corpus.resolve()}: corpus 'hand' (fingerprint " in out
+    assert "6 clips in folds [1, 2], 2 classes" in out
+    assert "clips per split: train 3, val 0, test 3" in out  # null: val_fraction 0 (tiny)
+    assert "features: sr " in out and "n_mels " in out and "hop_length " in out
+    assert "scale 'tiny' sets: config {" in out
+
+
+def test_staged_on_an_all_verified_training_split_is_refused_before_features(
+    tmp_path, make_corpus, capsys
+):
+    """Issue 16: staged on a DCASE import (every clip verified) failed with "stage 2 needs
+    unverified training clips" only after feature extraction, and in a sweep after Ray had
+    started. Now one line at plan time, with the setting that fixes it."""
+    corpus = make_corpus("verified")  # fold 1 (staged's training folds) is all verified
+    path = sweep_file(tmp_path, corpus, "staged_k_alpha.yaml")
+    assert main(["sweep", str(path), "--scale", "tiny", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{path}: split: stage 2 needs unverified" in err
+    assert "set staged.verified_only=true" in err and "folds [1, 2]" in err
+    workdir = tmp_path / "w"
+    args = ["train", "--method", "staged", "--scale", "tiny", "--data", str(corpus)]
+    assert main([*args, "--workdir", str(workdir)]) == 2
+    assert "set staged.verified_only=true" in capsys.readouterr().err
+    assert not (workdir / "feature-cache").exists()  # refused before any extraction
+    fixed = ["--set", "fixed.staged.verified_only=true"]
+    assert main(["sweep", str(path), "--scale", "tiny", "--dry-run", *fixed]) == 0
+    assert "clips per split: train 3" in capsys.readouterr().out

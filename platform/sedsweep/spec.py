@@ -31,6 +31,7 @@ from sedsweep.features import FeatureParams, resolve_params
 from sedsweep.methods import get_method
 
 if TYPE_CHECKING:
+    from sedsweep.data.splits import Splits
     from sedsweep.methods.base import Method, MethodConfig, Scale
 
 
@@ -156,6 +157,61 @@ def resolve(spec: RunSpec, where: str = "run spec", section: str = "config") -> 
         "--set" if where in COMMAND_LINE else f"{where}: features",
     )
     return Resolved(spec, method_cls, scale, config, params)
+
+
+def split_error(exc: ValueError, clip_folds: Any, where: str) -> UserError:
+    """A method's refusal of a corpus's splits as one line naming the corpus's folds."""
+    folds = sorted({int(f) for f in clip_folds})
+    return UserError(
+        f"{exc} (the corpus has {len(clip_folds)} clips in folds {folds})", where=f"{where}: split"
+    )
+
+
+def check_corpus(resolved: Resolved, corpus: Corpus, where: str) -> Splits:
+    """The run's splits of `corpus`, from its manifest alone, checked as the method will check
+    them (folds it lacks, an empty training split, `Method.check_data`): a UserError before any
+    feature is extracted or any trial starts."""
+    import numpy as np
+
+    from sedsweep.data.splits import resolve_splits
+
+    folds = np.array([c.fold for c in corpus.clips], dtype=np.int64)
+    verified = np.array([c.verified for c in corpus.clips], dtype=bool)
+    try:
+        splits = resolve_splits(folds, resolved.config.split, resolved.config.seed)
+        resolved.method_cls.check_data(resolved.config, splits, verified)
+    except ValueError as exc:
+        raise split_error(exc, folds, where) from None
+    return splits
+
+
+def describe_data(resolved: Resolved, where: str) -> list[str]:
+    """What a run reads, for `--dry-run`: the data source; for a corpus directory its name,
+    fingerprint and clips per split (checked by `check_corpus`); the feature parameters and
+    what the scale changed."""
+    data = resolved.spec.data
+    if data.path:
+        corpus = Corpus.load(data.path)
+        splits = check_corpus(resolved, corpus, where)
+        sizes = ", ".join(f"{name} {len(splits[name])}" for name in ("train", "val", "test"))
+        lines = [
+            f"data: {Path(data.path).resolve()}: corpus {corpus.name!r} "
+            f"(fingerprint {corpus.fingerprint()}), {len(corpus.clips)} clips in folds "
+            f"{corpus.folds}, {len(corpus.classes)} classes",
+            f"  clips per split: {sizes}"
+            + (f"; {splits.unused_note()}" if splits.unused_note() else ""),
+        ]
+    else:
+        kind = data.synthetic or resolved.method_cls.synthetic_kind
+        options = {**resolved.scale.corpus, **data.options}
+        lines = [f"data: synthetic {kind!r} {options}, generated into the workdir on first use"]
+    params = resolved.feature_params.model_dump(mode="json", exclude_none=True)
+    lines.append("features: " + ", ".join(f"{k} {v}" for k, v in params.items()))
+    scale = resolved.scale
+    changed = {"config": scale.config, "corpus": scale.corpus, "features": scale.features}
+    changes = "; ".join(f"{k} {v}" for k, v in changed.items() if v) or "nothing"
+    lines.append(f"scale {resolved.spec.scale!r} sets: {changes}")
+    return lines
 
 
 def corpus_for(resolved: Resolved, workdir: Path) -> Corpus:

@@ -19,7 +19,7 @@ from sedsweep.features import FeatureSet, build_features
 from sedsweep.fsio import atomic_file, writable_dir, write_yaml
 from sedsweep.methods.base import Method, pick_device, render_artifacts
 from sedsweep.signals import terminate_as_interrupt
-from sedsweep.spec import Resolved, corpus_for
+from sedsweep.spec import Resolved, check_corpus, corpus_for
 
 
 @dataclass
@@ -65,6 +65,7 @@ def train(
 
     workdir = writable_dir(workdir, "--workdir")
     corpus = corpus_for(resolved, workdir)
+    check_corpus(resolved, corpus, "config")  # before any feature is extracted
     features = build_features(
         corpus, resolved.feature_params, workdir / "feature-cache", progress=progress
     )

@@ -21,37 +21,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from sedsweep.config import Strict
+from sedsweep.data.splits import SplitConfig, Splits, resolve_splits
 from sedsweep.features import FeatureSet
 from sedsweep.fsio import atomic_file
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-
-class SplitConfig(Strict):
-    """Which folds train, select (validation) and test; validation may be carved from train.
-
-    A fold is a corpus fold number, or counted from the corpus's highest fold when negative:
-    -1 is the highest, -2 the one below (as Python indexes a list). The defaults are relative,
-    so every fold of a corpus is used whatever their number: test on the last, train on all
-    the others."""
-
-    train_folds: list[int] | None = Field(default=None, description="None: all but val/test")
-    val_folds: list[int] | None = Field(default=None, description="None: carve val_fraction")
-    test_folds: list[int] | None = Field(
-        default=None, description="None: the highest fold; -1 the highest, -2 the one below"
-    )
-    val_fraction: float = Field(default=0.15, ge=0.0, lt=1.0)
-
-    @model_validator(mode="after")
-    def _disjoint(self) -> SplitConfig:
-        named = [set(f) for f in (self.train_folds, self.val_folds, self.test_folds) if f]
-        if sum(len(s) for s in named) != len(set().union(*named)):
-            raise ValueError("train_folds, val_folds and test_folds must not share a fold")
-        return self
 
 
 class MethodConfig(Strict):
@@ -71,65 +49,6 @@ class Scale:
     config: dict[str, Any] = field(default_factory=dict)
     corpus: dict[str, Any] = field(default_factory=dict)
     features: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Splits:
-    """Clip indices of the train, validation and test sets (disjoint)."""
-
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
-    unused_folds: tuple[int, ...] = ()  # corpus folds no split draws from
-
-    def unused_note(self) -> str | None:
-        """A warning when the split leaves folds of the corpus unused, else None."""
-        if not self.unused_folds:
-            return None
-        return f"the split leaves fold(s) {list(self.unused_folds)} of the corpus unused"
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return {"train": self.train, "val": self.val, "test": self.test}[name]
-
-
-def resolve_splits(fs: FeatureSet, cfg: SplitConfig, seed: int) -> Splits:
-    """Turn a SplitConfig into clip indices; the test fold never feeds training or selection.
-    Relative folds (negative: -1 the highest) are resolved against the corpus's folds."""
-    folds = sorted(set(fs.folds.tolist()))
-
-    def absolute(named: list[int]) -> list[int]:
-        out = []
-        for f in named:
-            if f < 0 and -f > len(folds):
-                raise ValueError(f"split names fold {f} but the corpus has {len(folds)} fold(s)")
-            out.append(folds[f] if f < 0 else f)
-        return out
-
-    test = absolute(cfg.test_folds) if cfg.test_folds is not None else folds[-1:]
-    val = absolute(cfg.val_folds or [])
-    train = (
-        absolute(cfg.train_folds)
-        if cfg.train_folds is not None
-        else [f for f in folds if f not in test and f not in val]
-    )
-    unknown = sorted(set(train + val + test) - set(folds))
-    if unknown:
-        raise ValueError(f"split names fold(s) {unknown} that the corpus lacks (folds: {folds})")
-    shared = (set(train) & set(val)) | (set(train) & set(test)) | (set(val) & set(test))
-    if shared:
-        raise ValueError(f"fold(s) {sorted(shared)} fall in two splits (folds: {folds})")
-    train_idx = fs.indices(train)
-    if cfg.val_folds:
-        val_idx = fs.indices(val)
-    else:
-        rng = np.random.default_rng(seed)
-        shuffled = rng.permutation(train_idx)
-        n_val = round(len(shuffled) * cfg.val_fraction)
-        val_idx, train_idx = np.sort(shuffled[:n_val]), np.sort(shuffled[n_val:])
-    if len(train_idx) == 0:
-        raise ValueError("the training split is empty")
-    unused = tuple(f for f in folds if f not in {*train, *val, *test})
-    return Splits(train=train_idx, val=val_idx, test=fs.indices(test), unused_folds=unused)
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -211,7 +130,15 @@ class Method(abc.ABC):
         self.selected_val: dict[str, float] = {}  # val metrics at selection_epoch() (the loop's)
         seed_everything(config.seed)
         self.rng = np.random.default_rng(config.seed)
-        self.splits = resolve_splits(features, config.split, config.seed)
+        self.splits = resolve_splits(features.folds, config.split, config.seed)
+        self.check_data(config, self.splits, features.verified)
+
+    @classmethod
+    def check_data(cls, config: MethodConfig, splits: Splits, verified: np.ndarray) -> None:
+        """Refuse (ValueError) a corpus this config cannot train on, from its splits and the
+        clips' verified flags alone: checked from the manifest when a sweep or run is planned,
+        before any feature is extracted, and again when the method is built. None by default."""
+        del config, splits, verified  # nothing every method needs beyond a training split
 
     def zscored_inputs(self) -> torch.Tensor:
         """All clips z-scored with training-split statistics, on the device (`zscored_clips`)."""

@@ -27,6 +27,7 @@ from sedsweep.methods.base import (
     MethodConfig,
     Scale,
     SplitConfig,
+    Splits,
     autocast,
     save_figure,
 )
@@ -345,6 +346,23 @@ class Staged(Method):
         self.trace: dict[str, list[float]] = {"loss": [], "threshold": [], "masked_fraction": []}
 
     # -- data --------------------------------------------------------------------------------
+    @classmethod
+    def check_data(cls, config: MethodConfig, splits: Splits, verified: np.ndarray) -> None:
+        """Stage 1 needs verified training clips, stage 2 unverified ones (issue 16: an
+        all-verified import failed only after feature extraction, inside every trial)."""
+        assert isinstance(config, StagedConfig)
+        train = verified[splits.train]
+        if not train.any():
+            raise ValueError("staged training needs verified training clips")
+        stage2 = config.staged.lengths[1]
+        if stage2 and train.all():
+            raise ValueError(
+                "stage 2 needs unverified training clips and every training clip is verified: "
+                f"set staged.verified_only=true (it skips stage 2: {stage2} of the "
+                f"{config.iterations} iterations, so fewer epochs unless epochs is set)"
+            )
+
+    # -- data --------------------------------------------------------------------------------
     def _load_data(self, fs: FeatureSet) -> None:
         """Z-score all clips with training statistics into one [N, T, F] device tensor."""
         cfg = self.config
@@ -363,10 +381,6 @@ class Staged(Method):
             "verified": train[fs.verified[train]],
             "unverified": train[~fs.verified[train]],
         }
-        if len(self.sources["verified"]) == 0:
-            raise ValueError("staged training needs verified training clips")
-        if cfg.staged.lengths[1] and len(self.sources["unverified"]) == 0:
-            raise ValueError("stage 2 needs unverified training clips (or staged.verified_only)")
 
     def batch_indices(self, stage: int) -> np.ndarray:
         """One training batch: verified clips, then (stage 2 only) the unverified share."""

@@ -33,7 +33,7 @@ from sedsweep.fsio import writable_dir, write_json
 from sedsweep.journal import JOURNAL_DIR, PARENT, Drainer, DrainerProcess, Journal, Notify
 from sedsweep.metrics import selected_key
 from sedsweep.signals import Reaper, descendants, terminate_as_interrupt
-from sedsweep.spec import corpus_for
+from sedsweep.spec import corpus_for, split_error
 from sedsweep.sweep.spec import (
     EPOCH_KEY,
     SweepPlan,
@@ -192,10 +192,7 @@ def _features(plan: SweepPlan, workdir: Path) -> dict[str, FeatureSet]:
     """Each data variant's corpus and features, built (or loaded from the cache) once here."""
     out = {}
     for variant in plan.data_variants:
-        resolved = dataclasses.replace(
-            plan.base, spec=plan.base.spec.model_copy(update={"data": plan.data_spec(variant)})
-        )
-        corpus = corpus_for(resolved, workdir)
+        corpus = corpus_for(plan.variant_run(variant), workdir)
         out[data_key(variant)] = build_features(
             corpus, plan.base.feature_params, workdir / "feature-cache"
         )
@@ -219,11 +216,7 @@ def check_method(plan: SweepPlan, features: dict[str, FeatureSet]) -> None:
         try:
             note = method_cls(cfg, fs, torch.device("cpu")).splits.unused_note()
         except ValueError as exc:
-            folds = sorted(set(fs.folds.tolist()))
-            raise UserError(
-                f"{exc} (the corpus has {len(fs)} clips in folds {folds})",
-                where=f"{plan.source}: split",
-            ) from None
+            raise split_error(exc, fs.folds, plan.source) from None
         if note:
             print(f"warning: {plan.source}: {note}", file=sys.stderr, flush=True)
 

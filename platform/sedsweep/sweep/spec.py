@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,8 +26,17 @@ from sedsweep.config import (
     validate,
     with_overrides,
 )
+from sedsweep.data.corpus import Corpus
 from sedsweep.errors import UserError
-from sedsweep.spec import DataSpec, FeatureSpec, Resolved, RunSpec, resolve
+from sedsweep.spec import (
+    DataSpec,
+    FeatureSpec,
+    Resolved,
+    RunSpec,
+    check_corpus,
+    describe_data,
+    resolve,
+)
 
 
 class Objective(Strict):
@@ -274,6 +283,11 @@ class SweepPlan:
         dotted = {k.removeprefix(DATA_PREFIX): v for k, v in variant.items()}
         return DataSpec.model_validate(with_overrides(self.spec.data.model_dump(), dotted))
 
+    def variant_run(self, variant: dict[str, Any]) -> Resolved:
+        """The base run with one data variant's source."""
+        data = self.data_spec(variant)
+        return replace(self.base, spec=self.base.spec.model_copy(update={"data": data}))
+
     @property
     def replicate_cells(self) -> list[dict[str, Any]]:
         """Every combination of replicate values (one empty cell when there are none)."""
@@ -323,6 +337,10 @@ class SweepPlan:
                 f"claim {claim.name!r}: {claim.a} {claim.direction} than {versus} on "
                 f"{claim.metric}" + (f" (source: {claim.source})" if claim.source else "")
             )
+        for variant in self.data_variants:
+            if variant:
+                lines.append(f"data variant {variant}:")
+            lines += describe_data(self.variant_run(variant), self.source)
         lines.append("base config (defaults ← scale ← fixed):")
         lines += [f"  {line}" for line in _yaml(self.base.config.model_dump(mode="json"))]
         return "\n".join(lines)
@@ -403,6 +421,10 @@ def plan_sweep(spec: SweepSpec, source: str) -> SweepPlan:
     epochs = spec.budget.max_epochs or base.config.epochs
     plan = SweepPlan(spec=spec, source=source, base=base, epochs=epochs)
     _check_claims(plan)
+    for variant in plan.data_variants:  # a corpus directory the method cannot split: now
+        run = plan.variant_run(variant)
+        if run.spec.data.path:
+            check_corpus(run, Corpus.load(run.spec.data.path), source)
     return plan
 
 
