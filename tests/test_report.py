@@ -245,7 +245,13 @@ def test_best_exports_tests_once_and_moves_the_champion(disagree_store, tmp_path
     args = ["best", "quickstart", "--workdir", str(workdir), "--out", str(out),
             "--register", "whenwho-champ"]  # fmt: skip
     assert main(args) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    # issue 16: `best` said nothing for minutes while re-training; now each phase and epoch
+    phases = [line for line in captured.err.splitlines() if not line.startswith("20")]
+    assert phases[0].startswith("ranked ") and "of quickstart on val/" in phases[0], phases
+    assert any(p.startswith("re-training t") and "for 2 epochs" in p for p in phases), phases
+    assert sum(p.startswith("epoch ") for p in phases) == 2, phases
     spec = yaml.safe_load(out.read_text())
     assert spec["config"]["optim"]["lr"] == 0.003 and spec["config"]["when_loss"] == "max"
     assert spec["config"]["epochs"] == 2 and spec["method"] == "whenwho"

@@ -186,7 +186,11 @@ def test_a_raising_trial_is_failed_with_its_traceback(local_ray, tmp_path, capsy
     path.write_text(yaml.safe_dump(spec))
     workdir = tmp_path / "w"
     assert main(["sweep", str(path), "--workdir", str(workdir)]) == 1
-    assert "1 errored" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 errored" in out
+    # issue 16: without a terminal a sweep printed nothing until the end; now a line per trial
+    assert re.search(r"^trial t00[01] finished \(2 epochs\)$", out, re.MULTILINE), out
+    assert re.search(r"^trial t00[01] errored: .*NonFiniteLossError", out, re.MULTILINE), out
     client = MlflowClient(tracking_uri_for(workdir))
     exp = client.get_experiment_by_name("fails")
     runs = client.search_runs([exp.experiment_id])

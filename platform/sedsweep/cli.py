@@ -6,6 +6,7 @@ import gc
 import json
 import sys
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -352,6 +353,22 @@ def features(
     )
 
 
+def _epoch_line(epochs: int | None, err: bool = False) -> Callable[[int, dict[str, float]], None]:
+    """A printer of one line per trained epoch (of `epochs`, when given): loss, validation
+    metrics, time."""
+
+    def show(epoch: int, metrics: dict[str, float]) -> None:
+        vals = "  ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items()) if k.startswith("val/"))
+        of = f"/{epochs}" if epochs else ""
+        typer.echo(
+            f"epoch {epoch}{of}  loss {metrics['train/loss']:.4f}  {vals}  "
+            f"({metrics['epoch_time_s']:.1f} s)",
+            err=err,
+        )
+
+    return show
+
+
 @app.command("train")
 def train_cmd(
     method: Annotated[str | None, typer.Option(help="Method name, e.g. whenwho.")] = None,
@@ -385,20 +402,13 @@ def train_cmd(
     epochs = resolved.config.epochs
     typer.echo(f"training {spec.method} at scale {spec.scale} for {epochs} epochs")
 
-    def show(epoch: int, metrics: dict[str, float]) -> None:
-        vals = "  ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items()) if k.startswith("val/"))
-        typer.echo(
-            f"epoch {epoch}/{epochs}  loss {metrics['train/loss']:.4f}  {vals}  "
-            f"({metrics['epoch_time_s']:.1f} s)"
-        )
-
     result = train(
         resolved,
         workdir=workdir,
         tracking_uri=tracking_uri,
         device=device,
         experiment=experiment,
-        on_epoch=show,
+        on_epoch=_epoch_line(epochs),
     )
     typer.echo("final metrics:")
     for key, value in sorted(result.metrics.items()):
@@ -669,6 +679,8 @@ def best_cmd(
     report = select_best(
         runs, out=out, workdir=workdir, confirm=confirm_top, seeds=seeds, register=register,
         evaluator=evaluator.value, device=device, address=address, storage=storage, pick=pick,
+        say=lambda line: typer.echo(line, err=True),
+        on_epoch=_epoch_line(None, err=True),
     )  # fmt: skip
     typer.echo(render_report(report), nl=False)
     typer.echo(f"wrote {out}; reproduce with: sedsweep train --config {out}")

@@ -13,6 +13,7 @@ apart from the validation numbers used to choose. The rankings and the report te
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from sedsweep.errors import UserError
@@ -162,12 +163,16 @@ def select_best(
     address: str | None = None,
     storage: str | None = None,
     pick: str | None = None,
+    say: Callable[[str], None] | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> BestReport:
     """The whole `sedsweep best`: select, (confirm), export, test once, log, (register).
 
     best.yaml holds every config field spelled out and the data as the sweep declared it. A
-    Pareto sweep's choice is the `pick` rule's point of the front (default: the knee).
+    Pareto sweep's choice is the `pick` rule's point of the front (default: the knee). `say`
+    hears what it is doing at each phase, `on_epoch` each epoch of the re-training.
     """
+    tell = say or (lambda line: None)
     if confirm < 0 or seeds < 1:
         raise UserError("needs --confirm-top >= 0 and --seeds >= 1", where="--confirm-top/--seeds")
     rule = parse_pick_rule(sweep, pick)
@@ -176,11 +181,13 @@ def select_best(
             "ranks by one objective: not for a Pareto sweep (use --pick)", where="--confirm-top"
         )
     ranking = rank_by_validation(sweep)
+    tell(f"ranked {len(ranking)} completed trial(s) of {sweep.name} on {sweep.objective}")
     report = BestReport(sweep=sweep, validation=ranking, chosen=ranking[0], pick=rule)
     if rule is not None:
         chosen, report.front = pick_from_front(sweep, rule)
         report.chosen = next(r for r in ranking if r.trial.run_id == chosen.run_id)
     if confirm:
+        tell(f"confirming the top {confirm} on {seeds} fresh seed(s): a sweep on Ray")
         report.confirmation = confirm_top(
             sweep, ranking, confirm, seeds, workdir=workdir, address=address, storage=storage
         )
@@ -194,6 +201,10 @@ def select_best(
         f"trial {report.chosen.trial.name}: {sweep.objective} = {report.chosen.mean:.6g}.\n"
         f"Reproduce: sedsweep train --config {out.name}",
     )
+    tell(
+        f"re-training {report.chosen.trial.name} for {resolved.config.epochs} epochs (no Ray), "
+        "then testing it once"
+    )
     result = train(
         resolved,
         workdir=workdir,
@@ -201,6 +212,7 @@ def select_best(
         device=device,
         experiment=sweep.experiment_name,
         progress=False,
+        on_epoch=on_epoch,
         log_model=True,
         tags={
             PARENT_TAG: sweep.parent_run_id,
@@ -223,6 +235,7 @@ def select_best(
                 "best_run": result.run_id,
             },
         )
+    tell(f"logging the report and the parameter importance ({evaluator}) to the parent run")
     report.importance = param_importance(sweep, evaluator)
     parent = RunWriter(sweep.client, sweep.parent_run_id)
     sweep.client.log_text(parent.run_id, render_report(report), BEST_REPORT)

@@ -690,11 +690,13 @@ def _fit(
             )
         started = time.perf_counter()
         TrackingCallback.current_journal_dir = str(tracker.journal.directory)
+        TrackingCallback.progress_lines = not sys.stdout.isatty()
         try:
             with terminate_as_interrupt():
                 results = tuner.fit()
         finally:
             TrackingCallback.current_journal_dir = None
+            TrackingCallback.progress_lines = False
         tracker.phases["fit_s"] = time.perf_counter() - started
     except BaseException as exc:
         # The execution ends here without an outcome: record it as such, as far as possible.

@@ -90,6 +90,9 @@ class TrackingCallback(tune.Callback):
     # Tune restores from a copied or moved sweep directory still holds the path it was
     # pickled with, and must not write into the original sweep.
     current_journal_dir: ClassVar[str | None] = None
+    # Set by the runner around `fit()` when stdout is not a terminal (Ray Tune's own progress
+    # table is off then): a line per trial that ends.
+    progress_lines: ClassVar[bool] = False
 
     @property
     def journal(self) -> Journal:
@@ -196,9 +199,11 @@ class TrackingCallback(tune.Callback):
             if checkpoint is not None:
                 self.journal.artifacts(key, Path(checkpoint.path) / FIGURES_DIR, FIGURES_DIR)
             self.journal.status(key, "FINISHED")
+            self._progress(trial, f"finished ({done} epochs)")
         elif trial.trial_id in self._stop_decided:
             self.journal.tags(key, {STOPPED_EARLY_TAG: "true", EPOCHS_RUN_TAG: str(done)})
             self.journal.status(key, "KILLED")
+            self._progress(trial, f"stopped early by the scheduler after epoch {done}")
         else:
             why = f"ended after epoch {done} of {self.epochs} with no stop decision"
             number = int(trial.config["optuna_trial"])
@@ -225,6 +230,13 @@ class TrackingCallback(tune.Callback):
         self.journal.tags(key, {ERROR_TAG: last[:MAX_TAG_CHARS]})
         self.journal.text(key, text, ERROR_ARTIFACT)
         self.journal.status(key, "FAILED")
+        self._progress(trial, f"errored: {last[:200]}")
+
+    def _progress(self, trial: Any, what: str) -> None:
+        """One line per ended trial when `progress_lines` is on."""
+        if TrackingCallback.progress_lines:
+            number = int(trial.config["optuna_trial"])
+            print(f"trial t{number:03d} {what}", flush=True)
 
 
 def _error_text(trial: Any) -> str:
