@@ -208,7 +208,9 @@ def describe_data(resolved: Resolved, where: str) -> list[str]:
     params = resolved.feature_params.model_dump(mode="json", exclude_none=True)
     lines.append("features: " + ", ".join(f"{k} {v}" for k, v in params.items()))
     scale = resolved.scale
-    changed = {"config": scale.config, "corpus": scale.corpus, "features": scale.features}
+    changed = {"config": scale.config, "features": scale.features}
+    if not data.path:  # a corpus directory is read as it is
+        changed["corpus"] = scale.corpus
     changes = "; ".join(f"{k} {v}" for k, v in changed.items() if v) or "nothing"
     lines.append(f"scale {resolved.spec.scale!r} sets: {changes}")
     return lines
