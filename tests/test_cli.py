@@ -124,6 +124,22 @@ def test_import_dcase_and_remix_from_the_command_line(tmp_path):
     assert not (tmp_path / "never").exists()
     assert not list(out.rglob("*.wav"))  # the manifest refers to the original audio
 
+    # `import table`: one table, the audio beside it (issue 16)
+    table = src / "clips.tsv"
+    table.write_text("Path\tLabels\tFold\tnote\na.wav\tdog\t2\tx\nb.wav\t\t1\ty\n")
+    tabled = tmp_path / "tabled"
+    assert main(["data", "import", "table", str(table), "--out", str(tabled)]) == 0
+    corpus = Corpus.load(tabled)
+    assert [(Path(c.path).name, c.labels, c.fold) for c in corpus.clips] == [
+        ("a.wav", ("dog",), 2),
+        ("b.wav", (), 1),
+    ]
+    missing = run_cli(
+        "data", "import", "table", str(src / "nope.tsv"), "--out", str(tmp_path / "n")
+    )
+    assert missing.returncode == 2 and "nope.tsv" in missing.stderr, missing.stderr
+    assert "metadata file not found" in missing.stderr and not (tmp_path / "n").exists()
+
     events, backgrounds = tmp_path / "events", tmp_path / "bg"
     for k, cls in enumerate(("bell", "horn", "bird")):
         for i in range(4):

@@ -220,6 +220,34 @@ def import_dcase(
     _report([corpus], started)
 
 
+@import_app.command("table")
+def import_table(
+    table: Annotated[Path, typer.Argument(help="CSV/TSV: a row per file (and per event).")],
+    out: Out,
+    audio_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where the audio is (default: searched under the table's folder)."),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Corpus name (default: the --out folder's name).")
+    ] = None,
+    strict: Strict = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """Import one table of audio files with weak labels (and optional strong events and a
+    fold column), read as DCASE metadata: file|path|filename, labels, onset, offset, label,
+    fold in any case; other columns ignored."""
+    from sedsweep.data.importers import import_dcase as run
+
+    started = time.perf_counter()
+    src = audio_dir if audio_dir is not None else table.parent
+    corpus = run(
+        src, out, meta=[table], audio_dir=audio_dir, overwrite=overwrite, name=name,
+        strict=strict,
+    )  # fmt: skip
+    _report([corpus], started)
+
+
 @data_app.command("remix")
 def data_remix(
     events: Annotated[Path, typer.Option(help="Isolated events: class sub-folders, or a corpus.")],
