@@ -139,3 +139,17 @@ def test_staged_on_an_all_verified_training_split_is_refused_before_features(
     fixed = ["--set", "fixed.staged.verified_only=true"]
     assert main(["sweep", str(path), "--scale", "tiny", "--dry-run", *fixed]) == 0
     assert "clips per split: train 3" in capsys.readouterr().out
+
+
+def test_a_plan_checks_a_corpus_directory_unless_told_not_to(tmp_path):
+    """`sync` replays a journal, maybe on another machine than the corpus: its plan only
+    counts trials and must not need the corpus that planning a run checks."""
+    from sedsweep.errors import UserError
+    from sedsweep.sweep.spec import SweepSpec, plan_sweep
+
+    spec = yaml.safe_load((ROOT / "search_spaces" / "null_load.yaml").read_text())
+    spec["data"] = {"path": str(tmp_path / "gone")}
+    with pytest.raises(UserError, match="corpus directory not found"):
+        plan_sweep(SweepSpec.model_validate(spec), "x.yaml")
+    plan = plan_sweep(SweepSpec.model_validate(spec), "x.yaml", check_data=False)
+    assert plan.n_trials == spec["budget"]["trials"]

@@ -504,7 +504,8 @@ def sync_sweep(
     def hook(name: str, drainer: Drainer) -> None:
         parent = drainer.run_id(PARENT)
         if name == TABLES_HOOK and on_finish is not None and parent is not None:
-            plan = plan_sweep(SweepSpec.model_validate(state.spec), state.source)
+            spec = SweepSpec.model_validate(state.spec)
+            plan = plan_sweep(spec, state.source, check_data=False)  # the corpus may be elsewhere
             on_finish(SweepOutcome(state.spec["name"], state_file.parent, parent, uri,
                                    plan.n_trials))  # fmt: skip
 

@@ -374,8 +374,11 @@ def load_sweep(
     return plan_sweep(spec, source)
 
 
-def plan_sweep(spec: SweepSpec, source: str) -> SweepPlan:
-    """Validate a spec against its method's config: fixed keys, every searched value, replicates."""
+def plan_sweep(spec: SweepSpec, source: str, *, check_data: bool = True) -> SweepPlan:
+    """Validate a spec against its method's config: fixed keys, every searched value, replicates;
+    and, with `check_data`, a corpus directory against the method (`check_corpus`: its manifest
+    must be there). Without it the plan needs no corpus (e.g. to count trials when a journal is
+    replayed on another machine)."""
     run = RunSpec(
         method=spec.method, scale=spec.scale, data=spec.data, features=spec.features, config={}
     )
@@ -421,7 +424,7 @@ def plan_sweep(spec: SweepSpec, source: str) -> SweepPlan:
     epochs = spec.budget.max_epochs or base.config.epochs
     plan = SweepPlan(spec=spec, source=source, base=base, epochs=epochs)
     _check_claims(plan)
-    for variant in plan.data_variants:  # a corpus directory the method cannot split: now
+    for variant in plan.data_variants if check_data else []:  # a corpus it cannot split: now
         run = plan.variant_run(variant)
         if run.spec.data.path:
             check_corpus(run, Corpus.load(run.spec.data.path), source)
