@@ -755,3 +755,31 @@ def test_remix_of_real_events_into_real_soundscapes(tmp_path):
         assert np.sqrt(np.mean(outside**2)) < 0.05 * np.sqrt(np.mean(x[~inside] ** 2))
         inner = x[inside] - gain * y[inside]  # the events, at different levels
         assert np.sqrt(np.mean(inner**2)) > 0.1 * np.sqrt(np.mean(x[inside] ** 2))
+
+
+@real_audio
+def test_a_run_can_remix_real_recordings_once_into_the_workdir(tmp_path, capsys):
+    """Issue 16: `data: {remix: …}` builds the remix of real events into real soundscapes
+    on first use, at the features' sample rate, and reuses it (search_spaces/mtl_realaudio)."""
+    from sedsweep.cli import main
+    from sedsweep.spec import RunSpec, corpus_for, resolve
+
+    remix = {"events": str(REAL / "esc10"), "backgrounds": str(REAL / "backgrounds"),
+             "snr_db": 10, "clips": 6, "folds": 3}  # fmt: skip
+    resolved = resolve(
+        RunSpec(method="mtl_attention", scale="tiny", data={"remix": remix}), where="test"
+    )
+    corpus = corpus_for(resolved, tmp_path)
+    assert len(corpus.clips) == 6 and corpus.classes == ESC10 and corpus.folds == [1, 2, 3]
+    assert corpus.sample_rate == resolved.feature_params.sr == 16000
+    assert {c.snr_db for c in corpus.clips} == {10.0} and len(corpus.events) == 18
+    assert corpus_for(resolved, tmp_path).root == corpus.root
+    assert len(list((tmp_path / "corpora").iterdir())) == 1
+    both = tmp_path / "both.yaml"
+    both.write_text(
+        "name: x\nmethod: mtl_attention\nobjective: {metric: val/ap_micro, mode: max}\n"
+        f"data: {{path: {tmp_path}, remix: {{events: a, backgrounds: b}}}}\n"
+    )
+    assert main(["sweep", str(both), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "remix is a data source of its own" in err, err

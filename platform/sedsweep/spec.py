@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from sedsweep.config import Strict, deep_merge, load_yaml, set_dotted, validate, with_overrides
 from sedsweep.data.corpus import META_FILE, Corpus
@@ -35,12 +35,36 @@ if TYPE_CHECKING:
     from sedsweep.methods.base import Method, MethodConfig, Scale
 
 
+class RemixSource(Strict):
+    """Your own isolated events (class sub-folders) mixed into your own background recordings
+    at one SNR, by `data remix`'s procedure, built once into the workdir at the features'
+    sample rate. Paths are relative to where sedsweep runs."""
+
+    events: str
+    backgrounds: str
+    snr_db: float = 0.0
+    clips: int | None = Field(default=None, ge=1, description="None: event files // per clip")
+    folds: int = Field(default=4, ge=1)
+    seed: int = Field(default=0, ge=0)
+    clip_s: float = Field(default=10.0, gt=0)
+    max_event_s: float = Field(default=2.0, gt=0)
+    events_per_clip: int = Field(default=3, ge=1)
+
+
 class DataSpec(Strict):
-    """Where the corpus comes from: a directory, or a synthetic generator and its options."""
+    """Where the corpus comes from: a directory, a synthetic generator and its options, or a
+    remix of your own recordings."""
 
     path: str | None = None
     synthetic: str | None = Field(default=None, description="default: the method's own kind")
     options: dict[str, Any] = Field(default_factory=dict)
+    remix: RemixSource | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        if self.remix is not None and (self.path or self.synthetic):
+            raise ValueError("remix is a data source of its own: not with path or synthetic")
+        return self
 
 
 class FeatureSpec(Strict):
@@ -201,6 +225,14 @@ def describe_data(resolved: Resolved, where: str) -> list[str]:
             f"  clips per split: {sizes}"
             + (f"; {splits.unused_note()}" if splits.unused_note() else ""),
         ]
+    elif data.remix is not None:
+        r = data.remix
+        clips = r.clips or f"event files // {r.events_per_clip}"
+        lines = [
+            f"data: remix of {Path(r.events).resolve()} into {Path(r.backgrounds).resolve()} "
+            f"at {r.snr_db:g} dB ({clips} clips, {r.folds} folds), built into the workdir on "
+            "first use"
+        ]
     else:
         kind = data.synthetic or resolved.method_cls.synthetic_kind
         options = {**resolved.scale.corpus, **data.options}
@@ -209,7 +241,7 @@ def describe_data(resolved: Resolved, where: str) -> list[str]:
     lines.append("features: " + ", ".join(f"{k} {v}" for k, v in params.items()))
     scale = resolved.scale
     changed = {"config": scale.config, "features": scale.features}
-    if not data.path:  # a corpus directory is read as it is
+    if not (data.path or data.remix):  # the synthetic generator's options
         changed["corpus"] = scale.corpus
     changes = "; ".join(f"{k} {v}" for k, v in changed.items() if v) or "nothing"
     lines.append(f"scale {resolved.spec.scale!r} sets: {changes}")
@@ -217,10 +249,13 @@ def describe_data(resolved: Resolved, where: str) -> list[str]:
 
 
 def corpus_for(resolved: Resolved, workdir: Path) -> Corpus:
-    """Load the spec's corpus, or generate the method's synthetic one once into the workdir."""
+    """Load the spec's corpus, or make its remix or the method's synthetic one once into the
+    workdir."""
     data = resolved.spec.data
     if data.path:
         return Corpus.load(data.path)
+    if data.remix is not None:
+        return _remix_corpus(data.remix, resolved.feature_params.sr, workdir)
     from sedsweep.data.synth import GENERATORS
 
     kind = data.synthetic or resolved.method_cls.synthetic_kind
@@ -230,10 +265,7 @@ def corpus_for(resolved: Resolved, workdir: Path) -> Corpus:
             where="data.synthetic",
         )
     options = {**resolved.scale.corpus, **data.options}
-    digest = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[
-        :10
-    ]
-    out = workdir / "corpora" / f"{kind}-{digest}"
+    out = workdir / "corpora" / f"{kind}-{_digest(options)}"
     if not (out / META_FILE).exists():
         try:
             made = GENERATORS[kind](out, **options)
@@ -245,4 +277,27 @@ def corpus_for(resolved: Resolved, workdir: Path) -> Corpus:
             raise UserError(
                 "training needs one corpus: give a single SNR", where="data.options.snr_db"
             )
+    return Corpus.load(out)
+
+
+def _digest(options: dict[str, Any]) -> str:
+    """A short stable name for a corpus made from `options`."""
+    return hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[
+        :10
+    ]
+
+
+def _remix_corpus(remix: RemixSource, sr: int, workdir: Path) -> Corpus:
+    """The remix `remix` asks for, at `sr`, made once into `workdir/corpora/remix-…`."""
+    from sedsweep.data.importers import remix_user
+
+    events, backgrounds = Path(remix.events).resolve(), Path(remix.backgrounds).resolve()
+    options = {**remix.model_dump(), "events": str(events), "backgrounds": str(backgrounds)}
+    out = workdir / "corpora" / f"remix-{_digest({**options, 'sr': sr})}"
+    if not (out / META_FILE).exists():
+        remix_user(
+            events, backgrounds, out, snr_db=[remix.snr_db], clips=remix.clips,
+            clip_s=remix.clip_s, max_event_s=remix.max_event_s,
+            events_per_clip=remix.events_per_clip, folds=remix.folds, sr=sr, seed=remix.seed,
+        )  # fmt: skip
     return Corpus.load(out)
