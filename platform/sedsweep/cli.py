@@ -58,6 +58,9 @@ Snr = Annotated[list[str], typer.Option("--snr", help="One or more SNRs in dB: -
 Strict = Annotated[
     bool, typer.Option("--strict", help="Refuse events past their clip's end (default: cut).")
 ]
+CorpusName = Annotated[
+    str | None, typer.Option("--name", help="Corpus name (default: the --out folder's name).")
+]
 
 
 def _report(corpora: list, started: float) -> None:
@@ -202,9 +205,7 @@ def import_dcase(
     audio_dir: Annotated[
         Path | None, typer.Option(help="Where the audio is (default: searched in SRC).")
     ] = None,
-    name: Annotated[
-        str | None, typer.Option(help="Corpus name (default: the --out folder's name).")
-    ] = None,
+    name: CorpusName = None,
     strict: Strict = False,
     overwrite: Overwrite = False,
 ) -> None:
@@ -228,24 +229,15 @@ def import_table(
         Path | None,
         typer.Option(help="Where the audio is (default: searched under the table's folder)."),
     ] = None,
-    name: Annotated[
-        str | None, typer.Option(help="Corpus name (default: the --out folder's name).")
-    ] = None,
+    name: CorpusName = None,
     strict: Strict = False,
     overwrite: Overwrite = False,
 ) -> None:
     """Import one table of audio files with weak labels (and optional strong events and a
     fold column), read as DCASE metadata: file|path|filename, labels, onset, offset, label,
     fold in any case; other columns ignored."""
-    from sedsweep.data.importers import import_dcase as run
-
-    started = time.perf_counter()
     src = audio_dir if audio_dir is not None else table.parent
-    corpus = run(
-        src, out, meta=[table], audio_dir=audio_dir, overwrite=overwrite, name=name,
-        strict=strict,
-    )  # fmt: skip
-    _report([corpus], started)
+    import_dcase(src, out, [table], audio_dir, name, strict, overwrite)
 
 
 @data_app.command("remix")
