@@ -150,8 +150,9 @@ def test_nips4b_default_split_and_single_header_variant_without_annotations(tmp_
         ("Alaarv_song", "Sylcan_song"),
     ]
     assert {c.fold for c in corpus.clips} == {1}  # all within the first 513
-    assert corpus.events is None
+    assert corpus.events is None and corpus.name == "nips4b"
     assert not (tmp_path / "out" / "events.tsv").exists()
+    assert import_nips4b(src, tmp_path / "named", name="birds 2013").name == "birds 2013"
 
 
 def test_nips4b_missing_labels_file_names_the_files_looked_for(nips4b, tmp_path):
@@ -286,6 +287,9 @@ def test_fsdkaggle2019_without_noisy_and_without_labelled_test(tmp_path):
     corpus = import_fsdkaggle2019(src, tmp_path / "out", include_noisy=False)
     assert [Path(c.path).name for c in corpus.clips] == ["c1.wav", "c2.wav"]
     assert corpus.classes == ["Bark", "Slam", "Walk_and_footsteps"]
+    assert corpus.name == "fsdkaggle2019"
+    named = import_fsdkaggle2019(src, tmp_path / "named", include_noisy=False, name="fsd")
+    assert Corpus.load(tmp_path / "named").name == named.name == "fsd"
 
 
 def test_fsdkaggle2019_missing_metadata_names_both_layouts(tmp_path):
@@ -557,9 +561,13 @@ def test_events_past_the_clip_end_are_cut_or_dropped_and_counted_unless_strict(d
     )
 
 
-def test_dcase_empty_name_is_refused(dcase, tmp_path):
+@pytest.mark.parametrize("importer", [import_nips4b, import_fsdkaggle2019, import_dcase])
+def test_an_empty_corpus_name_is_refused(nips4b, dcase, tmp_path, importer):
+    src = {import_nips4b: nips4b, import_dcase: dcase}.get(importer) or fsd_tree(
+        tmp_path / "k", "kaggle"
+    )
     out = tmp_path / "out"
-    assert_fails(lambda: import_dcase(dcase, out, name="  "), out, "--name", "must not be empty")
+    assert_fails(lambda: importer(src, out, name="  "), out, "--name", "must not be empty")
 
 
 @pytest.mark.parametrize("importer", [import_nips4b, import_fsdkaggle2019, import_dcase])

@@ -59,7 +59,11 @@ Strict = Annotated[
     bool, typer.Option("--strict", help="Refuse events past their clip's end (default: cut).")
 ]
 CorpusName = Annotated[
-    str | None, typer.Option("--name", help="Corpus name (default: the --out folder's name).")
+    str | None,
+    typer.Option(
+        "--name",
+        help="Corpus name (default: the --out folder's name; nips4b and fsdkaggle2019: theirs).",
+    ),
 ]
 
 
@@ -169,13 +173,14 @@ def import_nips4b(
         int, typer.Option(min=1, help="Clips in the training fold (paper: 499 + 14).")
     ] = 513,
     strict: Strict = False,
+    name: CorpusName = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Import the NIPS4B 2013 bird corpus (with NIPS4Bplus strong labels when present)."""
     from sedsweep.data.importers import import_nips4b as run
 
     started = time.perf_counter()
-    corpus = run(src, out, train_count=train_count, overwrite=overwrite, strict=strict)
+    corpus = run(src, out, train_count=train_count, overwrite=overwrite, strict=strict, name=name)
     _report([corpus], started)
 
 
@@ -186,13 +191,14 @@ def import_fsdkaggle2019(
     noisy: Annotated[
         bool, typer.Option("--noisy/--no-noisy", help="Include the noisy subset.")
     ] = True,
+    name: CorpusName = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Import FSDKaggle2019 (curated = verified, noisy = unverified, test = fold 2)."""
     from sedsweep.data.importers import import_fsdkaggle2019 as run
 
     started = time.perf_counter()
-    _report([run(src, out, include_noisy=noisy, overwrite=overwrite)], started)
+    _report([run(src, out, include_noisy=noisy, overwrite=overwrite, name=name)], started)
 
 
 @import_app.command("dcase")

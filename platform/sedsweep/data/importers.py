@@ -105,6 +105,7 @@ def import_nips4b(
     train_count: int = 513,
     annotations_dir: Path | None = None,
     strict: bool = False,
+    name: str | None = None,
 ) -> Corpus:
     """Import the NIPS4B 2013 bird training set (weak labels) and NIPS4Bplus strong events.
 
@@ -126,13 +127,13 @@ def import_nips4b(
     `onset,duration,label`; an empty file means no events, tags 'Unknown' and 'Human' are
     skipped; an event running past its clip's end is cut there, one starting beyond it is
     dropped (both counted in the corpus's `generator`; `strict` refuses them). Recordings
-    without an annotation
-    file (13 in NIPS4Bplus) are marked weak-only (`Clip.strong` False: left out of frame-level
-    metrics, not scored as clips without birds). `annotations_dir` overrides where they are
-    looked up.
+    without an annotation file (13 in NIPS4Bplus) are marked weak-only (`Clip.strong` False:
+    left out of frame-level metrics, not scored as clips without birds). `annotations_dir`
+    overrides where they are looked up. The corpus is called `name` (default "nips4b").
     """
     root = _source_dir(src)
     check_output_dir(out, overwrite)
+    corpus_name = _corpus_name(name, "nips4b")
     if train_count < 0:
         raise UserError(f"train_count must be ≥ 0, not {train_count}", where="--train-count")
     labels_file = _locate(root, _NIPS4B_LABEL_FILES, "NIPS4B labels file")
@@ -164,7 +165,7 @@ def import_nips4b(
         "annotations": None if plus is None else str(plus.resolve()),
         "train_count": train_count,
     }
-    return manifest.write(out, overwrite, "nips4b", classes, events, generator)
+    return manifest.write(out, overwrite, corpus_name, classes, events, generator)
 
 
 def _nips4b_labels(
@@ -232,7 +233,12 @@ def _nips4bplus_events(
 
 # -- FSDKaggle2019 ----------------------------------------------------------------------------
 def import_fsdkaggle2019(
-    src: Path, out: Path, *, overwrite: bool = False, include_noisy: bool = True
+    src: Path,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    include_noisy: bool = True,
+    name: str | None = None,
 ) -> Corpus:
     """Import FSDKaggle2019 (DCASE2019 task 2) from its Zenodo or its Kaggle layout.
 
@@ -253,9 +259,11 @@ def import_fsdkaggle2019(
     noisy ones are not, both in fold 1; test clips (only when a test CSV with a `labels` column
     exists: Kaggle's sample_submission.csv has none) are verified, in fold 2. The noisy set is
     required unless `include_noisy` is False. Classes are the sorted union of the labels.
+    The corpus is called `name` (default "fsdkaggle2019").
     """
     root = _source_dir(src)
     check_output_dir(out, overwrite)
+    corpus_name = _corpus_name(name, "fsdkaggle2019")
     layout = next(
         (name for name, sets in _FSD_LAYOUTS.items() if (root / sets["curated"][0][0]).is_file()),
         None,
@@ -291,7 +299,7 @@ def import_fsdkaggle2019(
         "include_noisy": include_noisy,
         "metadata": used,
     }
-    return manifest.write(out, overwrite, "fsdkaggle2019", classes, None, generator)
+    return manifest.write(out, overwrite, corpus_name, classes, None, generator)
 
 
 # -- DCASE metadata ---------------------------------------------------------------------------
