@@ -107,7 +107,7 @@ class TrackingCallback(tune.Callback):
         state = self.journal.state(key)
         if not state.created:
             overrides = trial.config["overrides"]
-            number = int(trial.config["optuna_trial"])
+            number = _number(trial)
             self.journal.create(
                 key,
                 trial_run_name(number, overrides),
@@ -181,8 +181,7 @@ class TrackingCallback(tune.Callback):
         note = result.get(RESTORE_NOTE_KEY)
         if isinstance(note, str) and note:
             self.journal.tags(key, {RESTORE_NOTE_TAG: note[:MAX_TAG_CHARS]})
-            number = int(trial.config["optuna_trial"])
-            print(f"warning: trial t{number:03d}: {note}", file=sys.stderr, flush=True)
+            _warn(trial, note)
         if result.get("done"):  # Tune marks the result a scheduler (or stopper) ends the trial on
             self._stop_decided.add(trial.trial_id)
         self.journal.result_seconds.append(time.perf_counter() - started)
@@ -206,8 +205,7 @@ class TrackingCallback(tune.Callback):
             self._progress(trial, f"stopped early by the scheduler after epoch {done}")
         else:
             why = f"ended after epoch {done} of {self.epochs} with no stop decision"
-            number = int(trial.config["optuna_trial"])
-            print(f"warning: trial t{number:03d}: {why}", file=sys.stderr, flush=True)
+            _warn(trial, why)
             self.journal.tags(
                 key, {ERROR_TAG: why, ENDED_SHORT_TAG: "true", EPOCHS_RUN_TAG: str(done)}
             )
@@ -235,8 +233,17 @@ class TrackingCallback(tune.Callback):
     def _progress(self, trial: Any, what: str) -> None:
         """One line per ended trial when `progress_lines` is on."""
         if TrackingCallback.progress_lines:
-            number = int(trial.config["optuna_trial"])
-            print(f"trial t{number:03d} {what}", flush=True)
+            print(f"trial t{_number(trial):03d} {what}", flush=True)
+
+
+def _number(trial: Any) -> int:
+    """A Tune trial's Optuna trial number (how runs and messages name it: t007)."""
+    return int(trial.config["optuna_trial"])
+
+
+def _warn(trial: Any, text: str) -> None:
+    """A one-line warning about a trial on stderr."""
+    print(f"warning: trial t{_number(trial):03d}: {text}", file=sys.stderr, flush=True)
 
 
 def _error_text(trial: Any) -> str:
