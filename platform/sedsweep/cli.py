@@ -6,7 +6,6 @@ import gc
 import json
 import sys
 import time
-from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -16,6 +15,7 @@ import typer
 from sedsweep import __version__
 from sedsweep.config import DEFAULT_WORKDIR
 from sedsweep.errors import UserError
+from sedsweep.progress import Progress
 
 if TYPE_CHECKING:
     from sedsweep.report.runs import SweepRuns
@@ -379,20 +379,14 @@ def features(
     )
 
 
-def _epoch_line(epochs: int | None, err: bool = False) -> Callable[[int, dict[str, float]], None]:
-    """A printer of one line per trained epoch (of `epochs`, when given): loss, validation
-    metrics, time."""
-
-    def show(epoch: int, metrics: dict[str, float]) -> None:
-        vals = "  ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items()) if k.startswith("val/"))
-        of = f"/{epochs}" if epochs else ""
-        typer.echo(
-            f"epoch {epoch}{of}  loss {metrics['train/loss']:.4f}  {vals}  "
-            f"({metrics['epoch_time_s']:.1f} s)",
-            err=err,
-        )
-
-    return show
+def _epoch_text(epoch: int, metrics: dict[str, float], epochs: int | None) -> str:
+    """One trained epoch (of `epochs`, when given): loss, validation metrics, time."""
+    vals = "  ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items()) if k.startswith("val/"))
+    of = f"/{epochs}" if epochs else ""
+    return (
+        f"epoch {epoch}{of}  loss {metrics['train/loss']:.4f}  {vals}  "
+        f"({metrics['epoch_time_s']:.1f} s)"
+    )
 
 
 @app.command("train")
@@ -428,14 +422,15 @@ def train_cmd(
     epochs = resolved.config.epochs
     typer.echo(f"training {spec.method} at scale {spec.scale} for {epochs} epochs")
 
-    result = train(
-        resolved,
-        workdir=workdir,
-        tracking_uri=tracking_uri,
-        device=device,
-        experiment=experiment,
-        on_epoch=_epoch_line(epochs),
-    )
+    with Progress(epochs, "epochs", "epoch") as progress:
+        result = train(
+            resolved,
+            workdir=workdir,
+            tracking_uri=tracking_uri,
+            device=device,
+            experiment=experiment,
+            on_epoch=lambda epoch, metrics: progress.advance(_epoch_text(epoch, metrics, epochs)),
+        )
     typer.echo("final metrics:")
     for key, value in sorted(result.metrics.items()):
         if key.startswith(("val/", "test/")):
@@ -702,12 +697,13 @@ def best_cmd(
     from sedsweep.select import select_best
 
     runs = _sweep_runs(sweep, workdir, tracking_uri)
-    report = select_best(
-        runs, out=out, workdir=workdir, confirm=confirm_top, seeds=seeds, register=register,
-        evaluator=evaluator.value, device=device, address=address, storage=storage, pick=pick,
-        say=lambda line: typer.echo(line, err=True),
-        on_epoch=_epoch_line(None, err=True),
-    )  # fmt: skip
+    with Progress(None, "epochs", "epoch", sys.stderr) as progress:
+        report = select_best(
+            runs, out=out, workdir=workdir, confirm=confirm_top, seeds=seeds, register=register,
+            evaluator=evaluator.value, device=device, address=address, storage=storage,
+            pick=pick, say=progress.line,
+            on_epoch=lambda epoch, metrics: progress.advance(_epoch_text(epoch, metrics, None)),
+        )  # fmt: skip
     typer.echo(render_report(report), nl=False)
     typer.echo(f"wrote {out}; reproduce with: sedsweep train --config {out}")
     _read(runs)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import signal
+from scipy import signal, special
 from scipy.fft import next_fast_len
 
 from sedsweep.data.audio import write_wav
@@ -36,7 +36,8 @@ from sedsweep.data.mixing import (
 from sedsweep.errors import UserError
 from sedsweep.fsio import atomic_dir
 
-GENERATOR_VERSION = 1
+# bumped per kind when its output changes for the same arguments
+GENERATOR_VERSION = {"lowres": 2, "noisy": 1, "remix": 1}
 FAMILIES = ("chirp", "harmonic", "noise_band", "impulses")
 CHIRP_SHAPES = ("up", "down", "U", "cap", "trill")
 MAX_HARMONIC = 0.45  # tones at or above this fraction of the sample rate are dropped (no aliasing)
@@ -57,17 +58,17 @@ REMIX_DURATION_S = 10.0
 
 SCALES: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {
-        "lowres": {"clips": 687, "duration_s": (1.0, 5.0)},
+        "lowres": {"clips": 687, "chunk_s": 5.0039},
         "noisy": {"clips": 24785, "classes": 80},
         "remix": {"clips": 8000, "classes": 41},
     },
     "small": {
-        "lowres": {"clips": 300, "duration_s": (1.0, 5.0)},
+        "lowres": {"clips": 300, "chunk_s": 5.0039},
         "noisy": {"clips": 800, "classes": 20},
         "remix": {"clips": 400, "classes": 20},
     },
     "tiny": {
-        "lowres": {"clips": 32, "duration_s": (1.0, 3.0)},
+        "lowres": {"clips": 32, "chunk_s": 2.5},
         "noisy": {"clips": 40, "classes": 6},
         "remix": {"clips": 32, "classes": 6},
     },
@@ -492,7 +493,7 @@ def _generator(
     return _plain(
         {
             "kind": kind,
-            "version": GENERATOR_VERSION,
+            "version": GENERATOR_VERSION[kind],
             "seed": seed,
             "scale": scale,
             "sample_rate": sr,
@@ -544,6 +545,162 @@ def _lowres_labels(
     return labels, (lo, hi)
 
 
+# NIPS4Bplus statistics of the NIPS4B 2013 training set (facts from the dataset's strong
+# annotation), the targets of `lowres` at paper scale. Of the 687 recordings 100 are weakly
+# labelled negative but 105 are annotated empty: 5 carry tags with no event in the annotation.
+NIPS4B = {
+    "recordings": 687, "with_events": 569, "annotated_empty": 105, "unannotated": 13,
+    "weak_negatives": 100, "events": 5775, "classes": {"bird": 77, "insect": 9, "amphibian": 1},
+    "chunk_s": 5.0039, "full_length_fraction": 0.62, "short_mean_s": 4.2,
+    "call_median_s": (0.087, 0.090), "call_mean_s": (0.15, 0.20), "call_sigma": 0.96,
+    "insect_median_s": 1.0, "train_recordings": 513,
+}  # fmt: skip
+# Event durations per kind of class: lognormal, median = class median · exp(σ_within·z) with the
+# class medians lognormal around `median` (σ_between), so the pooled spread is
+# sqrt(σ_between² + σ_within²) (0.96 for birds, NIPS4Bplus) and each class keeps a typical
+# length. Insect and amphibian spreads are not in the dataset's facts: chosen, not measured.
+_BIRD_WITHIN = math.sqrt(0.96**2 - 0.6**2)
+_LOWRES_KINDS = {
+    "bird": {"family": "chirp", "median": 0.088, "between": 0.6, "within": _BIRD_WITHIN},
+    "insect": {"family": "noise_band", "median": 1.0, "between": 0.3, "within": 0.5},
+    "amphibian": {"family": "harmonic", "median": 0.3, "between": 0.3, "within": 0.4},
+}  # fmt: skip
+# Expected events per (clip, label) = 1 + Poisson(rate · clip duration / chunk). Birds: 5775
+# events over 569 recordings is 10.15 per recording; at ≈ 2.06 labels per positive recording
+# (LOWRES_CARDINALITY) and 0.939 of a chunk per recording (0.62·5.0039 + 0.38·4.2 s) with the
+# insects' ≈ 1.9 events, the bird rate that gives it is ≈ 4.6. Insects call in few long events.
+LOWRES_EVENT_RATE = {"bird": 4.6, "insect": 1.0, "amphibian": 2.0}
+LOWRES_SHORT_LOW = 2 * NIPS4B["short_mean_s"] / NIPS4B["chunk_s"] - 1  # uniform(low, 1)·chunk
+LOWRES_FIT = 0.9  # the events of one label take at most this share of their clip
+
+
+@dataclass(frozen=True)
+class LowresClip:
+    """The plan of one lowres clip: length, weak labels and its events in samples.
+
+    `events` are (start, length, class) of the sounds in the audio; `strong` False for a clip
+    whose events are not annotated (NIPS4B recordings without a NIPS4Bplus file); a clip with
+    labels and no events is a weak label the annotation contradicts.
+    """
+
+    samples: int
+    labels: tuple[int, ...]
+    events: tuple[tuple[int, int, int], ...]
+    strong: bool
+
+
+def lowres_classes(n_classes: int) -> list[str]:
+    """Class kinds in NIPS4B proportions (77 bird : 9 insect : 1 amphibian), birds first."""
+    share = NIPS4B["classes"]
+    insects = round(share["insect"] * n_classes / 87)
+    amphibians = round(share["amphibian"] * n_classes / 87)
+    return (
+        ["bird"] * (n_classes - insects - amphibians)
+        + ["insect"] * insects
+        + ["amphibian"] * amphibians
+    )
+
+
+def _lowres_medians(seed: int, kinds: Sequence[str]) -> list[float]:
+    """Each class's median call length: the classes of a kind take the normal quantiles at
+    (j + ½)/n in a seeded order, so the pooled median sits on the target at any seed."""
+    rng = _rng(seed, "lowres", 3)
+    medians = [0.0] * len(kinds)
+    for kind, spec in _LOWRES_KINDS.items():
+        members = [i for i, k in enumerate(kinds) if k == kind]
+        z = special.ndtri((np.arange(len(members)) + 0.5) / max(len(members), 1))
+        for i, zi in zip(members, rng.permutation(z), strict=True):
+            medians[i] = spec["median"] * math.exp(spec["between"] * zi)
+    return medians
+
+
+def _place(rng: np.random.Generator, lengths: list[int], n: int) -> list[int]:
+    """Starts for non-overlapping sounds of `lengths` samples in `n`, in random order and gaps."""
+    gaps = rng.dirichlet(np.ones(len(lengths) + 1)) * (n - sum(lengths))
+    starts, t = [], 0.0
+    for gap, length in zip(gaps, lengths, strict=False):
+        t += gap
+        starts.append(int(t))
+        t += length
+    return starts
+
+
+def lowres_plan(
+    seed: int, n_clips: int, n_classes: int, chunk_s: float, sr: int
+) -> list[LowresClip]:
+    """Lengths, labels and events of every clip of a lowres corpus, without the audio.
+
+    NIPS4B proportions scaled to `n_clips`: round(100·N/687) clips weakly negative, a further
+    round(105·N/687) − that tagged but annotated empty, round(13·N/687) training clips with
+    events but no annotation. 62 % of clips are one full chunk long, the rest uniform in
+    [LOWRES_SHORT_LOW, 1) chunks (mean 4.2 s at the 5.0039 s chunk).
+    """
+    n_neg = round(NIPS4B["weak_negatives"] * n_clips / 687)
+    n_mislabelled = round(NIPS4B["annotated_empty"] * n_clips / 687) - n_neg
+    n_train = round(n_clips * NIPS4B["train_recordings"] / 687)
+    labels, _ = _lowres_labels(_rng(seed, "lowres", 1), n_clips, n_neg, n_classes)
+    order = _rng(seed, "lowres", 4).permutation(n_clips)
+    positives = [int(i) for i in order if labels[i]]
+    n_unannotated = round(NIPS4B["unannotated"] * n_clips / 687)
+    unannotated = set([i for i in positives if i < n_train][:n_unannotated])
+    mislabelled = set([i for i in positives if i not in unannotated][:n_mislabelled])
+    kinds = lowres_classes(n_classes)
+    medians = _lowres_medians(seed, kinds)
+    plan = []
+    for i, clip_labels in enumerate(labels):
+        rng = _rng(seed, "lowres", 5, i)
+        full = rng.random() < NIPS4B["full_length_fraction"]
+        n = round(chunk_s * (1.0 if full else rng.uniform(LOWRES_SHORT_LOW, 1.0)) * sr)
+        events: list[tuple[int, int, int]] = []
+        for c in [] if i in mislabelled else clip_labels:
+            kind = _LOWRES_KINDS[kinds[c]]
+            count = 1 + rng.poisson(LOWRES_EVENT_RATE[kinds[c]] * n / (sr * chunk_s))
+            sd = kind["within"]
+            lengths = [
+                max(1, min(round(medians[c] * math.exp(sd * rng.standard_normal()) * sr), n))
+                for _ in range(count)
+            ]
+            while len(lengths) > 1 and sum(lengths) > LOWRES_FIT * n:
+                lengths.pop()
+            lengths[0] = min(lengths[0], int(LOWRES_FIT * n))
+            events += [(s, k, c) for s, k in zip(_place(rng, lengths, n), lengths, strict=True)]
+        plan.append(LowresClip(n, tuple(clip_labels), tuple(sorted(events)), i not in unannotated))
+    return plan
+
+
+def synth_call(sig: Signature, rng: np.random.Generator, sr: int, n: int) -> np.ndarray:
+    """One call of exactly `n` samples: a single unit of a chirp / harmonic / noise_band class
+    (pitch jittered ±5 %) stretched over the whole call, peak 1 (float64)."""
+    pitch = rng.uniform(0.95, 1.05)
+    t = np.arange(n) / sr
+    y = _unit_wave(sig, rng, sr, t, t, max(n / sr, _EPS), sig.f_lo * pitch, sig.f_hi * pitch)
+    fade = min(n, int(0.002 * sr))
+    y[n - fade :] *= np.linspace(1.0, 0.0, fade)
+    peak = float(np.max(np.abs(y)))
+    return y / peak if peak > _EPS else y
+
+
+def _lowres_signatures(
+    seed: int, kinds: Sequence[str], medians: Sequence[float], sr: int
+) -> list[Signature]:
+    """Birds: chirp classes (siblings included); insects: buzzing noise bands above 2 kHz with
+    15–60 Hz pulsing; amphibians: harmonic notes. `unit_s` = the class's median call length."""
+    n_birds = kinds.count("bird")
+    sigs = class_signatures(seed, "lowres", n_birds, ("chirp",), sr)
+    for i in range(n_birds, len(kinds)):
+        rng = _rng(seed, "lowres", 0, i)
+        sig = draw_signature(rng, _LOWRES_KINDS[kinds[i]]["family"], sr)
+        if kinds[i] == "insect":
+            top = _top("noise_band", sr)
+            lo, hi = _band(rng, min(2000.0, top / 2), top, (1.2, 2.0))
+            sig = replace(
+                sig, f_lo=lo, f_hi=hi, mod_hz=rng.uniform(15.0, 60.0),
+                mod_depth=rng.uniform(0.5, 0.95), decay=0.0,
+            )  # fmt: skip
+        sigs.append(sig)
+    return [replace(s, unit_s=m, reps=(1, 1)) for s, m in zip(sigs, medians, strict=True)]
+
+
 def make_lowres(
     out: str | Path,
     *,
@@ -554,40 +711,55 @@ def make_lowres(
     sr: int = 44100,
     overwrite: bool = False,
 ) -> Corpus:
-    """A NIPS4B-like low-resource bird corpus with strong events (Morfi & Stowell).
+    """A NIPS4B-like low-resource bird corpus calibrated to NIPS4Bplus (Morfi & Stowell).
 
-    Paper scale: 687 clips of 1–5 s, 87 `chirp` classes (bird_00…), each active in 7–20 clips,
-    0–6 classes per clip (mean ≈ 2), 100 negatives (background only); each label gets 1–3 bouts
-    at random times at −5…+15 dB over the background (overlaps between classes allowed), one
-    strong event per bout. Fold 1 (train) = the first round(N·513/687) clips, fold 2 the rest.
-    A smaller `clips` scales classes (round(87·N/687), at least 3) and negatives in proportion.
+    Paper scale: 687 clips in 5.0039 s chunks (62 % full length, the rest shorter, mean 4.2 s),
+    87 classes (77 bird calls, 9 insects, 1 amphibian; bird_00…, insect_…, amphibian_…), each
+    tagged in 7–20 clips, 0–6 per clip; 100 weak negatives, 5 tagged clips annotated empty
+    (the weak labels disagree), 13 training clips with events but no strong annotation
+    (`strong` 0); ≈ 5,775 events, bird calls lognormal (median 0.088 s, σ 0.96 in log space),
+    insects long (median 1 s), at −5…+15 dB over the background, calls of one class never
+    overlapping each other (`lowres_plan`). Fold 1 (train) = the first round(N·513/687) clips,
+    fold 2 the rest. A smaller `clips` scales classes (round(87·N/687), at least 3) and the
+    counts in proportion; `tiny` shortens the chunk to 2.5 s.
     """
     preset = _preset(scale, "lowres", seed, sr)
     n_clips = _count(clips, preset["clips"], 4, "--clips")
     n_classes = _count(classes, max(3, round(87 * n_clips / 687)), 1, "--classes")
-    n_neg, n_train = round(100 * n_clips / 687), round(n_clips * 513 / 687)
-    names = _names(("bird",), n_classes)
-    sigs = class_signatures(seed, "lowres", n_classes, ("chirp",), sr)
-    labels, occurrences = _lowres_labels(_rng(seed, "lowres", 1), n_clips, n_neg, n_classes)
-    d_lo, d_hi = preset["duration_s"]
+    n_train = round(n_clips * NIPS4B["train_recordings"] / 687)
+    kinds = lowres_classes(n_classes)
+    width = max(2, len(str(n_classes - 1)))
+    names = [f"{kind}_{i:0{width}d}" for i, kind in enumerate(kinds)]
+    medians = _lowres_medians(seed, kinds)
+    sigs = _lowres_signatures(seed, kinds, medians, sr)
+    chunk = preset["chunk_s"]
+    plan = lowres_plan(seed, n_clips, n_classes, chunk, sr)
     out_clips, events = [], []
     with atomic_dir(out, overwrite) as tmp:
-        for i, clip_labels in enumerate(labels):
+        for i, clip in enumerate(plan):
             rng = _rng(seed, "lowres", 2, i)
-            n = round(rng.uniform(d_lo, d_hi) * sr)
-            most = max(1, min(3, int(n / sr / 0.4)))
-            plan = [(c, int(rng.integers(1, most + 1))) for c in clip_labels]
-            y, spans = _scene_clip(rng, sr, n, OUTDOOR, plan, sigs, (-5, 15), None)
+            bg = make_background(rng, clip.samples, sr, OUTDOOR[int(rng.integers(len(OUTDOOR)))])
+            bg *= SCENE_RMS * 10 ** (rng.uniform(-6.0, 6.0) / 20)
+            items = [
+                (synth_call(sigs[c], rng, sr, k), s, rng.uniform(-5, 15), c)
+                for s, k, c in clip.events
+            ]
             path = f"audio/{i:05d}.wav"
-            write_wav(tmp / path, y, sr)
+            write_wav(tmp / path, _overlay(bg, items), sr)
             fold = 1 if i < n_train else 2
-            out_clips.append(Clip(path, tuple(names[c] for c in clip_labels), fold, True, n / sr))
-            events += [Event(path, on, off, names[c]) for on, off, c in spans]
-        cardinality = float(np.mean([len(s) for s in labels]))
+            labels = tuple(names[c] for c in clip.labels)
+            out_clips.append(Clip(path, labels, fold, True, clip.samples / sr, strong=clip.strong))
+            if clip.strong:
+                events += [Event(path, s / sr, (s + k) / sr, names[c]) for s, k, c in clip.events]
         generator = _generator(
-            "lowres", seed, scale, sr, names, sigs, clips=n_clips, duration_s=(d_lo, d_hi),
-            negatives=n_neg, train_clips=n_train, occurrence_range=occurrences,
-            bouts_per_label=(1, 3), snr_db_range=(-5, 15), label_cardinality=cardinality,
+            "lowres", seed, scale, sr, names, sigs, clips=n_clips, chunk_s=chunk,
+            full_length_fraction=NIPS4B["full_length_fraction"], short_low=LOWRES_SHORT_LOW,
+            train_clips=n_train, negatives=sum(not c.labels for c in plan),
+            tagged_but_empty=sum(bool(c.labels and not c.events) for c in plan),
+            unannotated=sum(not c.strong for c in plan), events=len(events),
+            event_rate_per_chunk=LOWRES_EVENT_RATE, snr_db_range=(-5, 15),
+            label_cardinality=float(np.mean([len(c.labels) for c in plan])),
+            duration_model={k: dict(v) for k, v in _LOWRES_KINDS.items()}, targets=NIPS4B,
         )  # fmt: skip
         Corpus(tmp, "lowres", names, out_clips, events, sr, generator).write(tmp)
     return Corpus.load(out)

@@ -32,6 +32,7 @@ from sedsweep.features import FeatureSet, build_features
 from sedsweep.fsio import writable_dir, write_json
 from sedsweep.journal import JOURNAL_DIR, PARENT, Drainer, DrainerProcess, Journal, Notify
 from sedsweep.metrics import selected_key
+from sedsweep.progress import Progress
 from sedsweep.signals import Reaper, descendants, terminate_as_interrupt
 from sedsweep.spec import corpus_for, split_error
 from sedsweep.sweep.spec import (
@@ -686,18 +687,19 @@ def _fit(
                     callbacks=[callback],
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                     failure_config=tune.FailureConfig(max_failures=s.budget.max_failures),
-                    verbose=1 if sys.stdout.isatty() else 0,
+                    verbose=0,  # progress comes from the tracking callback
                 ),
             )
         started = time.perf_counter()
         TrackingCallback.current_journal_dir = str(tracker.journal.directory)
-        TrackingCallback.progress_lines = not sys.stdout.isatty()
+        TrackingCallback.progress = Progress(plan.n_trials, "trials ended", "trial")
         try:
             with terminate_as_interrupt():
                 results = tuner.fit()
         finally:
             TrackingCallback.current_journal_dir = None
-            TrackingCallback.progress_lines = False
+            TrackingCallback.progress.close()
+            TrackingCallback.progress = None
         tracker.phases["fit_s"] = time.perf_counter() - started
     except BaseException as exc:
         # The execution ends here without an outcome: record it as such, as far as possible.

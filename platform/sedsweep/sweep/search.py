@@ -39,7 +39,6 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from ray.tune.search import Searcher
 
 from sedsweep.errors import UserError
-from sedsweep.fsio import write_json
 from sedsweep.metrics import selected_key
 from sedsweep.sweep.spec import (
     CategoricalParam,
@@ -189,7 +188,13 @@ class OptunaPruningSearch(Searcher):
         )
 
     def save(self, checkpoint_path: str) -> None:
-        """Write the searcher's state as JSON (atomically; see the module docstring)."""
+        """Write the searcher's state as JSON to `checkpoint_path`.
+
+        A plain write: Tune's `save_to_dir` hands a temporary name and renames it when this
+        returns. A second temporary file of our own (and its fsync) lengthened the time Tune's
+        background sync of the driver's folder could list a file that was gone by the time
+        it copied it ("Saving experiment state to storage … failed", seen on the quickstart).
+        """
         trials = [
             _trial_json(t)
             for t in self.study.get_trials(deepcopy=False)
@@ -206,7 +211,7 @@ class OptunaPruningSearch(Searcher):
                 path: _state_json(rng) for path, rng in random_states(self.study.sampler)
             },
         }
-        write_json(Path(checkpoint_path), state)
+        Path(checkpoint_path).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
 
     def restore(self, checkpoint_path: str) -> None:
         """Rebuild the study from what `save` wrote; anything else is refused (a UserError)."""

@@ -20,6 +20,7 @@ from ray import tune
 
 from sedsweep.journal import DELETED, PARENT, Journal
 from sedsweep.metrics import SELECTED_EPOCH, SELECTED_PREFIX
+from sedsweep.progress import Progress
 from sedsweep.sweep.spec import data_part, epoch_of, trial_config
 from sedsweep.sweep.trainable import NODE_KEY, RESTORE_NOTE_KEY
 from sedsweep.tracking import (
@@ -90,9 +91,9 @@ class TrackingCallback(tune.Callback):
     # Tune restores from a copied or moved sweep directory still holds the path it was
     # pickled with, and must not write into the original sweep.
     current_journal_dir: ClassVar[str | None] = None
-    # Set by the runner around `fit()` when stdout is not a terminal (Ray Tune's own progress
-    # table is off then): a line per trial that ends.
-    progress_lines: ClassVar[bool] = False
+    # Set by the runner around `fit()` (Ray Tune's own progress table is off): a line per trial
+    # that ends, under a bar of trials ended on a terminal.
+    progress: ClassVar[Progress | None] = None
 
     @property
     def journal(self) -> Journal:
@@ -127,6 +128,9 @@ class TrackingCallback(tune.Callback):
         if not self._reconciled:
             self._reconciled = True
             self.reconcile({t.trial_id for t in trials})
+            if TrackingCallback.progress is not None:  # trials an earlier execution ended
+                ended = sum(t.status == "TERMINATED" for t in trials)
+                TrackingCallback.progress.advance(steps=ended)
 
     def reconcile(self, known: set[str]) -> list[str]:
         """Delete the child runs of trials that Tune does not know (returns their keys).
@@ -210,6 +214,7 @@ class TrackingCallback(tune.Callback):
                 key, {ERROR_TAG: why, ENDED_SHORT_TAG: "true", EPOCHS_RUN_TAG: str(done)}
             )
             self.journal.status(key, "FAILED")
+            self._progress(trial, f"ended after epoch {done} with no stop decision (FAILED)")
 
     def _recovered(self, key: str) -> None:
         """A trial that errored in an earlier execution and ran to an end after a resume: its
@@ -231,9 +236,9 @@ class TrackingCallback(tune.Callback):
         self._progress(trial, f"errored: {last[:200]}")
 
     def _progress(self, trial: Any, what: str) -> None:
-        """One line per ended trial when `progress_lines` is on."""
-        if TrackingCallback.progress_lines:
-            print(f"trial t{_number(trial):03d} {what}", flush=True)
+        """One line per ended trial when the runner shows progress."""
+        if TrackingCallback.progress is not None:
+            TrackingCallback.progress.advance(f"trial t{_number(trial):03d} {what}")
 
 
 def _number(trial: Any) -> int:
