@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -153,6 +154,19 @@ def test_tpe_asha_sweep_tracks_one_parent_and_every_trial(tpe_sweep):
     assert finished
     figures = client.list_artifacts(finished[0].info.run_id, "figures")
     assert figures and figures[0].path.endswith(".png")
+
+
+@pytest.mark.slow
+def test_trials_checkpoint_on_rungs_and_their_last_epoch_not_every_epoch(tpe_sweep):
+    """Issue 17: every epoch wrote a checkpoint, and Tune forced an experiment snapshot each
+    time a trial had written num_to_keep of them. Under the default policy (ASHA grace 2,
+    3 epochs, epochs far shorter than 30 s) only the rung and last epochs do."""
+    _, _, outcome = tpe_sweep
+    for trial in Path(outcome.path).glob("run_trial_*"):
+        rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+        saved = [r["epoch"] for r in rows if r.get("checkpoint_dir_name")]
+        assert saved == [r["epoch"] for r in rows if r["epoch"] in (2, 3)], rows
+        assert len(list(trial.glob("checkpoint_*"))) == len(saved) <= 2
 
 
 @pytest.mark.slow

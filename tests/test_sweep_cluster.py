@@ -52,6 +52,7 @@ def test_sigkilled_driver_resumes_every_trial_once(tmp_path):
         "budget.max_epochs=4",
         "scheduler.type=none",
         "budget.max_concurrent=2",
+        "checkpoint.every_epochs=1",  # the kill waits for a trial's second checkpoint
     ]
     cmd = [sys.executable, "-c", "from sedsweep.cli import main; main()", "sweep", str(QUICK)]
     cmd += ["--workdir", str(workdir)] + [a for s in sets for a in ("--set", s)]

@@ -296,3 +296,59 @@ def test_a_yaml_bomb_is_refused_before_it_expands(tmp_path, capsys):
         err
         == f"sedsweep: error: {path}: its aliases expand to more than 100,000 values: refusing it"
     )
+
+
+# -- checkpoint policy (issue 17) --------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("grace", "rf", "max_t"), [(1, 2.0, 6), (2, 2.0, 6), (1, 3.0, 30), (2, 2.5, 20), (4, 2.0, 4)]
+)
+def test_asha_rungs_are_the_epochs_ray_decides_on(grace, rf, max_t):
+    """`rung_epochs` against Ray's own ASHA: the milestones its bracket holds, each decided on
+    the first integer epoch at or past it, plus the last epoch."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    from sedsweep.sweep.spec import Scheduler, rung_epochs
+
+    ray_asha = ASHAScheduler(
+        time_attr="epoch", max_t=max_t, grace_period=grace, reduction_factor=rf,
+        metric="m", mode="max",
+    )  # fmt: skip
+    (bracket,) = ray_asha._brackets
+    milestones = {m for m, _ in bracket._rungs}
+    decided = {next(e for e in range(1, max_t + 1) if e >= m) for m in milestones if m <= max_t}
+    ours = rung_epochs(Scheduler(type="asha", grace_period=grace, reduction_factor=rf), max_t)
+    assert set(ours) == decided | {max_t}
+    assert ours == sorted(ours)
+
+
+def _policy(tmp_path: Path, **sets: object):
+    from sedsweep.sweep.spec import CheckpointPolicy
+
+    plan = load_sweep(ROOT / "search_spaces" / "quickstart.yaml", sets)
+    return CheckpointPolicy.of(plan.spec, plan.epochs)
+
+
+def test_checkpoints_fall_on_rungs_the_last_epoch_and_after_the_interval(tmp_path):
+    policy = _policy(tmp_path)  # quickstart: ASHA grace 2, rf 2, 6 epochs; 30 s by default
+    assert policy.always == {2, 4, 6} and policy.min_interval_s == 30.0
+    assert [e for e in range(1, 7) if policy.due(e, 5.0)] == [2, 4, 6]
+    assert policy.due(1, 30.0) and policy.due(3, 31.0) and not policy.due(3, 29.9)
+    every = _policy(tmp_path, **{"checkpoint.every_epochs": 1})
+    assert all(every.due(e, 0.0) for e in range(1, 7))
+    fifo = _policy(
+        tmp_path, **{"scheduler.type": "none", "checkpoint.min_interval_s": None,
+                     "checkpoint.every_epochs": 4, "budget.max_epochs": 10},
+    )  # fmt: skip
+    assert fifo.always == {4, 8, 10}
+    assert not fifo.due(5, 1e9)  # no time rule: only the listed epochs
+    hyperband = _policy(tmp_path, **{"scheduler.type": "hyperband"})
+    assert hyperband.always == set(range(1, 7))  # it pauses trials at its milestones
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("checkpoint.every_epochs", 0), ("checkpoint.min_interval_s", -1), ("checkpoint.often", 1)],
+)
+def test_bad_checkpoint_settings_are_refused(key, value):
+    with pytest.raises(UserError, match="checkpoint"):
+        load_sweep(ROOT / "search_spaces" / "quickstart.yaml", {key: value})

@@ -31,11 +31,14 @@ TIMEOUT_S = 300
 
 
 def sweep_args(workdir: Path, trials: int, epochs: int, sleep_s: float = 0.25,
-               scheduler: str = "none") -> list[str]:  # fmt: skip
+               scheduler: str = "none", every_epoch: bool = False) -> list[str]:  # fmt: skip
+    """A null_load sweep; `every_epoch`: a checkpoint every epoch (the default policy writes
+    one per 30 s, the rungs and the last epoch), for tests of what resume does with them."""
+    every = ["--set", "checkpoint.every_epochs=1"] if every_epoch else []
     return ["sweep", str(NULL), "--scale", "tiny", "--workdir", str(workdir),
             "--set", f"budget.trials={trials}", "--set", f"budget.max_epochs={epochs}",
             "--set", "budget.max_concurrent=2", "--set", f"fixed.sleep_s={sleep_s}",
-            "--set", f"scheduler.type={scheduler}"]  # fmt: skip
+            "--set", f"scheduler.type={scheduler}", *every]  # fmt: skip
 
 
 def journal_creates(workdir: Path) -> int:
@@ -227,7 +230,8 @@ def test_a_trial_whose_worker_died_and_that_finished_after_resume_loses_its_erro
     import os
     import signal
 
-    args = [*sweep_args(tmp_path, 2, 16, sleep_s=0.5), "--set", "budget.max_failures=0"]
+    args = [*sweep_args(tmp_path, 2, 16, sleep_s=0.5, every_epoch=True),
+            "--set", "budget.max_failures=0"]  # fmt: skip
     sweep = CliProcess(args, tmp_path.parent / f"{tmp_path.name}-s0.log", cwd=ROOT)
     try:
         deadline = time.monotonic() + 180
@@ -278,7 +282,7 @@ def interrupt_two_trials(workdir: Path, epochs: int, after: int) -> None:
     import signal
 
     log = workdir.parent / f"{workdir.name}-s0.log"
-    sweep = CliProcess(sweep_args(workdir, 2, epochs, sleep_s=0.25), log, cwd=ROOT)
+    sweep = CliProcess(sweep_args(workdir, 2, epochs, every_epoch=True), log, cwd=ROOT)
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:

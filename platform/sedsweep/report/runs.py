@@ -29,7 +29,7 @@ import yaml
 from sedsweep.config import flatten
 from sedsweep.errors import UserError
 from sedsweep.metrics import SELECTED_EPOCH, SELECTED_PREFIX, lower_is_better, selected_key
-from sedsweep.sweep.spec import DATA_PREFIX, SweepSpec
+from sedsweep.sweep.spec import DATA_PREFIX, SweepSpec, rung_epochs
 from sedsweep.tracking import (
     OPTUNA_NUMBER_TAG,
     PARENT_TAG,
@@ -293,19 +293,8 @@ class SweepRuns:
         return max(logged or [t.epochs for t in self.trials] or [1])
 
     def rungs(self) -> list[int]:
-        """Epochs at which trials are compared, ascending: the scheduler's rungs (ASHA,
-        HyperBand) and the last epoch; every epoch under the median rule or no scheduler."""
-        top = self.max_epochs
-        s = self.spec.scheduler
-        if s.type in ("asha", "hyperband"):
-            eta = s.reduction_factor
-            first = min(s.grace_period, top) if s.type == "asha" else 1
-            out, milestone = [], float(first)
-            while milestone < top:
-                out.append(int(milestone))
-                milestone *= eta
-            return sorted({*out, top})
-        return list(range(1, top + 1))
+        """Epochs at which trials are compared, ascending (`rung_epochs`)."""
+        return rung_epochs(self.spec.scheduler, self.max_epochs)
 
     def at_rung(self, key: str, min_trials: int, trials: list[TrialRun] | None = None) -> Rung:
         """The highest rung at which at least `min_trials` non-failed trials have a value of

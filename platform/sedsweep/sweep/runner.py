@@ -37,6 +37,7 @@ from sedsweep.signals import Reaper, descendants, terminate_as_interrupt
 from sedsweep.spec import corpus_for, split_error
 from sedsweep.sweep.spec import (
     EPOCH_KEY,
+    CheckpointPolicy,
     SweepPlan,
     SweepSpec,
     data_key,
@@ -658,6 +659,7 @@ def _fit(
             tune.with_parameters(
                 run_trial, features=features, method=s.method, base_config=base_config,
                 epochs=plan.epochs, threads=int(s.resources.cpu),
+                policy=CheckpointPolicy.of(s, plan.epochs),
             ),
             {"cpu": s.resources.cpu, "gpu": s.resources.gpu},
         )  # fmt: skip

@@ -85,6 +85,17 @@ class Scheduler(Strict):
     )
 
 
+class Checkpointing(Strict):
+    """When a trial writes a checkpoint (`CheckpointPolicy`): always at its last epoch and at
+    every epoch the scheduler decides on (ASHA's rungs; every epoch under HyperBand, which
+    pauses trials there), every `every_epochs`-th epoch when set, and otherwise when
+    `min_interval_s` have passed since the trial's last checkpoint (None: never by time).
+    A resumed trial replays at most the epochs since its last checkpoint."""
+
+    every_epochs: int | None = Field(default=None, ge=1, le=100_000, strict=True)
+    min_interval_s: float | None = Field(default=30.0, ge=0)
+
+
 class Resources(Strict):
     """Per-trial resources; `gpu` may be fractional to pack trials on one GPU."""
 
@@ -175,6 +186,7 @@ class SweepSpec(Strict):
     search: Search = Field(default_factory=Search)
     scheduler: Scheduler = Field(default_factory=Scheduler)
     resources: Resources = Field(default_factory=Resources)
+    checkpoint: Checkpointing = Field(default_factory=Checkpointing)
     fixed: dict[str, Any] = Field(default_factory=dict)
     space: dict[str, Param] = Field(default_factory=dict)
     cells: list[dict[str, Any]] = Field(
@@ -224,6 +236,50 @@ def epoch_of(result: dict[str, Any] | None) -> int:
     checkpoint than its last (or from scratch); it stands in for results without an epoch."""
     result = result or {}
     return int(result.get(EPOCH_KEY, result.get("training_iteration", 0)))
+
+
+def rung_epochs(scheduler: Scheduler, max_epochs: int) -> list[int]:
+    """The epochs at which the scheduler compares trials, ascending, with the last epoch.
+
+    ASHA: milestones grace·rf^k below `max_epochs`; Ray decides on the first reported epoch
+    at or past a milestone, so a fractional one rounds up. HyperBand: 1·rf^k. The median
+    rule and no scheduler: every epoch (trials are comparable at any of them).
+    """
+    if scheduler.type in ("asha", "hyperband"):
+        first = min(scheduler.grace_period, max_epochs) if scheduler.type == "asha" else 1
+        out, milestone = set(), float(first)
+        while milestone < max_epochs:
+            out.add(math.ceil(milestone - 1e-9))
+            milestone *= scheduler.reduction_factor
+        return sorted({*out, max_epochs})
+    return list(range(1, max_epochs + 1))
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """Which epochs of a trial write a checkpoint (`Checkpointing`, resolved for a sweep)."""
+
+    always: frozenset[int]  # the last epoch, the scheduler's rungs, every_epochs multiples
+    min_interval_s: float | None
+
+    @classmethod
+    def of(cls, spec: SweepSpec, epochs: int) -> CheckpointPolicy:
+        c, s = spec.checkpoint, spec.scheduler
+        if s.type == "hyperband":  # it pauses trials at its milestones and resumes them later
+            always = set(range(1, epochs + 1))
+        elif s.type == "asha":
+            always = set(rung_epochs(s, epochs))
+        else:
+            always = {epochs}
+        if c.every_epochs:
+            always |= set(range(c.every_epochs, epochs + 1, c.every_epochs))
+        return cls(frozenset(always), c.min_interval_s)
+
+    def due(self, epoch: int, since_last_s: float) -> bool:
+        """Whether `epoch`, `since_last_s` seconds after the trial's last checkpoint (or its
+        start), writes one."""
+        timed = self.min_interval_s is not None and since_last_s >= self.min_interval_s
+        return epoch in self.always or timed
 
 
 def data_part(overrides: dict[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,10 @@
-"""The Ray Tune trainable: the generic epoch loop with a checkpoint reported every epoch."""
+"""The Ray Tune trainable: the generic epoch loop, a result every epoch, checkpoints by policy."""
 
 from __future__ import annotations
 
 import pickle
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from sedsweep.features import FeatureSet
 from sedsweep.loop import run_epochs
 from sedsweep.methods import get_method
 from sedsweep.methods.base import pick_device, render_artifacts
-from sedsweep.sweep.spec import data_key, trial_config
+from sedsweep.sweep.spec import CheckpointPolicy, data_key, trial_config
 from sedsweep.tracking import FIGURES_DIR
 
 STATE_FILE = "state.pt"
@@ -90,8 +91,10 @@ def run_trial(
     base_config: dict[str, Any],
     epochs: int,
     threads: int,
+    policy: CheckpointPolicy,
 ) -> None:
-    """Train one trial, resuming from Tune's checkpoint if there is one; report every epoch.
+    """Train one trial, resuming from Tune's checkpoint if there is one; report every epoch,
+    with a checkpoint on the epochs `policy` says.
 
     `features` (one FeatureSet per data variant, keyed by `data_key`) arrive once through the
     Ray object store (`tune.with_parameters`); trials never compute features. The final
@@ -109,18 +112,23 @@ def run_trial(
         trainer, note = restore(lambda: method_cls(cfg, fs, device), checkpoint)
 
     node = ray.get_runtime_context().get_node_id()
+    last_saved = time.monotonic()
 
     def report(epoch: int, metrics: dict[str, float]) -> None:
-        nonlocal note
+        nonlocal note, last_saved
+        result: dict[str, Any] = {**metrics, NODE_KEY: node}
+        if note:
+            result[RESTORE_NOTE_KEY], note = note, None
+        if not policy.due(epoch, time.monotonic() - last_saved):
+            tune.report(result)
+            return
         with tempfile.TemporaryDirectory() as folder:
             torch.save(trainer.state_dict(), Path(folder) / STATE_FILE)
             if epoch == epochs:
                 figures = Path(folder) / FIGURES_DIR
                 figures.mkdir()
                 render_artifacts(trainer, figures)
-            result: dict[str, Any] = {**metrics, NODE_KEY: node}
-            if note:
-                result[RESTORE_NOTE_KEY], note = note, None
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
+        last_saved = time.monotonic()
 
     run_epochs(trainer, epochs, on_epoch=report)
