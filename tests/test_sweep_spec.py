@@ -321,27 +321,27 @@ def test_asha_rungs_are_the_epochs_ray_decides_on(grace, rf, max_t):
     assert ours == sorted(ours)
 
 
-def _policy(tmp_path: Path, **sets: object):
+def _policy(**sets: object):
     from sedsweep.sweep.spec import CheckpointPolicy
 
     plan = load_sweep(ROOT / "search_spaces" / "quickstart.yaml", sets)
     return CheckpointPolicy.of(plan.spec, plan.epochs)
 
 
-def test_checkpoints_fall_on_rungs_the_last_epoch_and_after_the_interval(tmp_path):
-    policy = _policy(tmp_path)  # quickstart: ASHA grace 2, rf 2, 6 epochs; 30 s by default
+def test_checkpoints_fall_on_rungs_the_last_epoch_and_after_the_interval():
+    policy = _policy()  # quickstart: ASHA grace 2, rf 2, 6 epochs; 30 s by default
     assert policy.always == {2, 4, 6} and policy.min_interval_s == 30.0
     assert [e for e in range(1, 7) if policy.due(e, 5.0)] == [2, 4, 6]
     assert policy.due(1, 30.0) and policy.due(3, 31.0) and not policy.due(3, 29.9)
-    every = _policy(tmp_path, **{"checkpoint.every_epochs": 1})
+    every = _policy(**{"checkpoint.every_epochs": 1})
     assert all(every.due(e, 0.0) for e in range(1, 7))
     fifo = _policy(
-        tmp_path, **{"scheduler.type": "none", "checkpoint.min_interval_s": None,
+        **{"scheduler.type": "none", "checkpoint.min_interval_s": None,
                      "checkpoint.every_epochs": 4, "budget.max_epochs": 10},
     )  # fmt: skip
     assert fifo.always == {4, 8, 10}
     assert not fifo.due(5, 1e9)  # no time rule: only the listed epochs
-    hyperband = _policy(tmp_path, **{"scheduler.type": "hyperband"})
+    hyperband = _policy(**{"scheduler.type": "hyperband"})
     assert hyperband.always == set(range(1, 7))  # it pauses trials at its milestones
 
 

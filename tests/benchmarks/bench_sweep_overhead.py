@@ -5,7 +5,10 @@ Run from the repository root:
 
 Trains one whenwho config without Ray, then as a 1-trial and an N-trial sweep (FIFO scheduler,
 every trial the same config, so all should take the same time), and prints per-trial wall-time
-ratios, the driver's peak memory and how many times features were extracted.
+ratios, the sweep's fixed cost (wall minus the ideal), the driver's peak memory and how many
+times features were extracted. Each sweep runs under each `--checkpoint` policy: `epoch`
+(a checkpoint every epoch, the behaviour before issue 17) and `policy` (the default: at most
+one per 30 s, the rungs and the last epoch).
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--clips", type=int, default=64)
     ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--checkpoint", choices=["epoch", "policy", "both"], default="both")
     args = ap.parse_args()
+    policies = ["epoch", "policy"] if args.checkpoint == "both" else [args.checkpoint]
 
     extractions = 0
     original = F._extract_all
@@ -64,9 +69,9 @@ def main() -> None:
         print(f"train (no Ray): wall {train_wall:.1f} s, epoch loop {train_loop:.1f} s")
 
         rows = []
-        for trials in (1, args.trials):
+        for policy, trials in [(p, t) for t in (1, args.trials) for p in policies]:
             sweep = {
-                "name": f"overhead{trials}",
+                "name": f"overhead{trials}-{policy}",
                 "method": "whenwho",
                 "scale": "tiny",
                 "data": data,
@@ -76,8 +81,9 @@ def main() -> None:
                 "scheduler": {"type": "none"},
                 "resources": {"cpu": 1},
                 "fixed": config,
+                "checkpoint": {"every_epochs": 1} if policy == "epoch" else {},
             }
-            path = workdir / f"s{trials}.yaml"
+            path = workdir / f"s{trials}-{policy}.yaml"
             path.write_text(yaml.safe_dump(sweep))
             plan = load_sweep(path)
             started = time.perf_counter()
@@ -85,24 +91,26 @@ def main() -> None:
             wall = time.perf_counter() - started
             assert outcome.complete, outcome.summary()
             loops = _trial_loop_times(outcome.path)
-            rows.append((trials, wall, statistics.mean(loops)))
+            saved = _checkpoints_written(outcome.path)
+            rows.append((policy, trials, wall, statistics.mean(loops), saved))
         import ray
 
         cpus = int(ray.cluster_resources().get("CPU", 1))
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(
-            f"\n{'trials':>6} {'sweep wall':>10} {'trial loop':>10} {'loop ratio':>10} "
-            f"{'wall ratio':>10}"
+            f"\n{'checkpoint':>10} {'trials':>6} {'sweep wall':>10} {'trial loop':>10} "
+            f"{'loop ratio':>10} {'wall ratio':>10} {'fixed cost':>10} {'ckpts':>6}"
         )
-        for trials, wall, loop in rows:
+        for policy, trials, wall, loop, saved in rows:
             ideal = train_wall * trials / min(trials, cpus)
             print(
-                f"{trials:>6} {wall:>9.1f}s {loop:>9.1f}s {loop / train_loop:>10.3f} "
-                f"{wall / ideal:>10.3f}"
+                f"{policy:>10} {trials:>6} {wall:>9.1f}s {loop:>9.1f}s {loop / train_loop:>10.3f} "
+                f"{wall / ideal:>10.3f} {wall - ideal:>9.1f}s {saved:>6}"
             )
         print(
             "\nloop ratio = a trial's epoch loop inside Ray / the same loop in `sedsweep train`;"
-            f"\nwall ratio = sweep wall / (train wall × trials / min(trials, {cpus} CPUs))"
+            f"\nwall ratio = sweep wall / (train wall × trials / min(trials, {cpus} CPUs));"
+            "\nfixed cost = sweep wall − that ideal; ckpts = checkpoints the sweep's trials wrote"
         )
         print(f"driver peak RSS: {peak_mib:.0f} MiB")
         print(
@@ -115,6 +123,18 @@ def _history(uri: str, run_id: str, key: str):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(uri).get_metric_history(run_id, key)
+
+
+def _checkpoints_written(experiment: Path) -> int:
+    """Results that came with a checkpoint, over every trial's result.json."""
+    import json
+
+    return sum(
+        bool(json.loads(line).get("checkpoint_dir_name"))
+        for result in experiment.glob("run_trial*/result.json")
+        for line in result.read_text().splitlines()
+        if line.strip()
+    )
 
 
 def _trial_loop_times(experiment: Path) -> list[float]:
