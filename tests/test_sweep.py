@@ -152,8 +152,15 @@ def test_tpe_asha_sweep_tracks_one_parent_and_every_trial(tpe_sweep):
         assert child.data.tags["sweep.node_id"]
     finished = [c for c in children if c.info.status == "FINISHED"]
     assert finished
-    figures = client.list_artifacts(finished[0].info.run_id, "figures")
-    assert figures and figures[0].path.endswith(".png")
+    # issue 17: figures are drawn at the end, for the search's 3 best completed trials only
+    finished.sort(key=lambda c: -c.data.metrics["best_val/when_frame_auc"])
+    for rank, child in enumerate(finished):
+        figures = client.list_artifacts(child.info.run_id, "figures")
+        if rank < 3:
+            assert figures and all(f.path.endswith(".png") for f in figures), rank
+            assert child.data.tags["sweep.figures"] == str(len(figures))
+        else:
+            assert not figures and "sweep.figures" not in child.data.tags
 
 
 @pytest.mark.slow

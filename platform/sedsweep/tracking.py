@@ -65,6 +65,8 @@ RECOVERED_ERROR_TAG = "sweep.recovered_error"
 ORPHANED_TAG = "sweep.orphaned"
 # a trial resumed from an earlier checkpoint than its last, or from scratch: which, and why
 RESTORE_NOTE_TAG = "sweep.restore_note"
+# the trial's figures were drawn (at the end of the sweep, from its final checkpoint): count
+FIGURES_TAG = "sweep.figures"
 
 # The re-training run of `sedsweep best` (a child of the sweep's parent run):
 ROLE_TAG = "sweep.role"

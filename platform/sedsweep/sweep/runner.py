@@ -35,6 +35,7 @@ from sedsweep.metrics import selected_key
 from sedsweep.progress import Progress
 from sedsweep.signals import Reaper, descendants, terminate_as_interrupt
 from sedsweep.spec import corpus_for, split_error
+from sedsweep.sweep.figures import draw_figures
 from sedsweep.sweep.spec import (
     EPOCH_KEY,
     CheckpointPolicy,
@@ -711,7 +712,7 @@ def _fit(
         tracker.settle(min(drain_timeout, 10.0))
         tracker.stop()
         raise
-    return _outcome(plan, state, tracker, results, on_finish, drain_timeout)
+    return _outcome(plan, state, tracker, results, features, on_finish, drain_timeout)
 
 
 def _outcome(
@@ -719,6 +720,7 @@ def _outcome(
     state: SweepState,
     tracker: Tracker,
     results: Any,
+    features: dict[str, FeatureSet],
     on_finish: OnFinish | None,
     drain_timeout: float,
 ) -> SweepOutcome:
@@ -770,6 +772,9 @@ def _outcome(
                 PARENT, {f"{BEST_METRIC_PREFIX}{primary.metric}": value}, counts["completed"]
             )
     journal.tags(PARENT, {count_tag(k): str(v) for k, v in counts.items()})
+    started = time.perf_counter()
+    draw_figures(plan, features, journal, list(results))
+    tracker.phases["figures_s"] = time.perf_counter() - started
     cut = counts["missing"] or counts["interrupted"]
     if cut:  # interrupted: trials still open were stopped with the driver
         tracker.close_open_children("KILLED")

@@ -28,7 +28,6 @@ from sedsweep.tracking import (
     EPOCHS_RUN_TAG,
     ERROR_ARTIFACT,
     ERROR_TAG,
-    FIGURES_DIR,
     MAX_TAG_CHARS,
     NODE_TAG,
     OPTUNA_NUMBER_TAG,
@@ -197,10 +196,7 @@ class TrackingCallback(tune.Callback):
         key = self.open(trial)
         self._recovered(key)
         done = epoch_of(trial.last_result)
-        if done >= self.epochs:
-            checkpoint = trial.checkpoint
-            if checkpoint is not None:
-                self.journal.artifacts(key, Path(checkpoint.path) / FIGURES_DIR, FIGURES_DIR)
+        if done >= self.epochs:  # its figures, if it gets any, come at the end (figures.py)
             self.journal.status(key, "FINISHED")
             self._progress(trial, f"finished ({done} epochs)")
         elif trial.trial_id in self._stop_decided:

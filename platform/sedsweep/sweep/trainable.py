@@ -17,9 +17,8 @@ from sedsweep.errors import UserError
 from sedsweep.features import FeatureSet
 from sedsweep.loop import run_epochs
 from sedsweep.methods import get_method
-from sedsweep.methods.base import pick_device, render_artifacts
+from sedsweep.methods.base import pick_device
 from sedsweep.sweep.spec import CheckpointPolicy, data_key, trial_config
-from sedsweep.tracking import FIGURES_DIR
 
 STATE_FILE = "state.pt"
 NODE_KEY = "node_id"  # which Ray node ran the trial (a string, not logged as a metric)
@@ -97,8 +96,8 @@ def run_trial(
     with a checkpoint on the epochs `policy` says.
 
     `features` (one FeatureSet per data variant, keyed by `data_key`) arrive once through the
-    Ray object store (`tune.with_parameters`); trials never compute features. The final
-    epoch's checkpoint also carries the method's figures.
+    Ray object store (`tune.with_parameters`); trials never compute features. Figures are
+    drawn by the driver at the end, for the trials that need them (`sweep/figures.py`).
     """
     torch.set_num_threads(max(threads, 1))
     method_cls = get_method(method)
@@ -124,10 +123,6 @@ def run_trial(
             return
         with tempfile.TemporaryDirectory() as folder:
             torch.save(trainer.state_dict(), Path(folder) / STATE_FILE)
-            if epoch == epochs:
-                figures = Path(folder) / FIGURES_DIR
-                figures.mkdir()
-                render_artifacts(trainer, figures)
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
         last_saved = time.monotonic()
 

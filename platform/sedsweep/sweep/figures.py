@@ -1,0 +1,83 @@
+"""Per-trial figures, drawn once at the end of a sweep for the trials someone will look at.
+
+Drawing a method's figures costs more than a tiny-scale epoch (1.1 s for whenwho, 1.6 s for
+mtl_attention at `--scale tiny`), and inside a trial it held a trial slot for every completed
+trial of a search, most of which nobody opens. The driver now draws them after `fit()` from
+each chosen trial's final checkpoint: every completed trial of a grid (each is a table cell's
+replicate) and the `FIGURE_TRIALS` best completed trials of a search (the dashboard shows the
+best one's). They are written into the trial's folder in the sweep directory (so `sedsweep
+sync` can replay them) and journaled as the run's `figures/` artifacts; a resumed sweep does
+not draw a trial twice (`FIGURES_TAG`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sedsweep.features import FeatureSet
+from sedsweep.journal import Journal
+from sedsweep.methods import get_method
+from sedsweep.methods.base import pick_device, render_artifacts
+from sedsweep.metrics import selected_key
+from sedsweep.sweep.spec import SweepPlan, data_key, epoch_of, trial_config
+from sedsweep.sweep.trainable import restore
+from sedsweep.tracking import FIGURES_DIR, FIGURES_TAG
+
+FIGURE_TRIALS = 3  # a search's best completed trials that get figures
+
+
+def figure_trials(plan: SweepPlan, results: list[Any]) -> list[Any]:
+    """The results to draw: every completed trial of a grid; a search's `FIGURE_TRIALS` best
+    completed ones by the primary objective's selected value (non-finite values last)."""
+    done = [
+        r
+        for r in results
+        if r.error is None and r.checkpoint is not None and epoch_of(r.metrics) >= plan.epochs
+    ]
+    if plan.spec.search.algorithm == "grid":
+        return done
+    primary = plan.spec.primary
+    key = selected_key(primary.metric)
+    sign = -1.0 if primary.maximise else 1.0
+
+    def rank(result: Any) -> float:
+        value = (result.metrics or {}).get(key)
+        ok = isinstance(value, int | float) and math.isfinite(value)
+        return sign * float(value) if ok else math.inf
+
+    return sorted(done, key=rank)[:FIGURE_TRIALS]
+
+
+def draw_figures(
+    plan: SweepPlan, features: dict[str, FeatureSet], journal: Journal, results: list[Any]
+) -> int:
+    """Draw and journal the figures of `figure_trials` not drawn before; returns how many
+    trials got figures. A checkpoint that cannot be restored is skipped (no figures)."""
+    method_cls = get_method(plan.spec.method)
+    base = plan.base.config.model_dump(mode="json")
+    device = pick_device(None)
+    drawn = 0
+    for result in figure_trials(plan, results):
+        key = str(result.metrics["trial_id"])
+        if FIGURES_TAG in journal.state(key).tags:
+            continue
+        overrides = result.config["overrides"]
+        cfg = method_cls.Config.model_validate(trial_config(base, overrides, plan.epochs))
+        fs = features[data_key(overrides)]
+        make = functools.partial(method_cls, cfg, fs, device)
+        trainer, note = restore(make, result.checkpoint)
+        if note is not None:  # not the final weights: no figures rather than wrong ones
+            continue
+        folder = Path(result.path) / FIGURES_DIR
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        paths = render_artifacts(trainer, folder)
+        if paths:
+            journal.artifacts(key, folder, FIGURES_DIR)
+        journal.tags(key, {FIGURES_TAG: str(len(paths))})
+        drawn += 1
+    return drawn
