@@ -338,6 +338,9 @@ def test_shipped_file_runs_a_tiny_trial(local_ray, shared_workdir, path):
     plan = load_sweep(path, {"budget.max_trials": 1, "budget.max_epochs": 1}, scale="tiny")
     outcome = run_sweep(plan, workdir=shared_workdir)
     assert outcome.complete and outcome.expected == 1, outcome.summary()
+    # issue 17: the driver drew the completed trial's figures from its final checkpoint
+    drawn = list(Path(outcome.path).glob("run_trial_*/figures/*.png"))
+    assert drawn, list(Path(outcome.path).glob("run_trial_*/*"))
 
 
 def test_dry_run_prints_the_plan_without_ray(tmp_path, capsys):
