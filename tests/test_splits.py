@@ -119,6 +119,29 @@ def test_dry_run_prints_the_corpus_its_splits_the_features_and_the_scale(
     assert "scale 'tiny' sets: config {" in out
 
 
+def test_train_dry_run_prints_the_same_and_writes_nothing(tmp_path, make_corpus, capsys):
+    """Issue 16: `sedsweep train --dry-run` shows what a run would read (data, splits,
+    features, what the scale changed, the config) before any compute, and writes nothing;
+    a corpus the method cannot split is the same one-line exit 2 as without it."""
+    corpus = make_corpus("hand")
+    workdir = tmp_path / "w"
+    args = ["train", "--method", "null", "--scale", "tiny", "--data", str(corpus)]
+    assert main([*args, "--workdir", str(workdir), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("train null at scale tiny for ")
+    assert f"data: {corpus.resolve()}: corpus 'hand' (fingerprint " in out
+    assert "clips per split: train 3, val 0, test 3" in out
+    assert "features: sr " in out and "scale 'tiny' sets: config {" in out
+    assert "\nconfig:\n  seed: 0\n" in out
+    assert not workdir.exists()
+    verified = make_corpus("verified")
+    staged = ["train", "--method", "staged", "--scale", "tiny", "--data", str(verified)]
+    assert main([*staged, "--workdir", str(workdir), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "set staged.verified_only=true" in err
+    assert not workdir.exists()
+
+
 def test_staged_on_an_all_verified_training_split_is_refused_before_features(
     tmp_path, make_corpus, capsys
 ):

@@ -411,15 +411,28 @@ def train_cmd(
     ] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto).")] = None,
     experiment: Annotated[str | None, typer.Option(help="MLflow experiment name.")] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print the data, features and config; train nothing."),
+    ] = False,
 ) -> None:
     """Train one method once (no Ray), logging every epoch to MLflow."""
     from sedsweep.config import parse_overrides
-    from sedsweep.spec import resolve, spec_from_cli
+    from sedsweep.spec import describe_data, resolve, spec_from_cli
     from sedsweep.train import train
 
     spec = spec_from_cli(config, method, data, scale, parse_overrides(set_ or []))
-    resolved = resolve(spec, where=str(config) if config else "command line")
+    where = str(config) if config else "command line"
+    resolved = resolve(spec, where=where)
     epochs = resolved.config.epochs
+    if dry_run:
+        import yaml
+
+        typer.echo(f"train {spec.method} at scale {spec.scale} for {epochs} epochs")
+        typer.echo("\n".join(describe_data(resolved, where)))
+        config_yaml = yaml.safe_dump(resolved.config.model_dump(mode="json"), sort_keys=False)
+        typer.echo("config:\n" + "".join(f"  {line}\n" for line in config_yaml.splitlines()))
+        return
     typer.echo(f"training {spec.method} at scale {spec.scale} for {epochs} epochs")
 
     with Progress(epochs, "epochs", "epoch") as progress:
