@@ -87,12 +87,13 @@ def main() -> None:
             path.write_text(yaml.safe_dump(sweep))
             plan = load_sweep(path)
             started = time.perf_counter()
-            outcome = run_sweep(plan, workdir=workdir)
+            with CpuSampler() as cpu:
+                outcome = run_sweep(plan, workdir=workdir)
             wall = time.perf_counter() - started
             assert outcome.complete, outcome.summary()
             loops = _trial_loop_times(outcome.path)
             saved = _checkpoints_written(outcome.path)
-            rows.append((policy, trials, wall, statistics.mean(loops), saved))
+            rows.append((policy, trials, wall, statistics.mean(loops), saved, cpu.by_kind()))
         import ray
 
         cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -101,11 +102,19 @@ def main() -> None:
             f"\n{'checkpoint':>10} {'trials':>6} {'sweep wall':>10} {'trial loop':>10} "
             f"{'loop ratio':>10} {'wall ratio':>10} {'fixed cost':>10} {'ckpts':>6}"
         )
-        for policy, trials, wall, loop, saved in rows:
+        for policy, trials, wall, loop, saved, _ in rows:
             ideal = train_wall * trials / min(trials, cpus)
             print(
                 f"{policy:>10} {trials:>6} {wall:>9.1f}s {loop:>9.1f}s {loop / train_loop:>10.3f} "
                 f"{wall / ideal:>10.3f} {wall - ideal:>9.1f}s {saved:>6}"
+            )
+        print(f"\nCPU seconds during each sweep ({cpus} CPUs × its wall available):")
+        print(f"{'checkpoint':>10} {'trials':>6} " + " ".join(f"{k:>10}" for k in rows[0][5]))
+        for policy, trials, wall, _, _, used in rows:
+            cells = " ".join(f"{v:>9.1f}s" for v in used.values())
+            print(
+                f"{policy:>10} {trials:>6} {cells}   (non-trial share of the cores: "
+                f"{(sum(used.values()) - used['trials']) / (cpus * wall):.1%})"
             )
         print(
             "\nloop ratio = a trial's epoch loop inside Ray / the same loop in `sedsweep train`;"
@@ -123,6 +132,88 @@ def _history(uri: str, run_id: str, key: str):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(uri).get_metric_history(run_id, key)
+
+
+class CpuSampler:
+    """CPU seconds used by this process and its descendants, by kind (driver, trial workers,
+    idle or starting workers, gcs_server, raylet, Ray's agents, other), sampled from /proc
+    every 0.2 s while running: what a sweep costs beside its trials, on the cores the trials
+    share. A worker's title is the last one seen (a trial's worker reads ray::IDLE between
+    trials), so the trial/idle split is approximate."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.seen: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> CpuSampler:
+        import os
+
+        self._sample()
+        self.baseline = {os.getpid(): self.seen.get(os.getpid(), ("", 0.0))[1]}
+        self.seen.clear()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self._sample()
+
+    def _sample(self) -> None:
+        import os
+
+        tick = os.sysconf("SC_CLK_TCK")
+        me = os.getpid()
+        parents: dict[int, int] = {}
+        stats: dict[int, tuple[str, float]] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                raw = (entry / "stat").read_text()
+                title = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            except OSError:
+                continue
+            fields = raw[raw.rindex(")") + 2 :].split()
+            pid = int(entry.name)
+            parents[pid] = int(fields[1])
+            stats[pid] = (title, (int(fields[11]) + int(fields[12])) / tick)
+        for pid, (title, cpu) in stats.items():
+            p, depth = pid, 0
+            while p not in (me, 0, 1) and depth < 64:
+                p, depth = parents.get(p, 0), depth + 1
+            if p == me:
+                self.seen[pid] = (title, max(cpu, self.seen.get(pid, ("", 0.0))[1]))
+
+    def by_kind(self) -> dict[str, float]:
+        import os
+
+        kinds = ("driver", "trials", "idle_work", "gcs_server", "raylet", "agents", "other")
+        out = dict.fromkeys(kinds, 0.0)
+        for pid, (title, cpu) in self.seen.items():
+            if pid == os.getpid():
+                kind = "driver"
+            elif title.startswith("ray::IDLE"):
+                kind = "idle_work"  # a worker starting (imports) or waiting for a task
+            elif title.startswith("ray::"):
+                kind = "trials"
+            elif "gcs_server" in title:
+                kind = "gcs_server"
+            elif "raylet" in title:
+                kind = "raylet"
+            elif "agent" in title or "dashboard" in title:
+                kind = "agents"
+            else:
+                kind = "other"
+            out[kind] += cpu - self.baseline.get(pid, 0.0)
+        return out
 
 
 def _checkpoints_written(experiment: Path) -> int:
