@@ -64,6 +64,25 @@ def test_a_split_that_leaves_folds_unused_says_which():
     assert s.unused_note() == "the split leaves fold(s) [2, 3, 4] of the corpus unused"
 
 
+def test_split_notes_name_an_empty_test_split_and_classes_training_never_sees():
+    """Issue 16: the plan warns about classes missing from the training folds and a split
+    with no test clips (checked against the labels by hand)."""
+    fs = five_folds()
+    weak = np.zeros((25, 3), dtype=np.float32)
+    weak[:, 0] = 1  # class a everywhere
+    weak[np.flatnonzero(fs.folds == 5), 1] = 1  # class b only in the test fold
+    weak[np.flatnonzero(fs.folds == 2), 2] = 1  # class c in a training fold
+    s = resolve_splits(fs.folds, SplitConfig(test_folds=[-1], val_fraction=0.0), seed=0)
+    assert s.notes(weak, ["a", "b", "c"]) == [
+        "1 class(es) have no clip in the training split (b): they cannot be learned"
+    ]
+    no_test = resolve_splits(fs.folds, SplitConfig(train_folds=[1, 2, 3, 4, 5], test_folds=[]), 0)
+    notes = no_test.notes(weak, ["a", "b", "c"])
+    assert notes == ["the split has no test clips: the run reports no test/* metrics"]
+    full = resolve_splits(fs.folds, SplitConfig(), seed=0)
+    assert full.notes(np.ones((25, 3)), ["a", "b", "c"]) == []
+
+
 @pytest.mark.parametrize(
     ("split", "message"),
     [

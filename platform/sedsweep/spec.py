@@ -222,8 +222,8 @@ def describe_data(resolved: Resolved, where: str) -> list[str]:
             f"data: {Path(data.path).resolve()}: corpus {corpus.name!r} "
             f"(fingerprint {corpus.fingerprint()}), {len(corpus.clips)} clips in folds "
             f"{corpus.folds}, {len(corpus.classes)} classes",
-            f"  clips per split: {sizes}"
-            + (f"; {splits.unused_note()}" if splits.unused_note() else ""),
+            f"  clips per split: {sizes}",
+            *(f"  warning: {n}" for n in splits.notes(corpus.weak_labels(), corpus.classes)),
         ]
     elif data.remix is not None:
         r = data.remix

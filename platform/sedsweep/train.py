@@ -122,8 +122,7 @@ def _build(resolved: Resolved, features: FeatureSet, device: torch.device) -> Me
         method = resolved.method_cls(resolved.config, features, device)
     except ValueError as exc:  # e.g. a split naming folds the corpus lacks
         raise UserError(str(exc), where="config") from None
-    note = method.splits.unused_note()
-    if note:
+    for note in method.splits.notes(features.weak, features.classes):
         print(f"warning: {note}", file=sys.stderr, flush=True)
     return method
 

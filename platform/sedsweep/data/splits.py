@@ -48,6 +48,27 @@ class Splits:
             return None
         return f"the split leaves fold(s) {list(self.unused_folds)} of the corpus unused"
 
+    def notes(self, weak: np.ndarray, classes: list[str]) -> list[str]:
+        """Warnings before anything is trained (`weak`: the clips' weak labels, one column
+        per class): folds left unused; no test clips (no test/* metrics); classes no training
+        clip carries (they cannot be learned, and their test scores are noise)."""
+        out = [note] if (note := self.unused_note()) else []
+        if not len(self.test):
+            out.append("the split has no test clips: the run reports no test/* metrics")
+        if len(self.train) and weak.size:
+            unseen = [
+                c for c, n in zip(classes, weak[self.train].sum(axis=0), strict=True) if not n
+            ]
+            if unseen:
+                shown = ", ".join(unseen[:8]) + (
+                    f" and {len(unseen) - 8} more" if len(unseen) > 8 else ""
+                )
+                out.append(
+                    f"{len(unseen)} class(es) have no clip in the training split ({shown}): "
+                    "they cannot be learned"
+                )
+        return out
+
     def __getitem__(self, name: str) -> np.ndarray:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
 

@@ -217,10 +217,10 @@ def check_method(plan: SweepPlan, features: dict[str, FeatureSet]) -> None:
         fs = features[data_key(variant)]
         cfg = method_cls.Config.model_validate(trial_config(base, variant, plan.epochs))
         try:
-            note = method_cls(cfg, fs, torch.device("cpu")).splits.unused_note()
+            splits = method_cls(cfg, fs, torch.device("cpu")).splits
         except ValueError as exc:
             raise split_error(exc, fs.folds, plan.source) from None
-        if note:
+        for note in splits.notes(fs.weak, fs.classes):
             print(f"warning: {plan.source}: {note}", file=sys.stderr, flush=True)
 
 
