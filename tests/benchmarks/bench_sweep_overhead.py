@@ -68,7 +68,7 @@ def main() -> None:
         )
         print(f"train (no Ray): wall {train_wall:.1f} s, epoch loop {train_loop:.1f} s")
 
-        rows = []
+        rows, others = [], []
         for policy, trials in [(p, t) for t in (1, args.trials) for p in policies]:
             sweep = {
                 "name": f"overhead{trials}-{policy}",
@@ -94,6 +94,7 @@ def main() -> None:
             loops = _trial_loop_times(outcome.path)
             saved = _checkpoints_written(outcome.path)
             rows.append((policy, trials, wall, statistics.mean(loops), saved, cpu.by_kind()))
+            others.append((policy, trials, cpu.top_other()))
         import ray
 
         cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -116,6 +117,8 @@ def main() -> None:
                 f"{policy:>10} {trials:>6} {cells}   (non-trial share of the cores: "
                 f"{(sum(used.values()) - used['trials']) / (cpus * wall):.1%})"
             )
+        for policy, trials, top in others:
+            print(f"  'other' in {policy}/{trials}: " + "; ".join(f"{t} {c:.1f}s" for t, c in top))
         print(
             "\nloop ratio = a trial's epoch loop inside Ray / the same loop in `sedsweep train`;"
             f"\nwall ratio = sweep wall / (train wall × trials / min(trials, {cpus} CPUs));"
@@ -214,6 +217,18 @@ class CpuSampler:
                 kind = "other"
             out[kind] += cpu - self.baseline.get(pid, 0.0)
         return out
+
+    def top_other(self, n: int = 4) -> list[tuple[str, float]]:
+        """The busiest processes that are none of the named kinds (title, CPU seconds)."""
+        import os
+
+        named = ("ray::", "gcs_server", "raylet", "agent", "dashboard")
+        other = [
+            (title[:60], cpu)
+            for pid, (title, cpu) in self.seen.items()
+            if pid != os.getpid() and not any(k in title for k in named)
+        ]
+        return sorted(other, key=lambda x: -x[1])[:n]
 
 
 def _checkpoints_written(experiment: Path) -> int:
