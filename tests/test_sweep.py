@@ -152,11 +152,11 @@ def test_tpe_asha_sweep_tracks_one_parent_and_every_trial(tpe_sweep):
         assert child.data.tags["sweep.node_id"]
     finished = [c for c in children if c.info.status == "FINISHED"]
     assert finished
-    # issue 17: figures are drawn at the end, for the search's 3 best completed trials only
+    # issue 17: figures are drawn at the end, for the search's best completed trial only
     finished.sort(key=lambda c: -c.data.metrics["best_val/when_frame_auc"])
     for rank, child in enumerate(finished):
         figures = client.list_artifacts(child.info.run_id, "figures")
-        if rank < 3:
+        if rank == 0:
             assert figures and all(f.path.endswith(".png") for f in figures), rank
             assert child.data.tags["sweep.figures"] == str(len(figures))
         else:
@@ -479,3 +479,41 @@ def test_the_searcher_keeps_at_most_max_concurrent_trials_in_flight():
     assert search.suggest("c") is None
     search.on_trial_complete("a", None, error=True)
     assert search.suggest("c")["optuna_trial"] == 2
+
+
+def test_figures_go_to_the_best_trial_of_each_grid_cell_or_of_a_search(tmp_path):
+    """Issue 17: figures are drawn at the end for one trial per design cell of a grid (its
+    replicates collapsed) and for the single best trial of a search; not for unfinished,
+    errored or checkpoint-less trials. Real Tune Result objects, chosen by hand."""
+    from ray import tune
+    from ray.tune import Result
+
+    from sedsweep.metrics import selected_key
+    from sedsweep.sweep.figures import figure_trials
+
+    plan = load_sweep(ROOT / "search_spaces" / "whenwho_table3.yaml", scale="tiny")
+    key = selected_key(plan.spec.primary.metric)
+    search = OptunaPruningSearch(plan)
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    results, best_of = [], {}
+    for n in range(plan.n_trials):
+        config = search.suggest(str(n))
+        value = (n * 7919 % 13) / 13  # distinct scores in a scrambled order
+        epochs = plan.epochs - 1 if n == 0 else plan.epochs  # trial 0 did not finish
+        metrics = {key: value, "epoch": epochs, "config": config, "trial_id": str(n)}
+        results.append(Result(metrics, tune.Checkpoint(str(folder)), None, str(tmp_path)))
+        cell = tuple(sorted((k, str(v)) for k, v in config["overrides"].items() if k != "seed"))
+        if n and (cell not in best_of or value > best_of[cell][0]):
+            best_of[cell] = (value, n)
+    chosen = sorted(int(r.metrics["trial_id"]) for r in figure_trials(plan, results))
+    assert chosen == sorted(n for _, n in best_of.values())
+    assert len(chosen) == len(plan.grid_cells)  # one per cell
+    tpe = load_sweep(QUICK, {"budget.trials": 4})
+    runs = [
+        Result({selected_key(tpe.spec.primary.metric): v, "epoch": tpe.epochs, "trial_id": str(i),
+                "config": {"overrides": {}, "optuna_trial": i}},
+               tune.Checkpoint(str(folder)) if i != 2 else None, None, str(tmp_path))
+        for i, v in enumerate([0.5, 0.7, 0.9, 0.6])
+    ]  # fmt: skip
+    assert [r.metrics["trial_id"] for r in figure_trials(tpe, runs)] == ["1"]  # 2: no checkpoint

@@ -2,12 +2,12 @@
 
 Drawing a method's figures costs more than a tiny-scale epoch (1.1 s for whenwho, 1.6 s for
 mtl_attention at `--scale tiny`), and inside a trial it held a trial slot for every completed
-trial of a search, most of which nobody opens. The driver now draws them after `fit()` from
-each chosen trial's final checkpoint: every completed trial of a grid (each is a table cell's
-replicate) and the `FIGURE_TRIALS` best completed trials of a search (the dashboard shows the
-best one's). They are written into the trial's folder in the sweep directory (so `sedsweep
-sync` can replay them) and journaled as the run's `figures/` artifacts; a resumed sweep does
-not draw a trial twice (`FIGURES_TAG`).
+trial, most of which nobody opens. The driver now draws them after `fit()` from the final
+checkpoint of the best completed trial of a search (the one the dashboard shows) or of each
+design cell of a grid (one exemplar per table cell, not one per replicate). They are written
+into the trial's folder in the sweep directory (so `sedsweep sync` can replay them) and
+journaled as the run's `figures/` artifacts; a resumed sweep does not draw a trial twice
+(`FIGURES_TAG`).
 """
 
 from __future__ import annotations
@@ -27,29 +27,36 @@ from sedsweep.sweep.spec import SweepPlan, data_key, epoch_of, trial_config
 from sedsweep.sweep.trainable import restore
 from sedsweep.tracking import FIGURES_DIR, FIGURES_TAG
 
-FIGURE_TRIALS = 3  # a search's best completed trials that get figures
-
 
 def figure_trials(plan: SweepPlan, results: list[Any]) -> list[Any]:
-    """The results to draw: every completed trial of a grid; a search's `FIGURE_TRIALS` best
-    completed ones by the primary objective's selected value (non-finite values last)."""
+    """The results to draw: the best completed trial (by the primary objective's selected
+    value) of each design cell of a grid (its replicates are one cell), or of a whole search.
+    Ties and non-finite values go to the lower trial number."""
     done = [
         r
         for r in results
         if r.error is None and r.checkpoint is not None and epoch_of(r.metrics) >= plan.epochs
     ]
-    if plan.spec.search.algorithm == "grid":
-        return done
     primary = plan.spec.primary
     key = selected_key(primary.metric)
     sign = -1.0 if primary.maximise else 1.0
+    replicate_keys = set(plan.spec.replicates)
 
-    def rank(result: Any) -> float:
+    def cell(result: Any) -> str:
+        if plan.spec.search.algorithm != "grid":
+            return ""
+        overrides = result.config["overrides"]
+        return repr(sorted((k, repr(v)) for k, v in overrides.items() if k not in replicate_keys))
+
+    def rank(result: Any) -> tuple[float, int]:
         value = (result.metrics or {}).get(key)
         ok = isinstance(value, int | float) and math.isfinite(value)
-        return sign * float(value) if ok else math.inf
+        return (sign * float(value) if ok else math.inf, int(result.config["optuna_trial"]))
 
-    return sorted(done, key=rank)[:FIGURE_TRIALS]
+    best: dict[str, Any] = {}
+    for result in sorted(done, key=rank):
+        best.setdefault(cell(result), result)
+    return list(best.values())
 
 
 def draw_figures(
