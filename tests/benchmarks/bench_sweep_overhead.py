@@ -181,7 +181,8 @@ class CpuSampler:
                 continue
             try:
                 raw = (entry / "stat").read_text()
-                title = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+                title = " ".join(a.decode(errors="replace") for a in argv[:3] if a)
             except OSError:
                 continue
             fields = raw[raw.rindex(")") + 2 :].split()
@@ -224,7 +225,7 @@ class CpuSampler:
 
         named = ("ray::", "gcs_server", "raylet", "agent", "dashboard")
         other = [
-            (title[:60], cpu)
+            (title[:90], cpu)
             for pid, (title, cpu) in self.seen.items()
             if pid != os.getpid() and not any(k in title for k in named)
         ]
