@@ -559,10 +559,12 @@ NIPS4B = {
 # class medians lognormal around `median` (σ_between), so the pooled spread is
 # sqrt(σ_between² + σ_within²) (0.96 for birds, NIPS4Bplus) and each class keeps a typical
 # length. Insect and amphibian spreads are not in the dataset's facts: chosen, not measured.
-_BIRD_WITHIN = math.sqrt(0.96**2 - 0.6**2)
+_BIRD_WITHIN = math.sqrt(NIPS4B["call_sigma"] ** 2 - 0.6**2)
 _LOWRES_KINDS = {
     "bird": {"family": "chirp", "median": 0.088, "between": 0.6, "within": _BIRD_WITHIN},
-    "insect": {"family": "noise_band", "median": 1.0, "between": 0.3, "within": 0.5},
+    "insect": {
+        "family": "noise_band", "median": NIPS4B["insect_median_s"], "between": 0.3, "within": 0.5
+    },
     "amphibian": {"family": "harmonic", "median": 0.3, "between": 0.3, "within": 0.4},
 }  # fmt: skip
 # Expected events per (clip, label) = 1 + Poisson(rate · clip duration / chunk). Birds: 5775
@@ -587,6 +589,11 @@ class LowresClip:
     labels: tuple[int, ...]
     events: tuple[tuple[int, int, int], ...]
     strong: bool
+
+
+def _nips4b_share(fact: str, n_clips: int) -> int:
+    """A NIPS4B count scaled to a corpus of `n_clips` recordings (687 in NIPS4B)."""
+    return round(NIPS4B[fact] * n_clips / NIPS4B["recordings"])
 
 
 def lowres_classes(n_classes: int) -> list[str]:
@@ -635,13 +642,13 @@ def lowres_plan(
     events but no annotation. 62 % of clips are one full chunk long, the rest uniform in
     [LOWRES_SHORT_LOW, 1) chunks (mean 4.2 s at the 5.0039 s chunk).
     """
-    n_neg = round(NIPS4B["weak_negatives"] * n_clips / 687)
-    n_mislabelled = round(NIPS4B["annotated_empty"] * n_clips / 687) - n_neg
-    n_train = round(n_clips * NIPS4B["train_recordings"] / 687)
+    n_neg = _nips4b_share("weak_negatives", n_clips)
+    n_mislabelled = _nips4b_share("annotated_empty", n_clips) - n_neg
+    n_train = _nips4b_share("train_recordings", n_clips)
     labels, _ = _lowres_labels(_rng(seed, "lowres", 1), n_clips, n_neg, n_classes)
     order = _rng(seed, "lowres", 4).permutation(n_clips)
     positives = [int(i) for i in order if labels[i]]
-    n_unannotated = round(NIPS4B["unannotated"] * n_clips / 687)
+    n_unannotated = _nips4b_share("unannotated", n_clips)
     unannotated = set([i for i in positives if i < n_train][:n_unannotated])
     mislabelled = set([i for i in positives if i not in unannotated][:n_mislabelled])
     kinds = lowres_classes(n_classes)
@@ -726,7 +733,7 @@ def make_lowres(
     preset = _preset(scale, "lowres", seed, sr)
     n_clips = _count(clips, preset["clips"], 4, "--clips")
     n_classes = _count(classes, max(3, round(87 * n_clips / 687)), 1, "--classes")
-    n_train = round(n_clips * NIPS4B["train_recordings"] / 687)
+    n_train = _nips4b_share("train_recordings", n_clips)
     kinds = lowres_classes(n_classes)
     width = max(2, len(str(n_classes - 1)))
     names = [f"{kind}_{i:0{width}d}" for i, kind in enumerate(kinds)]

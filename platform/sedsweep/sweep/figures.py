@@ -22,8 +22,7 @@ from sedsweep.features import FeatureSet
 from sedsweep.journal import Journal
 from sedsweep.methods import get_method
 from sedsweep.methods.base import pick_device, render_artifacts
-from sedsweep.metrics import selected_key
-from sedsweep.sweep.spec import SweepPlan, data_key, epoch_of, trial_config
+from sedsweep.sweep.spec import SweepPlan, data_key, epoch_of, trial_method_config
 from sedsweep.sweep.trainable import restore
 from sedsweep.tracking import FIGURES_DIR, FIGURES_TAG
 
@@ -37,9 +36,7 @@ def figure_trials(plan: SweepPlan, results: list[Any]) -> list[Any]:
         for r in results
         if r.error is None and r.checkpoint is not None and epoch_of(r.metrics) >= plan.epochs
     ]
-    primary = plan.spec.primary
-    key = selected_key(primary.metric)
-    sign = -1.0 if primary.maximise else 1.0
+    sign = -1.0 if plan.spec.primary.maximise else 1.0
     replicate_keys = set(plan.spec.replicates)
 
     def cell(result: Any) -> str:
@@ -49,9 +46,8 @@ def figure_trials(plan: SweepPlan, results: list[Any]) -> list[Any]:
         return repr(sorted((k, repr(v)) for k, v in overrides.items() if k not in replicate_keys))
 
     def rank(result: Any) -> tuple[float, int]:
-        value = (result.metrics or {}).get(key)
-        ok = isinstance(value, int | float) and math.isfinite(value)
-        return (sign * float(value) if ok else math.inf, int(result.config["optuna_trial"]))
+        value = plan.objective_value(result.metrics)
+        return (math.inf if value is None else sign * value, int(result.config["optuna_trial"]))
 
     best: dict[str, Any] = {}
     for result in sorted(done, key=rank):
@@ -73,7 +69,7 @@ def draw_figures(
         if FIGURES_TAG in journal.state(key).tags:
             continue
         overrides = result.config["overrides"]
-        cfg = method_cls.Config.model_validate(trial_config(base, overrides, plan.epochs))
+        cfg = trial_method_config(method_cls, base, overrides, plan.epochs)
         fs = features[data_key(overrides)]
         make = functools.partial(method_cls, cfg, fs, device)
         trainer, note = restore(make, result.checkpoint)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import shutil
 import sys
@@ -44,7 +43,7 @@ from sedsweep.sweep.spec import (
     data_key,
     epoch_of,
     plan_sweep,
-    trial_config,
+    trial_method_config,
 )
 from sedsweep.tracking import (
     BEST_METRIC_PREFIX,
@@ -215,7 +214,7 @@ def check_method(plan: SweepPlan, features: dict[str, FeatureSet]) -> None:
     base = plan.base.config.model_dump(mode="json")
     for variant in plan.data_variants:
         fs = features[data_key(variant)]
-        cfg = method_cls.Config.model_validate(trial_config(base, variant, plan.epochs))
+        cfg = trial_method_config(method_cls, base, variant, plan.epochs)
         try:
             splits = method_cls(cfg, fs, torch.device("cpu")).splits
         except ValueError as exc:
@@ -730,7 +729,6 @@ def _outcome(
     journal = tracker.journal
     counts = {"completed": 0, "stopped_early": 0, "interrupted": 0, "errored": 0, "missing": 0}
     primary = plan.spec.primary
-    key = selected_key(primary.metric)
     best = None
     for result in results:
         metrics = result.metrics or {}
@@ -738,11 +736,9 @@ def _outcome(
             counts["errored"] += 1
         elif epoch_of(metrics) >= plan.epochs:
             counts["completed"] += 1
-            value = metrics.get(key)
-            if (
-                isinstance(value, int | float)
-                and math.isfinite(value)
-                and (best is None or (value > best[0] if primary.maximise else value < best[0]))
+            value = plan.objective_value(metrics)
+            if value is not None and (
+                best is None or (value > best[0] if primary.maximise else value < best[0])
             ):
                 best = (value, result)
         elif STOPPED_EARLY_TAG in (tags := journal.state(str(metrics.get("trial_id"))).tags):

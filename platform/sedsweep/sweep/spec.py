@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -28,6 +28,7 @@ from sedsweep.config import (
 )
 from sedsweep.data.corpus import Corpus
 from sedsweep.errors import UserError
+from sedsweep.metrics import selected_key
 from sedsweep.spec import (
     DataSpec,
     FeatureSpec,
@@ -37,6 +38,9 @@ from sedsweep.spec import (
     describe_data,
     resolve,
 )
+
+if TYPE_CHECKING:
+    from sedsweep.methods.base import Method, MethodConfig
 
 
 class Objective(Strict):
@@ -304,6 +308,13 @@ def trial_config(
     return with_overrides(base_config, {**config_part(overrides), "epochs": epochs})
 
 
+def trial_method_config(
+    method_cls: type[Method], base_config: dict[str, Any], overrides: dict[str, Any], epochs: int
+) -> MethodConfig:
+    """`trial_config` validated as the method's config (what a trial's method is built with)."""
+    return method_cls.Config.model_validate(trial_config(base_config, overrides, epochs))
+
+
 @dataclass
 class SweepPlan:
     """A validated sweep: the spec, the resolved base run, and the trial arithmetic."""
@@ -312,6 +323,13 @@ class SweepPlan:
     source: str
     base: Resolved
     epochs: int
+
+    def objective_value(self, metrics: dict[str, Any] | None) -> float | None:
+        """A trial's primary objective in `metrics` (its selected value, what trials are
+        ranked by), or None when it is missing or not finite."""
+        value = (metrics or {}).get(selected_key(self.spec.primary.metric))
+        ok = isinstance(value, int | float) and math.isfinite(value)
+        return float(value) if ok else None
 
     @property
     def grid_cells(self) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from sedsweep.features import FeatureSet
 from sedsweep.loop import run_epochs
 from sedsweep.methods import get_method
 from sedsweep.methods.base import pick_device
-from sedsweep.sweep.spec import CheckpointPolicy, data_key, trial_config
+from sedsweep.sweep.spec import CheckpointPolicy, data_key, trial_method_config
 
 STATE_FILE = "state.pt"
 NODE_KEY = "node_id"  # which Ray node ran the trial (a string, not logged as a metric)
@@ -101,7 +101,7 @@ def run_trial(
     """
     torch.set_num_threads(max(threads, 1))
     method_cls = get_method(method)
-    cfg = method_cls.Config.model_validate(trial_config(base_config, config["overrides"], epochs))
+    cfg = trial_method_config(method_cls, base_config, config["overrides"], epochs)
     fs, device = features[data_key(config["overrides"])], pick_device(None)
     checkpoint = tune.get_checkpoint()
     note = None
