@@ -191,8 +191,10 @@ def test_cache_key_tracks_params_and_corpus(make_corpus, tmp_path):
 def test_damaged_cache_entry_is_rebuilt(make_corpus, tmp_path, damage, caplog):
     corpus = Corpus.load(make_corpus())
     good = build_features(corpus, _params(), tmp_path, progress=False)
+    expected = np.array(good.data)  # good.data maps the file damaged below
+    del good.data
     entry = good.cache_path
-    data = entry / "data.npy"
+    data = entry / F.DATA_FILE
     if damage == "truncate":
         data.write_bytes(data.read_bytes()[:-100])
     elif damage == "flip":
@@ -208,7 +210,7 @@ def test_damaged_cache_entry_is_rebuilt(make_corpus, tmp_path, damage, caplog):
         again = build_features(corpus, _params(), tmp_path, progress=False)
     assert not again.cache_hit
     assert "damaged" in caplog.text
-    np.testing.assert_array_equal(again.data, good.data)
+    np.testing.assert_array_equal(again.data, expected)
     assert build_features(corpus, _params(), tmp_path, progress=False).cache_hit
 
 

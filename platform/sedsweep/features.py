@@ -9,8 +9,9 @@ import multiprocessing
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,9 +27,11 @@ from sedsweep.fsio import temp_dir_for, write_json
 log = logging.getLogger(__name__)
 
 # Bump when extraction changes numerically: old cache entries then stop matching.
-FEATURE_CODE_VERSION = "1"
+FEATURE_CODE_VERSION = "2"  # 2: data in one raw memory-mapped file, float16 by default
 ENTRY_FILE = "entry.json"
-_ARRAYS = ("data", "offsets", "frame_times")
+DATA_FILE = "data.bin"  # [frames, n_mels] in params.dtype, C order, no header (shape: entry.json)
+_ARRAYS = ("offsets", "frame_times")  # small .npy files beside it, memory-mapped too
+_CHUNK = 1 << 24  # bytes read at a time when checksumming a file
 # Worker processes only pay off for long corpora: measured on 2 cores (tests/benchmarks/
 # bench_features.py), spawning 2 workers costs ~5.5 s and one BLAS-single-threaded process
 # extracts ~1400 s of 32 kHz audio per second, so 2 processes break even near 20 000 s of audio.
@@ -56,6 +59,11 @@ class FeatureParams(BaseModel):
     trim_silence: bool = False
     trim_top_db: float = Field(default=60.0, gt=0)
     fixed_frames: int | None = Field(default=None, gt=0, description="repeat/downsample to this")
+    dtype: Literal["float16", "float32"] = Field(
+        default="float16",
+        description="how the cache stores the log-mels: float16 halves memory and disk "
+        "(relative rounding ≤ 2^-11, far below the spread of a z-scored log-mel)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureParams:
@@ -224,7 +232,7 @@ class FeatureSet:
     params: FeatureParams
     classes: list[str]
     clip_ids: list[str]
-    data: np.ndarray  # [sum of frames, n_mels] float32
+    data: np.ndarray  # [sum of frames, n_mels] float16 or float32 (params.dtype)
     offsets: np.ndarray  # [n_clips + 1] int64: clip i is data[offsets[i]:offsets[i+1]]
     frame_times: np.ndarray  # [sum of frames] float32, frame centres in the original clip
     weak: np.ndarray  # [n_clips, n_classes] float32
@@ -240,9 +248,49 @@ class FeatureSet:
     extra: dict[str, Any] = field(default_factory=dict)
     # [n_clips] bool: whose strong annotation is complete (None: all of them, or no events)
     strong: np.ndarray | None = None
+    # data, offsets and frame_times are read-only memory maps of the entry at cache_path
+    mapped: bool = False
 
     def __len__(self) -> int:
         return len(self.clip_ids)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A mapped set pickles by reference: the arrays stay in the cache entry and the
+        receiving process (a trial, on any node that sees `cache_path`) maps them again."""
+        state = dict(self.__dict__)
+        if self.mapped:
+            for name in ("data", *_ARRAYS):
+                state[name] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if not self.mapped:
+            return
+        path = Path(str(self.cache_path))
+        try:
+            meta = json.loads((path / ENTRY_FILE).read_text())
+            arrays = _map_entry(path, meta)
+        except (OSError, ValueError, KeyError) as exc:
+            raise UserError(
+                f"this node cannot read the feature cache entry ({type(exc).__name__}): put "
+                "--workdir on storage every node sees, or set resources.features: object_store",
+                where=str(path),
+            ) from None
+        self.__dict__.update(arrays)
+
+    def in_memory(self) -> FeatureSet:
+        """This set with its arrays copied into memory (pickled by value, e.g. through Ray's
+        object store, to nodes that do not see the cache)."""
+        if not self.mapped:
+            return self
+        arrays = {name: np.array(getattr(self, name)) for name in ("data", *_ARRAYS)}
+        return dataclasses.replace(self, mapped=False, **arrays)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the frame arrays (features and frame times)."""
+        return int(self.data.nbytes + self.frame_times.nbytes + self.offsets.nbytes)
 
     @property
     def n_mels(self) -> int:
@@ -340,60 +388,56 @@ def cache_key(fingerprint: str, params: FeatureParams) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def _digest(arr: np.ndarray) -> str:
-    return hashlib.blake2b(
-        memoryview(np.ascontiguousarray(arr)).cast("B"), digest_size=16
-    ).hexdigest()
+def _file_digest(path: Path) -> str:
+    """blake2b of a file's bytes, read in chunks (a mapped corpus is never read whole)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _read_entry(path: Path, key: str, n_clips: int) -> dict[str, np.ndarray]:
-    """Load and verify a cache entry; raises ValueError describing any defect."""
+    """Verify a cache entry and map its arrays read-only; raises ValueError naming any defect.
+
+    Every file's size and checksum are checked (streamed, so the driver holds none of it); the
+    arrays returned are memory maps, so whoever uses them reads only the pages it touches."""
     try:
         meta = json.loads((path / ENTRY_FILE).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"unreadable {ENTRY_FILE}: {exc}") from None
     if meta.get("key") != key or meta.get("n_clips") != n_clips:
         raise ValueError("entry does not match its key")
-    arrays = {}
-    for name in _ARRAYS:
+    files = [DATA_FILE, *(f"{name}.npy" for name in _ARRAYS)]
+    for name in files:
         try:
-            arr = np.load(path / f"{name}.npy", allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise ValueError(f"{name}.npy unreadable: {exc}") from None
-        if list(arr.shape) != meta["shapes"][name] or _digest(arr) != meta["digests"][name]:
-            raise ValueError(f"{name}.npy does not match its recorded shape/checksum")
-        arrays[name] = arr
+            if (path / name).stat().st_size != meta["sizes"][name]:
+                raise ValueError(f"{name} has the wrong size")
+            if _file_digest(path / name) != meta["digests"][name]:
+                raise ValueError(f"{name} does not match its recorded checksum")
+        except OSError as exc:
+            raise ValueError(f"{name} unreadable: {exc}") from None
+    return _map_entry(path, meta)
+
+
+def _map_entry(path: Path, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The arrays of a written entry, memory-mapped read-only (no checks: see `_read_entry`)."""
+    arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
+    shape = tuple(meta["data_shape"])
+    if shape[0] == 0:  # numpy cannot map an empty file
+        arrays["data"] = np.zeros(shape, dtype=meta["dtype"])
+    else:
+        arrays["data"] = np.memmap(path / DATA_FILE, dtype=meta["dtype"], mode="r", shape=shape)
     return arrays
 
 
-def _write_entry(root: Path, key: str, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> Path:
-    """Write an entry under a temporary name and rename it into place (first writer wins)."""
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / key
-    tmp = temp_dir_for(final)
-    try:
-        for name, arr in arrays.items():
-            np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
-        meta = {
-            **info,
-            "key": key,
-            "shapes": {n: list(a.shape) for n, a in arrays.items()},
-            "digests": {n: _digest(a) for n, a in arrays.items()},
-        }
-        write_json(tmp / ENTRY_FILE, meta)
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another process finished the same entry first
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
-
-
-def _extract_all(
-    corpus: Corpus, params: FeatureParams, jobs: int, progress: bool
-) -> dict[str, np.ndarray]:
+def _extract_entry(
+    corpus: Corpus, params: FeatureParams, jobs: int, progress: bool, folder: Path
+) -> dict[str, Any]:
+    """Extract every clip into `folder`: the frames streamed into `DATA_FILE` in `params.dtype`
+    as each clip is done (the driver never holds the corpus's features, in any precision),
+    offsets and frame times as .npy files. Returns the entry's description (shapes, sizes,
+    checksums). Each clip's audio length is checked as it arrives (`check_audio_length`)."""
     from tqdm import tqdm
 
     tasks = [(str(corpus.audio_path(c)), params) for c in corpus.clips]
@@ -403,35 +447,53 @@ def _extract_all(
         unit="clip",
         disable=None if progress else True,
     )  # None: only on a terminal
-    results: list[tuple[np.ndarray, np.ndarray]] = []
+    lengths, times = [], []
+    where = corpus.root / CLIPS_FILE
+    dtype = np.dtype(params.dtype)
     try:
-        audio_s = sum(c.duration_s for c in corpus.clips)
-        if jobs <= 1 or audio_s < MIN_AUDIO_S_FOR_PROCESSES:
-            from threadpoolctl import threadpool_limits
-
-            with threadpool_limits(limits=1):
-                for task in tasks:
-                    results.append(_extract_job(task))
-                    bar.update()
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(
-                max_workers=jobs, mp_context=ctx, initializer=_one_blas_thread
-            ) as pool:
-                chunk = max(1, len(tasks) // (jobs * 8))
-                for res in pool.map(_extract_job, tasks, chunksize=chunk):
-                    results.append(res)
-                    bar.update()
+        with open(folder / DATA_FILE, "wb") as out:
+            for clip, (feats, frame_times, samples) in zip(
+                corpus.clips, _extracted(tasks, jobs, corpus), strict=True
+            ):
+                check_audio_length(clip, samples, params, where)
+                out.write(np.ascontiguousarray(feats, dtype=dtype).tobytes())
+                lengths.append(feats.shape[0])
+                times.append(frame_times)
+                bar.update()
+            out.flush()
+            os.fsync(out.fileno())
     finally:
         bar.close()
-    for clip, (_, _, samples) in zip(corpus.clips, results, strict=True):
-        check_audio_length(clip, samples, params, corpus.root / CLIPS_FILE)
-    lengths = np.array([r[0].shape[0] for r in results], dtype=np.int64)
-    return {
-        "data": np.concatenate([r[0] for r in results]).astype(np.float32, copy=False),
+    arrays = {
         "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        "frame_times": np.concatenate([r[1] for r in results]).astype(np.float32, copy=False),
+        "frame_times": np.concatenate(times).astype(np.float32, copy=False),
     }
+    for name, arr in arrays.items():
+        np.save(folder / f"{name}.npy", arr, allow_pickle=False)
+    files = [DATA_FILE, *(f"{name}.npy" for name in _ARRAYS)]
+    return {
+        "dtype": dtype.name,
+        "data_shape": [int(arrays["offsets"][-1]), params.n_mels],
+        "sizes": {name: (folder / name).stat().st_size for name in files},
+        "digests": {name: _file_digest(folder / name) for name in files},
+    }
+
+
+def _extracted(
+    tasks: list[tuple[str, FeatureParams]], jobs: int, corpus: Corpus
+) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """Each task's `_extract` result, in order: in this process for short corpora, else in
+    `jobs` worker processes (`MIN_AUDIO_S_FOR_PROCESSES`)."""
+    audio_s = sum(c.duration_s for c in corpus.clips)
+    if jobs <= 1 or audio_s < MIN_AUDIO_S_FOR_PROCESSES:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):
+            yield from map(_extract_job, tasks)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_one_blas_thread) as pool:
+        yield from pool.map(_extract_job, tasks, chunksize=max(1, len(tasks) // (jobs * 8)))
 
 
 def build_features(
@@ -447,7 +509,7 @@ def build_features(
     A partial or corrupt cache entry is detected (missing files, shape or checksum mismatch),
     removed and rebuilt.
     """
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    root = (Path(cache_dir) if cache_dir is not None else default_cache_dir()).absolute()
     fingerprint = corpus.fingerprint()
     key = cache_key(fingerprint, params)
     path = root / key
@@ -459,8 +521,28 @@ def build_features(
             log.warning("feature cache entry %s is damaged (%s); rebuilding", path, exc)
             shutil.rmtree(path, ignore_errors=True)
     if arrays is None:
+        jobs = jobs or os.cpu_count() or 1
+        path = _write_entry(corpus, params, key, fingerprint, root, jobs, progress)
+        arrays = _map_entry(path, json.loads((path / ENTRY_FILE).read_text()))
+    return _feature_set(corpus, params, arrays, fingerprint, key, path, hit)
+
+
+def _write_entry(
+    corpus: Corpus,
+    params: FeatureParams,
+    key: str,
+    fingerprint: str,
+    root: Path,
+    jobs: int,
+    progress: bool,
+) -> Path:
+    """Extract into a temporary folder and rename it into place (the first writer wins)."""
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / key
+    tmp = temp_dir_for(final)
+    try:
         started = time.perf_counter()
-        arrays = _extract_all(corpus, params, jobs or os.cpu_count() or 1, progress)
+        written = _extract_entry(corpus, params, jobs, progress, tmp)
         info = {
             "corpus": corpus.name,
             "corpus_root": str(corpus.root),
@@ -471,8 +553,15 @@ def build_features(
             "extract_seconds": round(time.perf_counter() - started, 3),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        path = _write_entry(root, key, arrays, info)
-    return _feature_set(corpus, params, arrays, fingerprint, key, path, hit)
+        write_json(tmp / ENTRY_FILE, {**info, "key": key, **written})
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process finished the same entry first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
 
 
 def _feature_set(
@@ -508,6 +597,7 @@ def _feature_set(
         key=key,
         cache_path=path,
         cache_hit=hit,
+        mapped=True,
         snr_db=None if all(s is None for s in snr) else np.array(snr, dtype=np.float64),
         strong=corpus.strong_clips(),
     )

@@ -41,14 +41,14 @@ def main() -> None:
     policies = ["epoch", "policy"] if args.checkpoint == "both" else [args.checkpoint]
 
     extractions = 0
-    original = F._extract_all
+    original = F._extract_entry
 
     def counting(*a, **k):
         nonlocal extractions
         extractions += 1
         return original(*a, **k)
 
-    F._extract_all = counting
+    F._extract_entry = counting
     config = {
         "epochs": args.epochs,
         "mode": "separate",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import copy
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from pydantic import Field
 
 from sedsweep.config import Strict
 from sedsweep.data.splits import SplitConfig, Splits, resolve_splits
+from sedsweep.errors import UserError
 from sedsweep.features import FeatureSet
 from sedsweep.fsio import atomic_file
 
@@ -76,8 +78,8 @@ def zscored_clips(fs: FeatureSet, train: np.ndarray) -> np.ndarray:
     [n_clips, longest clip, n_mels] float32; shorter clips are zero-padded at the end.
     """
     mean, std = fs.norm_stats(train)
-    if fs.fixed_length is not None:  # one copy of the features, normalised in place
-        x = fs.stacked(np.arange(len(fs)))
+    if fs.fixed_length is not None:  # one float32 copy of the features, normalised in place
+        x = fs.stacked(np.arange(len(fs))).astype(np.float32, copy=False)
         x -= mean
         x /= std
         return x
@@ -85,6 +87,65 @@ def zscored_clips(fs: FeatureSet, train: np.ndarray) -> np.ndarray:
     for i, n in enumerate(fs.lengths):
         x[i, :n] = (fs.clip(i) - mean) / std
     return x
+
+
+# Above this many bytes of z-scored float32 clips, a trial on the CPU whose features are
+# memory-mapped gathers each batch from the map instead of holding its own copy
+# (SEDSWEEP_RESIDENT_MAX_MB overrides it; measured in tests/benchmarks/bench_paper_scale.py).
+RESIDENT_MAX_BYTES = 256 << 20
+
+
+def resident_max_bytes() -> int:
+    """`RESIDENT_MAX_BYTES`, or $SEDSWEEP_RESIDENT_MAX_MB MiB when that is set."""
+    raw = os.environ.get("SEDSWEEP_RESIDENT_MAX_MB")
+    if raw is None:
+        return RESIDENT_MAX_BYTES
+    try:
+        return int(float(raw) * (1 << 20))
+    except ValueError:
+        raise UserError(f"not a number: {raw!r}", where="SEDSWEEP_RESIDENT_MAX_MB") from None
+
+
+class ClipInputs:
+    """The clips a method trains on, z-scored with the training split's statistics.
+
+    Resident: one [n_clips, longest, n_mels] float32 tensor on the device (`zscored_clips`),
+    built once; on a GPU, or when the features are in memory or small. Gathered: each batch
+    is read from the features' memory map and z-scored when asked for, so a trial holds only
+    its batch and the pages it touches (a paper-scale corpus on CPU workers). Both give the
+    same numbers: the same float32 operations on the same stored values.
+    """
+
+    def __init__(self, fs: FeatureSet, train: np.ndarray, device: torch.device) -> None:
+        self.fs, self.device = fs, device
+        self.frames = int(fs.lengths.max())
+        size = len(fs) * self.frames * fs.n_mels * 4
+        self.resident = device.type != "cpu" or not fs.mapped or size <= resident_max_bytes()
+        self.tensor: torch.Tensor | None = None
+        if self.resident:
+            self.tensor = torch.from_numpy(zscored_clips(fs, train)).to(device)
+        else:
+            self.mean, self.std = fs.norm_stats(train)
+
+    def take(
+        self, idx: np.ndarray, frames: int | None = None, starts: np.ndarray | None = None
+    ) -> torch.Tensor:
+        """Clips `idx` as [len(idx), frames, n_mels] on the device: each from its frame
+        `starts[k]` (0 when None) for `frames` frames (default: the longest clip), zero-padded
+        past a clip's end."""
+        frames = self.frames if frames is None else frames
+        first = np.zeros(len(idx), dtype=np.int64) if starts is None else np.asarray(starts)
+        if self.tensor is not None:
+            it = torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(self.device)
+            if starts is None:
+                return self.tensor[it, :frames]
+            cols = torch.from_numpy(first[:, None] + np.arange(frames)).to(self.device)
+            return self.tensor[it[:, None], cols]
+        out = np.zeros((len(idx), frames, self.fs.n_mels), dtype=np.float32)
+        for k, i in enumerate(idx):
+            clip = self.fs.clip(int(i))[first[k] : first[k] + frames]
+            out[k, : len(clip)] = (clip - self.mean) / self.std
+        return torch.from_numpy(out).to(self.device)
 
 
 @dataclass
@@ -140,9 +201,9 @@ class Method(abc.ABC):
         before any feature is extracted, and again when the method is built. None by default."""
         del config, splits, verified  # nothing every method needs beyond a training split
 
-    def zscored_inputs(self) -> torch.Tensor:
-        """All clips z-scored with training-split statistics, on the device (`zscored_clips`)."""
-        return torch.from_numpy(zscored_clips(self.features, self.splits.train)).to(self.device)
+    def zscored_inputs(self) -> ClipInputs:
+        """All clips z-scored with training-split statistics (`ClipInputs`)."""
+        return ClipInputs(self.features, self.splits.train, self.device)
 
     @torch.no_grad()
     def predict_batches(self, idx: np.ndarray, step: BatchStep) -> Predictions:

@@ -229,7 +229,7 @@ class MtlAttention(Method):
     ) -> tuple[Pooled, Tensor | None, dict[str, Tensor]]:
         """Pooling outputs, reconstruction and the BCE / MSE terms of the batch `idx`."""
         it = torch.from_numpy(idx).to(self.device)
-        x = self.x[it]
+        x = self.x.take(idx)
         with autocast(self.device, self.config.amp):
             pooled, recon = model(x)
         losses = {"bce": bce_logits(pooled.logits, self.y[it])}
@@ -360,7 +360,7 @@ class MtlAttention(Method):
         paths = []
         for b, i in enumerate(chosen.tolist()):
             panels: list[tuple[str, np.ndarray, str]] = [
-                ("input log-mel (normalised)", self.x[i].cpu().numpy().T, "mel")
+                ("input log-mel (normalised)", self.x.take(np.array([i]))[0].cpu().numpy().T, "mel")
             ]
             if recon_np is not None:
                 panels.append(("decoder output", recon_np[b].T, "mel"))

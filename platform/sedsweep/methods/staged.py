@@ -397,10 +397,8 @@ class Staged(Method):
 
     def _crop(self, idx: np.ndarray) -> Tensor:
         """A random `crop`-frame window of each clip."""
-        starts = self.rng.integers(0, self.x.shape[1] - self.crop + 1, len(idx))
-        rows = torch.from_numpy(idx)[:, None]
-        cols = torch.from_numpy(starts[:, None] + np.arange(self.crop))
-        return self.x[rows.to(self.device), cols.to(self.device)]
+        starts = self.rng.integers(0, self.x.frames - self.crop + 1, len(idx))
+        return self.x.take(idx, self.crop, starts)
 
     # -- losses ------------------------------------------------------------------------------
     def sample_losses(self, logits: Tensor, y: Tensor) -> Tensor:
@@ -496,7 +494,7 @@ class Staged(Method):
         def step(batch: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
             it = torch.from_numpy(batch).to(self.device)
             with autocast(self.device, self.config.amp):
-                logits = self.model(self.x[it]).float()
+                logits = self.model(self.x.take(batch)).float()
             losses = self.sample_losses(logits, self.y[it]).cpu().numpy()
             return {"scores": self.scores(logits).cpu().numpy(), "losses": losses}, {}
 

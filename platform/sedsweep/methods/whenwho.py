@@ -341,7 +341,8 @@ class WhenWho(Method):
         """Logits and per-task losses of the batch `idx` through (network, heads) groups."""
         lengths = self.lengths_cpu[idx]
         it = torch.from_numpy(idx).to(self.device)
-        x, mask = self.x[it, : int(lengths.max())], frame_mask(self.lengths[it], int(lengths.max()))
+        longest = int(lengths.max())
+        x, mask = self.x.take(idx, longest), frame_mask(self.lengths[it], longest)
         with autocast(self.device, self.config.amp):
             out = {k: v for net, tasks in groups for k, v in net(x, mask, lengths, tasks).items()}
         out = {k: v.float() for k, v in out.items()}
