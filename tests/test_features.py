@@ -302,3 +302,46 @@ def test_audio_shorter_than_a_window_or_than_declared_is_refused(
         F.build_features(corpus, params, tmp_path / "cache", jobs=1)
     assert str(err.value).startswith(f"{clips}: audio/c0.wav: "), err.value
     assert needle in str(err.value), err.value
+
+
+def test_the_cache_stores_each_clips_log_mels_in_the_chosen_precision(make_corpus, tmp_path):
+    """float16 (the default) is the extracted float32 rounded to nearest; float32 is exact."""
+    corpus = Corpus.load(make_corpus(n=3))
+    half = build_features(corpus, _params(), tmp_path, progress=False)
+    full = build_features(
+        corpus, _params().model_copy(update={"dtype": "float32"}), tmp_path, progress=False
+    )
+    assert half.key != full.key and half.mapped and full.mapped
+    assert (half.data.dtype, full.data.dtype) == (np.float16, np.float32)
+    assert isinstance(half.data, np.memmap) and not half.data.flags.writeable
+    for i, clip in enumerate(corpus.clips):
+        reference, _ = extract_clip(corpus.audio_path(clip), _params())
+        np.testing.assert_array_equal(full.clip(i), reference)
+        np.testing.assert_array_equal(half.clip(i), reference.astype(np.float16))
+        # float16 keeps 11 significant bits: relative error at most 2^-11
+        err = np.abs(half.clip(i).astype(np.float64) - reference) / np.abs(reference)
+        assert err.max() <= 2.0**-11
+
+
+def test_a_mapped_feature_set_travels_by_reference(make_corpus, tmp_path):
+    import pickle
+
+    corpus = Corpus.load(make_corpus())
+    fs = build_features(corpus, _params(), tmp_path / "cache", progress=False)
+    by_ref, by_value = pickle.dumps(fs), pickle.dumps(fs.in_memory())
+    assert len(by_ref) < fs.data.nbytes / 4 < fs.data.nbytes < len(by_value)
+    back = pickle.loads(by_ref)
+    assert back.mapped and isinstance(back.data, np.memmap)
+    copied = pickle.loads(by_value)
+    assert not copied.mapped and not isinstance(copied.data, np.memmap)
+    for other in (back, copied):
+        np.testing.assert_array_equal(other.data, fs.data)
+        np.testing.assert_array_equal(other.frame_times, fs.frame_times)
+        np.testing.assert_array_equal(other.offsets, fs.offsets)
+        assert other.clip_ids == fs.clip_ids and other.key == fs.key
+    # a node that does not see the cache: one line naming the entry and what to do
+    fs.cache_path.rename(tmp_path / "elsewhere")
+    with pytest.raises(UserError) as err:
+        pickle.loads(by_ref)
+    assert str(fs.cache_path) in str(err.value) and "--workdir" in str(err.value)
+    assert len(str(err.value).splitlines()) == 1

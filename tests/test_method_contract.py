@@ -253,3 +253,25 @@ def test_a_failing_figure_is_logged_not_raised(tiny_runs, tmp_path, caplog):
     method = BrokenFigures(resolved.config, fs, CPU)
     assert render_artifacts(method, tmp_path) == []
     assert "null: no figures (RuntimeError: a plotting bug)" in caplog.text
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_batches_gathered_from_the_map_train_exactly_like_resident_clips(
+    tiny_runs, name, monkeypatch
+):
+    """A paper-scale corpus on the CPU is read batch by batch from the feature cache's map
+    (`ClipInputs`); it must give the same numbers as the resident tensor, bit for bit."""
+    resident = build(tiny_runs, name, {})
+    monkeypatch.setenv("SEDSWEEP_RESIDENT_MAX_MB", "0")
+    gathered = build(tiny_runs, name, {})
+    if getattr(resident, "x", None) is None:
+        pytest.skip(f"{name} keeps no z-scored clips")
+    assert resident.x.resident and not gathered.x.resident
+    idx = np.array([3, 0, 2])
+    for frames, starts in [(None, None), (2, None), (2, np.array([1, 0, 2]))]:
+        expected = resident.x.take(idx, frames, starts)
+        assert torch.equal(gathered.x.take(idx, frames, starts), expected)
+    timing = "epoch_time_s"
+    expected = {k: v for k, v in run_epochs(resident, 2).items() if k != timing}
+    assert {k: v for k, v in run_epochs(gathered, 2).items() if k != timing} == expected
+    same(gathered.state_dict(), resident.state_dict())

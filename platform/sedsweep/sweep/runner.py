@@ -201,6 +201,25 @@ def _features(plan: SweepPlan, workdir: Path) -> dict[str, FeatureSet]:
     return out
 
 
+# Above this, `resources.features: auto` maps the cache on a remote cluster too: every node
+# pulling several GB through the object store costs more than a shared --workdir.
+OBJECT_STORE_MAX_BYTES = 2 << 30
+
+
+def transported(
+    features: dict[str, FeatureSet], how: str, local: bool
+) -> dict[str, FeatureSet]:
+    """The feature sets as trials will receive them (`Resources.features`): mapped ones pickle
+    by reference (each trial maps the cache entry read-only and reads the pages it touches),
+    in-memory ones by value through Ray's object store."""
+    if how == "auto":
+        large = sum(f.nbytes for f in features.values()) > OBJECT_STORE_MAX_BYTES
+        how = "map" if local or large else "object_store"
+    if how == "map":
+        return features
+    return {key: fs.in_memory() for key, fs in features.items()}
+
+
 def check_method(plan: SweepPlan, features: dict[str, FeatureSet]) -> None:
     """Build the method once per data variant with the sweep's base config, on the CPU here:
     a corpus the method cannot train on (a single fold leaves no training split, a split
@@ -657,7 +676,8 @@ def _fit(
         base_config = plan.base.config.model_dump(mode="json")
         trainable = tune.with_resources(
             tune.with_parameters(
-                run_trial, features=features, method=s.method, base_config=base_config,
+                run_trial, features=transported(features, s.resources.features, address is None),
+                method=s.method, base_config=base_config,
                 epochs=plan.epochs, threads=int(s.resources.cpu),
                 policy=CheckpointPolicy.of(s, plan.epochs),
             ),

@@ -105,6 +105,12 @@ class Resources(Strict):
 
     cpu: float = Field(default=1.0, gt=0)
     gpu: float = Field(default=0.0, ge=0)
+    features: Literal["auto", "map", "object_store"] = Field(
+        default="auto",
+        description="how trials get the features: map (read-only memory maps of the feature "
+        "cache under --workdir, which every node must see), object_store (a copy through "
+        "Ray's object store), auto (map on a local cluster or above 2 GiB, else object_store)",
+    )
 
 
 class FloatParam(Strict):

@@ -95,9 +95,11 @@ def run_trial(
     """Train one trial, resuming from Tune's checkpoint if there is one; report every epoch,
     with a checkpoint on the epochs `policy` says.
 
-    `features` (one FeatureSet per data variant, keyed by `data_key`) arrive once through the
-    Ray object store (`tune.with_parameters`); trials never compute features. Figures are
-    drawn by the driver at the end, for the trials that need them (`sweep/figures.py`).
+    `features` (one FeatureSet per data variant, keyed by `data_key`) arrive through
+    `tune.with_parameters`: as references to the feature cache, which the trial maps read-only,
+    or as copies in Ray's object store (`runner.transported`); trials never compute features.
+    Figures are drawn by the driver at the end, for the trials that need them
+    (`sweep/figures.py`).
     """
     torch.set_num_threads(max(threads, 1))
     method_cls = get_method(method)
