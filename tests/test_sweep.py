@@ -262,7 +262,9 @@ def test_a_trial_cut_short_with_no_stop_decision_is_failed_not_stopped_early(loc
 
 @pytest.mark.slow
 def test_data_axis_builds_each_corpus_once(local_ray, tmp_path):
+    """Also the object-store transport of features (the other sweeps here map the cache)."""
     spec = yaml.safe_load(QUICK.read_text())
+    spec.setdefault("resources", {})["features"] = "object_store"
     spec.update(
         name="axis",
         search={"algorithm": "grid"},

@@ -1,0 +1,228 @@
+"""Benchmark: memory and trial start of a sweep over a large corpus, before and after issue 17's
+memory-mapped feature cache.
+
+Run from the repository root:
+    .venv/bin/python tests/benchmarks/bench_paper_scale.py --clips 2000 --concurrency 1,2,4
+
+Builds one `noisy` corpus (staged, tiny model) whose clips are repeated to `--frames` frames of
+80 mel bins, so the features weigh clips × frames × 80 × 4 bytes in float32 whatever the audio
+length. Then, for each concurrency C, runs a C-trial sweep (1 epoch, C at once) in a child
+process, once per way of handing trials their features:
+
+- before: float32 cache, a copy in the driver put through Ray's object store, and each trial
+  z-scoring all clips into its own float32 tensor (the code before issue 17 item 5);
+- after: float16 cache mapped read-only, sent by reference; trials gather each batch from the
+  map (`ClipInputs`) because the z-scored copy would exceed `SEDSWEEP_RESIDENT_MAX_MB`.
+
+Printed per row: the driver's peak RSS (the child's ru_maxrss; the cache is warm, so no
+extraction in it), the largest trial worker's peak private (anon), file-backed and shared
+(object store) resident memory, sampled from /proc every 0.2 s among the child's own
+descendants, the bytes `tune.with_parameters` puts in the object store, and the trial start
+(a trial's first `time_this_iter_s` minus its first epoch: getting features, building the
+method, normalising).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+MODES = {
+    "before": {"dtype": "float32", "features": "object_store", "resident_mb": "1000000"},
+    "after": {"dtype": "float16", "features": "map", "resident_mb": None},
+}
+
+
+def spec(args: argparse.Namespace, mode: str, concurrency: int) -> dict:
+    """The sweep file of one row."""
+    m = MODES[mode]
+    return {
+        "name": f"scale-{mode}-{concurrency}",
+        "method": "staged",
+        "scale": "tiny",
+        "data": {
+            "synthetic": "noisy",
+            "options": {
+                "scale": "tiny",
+                "clips": args.clips,
+                "classes": 20,
+                "sr": 16000,
+                "min_duration": 0.3,
+                "max_duration": 1.0,
+            },
+        },
+        "features": {"overrides": {"fixed_frames": args.frames, "dtype": m["dtype"]}},
+        "objective": {"metric": "val/lwlrap"},
+        "budget": {"trials": concurrency, "max_concurrent": concurrency, "max_epochs": 1},
+        "search": {"algorithm": "random"},
+        "scheduler": {"type": "none"},
+        "resources": {"cpu": round(2 / concurrency, 3), "features": m["features"]},
+    }
+
+
+def child(path: Path, workdir: Path, warm: bool) -> None:
+    """One sweep (or only its features, with `warm`); prints one JSON line."""
+    from ray import cloudpickle
+
+    from sedsweep.sweep.runner import _features, run_sweep, transported
+    from sedsweep.sweep.spec import load_sweep
+
+    plan = load_sweep(path)
+    started = time.perf_counter()
+    features = _features(plan, workdir)
+    if warm:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        fs = next(iter(features.values()))
+        print(json.dumps({"extract_s": time.perf_counter() - started, "peak_mib": peak,
+                          "bytes": fs.nbytes, "dtype": str(fs.data.dtype)}))  # fmt: skip
+        return
+    payload = len(cloudpickle.dumps(transported(features, plan.spec.resources.features, True)))
+    del features
+    outcome = run_sweep(plan, workdir=workdir)
+    assert outcome.complete, outcome.summary()
+    starts = []
+    for result in Path(outcome.path).glob("run_trial_*/result.json"):
+        first = json.loads(result.read_text().splitlines()[0])
+        starts.append(first["time_this_iter_s"] - first["epoch_time_s"])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"driver_peak_mib": peak, "object_store_bytes": payload, "starts": starts}))
+
+
+class WorkerSampler:
+    """Peak VmRSS / RssAnon / RssFile / RssShmem (MiB) of each Ray worker process descending
+    from one PID (this benchmark's own child), sampled from /proc."""
+
+    def __init__(self, root: int) -> None:
+        self.root, self.peaks = root, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> WorkerSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            for pid in self._descendants():
+                try:
+                    title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+                    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+                except (OSError, UnicodeDecodeError):
+                    continue
+                if not title.startswith("ray::") or "IDLE" in title:
+                    continue
+                kb = {k: int(v.split()[0]) for k, _, v in (s.partition(":") for s in status)
+                      if k in ("VmRSS", "RssAnon", "RssFile", "RssShmem")}  # fmt: skip
+                old = self.peaks.setdefault(pid, dict.fromkeys(kb, 0))
+                for key, value in kb.items():
+                    old[key] = max(old[key], value / 1024)
+
+    def _descendants(self) -> list[int]:
+        parents = {}
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                parents[int(entry.name)] = int(fields[1])
+        found, frontier = [], [self.root]
+        while frontier:
+            pid = frontier.pop()
+            kids = [p for p, pp in parents.items() if pp == pid]
+            found += kids
+            frontier += kids
+        return found
+
+    def largest(self) -> dict[str, float]:
+        """Each measure's peak over the trial workers (the largest worker)."""
+        if not self.peaks:
+            return {}
+        return {k: max(p[k] for p in self.peaks.values()) for k in next(iter(self.peaks.values()))}
+
+
+def run_child(args: argparse.Namespace, path: Path, workdir: Path, mode: str, warm: bool) -> tuple:
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
+    if MODES[mode]["resident_mb"]:
+        env["SEDSWEEP_RESIDENT_MAX_MB"] = MODES[mode]["resident_mb"]
+    cmd = [sys.executable, __file__, "--child", str(path), "--workdir", str(workdir)]
+    proc = subprocess.Popen(
+        cmd + (["--warm"] if warm else []), env=env, stdout=subprocess.PIPE, text=True
+    )
+    started = time.perf_counter()
+    with WorkerSampler(proc.pid) as sampler:
+        out, _ = proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"child failed ({proc.returncode}): {' '.join(cmd)}")
+    line = [x for x in out.splitlines() if x.startswith("{")][-1]
+    return json.loads(line), sampler.largest(), time.perf_counter() - started
+
+
+def main() -> None:
+    """Warm both caches, run every row, print the table."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--clips", type=int, default=2000)
+    ap.add_argument("--frames", type=int, default=2000)
+    ap.add_argument("--concurrency", default="1,2,4")
+    ap.add_argument("--modes", default="before,after")
+    ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.workdir, args.warm)
+        return
+    levels = [int(c) for c in args.concurrency.split(",")]
+    modes = args.modes.split(",")
+    print(f"uptime: {os.getloadavg()} (load 1/5/15 min) on {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        rows = []
+        for mode in modes:
+            path = workdir / f"{mode}-warm.yaml"
+            path.write_text(yaml.safe_dump(spec(args, mode, 1)))
+            info, _, wall = run_child(args, path, workdir, mode, warm=True)
+            print(f"{mode}: features {info['bytes'] / 2**20:.0f} MiB ({info['dtype']}), built in "
+                  f"{wall:.0f} s, extraction peak RSS {info['peak_mib']:.0f} MiB")  # fmt: skip
+        for concurrency in levels:
+            for mode in modes:
+                path = workdir / f"{mode}-{concurrency}.yaml"
+                path.write_text(yaml.safe_dump(spec(args, mode, concurrency)))
+                info, workers, wall = run_child(args, path, workdir, mode, warm=False)
+                rows.append((mode, concurrency, info, workers, wall))
+                print(f"  done {mode} C={concurrency} in {wall:.0f} s", flush=True)
+    print(
+        f"\n{'mode':>6} {'C':>2} {'wall':>6} {'driver peak':>11} {'trial anon':>10} "
+        f"{'trial file':>10} {'trial shm':>9} {'obj store':>9} {'trial start':>11}"
+    )
+    for mode, concurrency, info, workers, wall in rows:
+        start = sum(info["starts"]) / max(len(info["starts"]), 1)
+        print(
+            f"{mode:>6} {concurrency:>2} {wall:>5.0f}s {info['driver_peak_mib']:>7.0f} MiB "
+            f"{workers.get('RssAnon', 0):>6.0f} MiB {workers.get('RssFile', 0):>6.0f} MiB "
+            f"{workers.get('RssShmem', 0):>5.0f} MiB {info['object_store_bytes'] / 2**20:>5.0f} MiB "
+            f"{start:>10.1f}s"
+        )
+    print(
+        "\ntrial anon/file/shm: the largest trial worker's peak private, file-backed (mapped "
+        "cache pages, shared with every process mapping them) and shared-memory (Ray's object "
+        "store) resident set; obj store: bytes tune.with_parameters puts in the object store"
+    )
+
+
+if __name__ == "__main__":
+    main()
