@@ -18,8 +18,8 @@ Printed per row: the driver's peak RSS (the child's ru_maxrss; the cache is warm
 extraction in it), the largest trial worker's peak private (anon), file-backed and shared
 (object store) resident memory, sampled from /proc every 0.2 s among the child's own
 descendants, the bytes `tune.with_parameters` puts in the object store, and the trial start
-(a trial's first `time_this_iter_s` minus its first epoch: getting features, building the
-method, normalising).
+(a trial's first `time_this_iter_s` minus its second: getting features, building the method,
+normalising). The driver's own private and file-backed peaks are sampled the same way.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def spec(args: argparse.Namespace, mode: str, concurrency: int) -> dict:
         },
         "features": {"overrides": {"fixed_frames": args.frames, "dtype": m["dtype"]}},
         "objective": {"metric": "val/lwlrap"},
-        "budget": {"trials": concurrency, "max_concurrent": concurrency, "max_epochs": 1},
+        "budget": {"trials": concurrency, "max_concurrent": concurrency, "max_epochs": 2},
         "search": {"algorithm": "random"},
         "scheduler": {"type": "none"},
         "resources": {"cpu": round(2 / concurrency, 3), "features": m["features"]},
@@ -92,8 +92,8 @@ def child(path: Path, workdir: Path, warm: bool) -> None:
     assert outcome.complete, outcome.summary()
     starts = []
     for result in Path(outcome.path).glob("run_trial_*/result.json"):
-        first = json.loads(result.read_text().splitlines()[0])
-        starts.append(first["time_this_iter_s"] - first["epoch_time_s"])
+        first, second = (json.loads(line) for line in result.read_text().splitlines()[:2])
+        starts.append(first["time_this_iter_s"] - second["time_this_iter_s"])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"driver_peak_mib": peak, "object_store_bytes": payload, "starts": starts}))
 
@@ -103,7 +103,7 @@ class WorkerSampler:
     from one PID (this benchmark's own child), sampled from /proc."""
 
     def __init__(self, root: int) -> None:
-        self.root, self.peaks = root, {}
+        self.root, self.peaks, self.driver = root, {}, {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -117,19 +117,19 @@ class WorkerSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
-            for pid in self._descendants():
+            for pid in [self.root, *self._descendants()]:
                 try:
                     title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
                     status = Path(f"/proc/{pid}/status").read_text().splitlines()
                 except (OSError, UnicodeDecodeError):
                     continue
-                if not title.startswith("ray::") or "IDLE" in title:
+                if pid != self.root and (not title.startswith("ray::") or "IDLE" in title):
                     continue
                 kb = {k: int(v.split()[0]) for k, _, v in (s.partition(":") for s in status)
                       if k in ("VmRSS", "RssAnon", "RssFile", "RssShmem")}  # fmt: skip
-                old = self.peaks.setdefault(pid, dict.fromkeys(kb, 0))
+                peaks = self.driver if pid == self.root else self.peaks.setdefault(pid, {})
                 for key, value in kb.items():
-                    old[key] = max(old[key], value / 1024)
+                    peaks[key] = max(peaks.get(key, 0), value / 1024)
 
     def _descendants(self) -> list[int]:
         parents = {}
@@ -169,7 +169,8 @@ def run_child(args: argparse.Namespace, path: Path, workdir: Path, mode: str, wa
     if proc.returncode:
         raise SystemExit(f"child failed ({proc.returncode}): {' '.join(cmd)}")
     line = [x for x in out.splitlines() if x.startswith("{")][-1]
-    return json.loads(line), sampler.largest(), time.perf_counter() - started
+    info = {**json.loads(line), "driver": sampler.driver}
+    return info, sampler.largest(), time.perf_counter() - started
 
 
 def main() -> None:
@@ -206,21 +207,27 @@ def main() -> None:
                 rows.append((mode, concurrency, info, workers, wall))
                 print(f"  done {mode} C={concurrency} in {wall:.0f} s", flush=True)
     print(
-        f"\n{'mode':>6} {'C':>2} {'wall':>6} {'driver peak':>11} {'trial anon':>10} "
-        f"{'trial file':>10} {'trial shm':>9} {'obj store':>9} {'trial start':>11}"
+        f"\n{'mode':>6} {'C':>2} {'wall':>6} {'driver':>10} {'(anon':>10} {'file)':>10} "
+        f"{'trial anon':>10} {'trial file':>10} {'trial shm':>10} {'obj store':>10} "
+        f"{'trial start':>11}"
     )
     for mode, concurrency, info, workers, wall in rows:
         start = sum(info["starts"]) / max(len(info["starts"]), 1)
-        print(
-            f"{mode:>6} {concurrency:>2} {wall:>5.0f}s {info['driver_peak_mib']:>7.0f} MiB "
-            f"{workers.get('RssAnon', 0):>6.0f} MiB {workers.get('RssFile', 0):>6.0f} MiB "
-            f"{workers.get('RssShmem', 0):>5.0f} MiB {info['object_store_bytes'] / 2**20:>5.0f} MiB "
-            f"{start:>10.1f}s"
-        )
+        mib = [
+            info["driver_peak_mib"],
+            info["driver"].get("RssAnon", 0),
+            info["driver"].get("RssFile", 0),
+            *(workers.get(k, 0) for k in ("RssAnon", "RssFile", "RssShmem")),
+            info["object_store_bytes"] / 2**20,
+        ]
+        cells = " ".join(f"{v:>6.0f} MiB" for v in mib)
+        print(f"{mode:>6} {concurrency:>2} {wall:>5.0f}s {cells} {start:>10.1f}s")
     print(
-        "\ntrial anon/file/shm: the largest trial worker's peak private, file-backed (mapped "
-        "cache pages, shared with every process mapping them) and shared-memory (Ray's object "
-        "store) resident set; obj store: bytes tune.with_parameters puts in the object store"
+        "\ndriver peak: ru_maxrss (private and mapped file pages); (anon file): its sampled "
+        "private and file-backed peaks\ntrial anon/file/shm: the largest trial worker's peak "
+        "private, file-backed (mapped cache pages, shared with every process mapping them) and "
+        "shared-memory (Ray's object store) resident set; obj store: bytes "
+        "tune.with_parameters puts in the object store"
     )
 
 

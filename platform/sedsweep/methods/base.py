@@ -110,22 +110,27 @@ class ClipInputs:
     """The clips a method trains on, z-scored with the training split's statistics.
 
     Resident: one [n_clips, longest, n_mels] float32 tensor on the device (`zscored_clips`),
-    built once; on a GPU, or when the features are in memory or small. Gathered: each batch
-    is read from the features' memory map and z-scored when asked for, so a trial holds only
-    its batch and the pages it touches (a paper-scale corpus on CPU workers). Both give the
+    built at the first `take`; on a GPU, or when the features are in memory or small.
+    Gathered: each batch is read from the features' memory map and z-scored when asked for, so
+    a trial holds only its batch and the pages it touches (a paper-scale corpus on CPU workers). Both give the
     same numbers: the same float32 operations on the same stored values.
     """
 
     def __init__(self, fs: FeatureSet, train: np.ndarray, device: torch.device) -> None:
-        self.fs, self.device = fs, device
+        self.fs, self.train, self.device = fs, train, device
         self.frames = int(fs.lengths.max())
         size = len(fs) * self.frames * fs.n_mels * 4
         self.resident = device.type != "cpu" or not fs.mapped or size <= resident_max_bytes()
         self.tensor: torch.Tensor | None = None
-        if self.resident:
-            self.tensor = torch.from_numpy(zscored_clips(fs, train)).to(device)
-        else:
-            self.mean, self.std = fs.norm_stats(train)
+        self.stats: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _prepare(self) -> None:
+        """Normalise on first use: building a method only to check a corpus (the sweep
+        driver's `check_method`) reads no features."""
+        if self.resident and self.tensor is None:
+            self.tensor = torch.from_numpy(zscored_clips(self.fs, self.train)).to(self.device)
+        elif not self.resident and self.stats is None:
+            self.stats = self.fs.norm_stats(self.train)
 
     def take(
         self, idx: np.ndarray, frames: int | None = None, starts: np.ndarray | None = None
@@ -133,6 +138,7 @@ class ClipInputs:
         """Clips `idx` as [len(idx), frames, n_mels] on the device: each from its frame
         `starts[k]` (0 when None) for `frames` frames (default: the longest clip), zero-padded
         past a clip's end."""
+        self._prepare()
         frames = self.frames if frames is None else frames
         first = np.zeros(len(idx), dtype=np.int64) if starts is None else np.asarray(starts)
         if self.tensor is not None:
@@ -141,10 +147,12 @@ class ClipInputs:
                 return self.tensor[it, :frames]
             cols = torch.from_numpy(first[:, None] + np.arange(frames)).to(self.device)
             return self.tensor[it[:, None], cols]
+        assert self.stats is not None
+        mean, std = self.stats
         out = np.zeros((len(idx), frames, self.fs.n_mels), dtype=np.float32)
         for k, i in enumerate(idx):
             clip = self.fs.clip(int(i))[first[k] : first[k] + frames]
-            out[k, : len(clip)] = (clip - self.mean) / self.std
+            out[k, : len(clip)] = (clip - mean) / std
         return torch.from_numpy(out).to(self.device)
 
 

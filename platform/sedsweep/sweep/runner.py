@@ -206,9 +206,7 @@ def _features(plan: SweepPlan, workdir: Path) -> dict[str, FeatureSet]:
 OBJECT_STORE_MAX_BYTES = 2 << 30
 
 
-def transported(
-    features: dict[str, FeatureSet], how: str, local: bool
-) -> dict[str, FeatureSet]:
+def transported(features: dict[str, FeatureSet], how: str, local: bool) -> dict[str, FeatureSet]:
     """The feature sets as trials will receive them (`Resources.features`): mapped ones pickle
     by reference (each trial maps the cache entry read-only and reads the pages it touches),
     in-memory ones by value through Ray's object store."""
