@@ -112,8 +112,8 @@ class ClipInputs:
     Resident: one [n_clips, longest, n_mels] float32 tensor on the device (`zscored_clips`),
     built at the first `take`; on a GPU, or when the features are in memory or small.
     Gathered: each batch is read from the features' memory map and z-scored when asked for, so
-    a trial holds only its batch and the pages it touches (a paper-scale corpus on CPU workers). Both give the
-    same numbers: the same float32 operations on the same stored values.
+    a trial holds only its batch and the pages it touches (a paper-scale corpus on CPU
+    workers). Both give the same numbers: the same float32 operations on the same values.
     """
 
     def __init__(self, fs: FeatureSet, train: np.ndarray, device: torch.device) -> None:
