@@ -27,26 +27,33 @@ SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
 
 # -- the searcher alone ----------------------------------------------------------------------
 def test_early_stopped_trials_reach_optuna_as_pruned():
-    plan = load_sweep(QUICK, {"budget.max_epochs": 4, "budget.max_concurrent": 4})
+    plan = load_sweep(QUICK, {"budget.max_epochs": 4, "budget.max_concurrent": 5})
     search = OptunaPruningSearch(plan)
     metric = "best_val/when_frame_auc"  # the selected model's value, not the last epoch's
-    for tid in ("full", "stopped", "broken", "nan"):
+    for tid in ("full", "stopped", "broken", "nan", "short"):
         config = search.suggest(tid)
         assert set(config["overrides"]) == {"when_loss", "optim.lr", "mmm.w_min"}
+    # Tune's order: every result goes to the searcher except the one the scheduler stops a
+    # trial on, which only comes with the completion; a trainable that returns early has its
+    # last result passed on twice (the second time as Tune's duplicate), then completes.
     for step in range(1, 5):
         search.on_trial_result("full", {metric: 0.5 + step / 10, "training_iteration": step})
-    for step in (1, 2):
-        search.on_trial_result("stopped", {metric: 0.3 + step / 10, "training_iteration": step})
+    search.on_trial_result("stopped", {metric: 0.4, "training_iteration": 1})
+    for step in (1, 2, 2):
+        search.on_trial_result("short", {metric: 0.6, "training_iteration": step})
     search.on_trial_complete("full", {metric: 0.9, "training_iteration": 4})
     search.on_trial_complete("stopped", {metric: 0.5, "training_iteration": 2})
     search.on_trial_complete("broken", None, error=True)
     search.on_trial_complete("nan", {metric: math.nan, "training_iteration": 4})
-    full, stopped, broken, nan = search.study.trials
+    search.on_trial_complete("short", {metric: 0.6, "training_iteration": 2})
+    full, stopped, broken, nan, short = search.study.trials
     assert full.state == TrialState.COMPLETE and full.value == pytest.approx(0.9)
     assert stopped.state == TrialState.PRUNED  # Optuna keeps the last intermediate as its value
     assert stopped.value == pytest.approx(0.5)
     assert stopped.intermediate_values == {1: pytest.approx(0.4), 2: pytest.approx(0.5)}
     assert broken.state == TrialState.FAIL and nan.state == TrialState.FAIL
+    # ended short with no stop decision: FAIL, kept so that a re-run after resume is added
+    assert short.state == TrialState.FAIL and search.failed["short"] == short.number
     assert trial_outcome({metric: 0.7, "training_iteration": 3}, False, [metric], 4) == "pruned"
     # the last epoch's val/ value is not what Optuna is told
     last = {"val/when_frame_auc": 0.9, "training_iteration": 4}
@@ -258,6 +265,54 @@ def test_a_trial_cut_short_with_no_stop_decision_is_failed_not_stopped_early(loc
     assert state.tags["sweep.error"] == "ended after epoch 2 of 5 with no stop decision"
     assert state.tags["sweep.ended_short"] == "true" and state.tags["sweep.epochs_run"] == "2"
     assert "sweep.stopped_early" not in state.tags
+
+
+def test_a_trial_that_ended_short_runs_again_on_resume_and_loses_its_error(local_ray, tmp_path):
+    """Issue 15 (F3): Tune keeps a trial that ended short with no stop decision as TERMINATED,
+    so resume never ran it again. The runner reopens it (`reopen_ended_short`) and the
+    resumed trial finishes: FINISHED, its error and ended-short tags gone."""
+    from ray import tune
+
+    from sedsweep.journal import Journal
+    from sedsweep.methods import get_method
+    from sedsweep.sweep.runner import ended_short, reopen_ended_short
+    from sedsweep.sweep.tracking_callback import TrackingCallback
+
+    marker = tmp_path / "ended-once"
+
+    def ends_short_the_first_time(config):
+        last = 2 if not marker.exists() else 5
+        marker.touch()
+        for epoch in range(1, last + 1):
+            tune.report({"epoch": float(epoch), "val/score": 0.5})
+
+    base = get_method("null").Config().model_dump(mode="json")
+    callback = TrackingCallback(str(tmp_path / "journal"), method="null", base_config=base,
+                                epochs=5, tags={})  # fmt: skip
+    run_config = tune.RunConfig(
+        name="short", storage_path=str(tmp_path / "ray"), callbacks=[callback], verbose=0
+    )
+    tuner = tune.Tuner(
+        ends_short_the_first_time,
+        param_space={"overrides": {}, "optuna_trial": 0},
+        run_config=run_config,
+    )
+    (result,) = tuner.fit()
+    trial_id = result.metrics["trial_id"]
+    assert ended_short(Journal.at(tmp_path / "journal")) == [trial_id]
+    experiment = tmp_path / "ray" / "short"
+    assert reopen_ended_short(experiment, ["someone-else"]) == []
+    assert reopen_ended_short(experiment, [trial_id]) == [trial_id]
+    restored = tune.Tuner.restore(
+        str(experiment), trainable=ends_short_the_first_time, resume_errored=True
+    )
+    (again,) = restored.fit()
+    assert again.metrics["epoch"] == 5 and again.error is None
+    state = Journal.at(tmp_path / "journal").state(trial_id)
+    assert state.status == "FINISHED", state
+    assert "sweep.error" not in state.tags and "sweep.ended_short" not in state.tags
+    assert state.tags["sweep.recovered_error"].startswith("ended after epoch 2 of 5")
+    assert ended_short(Journal.at(tmp_path / "journal")) == []  # finished: nothing to reopen
 
 
 @pytest.mark.slow

@@ -216,17 +216,14 @@ def trial_workers(marker: str) -> list[int]:
     return found
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 15, open: in 1 of 5 CI runs (db32ec2) the resumed errored trial reported one "
-    "epoch from its older checkpoint and was then ended by Tune with no stop decision (now "
-    "recorded FAILED, sweep.ended_short, not stopped early); not reproduced locally in 14 runs, "
-    "8 of them beside a CPU hog",
-)
 def test_a_trial_whose_worker_died_and_that_finished_after_resume_loses_its_error(tmp_path):
     """Issue 15 F3: a trial that errored (its worker was SIGKILLed) and finished after
     `resume` kept its `sweep.error` tag and error.txt. The same run ends FINISHED, the
-    error's text kept as sweep.recovered_error, and the study holds the completed value."""
+    error's text kept as sweep.recovered_error, and the study holds the completed value.
+
+    In 1 of about 5 CI runs (db32ec2) Tune ended the resumed trial after one epoch with no
+    stop decision. That trial is now FAILED (sweep.ended_short), the sweep exits 1 and the
+    next `resume` runs it again (`runner.reopen_ended_short`): the end state is the same."""
     import os
     import signal
 
@@ -250,7 +247,13 @@ def test_a_trial_whose_worker_died_and_that_finished_after_resume_loses_its_erro
     assert [a.path for a in client.list_artifacts(failed.info.run_id)] == ["error.txt"]
 
     again = resume(tmp_path, 1)
-    assert again.finish(TIMEOUT_S) == 0, evidence(tmp_path) + "\n" + again.output[-2500:]
+    code = again.finish(TIMEOUT_S)
+    if code == 1 and "ended after epoch" in again.output:  # the intermittent case above
+        print(evidence(tmp_path))
+        again = resume(tmp_path, 2)
+        code = again.finish(TIMEOUT_S)
+        assert "running again" in again.output, again.output[-2500:]
+    assert code == 0, evidence(tmp_path) + "\n" + again.output[-2500:]
     run = client.get_run(failed.info.run_id)
     assert run.info.status == "FINISHED", evidence(tmp_path)
     assert "sweep.error" not in run.data.tags

@@ -19,7 +19,7 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -245,7 +245,7 @@ class Tracker:
     child process (async), the journaling thread itself (inline), or nothing (offline)."""
 
     def __init__(self, state: SweepState, directory: Path, mode: TrackingMode, notify: Notify):
-        self.state = state
+        self.state, self.notify = state, notify
         self.mode: TrackingMode = "offline" if state.offline else mode
         self.journal = Journal.at(directory / JOURNAL_DIR)
         self.drainer = Drainer(
@@ -626,6 +626,41 @@ def recreate_deleted_checkpoints(experiment: Path) -> list[Path]:
     return made
 
 
+def ended_short(journal: Journal) -> list[str]:
+    """The trials the journal records as failed for ending short with no stop decision."""
+    return [
+        key
+        for key, run in journal.keys.items()
+        if run.status == "FAILED" and ENDED_SHORT_TAG in run.tags
+    ]
+
+
+def reopen_ended_short(experiment: Path, trial_ids: Collection[str]) -> list[str]:
+    """Mark as errored, in Tune's newest experiment snapshot, the given trials that Tune holds
+    as TERMINATED (returns those changed), so that `Tuner.restore(resume_errored=True)` runs
+    them again from their last checkpoint.
+
+    For the trials the journal records as ended before their epochs with no stop decision
+    (`sweep.ended_short`, FAILED): Tune counts them as finished and would never run them
+    again, so a resume could not finish the sweep. Only the snapshot's plain-JSON status
+    field changes; the file is rewritten atomically.
+    """
+    states = sorted(experiment.glob("experiment_state-*.json"))  # Tune restores the newest
+    if not trial_ids or not states:
+        return []
+    data = json.loads(states[-1].read_text())
+    reopened = []
+    for entry in data["trial_data"]:
+        trial = json.loads(entry[0])
+        if trial.get("trial_id") in trial_ids and trial.get("status") == "TERMINATED":
+            trial["status"] = "ERROR"
+            entry[0] = json.dumps(trial)
+            reopened.append(trial["trial_id"])
+    if reopened:
+        write_json(states[-1], data)
+    return reopened
+
+
 def _scheduler(plan: SweepPlan) -> Any:
     from ray.tune.schedulers import (
         ASHAScheduler,
@@ -682,6 +717,8 @@ def _fit(
             {"cpu": s.resources.cpu, "gpu": s.resources.gpu},
         )  # fmt: skip
         if restore:
+            for trial_id in reopen_ended_short(Path(state.path), ended_short(tracker.journal)):
+                tracker.notify(f"trial {trial_id} ended short with no stop decision: running again")
             recreate_deleted_checkpoints(Path(state.path))
             tuner = tune.Tuner.restore(
                 state.path, trainable=trainable, resume_unfinished=True, resume_errored=True

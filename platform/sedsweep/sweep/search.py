@@ -72,6 +72,12 @@ def trial_outcome(
     return "complete"
 
 
+def _identity(result: dict[str, Any]) -> tuple[int, Any]:
+    """What tells one Tune result from another of the same trial: its step and Tune's running
+    time (a replayed step after a restore has another time)."""
+    return epoch_of(result), result.get("time_total_s")
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
@@ -109,6 +115,7 @@ class OptunaPruningSearch(Searcher):
         self.trials: dict[str, Trial] = {}
         self.last_step: dict[str, int] = {}
         self.failed: dict[str, int] = {}  # trials told FAIL, by Tune trial id
+        self.passed: dict[str, tuple[int, Any]] = {}  # the last result Tune passed on, per trial
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         """Ask Optuna for the next trial: {'overrides': {dotted key: value}, 'optuna_trial': n}."""
@@ -128,40 +135,52 @@ class OptunaPruningSearch(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         """Report each epoch's objective as an intermediate value (once per step; one
-        objective only: Optuna takes none for several)."""
+        objective only: Optuna takes none for several). Tune passes a result on to the
+        searcher only when its scheduler did not stop the trial there."""
+        self.passed[trial_id] = _identity(result)
         trial = self.trials.get(trial_id)
-        if self.multi:
-            return
         step = epoch_of(result)
-        value = result.get(self.metric)
-        if trial is None or not _finite(value) or step <= self.last_step.get(trial_id, 0):
+        if trial is None or step <= self.last_step.get(trial_id, 0):
             return
-        trial.report(float(value), step)
         self.last_step[trial_id] = step
+        value = result.get(self.metric)
+        if not self.multi and _finite(value):
+            trial.report(float(value), step)
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
-        """Tell Optuna: COMPLETE with the final value, PRUNED if stopped early, or FAIL.
+        """Tell Optuna: COMPLETE with the final value, PRUNED if the scheduler stopped it, or
+        FAIL (an error, or an end before its epochs that no scheduler decided).
 
-        A trial told FAIL that Tune runs again on resume (`resume_errored`) and that then
-        finishes is added to the study once more with its outcome: Optuna cannot change a
-        finished trial, and the sampler must see the value, not the failure.
+        A trial told FAIL that Tune runs again on resume (`resume_errored`, or the runner's
+        `reopen_ended_short`) and that then finishes is added to the study once more with its
+        outcome: Optuna cannot change a finished trial, and the sampler must see the value,
+        not the failure.
         """
+        outcome = trial_outcome(result, error, self.objectives, self.max_epochs)
+        passed = self.passed.pop(trial_id, None)
+        if outcome == "pruned" and result is not None:
+            if passed == _identity(result):
+                # Tune withholds from the searcher the result its scheduler stops a trial on;
+                # this one was passed on, so the trial ended short by nobody's decision.
+                outcome = "fail"
+            else:  # the withheld result: its value is the pruned trial's last intermediate
+                self.on_trial_result(trial_id, result)
+                self.passed.pop(trial_id, None)
         trial = self.trials.pop(trial_id, None)
         self.last_step.pop(trial_id, None)
-        outcome = trial_outcome(result, error, self.objectives, self.max_epochs)
         if trial is None:
-            failed = self.failed.pop(trial_id, None)
-            if failed is not None and outcome != "fail":
+            failed = self.failed.get(trial_id)
+            if failed is not None and outcome != "fail":  # failed before, finished now
                 self._add_again(self.study.trials[failed], outcome, result)
+                del self.failed[trial_id]
             return
         if outcome == "complete":
             assert result is not None
             values = [float(result[m]) for m in self.objectives]
             self.study.tell(trial, values if self.multi else values[0])
         elif outcome == "pruned":
-            self.on_trial_result(trial_id, result)
             self.study.tell(trial, state=TrialState.PRUNED)
         else:
             self.study.tell(trial, state=TrialState.FAIL)
@@ -251,6 +270,7 @@ class OptunaPruningSearch(Searcher):
                 rng.set_state(_state_from_json(saved_states[path], checkpoint_path))
         self.study, self.trials, self.asked = study, live, asked
         self.failed = {str(k): int(v) for k, v in data.get("failed", {}).items()}
+        self.passed = {}  # results passed on before the restore are not the ones that end it
         self.last_step = {str(k): int(v) for k, v in data["last_step"].items()}
 
 

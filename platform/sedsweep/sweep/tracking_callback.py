@@ -213,12 +213,13 @@ class TrackingCallback(tune.Callback):
             self._progress(trial, f"ended after epoch {done} with no stop decision (FAILED)")
 
     def _recovered(self, key: str) -> None:
-        """A trial that errored in an earlier execution and ran to an end after a resume: its
-        error tag and traceback go (the tag's text is kept as sweep.recovered_error)."""
+        """A trial that errored (or ended short) in an earlier execution and ran to an end
+        after a resume: its error tags and traceback go (the error's text is kept as
+        sweep.recovered_error)."""
         state = self.journal.state(key)
         if ERROR_TAG in state.tags:
             self.journal.tags(key, {RECOVERED_ERROR_TAG: state.tags[ERROR_TAG]})
-            self.journal.untag(key, [ERROR_TAG])
+            self.journal.untag(key, [ERROR_TAG, ENDED_SHORT_TAG])
             self.journal.remove_artifact(key, ERROR_ARTIFACT)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
