@@ -14,6 +14,7 @@ one per 30 s, the rungs and the last epoch).
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import tempfile
@@ -67,6 +68,14 @@ def main() -> None:
             m.value for m in _history(result.tracking_uri, result.run_id, "epoch_time_s")
         )
         print(f"train (no Ray): wall {train_wall:.1f} s, epoch loop {train_loop:.1f} s")
+        slots = min(args.trials, os.cpu_count() or 1)
+        together = _trains_at_once(resolved, workdir, slots)
+        print(
+            f"train ×{slots} at once (no Ray, own processes): epoch loops "
+            + ", ".join(f"{t:.1f} s" for t in together)
+            + f"; mean / alone = {statistics.mean(together) / train_loop:.3f} (what sharing "
+            "the machine's cores and memory costs without any platform)"
+        )
 
         rows, others = [], []
         for policy, trials in [(p, t) for t in (1, args.trials) for p in policies]:
@@ -109,6 +118,12 @@ def main() -> None:
                 f"{policy:>10} {trials:>6} {wall:>9.1f}s {loop:>9.1f}s {loop / train_loop:>10.3f} "
                 f"{wall / ideal:>10.3f} {wall - ideal:>9.1f}s {saved:>6}"
             )
+        for policy, trials, _, loop, _, _ in rows:
+            if trials >= slots:
+                print(
+                    f"{policy}/{trials}: trial loop / the loop of {slots} trains at once = "
+                    f"{loop / statistics.mean(together):.3f} (the platform's share)"
+                )
         print(f"\nCPU seconds during each sweep ({cpus} CPUs × its wall available):")
         print(f"{'checkpoint':>10} {'trials':>6} " + " ".join(f"{k:>10}" for k in rows[0][5]))
         for policy, trials, wall, _, _, used in rows:
@@ -129,6 +144,28 @@ def main() -> None:
             f"feature extractions in the driver: {extractions} "
             f"(cache entries: {len(list((workdir / 'feature-cache').iterdir()))})"
         )
+
+
+def _train_loop(job: tuple[object, Path]) -> float:
+    """One `train` in a worker process, in its own copy of the work directory (MLflow on
+    SQLite takes one writer well): the sum of its epoch times."""
+    resolved, workdir = job
+    result = train(resolved, workdir=workdir, progress=False)
+    return sum(m.value for m in _history(result.tracking_uri, result.run_id, "epoch_time_s"))
+
+
+def _trains_at_once(resolved: object, workdir: Path, n: int) -> list[float]:
+    """Epoch-loop seconds of `n` plain trains of the same config run at the same time."""
+    import multiprocessing
+    import shutil
+
+    copies = []
+    for i in range(n):
+        copy = workdir / f"together-{i}"
+        shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns("together-*", "mlflow.db*"))
+        copies.append(copy)
+    with multiprocessing.get_context("spawn").Pool(n) as pool:
+        return pool.map(_train_loop, [(resolved, c) for c in copies])
 
 
 def _history(uri: str, run_id: str, key: str):
@@ -193,8 +230,9 @@ class CpuSampler:
             p, depth = pid, 0
             while p not in (me, 0, 1) and depth < 64:
                 p, depth = parents.get(p, 0), depth + 1
-            if p == me:
-                self.seen[pid] = (title, max(cpu, self.seen.get(pid, ("", 0.0))[1]))
+            if p == me:  # an exiting process's cmdline reads empty: keep its last title
+                last_title, last_cpu = self.seen.get(pid, ("", 0.0))
+                self.seen[pid] = (title or last_title, max(cpu, last_cpu))
 
     def by_kind(self) -> dict[str, float]:
         import os
