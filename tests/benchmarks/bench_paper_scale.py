@@ -132,21 +132,9 @@ class WorkerSampler:
                     peaks[key] = max(peaks.get(key, 0), value / 1024)
 
     def _descendants(self) -> list[int]:
-        parents = {}
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                try:
-                    fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                parents[int(entry.name)] = int(fields[1])
-        found, frontier = [], [self.root]
-        while frontier:
-            pid = frontier.pop()
-            kids = [p for p, pp in parents.items() if pp == pid]
-            found += kids
-            frontier += kids
-        return found
+        from sedsweep.signals import descendants
+
+        return [pid for pid, _ in descendants(self.root)]
 
     def largest(self) -> dict[str, float]:
         """Each measure's peak over the trial workers (the largest worker)."""
