@@ -82,7 +82,8 @@ def test_the_searcher_state_is_json_and_replays_every_trial(tmp_path):
         search.on_trial_result("done", {metric: 0.5 + step / 10, "training_iteration": step})
     search.on_trial_complete("done", {metric: 0.9, "training_iteration": 4})
     search.on_trial_result("pruned", {metric: 0.3, "training_iteration": 1})
-    search.on_trial_complete("pruned", {metric: 0.3, "training_iteration": 1})
+    # Tune's order for a scheduler's stop: the result it stops on reaches only on_trial_complete
+    search.on_trial_complete("pruned", {metric: 0.25, "training_iteration": 2})
     search.on_trial_complete("broken", None, error=True)
     search.on_trial_result("running", {metric: 0.7, "training_iteration": 1})
     search.on_trial_result("running", {metric: 0.75, "training_iteration": 2})
