@@ -202,7 +202,7 @@ def check_corpus(resolved: Resolved, corpus: Corpus, where: str) -> Splits:
     folds = np.array([c.fold for c in corpus.clips], dtype=np.int64)
     verified = np.array([c.verified for c in corpus.clips], dtype=bool)
     try:
-        splits = resolve_splits(folds, resolved.config.split, resolved.config.seed)
+        splits = resolve_splits(folds, resolved.config.split, resolved.config.splitting_seed)
         resolved.method_cls.check_data(resolved.config, splits, verified)
     except ValueError as exc:
         raise split_error(exc, folds, where) from None

@@ -38,10 +38,18 @@ class MethodConfig(Strict):
     """Fields every method has; each method extends it with its paper's settings."""
 
     seed: int = 0
+    split_seed: int | None = Field(
+        default=None, description="seed of a random validation split (None: seed)"
+    )
     epochs: int = Field(default=100, ge=1)
     batch_size: int = Field(default=8, ge=1)
     amp: bool = Field(default=False, description="bf16 autocast")
     split: SplitConfig = Field(default_factory=SplitConfig)
+
+    @property
+    def splitting_seed(self) -> int:
+        """The seed of the random validation split: `split_seed`, else `seed`."""
+        return self.seed if self.split_seed is None else self.split_seed
 
 
 @dataclass(frozen=True)
@@ -191,7 +199,7 @@ class Method(abc.ABC):
     eval_batch: ClassVar[int] = 32  # clips per forward pass when evaluating
 
     def __init__(self, config: MethodConfig, features: FeatureSet, device: torch.device) -> None:
-        """Seed torch, make the method's numpy rng and resolve its splits (all from config.seed)."""
+        """Seed torch, make the method's numpy rng (config.seed) and resolve its splits."""
         self.config = config
         self.features = features
         self.device = device
@@ -199,7 +207,7 @@ class Method(abc.ABC):
         self.selected_val: dict[str, float] = {}  # val metrics at selection_epoch() (the loop's)
         seed_everything(config.seed)
         self.rng = np.random.default_rng(config.seed)
-        self.splits = resolve_splits(features.folds, config.split, config.seed)
+        self.splits = resolve_splits(features.folds, config.split, config.splitting_seed)
         self.check_data(config, self.splits, features.verified)
 
     @classmethod

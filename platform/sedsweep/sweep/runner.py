@@ -661,7 +661,7 @@ def reopen_ended_short(experiment: Path, trial_ids: Collection[str]) -> list[str
     return reopened
 
 
-def _scheduler(plan: SweepPlan) -> Any:
+def _scheduler(plan: SweepPlan, search: Any) -> Any:
     from ray.tune.schedulers import (
         ASHAScheduler,
         FIFOScheduler,
@@ -669,7 +669,11 @@ def _scheduler(plan: SweepPlan) -> Any:
         MedianStoppingRule,
     )
 
+    from sedsweep.sweep.halving import SynchronousHalving
+
     s = plan.spec.scheduler
+    if plan.spec.search.reproducible and s.type == "asha":  # the same rungs, decided per batch
+        return SynchronousHalving(search, plan.spec.budget.max_concurrent)
     # time is the method's epoch (`epoch_of`), so a trial resumed from an earlier checkpoint
     # is judged at the epoch its weights have, and grace periods count epochs, not seconds
     if s.type == "asha":
@@ -713,6 +717,7 @@ def _fit(
                 method=s.method, base_config=base_config,
                 epochs=plan.epochs, threads=int(s.resources.cpu),
                 policy=CheckpointPolicy.of(s, plan.epochs),
+                deterministic=s.search.reproducible,
             ),
             {"cpu": s.resources.cpu, "gpu": s.resources.gpu},
         )  # fmt: skip
@@ -728,13 +733,14 @@ def _fit(
                 str(tracker.journal.directory), method=s.method, base_config=base_config,
                 epochs=plan.epochs, tags={METHOD_TAG: s.method, SWEEP_NAME_TAG: s.name},
             )  # fmt: skip
+            search = OptunaPruningSearch(plan)
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(
                     metric=selected_key(s.primary.metric),
                     mode=s.primary.mode,
-                    search_alg=OptunaPruningSearch(plan),
-                    scheduler=_scheduler(plan),
+                    search_alg=search,
+                    scheduler=_scheduler(plan, search),  # may share the searcher's record
                     num_samples=plan.n_trials,  # the searcher limits trials in flight
                     reuse_actors=True,
                 ),

@@ -41,12 +41,16 @@ from ray.tune.search import Searcher
 from sedsweep.errors import UserError
 from sedsweep.metrics import selected_key
 from sedsweep.sweep.spec import (
+    SEED_KEYS,
     CategoricalParam,
     FloatParam,
     GridParam,
     IntParam,
     SweepPlan,
     epoch_of,
+    halving,
+    rung_epochs,
+    trial_seed,
 )
 
 optuna.logging.set_verbosity(logging.WARNING)
@@ -116,22 +120,115 @@ class OptunaPruningSearch(Searcher):
         self.last_step: dict[str, int] = {}
         self.failed: dict[str, int] = {}  # trials told FAIL, by Tune trial id
         self.passed: dict[str, tuple[int, Any]] = {}  # the last result Tune passed on, per trial
+        # A reproducible search (`search.reproducible`): batches, synchronous halving, seeds.
+        self.reproducible = s.search.reproducible
+        self.batch, self.total = s.search.batch, plan.n_trials
+        self.sweep_seed = s.search.seed
+        self.base_seed = plan.base.config.seed  # every trial's validation split
+        self.seeded = "seed" not in {*s.space, *plan.grid_cells[0], *s.replicates}
+        self.reduction_factor = s.scheduler.reduction_factor
+        self.rungs = (
+            [e for e in rung_epochs(s.scheduler, plan.epochs) if e < plan.epochs]
+            if s.scheduler.type == "asha"
+            else []
+        )
+        self.queue: list[Trial] = []  # a reproducible batch's trials not yet handed to Tune
+        self.rung_values: dict[int, dict[int, float | None]] = {}  # trial number -> epoch -> value
+        self.decisions: dict[tuple[int, int], list[int]] = {}  # (batch, rung) -> kept numbers
+        self.pruned: dict[int, int] = {}  # trial number -> the rung that stopped it
+        self.ended: set[int] = set()  # trial numbers that ended (any way)
+        self.paused: set[int] = set()  # paused by the synchronous scheduler (not saved)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        """Ask Optuna for the next trial: {'overrides': {dotted key: value}, 'optuna_trial': n}."""
-        if self.cells and self.asked >= len(self.cells):
+        """Ask Optuna for the next trial: {'overrides': {dotted key: value}, 'optuna_trial': n}.
+
+        A reproducible search asks a whole batch at once, and only when every trial of the
+        batches before it has ended, then hands its trials out in number order."""
+        if self.cells and self.asked >= len(self.cells) and not getattr(self, "queue", None):
             return Searcher.FINISHED
         limit = getattr(self, "max_concurrent", None)  # None: unlimited (or an older pickle)
-        if limit is not None and len(self.trials) >= limit:
+        if limit is not None and len(self.trials) - len(self.paused) >= limit:
             return None  # ask again when a trial in flight has ended
-        trial = self.study.ask()  # a grid trial pops its enqueued cell: only that cell's keys
-        cell = self.cells[self.asked] if self.cells else {}
-        overrides = {key: trial.suggest_categorical(key, self.grid[key]) for key in cell}
+        if getattr(self, "reproducible", False):
+            if not self.queue:
+                if self.trials or self.asked >= self.total:
+                    return None  # the batch in flight decides what the next one is
+                size = min(self.batch, self.total - self.asked)
+                self.queue = [self._ask() for _ in range(size)]
+            trial = self.queue.pop(0)
+        else:
+            trial = self._ask()
+        self.trials[trial_id] = trial
+        return {"overrides": self.overrides(trial), "optuna_trial": trial.number}
+
+    def _ask(self) -> Trial:
+        """One new Optuna trial with every searched value suggested (a grid trial pops its
+        enqueued cell: that cell's keys)."""
+        trial = self.study.ask()
+        for key in self.cells[self.asked] if self.cells else {}:
+            trial.suggest_categorical(key, self.grid[key])
         self.asked += 1
         for key, param in self.space.items():
-            overrides[key] = _suggest(trial, key, param)
-        self.trials[trial_id] = trial
-        return {"overrides": overrides, "optuna_trial": trial.number}
+            _suggest(trial, key, param)
+        return trial
+
+    def overrides(self, trial: Trial | FrozenTrial) -> dict[str, Any]:
+        """A trial's dotted-key overrides: its Optuna parameters and, in a reproducible search,
+        its own seed (`trial_seed`) with the sweep's validation split."""
+        out = dict(trial.params)
+        if getattr(self, "reproducible", False) and self.seeded:
+            out.update(zip(SEED_KEYS, (trial_seed(self.sweep_seed, trial.number),
+                                       self.base_seed), strict=True))  # fmt: skip
+        return out
+
+    # -- synchronous successive halving (a reproducible search's ASHA) --------------------------
+    def batch_of(self, number: int) -> list[int]:
+        """The trial numbers of `number`'s batch."""
+        first = number - number % self.batch
+        return list(range(first, min(first + self.batch, self.total)))
+
+    def at_rung(self, number: int, epoch: int, value: float | None) -> str:
+        """Trial `number` reached rung `epoch` with `value`: 'continue', 'stop', or 'wait' for
+        the rest of its batch. A decided rung (a replayed epoch) keeps its decision."""
+        first = self.batch_of(number)[0]
+        if (first, epoch) not in self.decisions:
+            self.rung_values.setdefault(number, {})[epoch] = value
+            self.decide(first)
+        kept = self.decisions.get((first, epoch))
+        if kept is None:
+            return "wait"
+        return "continue" if number in kept else "stop"
+
+    def decide(self, first: int) -> list[tuple[int, list[int]]]:
+        """Every rung of the batch starting at `first` that can now be decided: when each of
+        its trials still in the race has a value there (those that ended before it without
+        one are left out). Returns the new decisions as (rung, stopped numbers)."""
+        new = []
+        for rung in self.rungs:
+            if (first, rung) in self.decisions:
+                continue
+            racing = [n for n in self.batch_of(first) if n not in self.pruned]
+            at = {n: self.rung_values.get(n, {}).get(rung) for n in racing
+                  if rung in self.rung_values.get(n, {})}  # fmt: skip
+            if any(n not in at and n not in self.ended for n in racing) or not at:
+                break
+            kept = halving(at, self.reduction_factor, self.mode == "max")
+            self.decisions[(first, rung)] = kept
+            stopped = [n for n in at if n not in kept]
+            self.pruned.update(dict.fromkeys(stopped, rung))
+            new.append((rung, stopped))
+        return new
+
+    def standing(self, number: int) -> str:
+        """Whether a trial that is not running may run: 'run', 'wait' (its last rung is not
+        decided yet) or 'stop' (halving stopped it there)."""
+        reached = self.rung_values.get(number)
+        if not reached:
+            return "run"
+        kept = self.decisions.get((self.batch_of(number)[0], max(reached)))
+        if kept is None:
+            return "wait"
+        return "run" if number in kept else "stop"
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         """Report each epoch's objective as an intermediate value (once per step; one
@@ -160,6 +257,12 @@ class OptunaPruningSearch(Searcher):
         """
         outcome = trial_outcome(result, error, self.objectives, self.max_epochs)
         passed = self.passed.pop(trial_id, None)
+        live = self.trials.get(trial_id)
+        if live is not None and getattr(self, "reproducible", False):
+            self.ended.add(live.number)
+            self.paused.discard(live.number)
+            if live.number in self.pruned and not error:  # halving's decision (a trial it
+                outcome, passed = "pruned", None  # stopped while paused comes without result)
         if outcome == "pruned" and result is not None:
             if passed == _identity(result):
                 # Tune withholds from the searcher the result its scheduler stops a trial on;
@@ -225,12 +328,27 @@ class OptunaPruningSearch(Searcher):
             "last_step": self.last_step,
             "in_flight": {tid: trial.number for tid, trial in self.trials.items()},
             "failed": self.failed,
+            "queued": [trial.number for trial in getattr(self, "queue", [])],
+            "halving": self._halving_json(),
             "trials": trials,
             "random_states": {
                 path: _state_json(rng) for path, rng in random_states(self.study.sampler)
             },
         }
         Path(checkpoint_path).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+
+    def _halving_json(self) -> dict[str, Any]:
+        """The synchronous halving's record as JSON (empty for an asynchronous search)."""
+        values = getattr(self, "rung_values", {})
+        return {
+            "rung_values": {str(n): {str(e): v for e, v in at.items()} for n, at in values.items()},
+            "decisions": [
+                {"first": first, "rung": rung, "kept": kept}
+                for (first, rung), kept in getattr(self, "decisions", {}).items()
+            ],
+            "pruned": {str(n): rung for n, rung in getattr(self, "pruned", {}).items()},
+            "ended": sorted(getattr(self, "ended", set())),
+        }
 
     def restore(self, checkpoint_path: str) -> None:
         """Rebuild the study from what `save` wrote; anything else is refused (a UserError)."""
@@ -240,7 +358,9 @@ class OptunaPruningSearch(Searcher):
         data = _read_state(Path(checkpoint_path))
         study = self._new_study()
         by_number = {int(n): tid for tid, n in data["in_flight"].items()}
+        queued = [int(n) for n in data.get("queued", [])]
         live: dict[str, Trial] = {}
+        queue: list[Trial] = []
         for saved in sorted(data["trials"], key=lambda t: int(t["number"])):
             state, distributions, steps = _parts(saved)
             if state != TrialState.RUNNING:  # validated by Optuna's own constructor
@@ -259,6 +379,8 @@ class OptunaPruningSearch(Searcher):
                     trial.report(value, step)
             if trial.number in by_number:
                 live[by_number[trial.number]] = trial
+            elif trial.number in queued:  # asked with its batch, not yet handed to Tune
+                queue.append(trial)
             else:  # running when saved but no longer Tune's: it will never report
                 study.tell(trial, state=TrialState.FAIL)
         asked = int(data["asked"])
@@ -268,7 +390,15 @@ class OptunaPruningSearch(Searcher):
         for path, rng in random_states(study.sampler):  # after the replay, which may draw
             if path in saved_states:
                 rng.set_state(_state_from_json(saved_states[path], checkpoint_path))
-        self.study, self.trials, self.asked = study, live, asked
+        self.study, self.trials, self.asked, self.queue = study, live, asked, queue
+        halved = data.get("halving", {})
+        self.rung_values = {int(n): {int(e): None if v is None else float(v)
+                                     for e, v in values.items()}
+                            for n, values in halved.get("rung_values", {}).items()}  # fmt: skip
+        self.decisions = {(int(d["first"]), int(d["rung"])): [int(n) for n in d["kept"]]
+                          for d in halved.get("decisions", [])}  # fmt: skip
+        self.pruned = {int(n): int(r) for n, r in halved.get("pruned", {}).items()}
+        self.ended, self.paused = {int(n) for n in halved.get("ended", [])}, set()
         self.failed = {str(k): int(v) for k, v in data.get("failed", {}).items()}
         self.passed = {}  # results passed on before the restore are not the ones that end it
         self.last_step = {str(k): int(v) for k, v in data["last_step"].items()}

@@ -71,11 +71,28 @@ class Budget(Strict):
     )  # fmt: skip
 
 
+DEFAULT_BATCH = 4  # trials per batch of a reproducible search when the file names none
+
+
 class Search(Strict):
-    """The Optuna sampler (grid: exhaustive over `grid` parameters) and its seed."""
+    """The Optuna sampler (grid: exhaustive over `grid` parameters) and its seed.
+
+    `reproducible`: the same file and seed give the same trials, early-stopping decisions and
+    best configuration on any number of workers (docs/search-spaces.md, "Reproducible
+    sweeps"). Trials are suggested in batches of `batch_size` (default 4), each from the
+    results of the batches before it only; ASHA becomes synchronous successive halving within
+    each batch; every trial gets a seed derived from `seed` and its number; trials run with
+    deterministic torch algorithms."""
 
     algorithm: Literal["tpe", "random", "cmaes", "gp", "nsga2", "grid"] = "tpe"
     seed: int = 0
+    reproducible: bool = Field(default=False, strict=True)
+    batch_size: int | None = Field(default=None, ge=1, le=10_000, strict=True)
+
+    @property
+    def batch(self) -> int:
+        """Trials per batch of a reproducible search."""
+        return self.batch_size or DEFAULT_BATCH
 
 
 class Scheduler(Strict):
@@ -501,6 +518,7 @@ def plan_sweep(spec: SweepSpec, source: str, *, check_data: bool = True) -> Swee
     for key, values in spec.replicates.items():
         for value in values:
             _check_value(base, key, value, f"{source}: replicates.{key}")
+    _check_reproducible(spec, source)
     epochs = spec.budget.max_epochs or base.config.epochs
     plan = SweepPlan(spec=spec, source=source, base=base, epochs=epochs)
     _check_claims(plan)
@@ -509,6 +527,54 @@ def plan_sweep(spec: SweepSpec, source: str, *, check_data: bool = True) -> Swee
         if run.spec.data.path:
             check_corpus(run, Corpus.load(run.spec.data.path), source)
     return plan
+
+
+SEED_KEYS = ("seed", "split_seed")  # what a reproducible search sets per trial
+
+
+def trial_seed(sweep_seed: int, number: int) -> int:
+    """The seed of trial `number` in a reproducible search: a 31-bit word of numpy's
+    SeedSequence([sweep_seed, number]), so neighbouring trials' streams are independent."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([sweep_seed, number]).generate_state(1)[0] >> 1)
+
+
+def halving(values: dict[int, float | None], reduction_factor: float, maximise: bool) -> list[int]:
+    """Synchronous successive halving at one rung (Jamieson & Talwalkar 2016; the synchronous
+    SHA of Li et al. 2020, of which ASHA is the asynchronous form): of the m trials that
+    reached it, keep the best max(1, floor(m / reduction_factor)). `values` maps trial number
+    to its objective at the rung (None: not finite, ranked last); ties go to the lower trial
+    number. Returns the kept numbers, ascending."""
+    sign = -1.0 if maximise else 1.0
+    ranked = sorted(values, key=lambda n: (values[n] is None, sign * (values[n] or 0.0), n))
+    keep = max(1, math.floor(len(values) / reduction_factor + 1e-9))
+    return sorted(ranked[:keep])
+
+
+def _check_reproducible(spec: SweepSpec, source: str) -> None:
+    """A reproducible search runs ASHA's rungs as synchronous successive halving, or no early
+    stopping: HyperBand's brackets and the median rule decide on whoever reported first."""
+    s = spec.search
+    if not s.reproducible:
+        if s.batch_size is not None:
+            raise UserError(
+                "batches are for a reproducible search (search.reproducible: true)",
+                where=f"{source}: search.batch_size",
+            )
+        return
+    if spec.scheduler.type not in ("asha", "none"):
+        raise UserError(
+            f"a reproducible search stops trials early with asha (run as synchronous "
+            f"successive halving) or none, not {spec.scheduler.type!r}",
+            where=f"{source}: scheduler.type",
+        )
+    axes = {*spec.space, *spec.replicates, *(k for c in spec.cells for k in flatten(c))}
+    if "split_seed" in axes:
+        raise UserError(
+            "a reproducible search keeps one validation split for every trial",
+            where=f"{source}: split_seed",
+        )
 
 
 MULTI_OBJECTIVE_SEARCH = ("tpe", "random", "gp", "nsga2", "grid")

@@ -22,7 +22,7 @@ from sedsweep.journal import DELETED, PARENT, Journal
 from sedsweep.metrics import SELECTED_EPOCH, SELECTED_PREFIX
 from sedsweep.progress import Progress
 from sedsweep.sweep.spec import data_part, epoch_of, trial_config
-from sedsweep.sweep.trainable import NODE_KEY, RESTORE_NOTE_KEY
+from sedsweep.sweep.trainable import NODE_KEY, NONDETERMINISTIC_KEY, RESTORE_NOTE_KEY
 from sedsweep.tracking import (
     ENDED_SHORT_TAG,
     EPOCHS_RUN_TAG,
@@ -30,6 +30,7 @@ from sedsweep.tracking import (
     ERROR_TAG,
     MAX_TAG_CHARS,
     NODE_TAG,
+    NONDETERMINISTIC_TAG,
     OPTUNA_NUMBER_TAG,
     ORPHANED_TAG,
     RECOVERED_ERROR_TAG,
@@ -179,6 +180,8 @@ class TrackingCallback(tune.Callback):
                 if k.startswith(METRIC_PREFIXES) and isinstance(v, int | float)
             }
             self.journal.metrics(key, metrics, step)
+        if result.get(NONDETERMINISTIC_KEY):
+            self.journal.tags(key, {NONDETERMINISTIC_TAG: str(result[NONDETERMINISTIC_KEY])})
         if result.get(NODE_KEY) and NODE_TAG not in state.tags:
             self.journal.tags(key, {NODE_TAG: str(result[NODE_KEY])})
         note = result.get(RESTORE_NOTE_KEY)
@@ -199,7 +202,8 @@ class TrackingCallback(tune.Callback):
         if done >= self.epochs:  # its figures, if it gets any, come at the end (figures.py)
             self.journal.status(key, "FINISHED")
             self._progress(trial, f"finished ({done} epochs)")
-        elif trial.trial_id in self._stop_decided:
+        elif trial.trial_id in self._stop_decided or trial.status == "PAUSED":
+            # a scheduler stops a paused trial (HyperBand, synchronous halving) with no result
             self.journal.tags(key, {STOPPED_EARLY_TAG: "true", EPOCHS_RUN_TAG: str(done)})
             self.journal.status(key, "KILLED")
             self._progress(trial, f"stopped early by the scheduler after epoch {done}")

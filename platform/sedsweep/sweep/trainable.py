@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from sedsweep.sweep.spec import CheckpointPolicy, data_key, trial_method_config
 STATE_FILE = "state.pt"
 NODE_KEY = "node_id"  # which Ray node ran the trial (a string, not logged as a metric)
 RESTORE_NOTE_KEY = "restore_note"  # set in the first result after an unreadable checkpoint
+NONDETERMINISTIC_KEY = "nondeterministic"  # operations a deterministic trial could not pin
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -91,6 +94,7 @@ def run_trial(
     epochs: int,
     threads: int,
     policy: CheckpointPolicy,
+    deterministic: bool = False,
 ) -> None:
     """Train one trial, resuming from Tune's checkpoint if there is one; report every epoch,
     with a checkpoint on the epochs `policy` says.
@@ -100,8 +104,16 @@ def run_trial(
     or as copies in Ray's object store (`runner.transported`); trials never compute features.
     Figures are drawn by the driver at the end, for the trials that need them
     (`sweep/figures.py`).
+
+    `deterministic` (a reproducible search): torch's deterministic algorithms (with cuBLAS's
+    fixed workspace on a GPU); an operation that has none warns instead of failing, and its
+    name is reported once under `NONDETERMINISTIC_KEY` (the run's `sweep.nondeterministic`).
     """
     torch.set_num_threads(max(threads, 1))
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
     method_cls = get_method(method)
     cfg = trial_method_config(method_cls, base_config, config["overrides"], epochs)
     fs, device = features[data_key(config["overrides"])], pick_device(None)
@@ -120,6 +132,11 @@ def run_trial(
         result: dict[str, Any] = {**metrics, NODE_KEY: node}
         if note:
             result[RESTORE_NOTE_KEY], note = note, None
+        found = sorted({str(w.message).split(" does not have")[0] for w in caught
+                        if "deterministic" in str(w.message)} - flagged)  # fmt: skip
+        if found:
+            result[NONDETERMINISTIC_KEY] = "; ".join(sorted(flagged.union(found)))
+            flagged.update(found)
         if not policy.due(epoch, time.monotonic() - last_saved):
             tune.report(result)
             return
@@ -128,4 +145,7 @@ def run_trial(
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
         last_saved = time.monotonic()
 
-    run_epochs(trainer, epochs, on_epoch=report)
+    flagged: set[str] = set()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        run_epochs(trainer, epochs, on_epoch=report)
