@@ -523,6 +523,23 @@ def resume_cmd(
     _sweep_result(outcome)
 
 
+@app.command("compare")
+def compare_cmd(
+    first: Annotated[Path, typer.Argument(help="A sweep's Ray directory or a work directory.")],
+    second: Annotated[Path, typer.Argument(help="Another one.")],
+    tolerance: Annotated[
+        float, typer.Option(min=0.0, help="Objective values this close (absolute) count as equal.")
+    ] = 0.0,
+) -> None:
+    """Whether two executions are the same sweep, and if not where they first diverge (exit 1)."""
+    from sedsweep.sweep.record import compare_records, load_record
+
+    found = compare_records(load_record(first), load_record(second), tolerance)
+    typer.echo(found.render(str(first), str(second)), nl=False)
+    if not found.same:
+        raise typer.Exit(1)
+
+
 @app.command("sync")
 def sync_cmd(
     target: Annotated[Path, typer.Argument(help="A sweep's Ray directory or a work directory.")],
@@ -559,6 +576,8 @@ def _sweep_result(outcome) -> None:
             f"{outcome.ui_url}"
         )
     typer.echo(f"Ray results in {outcome.path}")
+    if outcome.trace_sha256:
+        typer.echo(f"trace {outcome.trace_sha256[:16]} (compare executions: sedsweep compare A B)")
     hint = outcome.sync_hint()
     if hint:
         typer.echo(hint, err=True)

@@ -52,6 +52,7 @@ SWEEP_NAME_TAG = "sweep.name"
 TRIAL_TAG = "sweep.trial_id"  # its Ray Tune trial id: how a resumed sweep finds it
 OPTUNA_NUMBER_TAG = "optuna.trial_number"
 NODE_TAG = "sweep.node_id"  # the Ray node that ran it
+TRACE_TAG = "sweep.trace_sha256"  # hash of the reproducibility record's trace (sweep/record.py)
 NONDETERMINISTIC_TAG = "sweep.nondeterministic"  # torch ops a reproducible trial could not pin
 STOPPED_EARLY_TAG = "sweep.stopped_early"  # "true" when the scheduler stopped it (KILLED)
 EPOCHS_RUN_TAG = "sweep.epochs_run"

@@ -35,6 +35,7 @@ from sedsweep.progress import Progress
 from sedsweep.signals import Reaper, descendants, terminate_as_interrupt
 from sedsweep.spec import corpus_for, split_error
 from sedsweep.sweep.figures import draw_figures
+from sedsweep.sweep.record import RECORD_FILE, write_record
 from sedsweep.sweep.spec import (
     EPOCH_KEY,
     CheckpointPolicy,
@@ -57,6 +58,7 @@ from sedsweep.tracking import (
     SQLITE,
     STOPPED_EARLY_TAG,
     SWEEP_NAME_TAG,
+    TRACE_TAG,
     adopt_credentials,
     count_tag,
     display_uri,
@@ -163,6 +165,7 @@ class SweepOutcome:
     offline: bool = False
     ui_url: str | None = None  # the parent run in MLflow's UI, once it exists there
     tracking: dict[str, float] = field(default_factory=dict)  # timings (bench_tracking.py)
+    trace_sha256: str | None = None  # the reproducibility record's trace (sweep/record.py)
 
     @property
     def complete(self) -> bool:
@@ -829,6 +832,11 @@ def _outcome(
                 PARENT, {f"{BEST_METRIC_PREFIX}{primary.metric}": value}, counts["completed"]
             )
     journal.tags(PARENT, {count_tag(k): str(v) for k, v in counts.items()})
+    record = write_record(plan, features, Path(state.path))
+    if record is not None:
+        outcome.trace_sha256 = record["trace_sha256"]
+        journal.text(PARENT, json.dumps(record, indent=2) + "\n", RECORD_FILE)
+        journal.tags(PARENT, {TRACE_TAG: record["trace_sha256"]})
     started = time.perf_counter()
     draw_figures(plan, features, journal, list(results))
     tracker.phases["figures_s"] = time.perf_counter() - started
