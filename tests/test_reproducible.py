@@ -35,7 +35,7 @@ from ray.cluster_utils import Cluster
 from sedsweep.cli import main
 from sedsweep.errors import UserError
 from sedsweep.sweep.record import JOURNAL_FILE, RECORD_FILE, compare_records
-from sedsweep.sweep.runner import run_sweep
+from sedsweep.sweep.runner import load_record, run_sweep
 from sedsweep.sweep.search import OptunaPruningSearch
 from sedsweep.sweep.spec import halving, load_sweep, trial_seed
 from sedsweep.tracking import tracking_uri_for
@@ -309,8 +309,6 @@ def test_compare_says_same_or_names_where_another_seed_diverges(executions, tmp_
                               "trial 0's suggestion:")  # fmt: skip
     assert main(["compare", str(one), str(tmp_path / "nothing")]) == 2
     with pytest.raises(UserError, match="no sweep found"):
-        from sedsweep.sweep.record import load_record
-
         load_record(tmp_path / "nothing")
 
 

@@ -532,7 +532,8 @@ def compare_cmd(
     ] = 0.0,
 ) -> None:
     """Whether two executions are the same sweep, and if not where they first diverge (exit 1)."""
-    from sedsweep.sweep.record import compare_records, load_record
+    from sedsweep.sweep.record import compare_records
+    from sedsweep.sweep.runner import load_record
 
     found = compare_records(load_record(first), load_record(second), tolerance)
     typer.echo(found.render(str(first), str(second)), nl=False)

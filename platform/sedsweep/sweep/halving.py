@@ -46,10 +46,17 @@ class SynchronousHalving(TrialScheduler):
             self.search.paused.add(number)
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
-        epoch = epoch_of(result)
+        epoch, number = epoch_of(result), self.number(trial)
         if epoch not in self.search.rungs:
-            return TrialScheduler.CONTINUE
-        number = self.number(trial)
+            # normally 'run'; a trial Tune restarted on its own (a retry after an error) past
+            # a rung it waits at, or was stopped at, is held or stopped here
+            standing = self.search.standing(number)
+            if standing == "run":
+                return TrialScheduler.CONTINUE
+            if standing == "stop":
+                return TrialScheduler.STOP
+            self.search.paused.add(number)
+            return TrialScheduler.PAUSE
         value = result.get(self.search.metric)
         finite = isinstance(value, int | float) and value == value and abs(value) != float("inf")
         verdict = self.search.at_rung(number, epoch, float(value) if finite else None)

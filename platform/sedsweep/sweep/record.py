@@ -148,11 +148,8 @@ def write_record(
     return record
 
 
-def load_record(target: Path) -> dict[str, Any]:
-    """The record of a sweep directory (or of the newest sweep under a work directory)."""
-    from sedsweep.sweep.runner import find_state
-
-    path = find_state(target).parent / RECORD_FILE
+def read_record(path: Path) -> dict[str, Any]:
+    """A `RECORD_FILE`; a one-line UserError when it is missing or not one."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

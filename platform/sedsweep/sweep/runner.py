@@ -35,7 +35,7 @@ from sedsweep.progress import Progress
 from sedsweep.signals import Reaper, descendants, terminate_as_interrupt
 from sedsweep.spec import corpus_for, split_error
 from sedsweep.sweep.figures import draw_figures
-from sedsweep.sweep.record import RECORD_FILE, write_record
+from sedsweep.sweep.record import RECORD_FILE, read_record, write_record
 from sedsweep.sweep.spec import (
     EPOCH_KEY,
     CheckpointPolicy,
@@ -448,6 +448,12 @@ def find_state(target: Path) -> Path:
             f"no sweep found (looked for {STATE_FILE} and ray/*/{STATE_FILE})", where=target
         )
     return found[-1]
+
+
+def load_record(target: Path) -> dict[str, Any]:
+    """The reproducibility record of a sweep directory (or of the newest sweep under a work
+    directory): `sweep/record.py`."""
+    return read_record(find_state(target).parent / RECORD_FILE)
 
 
 def resume_sweep(
