@@ -275,3 +275,23 @@ def test_batches_gathered_from_the_map_train_exactly_like_resident_clips(
     expected = {k: v for k, v in run_epochs(resident, 2).items() if k != timing}
     assert {k: v for k, v in run_epochs(gathered, 2).items() if k != timing} == expected
     same(gathered.state_dict(), resident.state_dict())
+
+
+@pytest.mark.parametrize(("name", "variant"), CASES)
+def test_training_under_deterministic_algorithms_repeats_bit_for_bit(tiny_runs, name, variant):
+    """What a reproducible sweep relies on (trainable `deterministic`): with torch's
+    deterministic algorithms strictly on (an operation without a deterministic kernel raises,
+    here on CPU), two builds of the same config train to the same metrics and state."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        runs = []
+        for _ in range(2):
+            method = build(tiny_runs, name, variant)
+            metrics = [method.train_epoch() for _ in range(2)], method.evaluate("val")
+            runs.append((metrics, method.state_dict()))
+    finally:
+        torch.use_deterministic_algorithms(before)
+    (first, state), (second, again) = runs
+    assert first == second
+    same(state, again)
