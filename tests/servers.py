@@ -95,6 +95,27 @@ def kill_marked(marker: str, timeout: float = 30.0) -> None:
     assert not found, describe(found)
 
 
+@contextlib.contextmanager
+def marked_driver(cmd: list[str], log_path: Path, marker_var: str):
+    """Run `cmd` (a sweep driver) in its own session with a fresh marker in its environment
+    and a short RAY_TMPDIR of its own; on exit, SIGKILL every process carrying the marker
+    (the driver and the Ray it started, nothing else) and remove that directory."""
+    import uuid
+
+    marker = uuid.uuid4().hex
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rk-", dir="/tmp"))  # short: Ray's socket paths
+    env = {**os.environ, marker_var: marker, "RAY_TMPDIR": str(ray_tmp)}
+    log = open(log_path, "w")  # noqa: SIM115 - the child writes to it until killed
+    try:
+        yield subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
+    finally:
+        log.close()
+        kill_marked(marker)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
 def describe(pids: list[int]) -> str:
     """`pid: command line` for each pid (for assertion messages)."""
     lines = []

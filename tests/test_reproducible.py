@@ -14,13 +14,9 @@ import json
 import math
 import os
 import random
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +36,7 @@ from sedsweep.sweep.search import OptunaPruningSearch
 from sedsweep.sweep.spec import halving, load_sweep, trial_seed
 from sedsweep.tracking import tracking_uri_for
 
-from .servers import kill_marked
+from .servers import marked_driver
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "search_spaces" / "quickstart.yaml"
@@ -321,16 +317,9 @@ def test_a_sweep_killed_at_a_random_point_and_resumed_is_the_same_sweep(executio
     sets = [f"{k}={str(v).lower()}" for k, v in SMALL.items()] + ["budget.max_concurrent=2"]
     cmd = [sys.executable, "-c", "from sedsweep.cli import main; main()", "sweep", str(QUICK)]
     cmd += ["--workdir", str(workdir)] + [a for s in sets for a in ("--set", s)]
-    marker = uuid.uuid4().hex
-    ray_tmp = Path(tempfile.mkdtemp(prefix="rr-", dir="/tmp"))  # short: Ray's socket paths
-    env = {**os.environ, MARKER_VAR: marker, "RAY_TMPDIR": str(ray_tmp)}
     delay = random.Random().uniform(0.0, 12.0)  # after the first checkpoint: anywhere mid-sweep
     print(f"killing the driver {delay:.1f} s after the first checkpoint")
-    log = open(tmp_path / "driver.log", "w")  # noqa: SIM115 - the child writes to it until killed
-    driver = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
-    )
-    try:
+    with marked_driver(cmd, tmp_path / "driver.log", MARKER_VAR) as driver:
         deadline = time.monotonic() + 300
         while not list(workdir.glob("ray/*/run_trial*/checkpoint_000000")):
             assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
@@ -340,10 +329,6 @@ def test_a_sweep_killed_at_a_random_point_and_resumed_is_the_same_sweep(executio
         finished_first = driver.poll() is not None
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait(timeout=60)
-    finally:
-        log.close()
-        kill_marked(marker)  # the driver's Ray, started by this test and nothing else
-        shutil.rmtree(ray_tmp, ignore_errors=True)
     ray.shutdown()
     try:
         code = main(["resume", str(workdir)])

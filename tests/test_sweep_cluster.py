@@ -9,13 +9,9 @@ is shut down by its own handle.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -28,7 +24,7 @@ from sedsweep.sweep.runner import run_sweep
 from sedsweep.sweep.spec import load_sweep
 from sedsweep.tracking import tracking_uri_for
 
-from .servers import kill_marked
+from .servers import marked_driver
 
 pytestmark = pytest.mark.slow
 
@@ -56,14 +52,7 @@ def test_sigkilled_driver_resumes_every_trial_once(tmp_path):
     ]
     cmd = [sys.executable, "-c", "from sedsweep.cli import main; main()", "sweep", str(QUICK)]
     cmd += ["--workdir", str(workdir)] + [a for s in sets for a in ("--set", s)]
-    marker = uuid.uuid4().hex
-    ray_tmp = Path(tempfile.mkdtemp(prefix="rk-", dir="/tmp"))  # short: Ray's socket paths
-    env = {**os.environ, MARKER_VAR: marker, "RAY_TMPDIR": str(ray_tmp)}
-    log = open(tmp_path / "driver.log", "w")  # noqa: SIM115 - the child writes to it until killed
-    driver = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
-    )
-    try:
+    with marked_driver(cmd, tmp_path / "driver.log", MARKER_VAR) as driver:
         deadline = time.monotonic() + 420
         # kill the driver once some trial has checkpointed its second epoch: mid-sweep
         while not list(workdir.glob("ray/*/run_trial*/checkpoint_000001")):
@@ -72,10 +61,6 @@ def test_sigkilled_driver_resumes_every_trial_once(tmp_path):
             time.sleep(0.5)
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait(timeout=60)
-    finally:
-        log.close()
-        kill_marked(marker)  # the driver's Ray, started by this test and nothing else
-        shutil.rmtree(ray_tmp, ignore_errors=True)
     before = _children(workdir, "quickstart")
     assert len(before) < 4 or any(r.info.status == "RUNNING" for r in before)
 
