@@ -27,6 +27,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from ray.cluster_utils import Cluster
+from ray.tune.search import Searcher
 
 from sedsweep.cli import main
 from sedsweep.errors import UserError
@@ -135,6 +136,18 @@ def test_a_reproducible_search_suggests_each_batch_from_the_batches_before_it_on
     # every trial has its own seed, and all share the sweep's validation split
     first = search.overrides(search.study.trials[0])
     assert first["seed"] == trial_seed(0, 0) and first["split_seed"] == 0
+
+
+def test_a_reproducible_grid_without_early_stopping_is_one_batch_and_keeps_its_seeds():
+    table = ROOT / "search_spaces" / "whenwho_table3.yaml"  # 6 rows x 3 seeds, scheduler none
+    plan = load_sweep(table, {"search.reproducible": True}, scale="tiny")
+    search = OptunaPruningSearch(plan)
+    configs = [search.suggest(f"t{n}") for n in range(plan.n_trials)]
+    assert None not in configs and search.suggest("more") == Searcher.FINISHED
+    plain = OptunaPruningSearch(load_sweep(table, scale="tiny"))
+    assert [c["overrides"] for c in configs] == [
+        plain.suggest(f"t{n}")["overrides"] for n in range(plan.n_trials)
+    ]  # the replicate seeds, no derived ones
 
 
 def test_synchronous_halving_waits_for_the_batch_and_survives_save_and_restore(tmp_path):

@@ -89,7 +89,7 @@ def build_record(plan: SweepPlan, features: dict[str, FeatureSet], search: Any) 
     s = plan.spec
     trials = sorted(search.study.get_trials(deepcopy=False), key=lambda t: t.number)
     trace = {
-        "batch_size": s.search.batch if s.search.reproducible else 1,
+        "batch_size": search.batch if s.search.reproducible else 1,
         "suggestions": [{"number": t.number, "overrides": search.overrides(t)} for t in trials],
         "decisions": [
             {"first": first, "rung": rung, "kept": kept}

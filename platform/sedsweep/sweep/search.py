@@ -132,6 +132,10 @@ class OptunaPruningSearch(Searcher):
             if s.scheduler.type == "asha"
             else []
         )
+        if s.search.algorithm == "grid" and not self.rungs:
+            # nothing a trial reports changes a grid's cells or ends a trial early: one batch
+            # (no waiting between batches) gives the same sweep
+            self.batch = max(self.total, 1)
         self.queue: list[Trial] = []  # a reproducible batch's trials not yet handed to Tune
         self.rung_values: dict[int, dict[int, float | None]] = {}  # trial number -> epoch -> value
         self.decisions: dict[tuple[int, int], list[int]] = {}  # (batch, rung) -> kept numbers
