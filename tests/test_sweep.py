@@ -60,6 +60,20 @@ def test_early_stopped_trials_reach_optuna_as_pruned():
     assert trial_outcome(last, False, [metric], 4) == "fail"
 
 
+def test_a_trial_asha_stops_at_its_last_epoch_has_that_epoch_as_an_intermediate():
+    plan = load_sweep(QUICK, {"budget.max_epochs": 3})
+    search = OptunaPruningSearch(plan)
+    metric = "best_val/when_frame_auc"
+    search.suggest("a")
+    for step in (1, 2):
+        search.on_trial_result("a", {metric: step / 10, "training_iteration": step})
+    # ASHA stops every trial at max_t: the last result comes only with the completion
+    search.on_trial_complete("a", {metric: 0.7, "training_iteration": 3})
+    [trial] = search.study.trials
+    assert trial.state == TrialState.COMPLETE and trial.value == pytest.approx(0.7)
+    assert trial.intermediate_values == {1: 0.1, 2: 0.2, 3: 0.7}
+
+
 def test_a_pareto_search_tells_optuna_every_objective():
     plan = load_sweep(
         QUICK,

@@ -275,6 +275,11 @@ class OptunaPruningSearch(Searcher):
             else:  # the withheld result: its value is the pruned trial's last intermediate
                 self.on_trial_result(trial_id, result)
                 self.passed.pop(trial_id, None)
+        elif outcome == "complete" and result is not None:
+            # ASHA stops a trial at max_t too, withholding its last result: reported here, a
+            # completed trial's intermediate values cover every epoch (the record's trace)
+            self.on_trial_result(trial_id, result)
+            self.passed.pop(trial_id, None)
         trial = self.trials.pop(trial_id, None)
         self.last_step.pop(trial_id, None)
         if trial is None:
