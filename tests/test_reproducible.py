@@ -358,3 +358,20 @@ def test_a_sweep_killed_at_a_random_point_and_resumed_is_the_same_sweep(executio
     assert _histories(workdir, "val/when_frame_auc") == _histories(
         executions["two"][0], "val/when_frame_auc"
     )
+
+
+def test_a_deterministic_trial_names_operations_without_a_deterministic_kernel(capsys):
+    import warnings
+
+    from sedsweep.sweep.trainable import _nondeterminism
+
+    op = "scatter_add_cuda_kernel does not have a deterministic implementation, but you set..."
+    flagged: set[str] = set()
+    with _nondeterminism(True) as pinned:
+        warnings.warn(op, UserWarning, stacklevel=1)
+        warnings.warn("something else", UserWarning, stacklevel=1)
+        assert pinned(flagged) and flagged == {"scatter_add_cuda_kernel"}
+        assert not pinned(flagged)  # reported once
+    assert "something else" in capsys.readouterr().err  # other warnings still shown
+    with _nondeterminism(False) as pinned:
+        assert not pinned(flagged)

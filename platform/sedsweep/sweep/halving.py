@@ -20,7 +20,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
 from sedsweep.sweep.search import OptunaPruningSearch
-from sedsweep.sweep.spec import epoch_of
+from sedsweep.sweep.spec import epoch_of, finite
 
 
 class SynchronousHalving(TrialScheduler):
@@ -58,8 +58,7 @@ class SynchronousHalving(TrialScheduler):
             self.search.paused.add(number)
             return TrialScheduler.PAUSE
         value = result.get(self.search.metric)
-        finite = isinstance(value, int | float) and value == value and abs(value) != float("inf")
-        verdict = self.search.at_rung(number, epoch, float(value) if finite else None)
+        verdict = self.search.at_rung(number, epoch, float(value) if finite(value) else None)
         self._apply(tune_controller, number)
         if verdict == "wait":
             self.search.paused.add(number)

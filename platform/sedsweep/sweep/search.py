@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,7 @@ from sedsweep.sweep.spec import (
     IntParam,
     SweepPlan,
     epoch_of,
+    finite,
     halving,
     rung_epochs,
     trial_seed,
@@ -69,7 +69,7 @@ def trial_outcome(
     result: dict[str, Any] | None, error: bool, metrics: list[str], max_epochs: int
 ) -> str:
     """How a finished Tune trial reaches Optuna: 'fail', 'pruned' or 'complete'."""
-    if error or not result or not all(_finite(result.get(m)) for m in metrics):
+    if error or not result or not all(finite(result.get(m)) for m in metrics):
         return "fail"
     if epoch_of(result) < max_epochs:
         return "pruned"
@@ -80,10 +80,6 @@ def _identity(result: dict[str, Any]) -> tuple[int, Any]:
     """What tells one Tune result from another of the same trial: its step and Tune's running
     time (a replayed step after a restore has another time)."""
     return epoch_of(result), result.get("time_total_s")
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
 
 
 class OptunaPruningSearch(Searcher):
@@ -203,10 +199,10 @@ class OptunaPruningSearch(Searcher):
             return "wait"
         return "continue" if number in kept else "stop"
 
-    def decide(self, first: int) -> list[tuple[int, list[int]]]:
-        """Every rung of the batch starting at `first` that can now be decided: when each of
+    def decide(self, first: int) -> list[int]:
+        """Decide every rung of the batch starting at `first` that now can be: when each of
         its trials still in the race has a value there (those that ended before it without
-        one are left out). Returns the new decisions as (rung, stopped numbers)."""
+        one are left out). Returns the rungs newly decided."""
         new = []
         for rung in self.rungs:
             if (first, rung) in self.decisions:
@@ -218,9 +214,8 @@ class OptunaPruningSearch(Searcher):
                 break
             kept = halving(at, self.reduction_factor, self.mode == "max")
             self.decisions[(first, rung)] = kept
-            stopped = [n for n in at if n not in kept]
-            self.pruned.update(dict.fromkeys(stopped, rung))
-            new.append((rung, stopped))
+            self.pruned.update({n: rung for n in at if n not in kept})
+            new.append(rung)
         return new
 
     def standing(self, number: int) -> str:
@@ -245,7 +240,7 @@ class OptunaPruningSearch(Searcher):
             return
         self.last_step[trial_id] = step
         value = result.get(self.metric)
-        if not self.multi and _finite(value):
+        if not self.multi and finite(value):
             trial.report(float(value), step)
 
     def on_trial_complete(
@@ -355,7 +350,6 @@ class OptunaPruningSearch(Searcher):
                 {"first": first, "rung": rung, "kept": kept}
                 for (first, rung), kept in getattr(self, "decisions", {}).items()
             ],
-            "pruned": {str(n): rung for n, rung in getattr(self, "pruned", {}).items()},
             "ended": sorted(getattr(self, "ended", set())),
         }
 
@@ -406,7 +400,12 @@ class OptunaPruningSearch(Searcher):
                             for n, values in halved.get("rung_values", {}).items()}  # fmt: skip
         self.decisions = {(int(d["first"]), int(d["rung"])): [int(n) for n in d["kept"]]
                           for d in halved.get("decisions", [])}  # fmt: skip
-        self.pruned = {int(n): int(r) for n, r in halved.get("pruned", {}).items()}
+        self.pruned = {  # those a decision left behind
+            n: rung
+            for (first, rung), kept in self.decisions.items()
+            for n in self.batch_of(first)
+            if rung in self.rung_values.get(n, {}) and n not in kept
+        }
         self.ended, self.paused = {int(n) for n in halved.get("ended", [])}, set()
         self.failed = {str(k): int(v) for k, v in data.get("failed", {}).items()}
         self.passed = {}  # results passed on before the restore are not the ones that end it

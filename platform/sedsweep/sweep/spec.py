@@ -256,6 +256,11 @@ DATA_PREFIX = "data."
 EPOCH_KEY = "epoch"  # the method's own epoch in every result: the sweep's time axis
 
 
+def finite(value: Any) -> bool:
+    """A real number that is neither NaN nor infinite (what a trial's objective must be)."""
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
 def epoch_of(result: dict[str, Any] | None) -> int:
     """The method's epoch a Tune result reports: the sweep's time axis for the scheduler, the
     searcher's steps and the tracked metric steps. Tune's `training_iteration` counts reports
@@ -351,8 +356,7 @@ class SweepPlan:
         """A trial's primary objective in `metrics` (its selected value, what trials are
         ranked by), or None when it is missing or not finite."""
         value = (metrics or {}).get(selected_key(self.spec.primary.metric))
-        ok = isinstance(value, int | float) and math.isfinite(value)
-        return float(value) if ok else None
+        return float(value) if finite(value) else None
 
     @property
     def grid_cells(self) -> list[dict[str, Any]]:

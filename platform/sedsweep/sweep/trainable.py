@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -132,11 +134,8 @@ def run_trial(
         result: dict[str, Any] = {**metrics, NODE_KEY: node}
         if note:
             result[RESTORE_NOTE_KEY], note = note, None
-        found = sorted({str(w.message).split(" does not have")[0] for w in caught
-                        if "deterministic" in str(w.message)} - flagged)  # fmt: skip
-        if found:
-            result[NONDETERMINISTIC_KEY] = "; ".join(sorted(flagged.union(found)))
-            flagged.update(found)
+        if pinned(flagged):
+            result[NONDETERMINISTIC_KEY] = "; ".join(sorted(flagged))
         if not policy.due(epoch, time.monotonic() - last_saved):
             tune.report(result)
             return
@@ -146,6 +145,34 @@ def run_trial(
         last_saved = time.monotonic()
 
     flagged: set[str] = set()
+    with _nondeterminism(deterministic) as pinned:
+        run_epochs(trainer, epochs, on_epoch=report)
+
+
+@contextlib.contextmanager
+def _nondeterminism(deterministic: bool) -> Iterator[Callable[[set[str]], bool]]:
+    """In a deterministic trial, torch's warnings about operations without a deterministic
+    kernel are collected (every other warning is shown as usual); yields `pinned(flagged)`,
+    which adds the operations warned about since its last call to `flagged` and says whether
+    there were new ones. Outside one, nothing is collected."""
+    if not deterministic:
+        yield lambda flagged: False
+        return
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
-        run_epochs(trainer, epochs, on_epoch=report)
+        seen = 0
+
+        def pinned(flagged: set[str]) -> bool:
+            nonlocal seen
+            new, seen = caught[seen:], len(caught)
+            before = len(flagged)
+            for w in new:
+                text = str(w.message)
+                if "deterministic" in text:
+                    flagged.add(text.split(" does not have")[0])
+                else:
+                    print(warnings.formatwarning(w.message, w.category, w.filename, w.lineno),
+                          end="", file=sys.stderr)  # fmt: skip
+            return len(flagged) > before
+
+        yield pinned
