@@ -22,7 +22,9 @@ from sedsweep.tracking import tracking_uri_for
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "search_spaces" / "quickstart.yaml"
-SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
+SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml")) + sorted(
+    (ROOT / "search_spaces" / "evidence").glob("*.yaml")
+)
 
 
 # -- the searcher alone ----------------------------------------------------------------------

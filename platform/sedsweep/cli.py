@@ -673,6 +673,48 @@ def claims_cmd(
     _read(runs)
 
 
+@app.command("evidence")
+def evidence_cmd(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Evidence files or folders (default: search_spaces/evidence)."),
+    ] = None,
+    run: Annotated[
+        bool, typer.Option("--run", help="Run each named file's sweep, then export its results.")
+    ] = False,
+    export: Annotated[
+        bool,
+        typer.Option("--export", help="Export each named file's newest sweep from the store."),
+    ] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 when the page differs from what the CSVs give.")
+    ] = False,
+    out: Annotated[Path, typer.Option(help="The page.")] = Path("EVIDENCE.md"),
+    workdir: Workdir = DEFAULT_WORKDIR,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Re-test the papers' claims: run evidence sweeps, keep their results as CSVs, write a page."""
+    from sedsweep.evidence import generate
+
+    result = generate(
+        paths or [Path("search_spaces/evidence")], out=out, root=Path.cwd(), run=run,
+        export=export, check=check, workdir=workdir, tracking_uri=tracking_uri,
+    )  # fmt: skip
+    for folder in result.exported:
+        typer.echo(f"results: {folder}")
+    for line in result.incomplete:
+        typer.echo(f"incomplete sweep: {line}", err=True)
+    if check:
+        if not result.up_to_date:
+            typer.echo(f"{out} differs from what the results CSVs give: run sedsweep evidence")
+            raise typer.Exit(1)
+        typer.echo(f"{out} is what the results CSVs give")
+        return
+    typer.echo(f"wrote {out}")
+    if result.incomplete:
+        raise typer.Exit(1)
+
+
 def _sweep_runs(target: str, workdir: Path, tracking_uri: str | None) -> SweepRuns:
     """A sweep read back from its store; a work directory without a store is exit 2, and is
     not created."""

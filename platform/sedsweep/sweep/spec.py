@@ -202,6 +202,7 @@ class SweepSpec(Strict):
     """A whole search-space file."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = Field(default="", description="what the sweep tests, at which size")
     method: str
     scale: str = "paper"
     data: DataSpec = Field(default_factory=DataSpec)

@@ -1,0 +1,380 @@
+"""Evidence: shipped sweeps that re-test the papers' claims, kept as MLflow-independent CSVs and
+rendered into one page (`EVIDENCE.md`).
+
+An evidence file is a search-space file with `claims:` (`search_spaces/evidence/*.yaml`). Once
+its sweep has run, `export` writes what the page needs into `results/<file stem>/` beside it:
+`trials.csv` (one row per trial: number, status, epochs reached, the design and replicate
+keys, every final metric) and `run.json` (when and where it ran, the file's hash, the trace
+hash of the reproducibility record). `load` rebuilds a `SweepRuns` from those two files alone,
+so `check_claims` and `build_table` give the same verdicts and tables as they give from the
+tracking store, and `render` writes the page from the CSVs only: the page can be regenerated,
+and checked, on a machine that never ran the sweeps.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sedsweep.config import deep_merge, load_yaml, validate
+from sedsweep.errors import UserError
+from sedsweep.fsio import atomic_file, write_json
+from sedsweep.report.claims import ClaimCheck, ClaimsReport, check_claims
+from sedsweep.report.runs import COMPLETED, SweepRuns, TrialRun, parse_param, same_value
+from sedsweep.report.tables import build_table, paper_value
+from sedsweep.sweep.spec import SweepSpec
+from sedsweep.tracking import TRACE_TAG
+
+RESULTS_DIR = "results"
+TRIALS_CSV = "trials.csv"
+RUN_JSON = "run.json"
+FIXED_COLUMNS = ("number", "status", "epochs_reached")
+VERDICT_ORDER = ("SUPPORTED", "CONTRADICTED", "INCONCLUSIVE")
+
+
+def file_sha256(path: Path) -> str:
+    """Hash of an evidence file's bytes: a result made from another version reads as stale."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def results_dir(spec_file: Path) -> Path:
+    """Where an evidence file's CSVs live: `results/<stem>/` beside it."""
+    return spec_file.parent / RESULTS_DIR / spec_file.stem
+
+
+def read_spec(spec_file: Path) -> SweepSpec:
+    """An evidence file's spec (its `scales:` entry for its own scale merged, as a sweep reads
+    it); validated as a file, not against the method (the page needs no method)."""
+    raw = load_yaml(spec_file)
+    per_scale = raw.get("scales", {})
+    if isinstance(per_scale, dict) and isinstance(per_scale.get(raw.get("scale", "paper")), dict):
+        raw = deep_merge(raw, per_scale[raw.get("scale", "paper")])
+    spec = validate(SweepSpec, raw, str(spec_file))
+    if not spec.claims:
+        raise UserError("an evidence file states no claims", where=f"{spec_file}: claims")
+    return spec
+
+
+# -- export ------------------------------------------------------------------------------------
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return "None" if value is None else str(value)
+
+
+def _keys(sweep: SweepRuns) -> list[str]:
+    return list(dict.fromkeys([*sweep.searched_keys, *sweep.replicate_keys]))
+
+
+def trials_csv(sweep: SweepRuns) -> str:
+    """One row per trial: number, status, epochs reached, design and replicate keys, metrics."""
+    keys = _keys(sweep)
+    metrics = sorted({m for t in sweep.trials for m in t.metrics})
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*FIXED_COLUMNS, *keys, *metrics])
+    for t in sweep.trials:
+        values = [t.metrics.get(m) for m in metrics]
+        writer.writerow(
+            [t.number, t.status, t.epochs]
+            + [_cell(t.value(k)) for k in keys]
+            + ["" if v is None else repr(float(v)) for v in values]
+        )
+    return out.getvalue()
+
+
+def run_info(sweep: SweepRuns, spec_file: Path, ended_ms: int | None) -> dict[str, Any]:
+    """When, where and from what the sweep ran (run.json)."""
+    start = sweep.start_time / 1000
+    end = (ended_ms or sweep.start_time) / 1000
+    stamp = lambda s: dt.datetime.fromtimestamp(s, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")  # noqa: E731
+    return {
+        "sweep": sweep.name,
+        "file": spec_file.name,
+        "file_sha256": file_sha256(spec_file),
+        "parent_run_id": sweep.parent_run_id,
+        "status": sweep.parent_status,
+        "started": stamp(start),
+        "ended": stamp(end),
+        "wall_s": round(end - start, 1),
+        "trials": sweep.counts,
+        "trace_sha256": sweep.parent_tags.get(TRACE_TAG),
+    }
+
+
+def export(
+    sweep: SweepRuns, spec_file: Path, ended_ms: int | None, machine: dict[str, Any]
+) -> Path:
+    """Write `trials.csv` and `run.json` of a finished evidence sweep; return their folder."""
+    folder = results_dir(spec_file)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_file(folder / TRIALS_CSV) as fh:
+        fh.write(trials_csv(sweep))
+    write_json(folder / RUN_JSON, {**run_info(sweep, spec_file, ended_ms), "machine": machine})
+    return folder
+
+
+def machine_facts() -> dict[str, Any]:
+    """The machine a run used, for the page: CPUs, platform, load averages."""
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = []
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "load_1_5_15": load}
+
+
+# -- load --------------------------------------------------------------------------------------
+def load(spec_file: Path) -> tuple[SweepRuns, dict[str, Any]] | None:
+    """The sweep an evidence file's CSVs hold, and its run.json; None when it has not run."""
+    folder = results_dir(spec_file)
+    if not (folder / TRIALS_CSV).exists() and not (folder / RUN_JSON).exists():
+        return None
+    spec = read_spec(spec_file)
+    try:
+        info = json.loads((folder / RUN_JSON).read_text())
+        rows = list(csv.DictReader(io.StringIO((folder / TRIALS_CSV).read_text())))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot be read ({exc})", where=str(folder)) from None
+    missing = [c for c in FIXED_COLUMNS if rows and c not in rows[0]]
+    if missing:
+        raise UserError(f"lacks the column {missing[0]!r}", where=str(folder / TRIALS_CSV))
+    probe = SweepRuns("", "", spec.name, "", "", {}, {}, 0, spec)
+    keys = _keys(probe)
+    trials = []
+    for line, row in enumerate(rows, start=2):
+        try:
+            number = int(row["number"])
+            metrics = {
+                k: float(v)
+                for k, v in row.items()
+                if k not in keys and k not in FIXED_COLUMNS and v
+            }
+        except (TypeError, ValueError) as exc:
+            raise UserError(
+                f"line {line}: not a number ({exc})", where=str(folder / TRIALS_CSV)
+            ) from None
+        params = {k: parse_param(row[k]) for k in keys if k in row}
+        trials.append(
+            TrialRun(
+                f"trial-{number}", f"trial {number}", row["status"], params, metrics, {}, 0, number
+            )
+        )
+    sweep = SweepRuns(
+        tracking_uri="",
+        experiment_id="",
+        experiment_name=spec.name,
+        parent_run_id=str(info.get("parent_run_id", "")),
+        parent_status=str(info.get("status", "")),
+        parent_tags={},
+        parent_metrics={},
+        start_time=0,
+        spec=spec,
+        trials=trials,
+    )
+    return sweep, info
+
+
+# -- render ------------------------------------------------------------------------------------
+@dataclass
+class Section:
+    """One evidence file on the page."""
+
+    file: Path
+    spec: SweepSpec
+    sweep: SweepRuns | None
+    info: dict[str, Any]
+    claims: ClaimsReport | None
+
+    @property
+    def stale(self) -> bool:
+        """The file changed since its results were made."""
+        return bool(self.info) and self.info.get("file_sha256") != file_sha256(self.file)
+
+
+def sections(files: list[Path]) -> list[Section]:
+    """Every evidence file with what its CSVs hold (no results: a section that says so)."""
+    out = []
+    for f in files:
+        spec = read_spec(f)
+        loaded = load(f)
+        if loaded is None:
+            out.append(Section(f, spec, None, {}, None))
+            continue
+        sweep, info = loaded
+        out.append(Section(f, spec, sweep, info, check_claims(sweep)))
+    return out
+
+
+def command(spec_file: Path, root: Path) -> str:
+    """The command that regenerates a section."""
+    return f"sedsweep evidence {_rel(spec_file, root)} --run"
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _paper_pair(section: Section, check: ClaimCheck) -> str:
+    """The published a / b values where the paper has numbers for both cells."""
+    assert section.sweep is not None
+    completed = section.sweep.with_status(COMPLETED)
+    methods = {section.spec.method}
+    sides = []
+    for selector in (check.a, check.b):
+        trials = [
+            t for t in completed if all(same_value(t.value(k), v) for k, v in selector.items())
+        ]
+        sides.append(paper_value(methods, trials, check.claim.metric) if trials else None)
+    if None in sides:
+        return "—"
+    return f"{sides[0]:.3f} vs {sides[1]:.3f}"
+
+
+def _summary_rows(items: list[Section], root: Path) -> list[str]:
+    head = ["evidence file", "claim", "a vs b", "paper a vs b", "ours a vs b (n)",
+            "effect [95 % CI]", "Holm p", "verdict", "replicates for 80 % power"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 4 + "---:|" * 3 + "---|---:|"]
+    for s in items:
+        name = f"[{s.file.stem}](#{s.file.stem.replace('_', '-')})"
+        if s.claims is None:
+            lines.append(f"| {name} | not run yet: `{command(s.file, root)}` |" + " |" * 7)
+            continue
+        for c in s.claims.checks:
+            ci = c.effect_ci
+            effect = "—" if c.effect is None else f"{_num(c.effect)} [{_num(ci[0])}, {_num(ci[1])}]"  # type: ignore[index]
+            ours = (
+                f"{_num(_mean(c.values_a))} vs {_num(_mean(c.values_b))} "
+                f"({len(c.values_a)} vs {len(c.values_b)})"
+            )
+            lines.append(
+                f"| {name} | {c.claim.name} | {c.label('a')} vs {c.label('b')} "
+                f"| {_paper_pair(s, c)} | {ours} | {effect} | {_num(c.p_holm, 4)} "
+                f"| **{c.verdict}** | {c.needed if c.needed is not None else '—'} |"
+            )
+    return lines
+
+
+def _section(s: Section, root: Path) -> list[str]:
+    lines = [f"## {s.file.stem}", ""]
+    if s.spec.description:
+        lines += [s.spec.description.strip(), ""]
+    lines += [f"- File: `{_rel(s.file, root)}` (sweep `{s.spec.name}`, method `{s.spec.method}`)"]
+    lines += [f"- Regenerate: `{command(s.file, root)}`"]
+    if s.sweep is None:
+        return [*lines, "- Not run yet: no results in "
+                f"`{_rel(results_dir(s.file), root)}`.", ""]  # fmt: skip
+    i = s.info
+    machine = i.get("machine", {})
+    load = machine.get("load_1_5_15") or []
+    lines += [
+        f"- Ran {i.get('started')} → {i.get('ended')}: wall {i.get('wall_s', 0) / 60:.1f} min, "
+        f"{s.sweep.describe_counts()}; machine: {machine.get('cpus', '?')} CPUs, "
+        f"{machine.get('platform', '?')}"
+        + (f", load average {load[0]} at the end" if load else ""),
+        f"- Results: `{_rel(results_dir(s.file), root)}/` (trials.csv, run.json); "
+        f"reproducibility trace `{(i.get('trace_sha256') or '—')[:16]}`",
+    ]
+    if s.stale:
+        lines.append(
+            "- **Stale**: the file changed since these results were made; run the command above."
+        )
+    table = build_table([s.sweep], with_paper=True)
+    lines += ["", table.render("md").rstrip(), ""]
+    assert s.claims is not None
+    lines += [s.claims.render("md").rstrip(), ""]
+    return lines
+
+
+def render(files: list[Path], root: Path) -> str:
+    """The whole page: the verdicts of every claim first, then one section per file."""
+    items = sections(files)
+    counts = {v: 0 for v in VERDICT_ORDER}
+    for s in items:
+        for c in s.claims.checks if s.claims else []:
+            counts[c.verdict] = counts.get(c.verdict, 0) + 1
+    ran = [s for s in items if s.sweep is not None]
+    lines = [
+        "# Evidence: the papers' claims re-tested",
+        "",
+        "<!-- Generated by `sedsweep evidence` from the evidence files and their results CSVs; "
+        "edit those, not this page. -->",
+        "",
+        f"{len(ran)} of {len(items)} evidence files have run; their "
+        f"{sum(counts.values())} claim checks: "
+        + ", ".join(f"{n} {v.lower()}" for v, n in counts.items())
+        + ". A verdict is `sedsweep claims`'s: paired t-test over seeds (Wilcoxon beside it), "
+        "Holm-corrected within each file; SUPPORTED needs the paper's direction at corrected "
+        "p < 0.05 and at least the paper's effect (`min_effect`), CONTRADICTED a significant "
+        "effect the other way or a CI that excludes the paper's effect, INCONCLUSIVE anything "
+        "else. Effects are oriented so that positive is what the paper claims.",
+        "",
+        "## Verdicts",
+        "",
+        *_summary_rows(items, root),
+        "",
+    ]
+    for s in items:
+        lines += _section(s, root)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_page(files: list[Path], root: Path, out: Path) -> str:
+    """Render the page and write it atomically; return the text."""
+    text = render(files, root)
+    with atomic_file(out) as fh:
+        fh.write(text)
+    return text
+
+
+def evidence_files(paths: list[Path]) -> list[Path]:
+    """The evidence files named (folders: their `*.yaml`), sorted, each checked to exist."""
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files += sorted(p.glob("*.yaml"))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise UserError("no such evidence file or folder", where=str(p))
+    if not files:
+        raise UserError("holds no evidence file (*.yaml)", where=", ".join(map(str, paths)))
+    return list(dict.fromkeys(files))
+
+
+def export_from_store(
+    spec_file: Path, target: str, tracking_uri: str, machine: dict[str, Any]
+) -> Path:
+    """Export the sweep `target` (name or parent run id) from the tracking store as the
+    evidence file's results."""
+    from sedsweep.report.runs import load_sweep_runs
+
+    sweep = load_sweep_runs(target, tracking_uri)
+    if sweep.name != read_spec(spec_file).name:
+        raise UserError(
+            f"is sweep {sweep.name!r}, not this file's {read_spec(spec_file).name!r}",
+            where=f"{spec_file}: name",
+        )
+    ended = sweep.client.get_run(sweep.parent_run_id).info.end_time
+    return export(sweep, spec_file, ended, machine)

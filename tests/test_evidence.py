@@ -1,0 +1,186 @@
+"""Evidence (issue 18): the shipped evidence files, their MLflow-independent results CSVs, and the
+page `sedsweep evidence` writes from them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+
+from sedsweep.cli import main
+from sedsweep.report import evidence
+from sedsweep.report.claims import check_claims
+from sedsweep.report.runs import load_sweep_runs
+from sedsweep.report.tables import build_table
+from sedsweep.sweep.spec import load_sweep
+from sedsweep.tracking import tracking_uri_for
+
+from .sweeps import grid_spec, grid_trials, log_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = sorted((ROOT / "search_spaces" / "evidence").glob("*.yaml"))
+
+CLAIMS = [
+    {"name": "mmm beats max", "metric": "val/when_frame_auc", "direction": "higher",
+     "a": {"when_loss": "mmm"}, "b": {"when_loss": "max"}, "min_effect": 0.05},
+    {"name": "noisy_or beats the others", "metric": "test/when_segment_er",
+     "direction": "lower", "a": {"when_loss": "noisy_or"}, "b": "each"},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_each_evidence_file_is_a_reproducible_grid_with_five_seeds_and_claims(path):
+    plan = load_sweep(path)  # validated against its method, claims' selectors included
+    spec = plan.spec
+    assert spec.search.algorithm == "grid" and spec.search.reproducible
+    assert len(spec.replicates["seed"]) >= 5 and spec.claims
+    assert spec.description and "60 min on 2 CPU cores" in spec.description
+    assert spec.budget.max_concurrent == 2 and spec.resources.cpu == 1
+    assert f"sedsweep evidence search_spaces/evidence/{path.name} --run" in path.read_text()
+
+
+def _evidence_file(folder: Path, name: str) -> Path:
+    spec = {**grid_spec(name), "claims": CLAIMS, "description": "a constructed sweep"}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def test_results_csvs_give_the_stores_claims_and_table(tmp_path):
+    folder = tmp_path / "evidence"
+    folder.mkdir()
+    path = _evidence_file(folder, "ev")
+    spec = yaml.safe_load(path.read_text())
+    trials = grid_trials()
+    trials[4]["status"] = "FAILED"  # a failed trial travels with its status
+    parent = log_sweep(tmp_path, spec, trials)
+    uri = tracking_uri_for(tmp_path)
+    machine = {"cpus": 2, "platform": "test", "load_1_5_15": [0.5, 0.4, 0.3]}
+    out = evidence.export_from_store(path, "ev", uri, machine)
+    assert out == folder / "results" / "ev"
+    header = (out / "trials.csv").read_text().splitlines()[0].split(",")
+    assert header[:5] == ["number", "status", "epochs_reached", "when_loss", "seed"]
+    stored = load_sweep_runs(parent, uri)
+    from_csv, info = evidence.load(path)
+    assert info["parent_run_id"] == parent and info["file_sha256"] == evidence.file_sha256(path)
+    assert [t.status for t in from_csv.trials] == [t.status for t in stored.trials]
+    assert check_claims(from_csv).render("csv") == check_claims(stored).render("csv")
+    assert build_table([from_csv], with_paper=True).render("md") == build_table(
+        [stored], with_paper=True
+    ).render("md")
+    page = tmp_path / "EVIDENCE.md"
+    assert main(["evidence", str(folder), "--out", str(page)]) == 0
+    text = page.read_text()
+    assert "1 of 1 evidence files have run" in text and "| **SUPPORTED** |" in text
+    assert f"`sedsweep evidence {path.as_posix()} --run`" in text
+    assert "Stale" not in text
+    assert main(["evidence", str(folder), "--out", str(page), "--check"]) == 0
+    # the page follows its CSVs only: a changed value is a changed page, and --check says so
+    csv_path = out / "trials.csv"
+    csv_path.write_text(csv_path.read_text().replace("0.9", "0.7", 1))
+    assert main(["evidence", str(folder), "--out", str(page), "--check"]) == 1
+    # a file edited after its run is marked stale
+    path.write_text(path.read_text() + "# edited\n")
+    assert main(["evidence", str(folder), "--out", str(page)]) == 0
+    assert "**Stale**" in page.read_text()
+
+
+def test_a_file_that_has_not_run_gets_a_section_that_says_so(tmp_path):
+    path = _evidence_file(tmp_path, "pending")
+    page = tmp_path / "E.md"
+    assert main(["evidence", str(path), "--out", str(page)]) == 0
+    text = page.read_text()
+    assert "0 of 1 evidence files have run" in text
+    assert "Not run yet" in text and "SUPPORTED" not in text.split("## pending")[1]
+
+
+@pytest.mark.parametrize(
+    ("damage", "where", "message"),
+    [
+        ("csv-value", "trials.csv", "line 2: not a number"),
+        ("csv-column", "trials.csv", "lacks the column 'status'"),
+        ("json", "ev", "cannot be read"),
+        ("no-claims", "claims", "states no claims"),
+        ("missing", "nowhere.yaml", "no such evidence file or folder"),
+    ],
+)
+def test_bad_evidence_input_is_one_line_exit_2_and_writes_no_page(
+    tmp_path, capsys, damage, where, message
+):
+    path = _evidence_file(tmp_path, "ev")
+    results = tmp_path / "results" / "ev"
+    results.mkdir(parents=True)
+    (results / "run.json").write_text('{"parent_run_id": "x", "file_sha256": ""}')
+    (results / "trials.csv").write_text(
+        "number,status,epochs_reached,when_loss,seed,v\n0,completed,2,mmm,0,0.5\n"
+    )
+    target = path
+    if damage == "csv-value":
+        (results / "trials.csv").write_text(
+            "number,status,epochs_reached,when_loss,seed,v\n0,completed,2,mmm,0,high\n"
+        )
+    elif damage == "csv-column":
+        (results / "trials.csv").write_text("number,epochs_reached\n0,2\n")
+    elif damage == "json":
+        (results / "run.json").write_text("{not json")
+    elif damage == "no-claims":
+        spec = yaml.safe_load(path.read_text())
+        spec["claims"] = []
+        path.write_text(yaml.safe_dump(spec))
+    else:
+        target = tmp_path / "nowhere.yaml"
+    page = tmp_path / "E.md"
+    capsys.readouterr()
+    assert main(["evidence", str(target), "--out", str(page)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and where in err, err
+    assert not page.exists()
+
+
+def test_check_cannot_be_combined_with_run(tmp_path, capsys):
+    path = _evidence_file(tmp_path, "ev")
+    assert main(["evidence", str(path), "--run", "--check"]) == 2
+    assert "--check" in capsys.readouterr().err
+
+
+def test_the_committed_page_is_what_the_committed_csvs_give(monkeypatch):
+    """EVIDENCE.md is generated: regenerating it from the committed results changes nothing."""
+    monkeypatch.chdir(ROOT)
+    assert main(["evidence", "--check"]) == 0
+
+
+@pytest.mark.slow
+def test_evidence_run_runs_the_sweep_and_writes_its_section(tmp_path, capsys):
+    """`sedsweep evidence FILE --run` on the real engines: Ray, Optuna, MLflow on SQLite."""
+    ray.shutdown()
+    spec = {
+        **grid_spec("evrun"),
+        "description": "a tiny real run",
+        "space": {"when_loss": {"type": "grid", "values": ["mmm", "max"]}},
+        "replicates": {"seed": [0, 1]},
+        "search": {"algorithm": "grid", "reproducible": True},
+        "budget": {"max_concurrent": 2},
+        "resources": {"cpu": 1, "gpu": 0},
+        "claims": CLAIMS[:1],
+    }
+    folder = tmp_path / "evidence"
+    folder.mkdir()
+    path = folder / "evrun.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    page = tmp_path / "EVIDENCE.md"
+    work = tmp_path / "work"
+    try:
+        code = main(["evidence", str(path), "--run", "--out", str(page), "--workdir", str(work)])
+    finally:
+        ray.shutdown()
+    assert code == 0, capsys.readouterr().err
+    sweep, info = evidence.load(path)
+    assert sweep.counts["completed"] == 4 and info["trials"]["completed"] == 4
+    assert info["trace_sha256"] and info["wall_s"] > 0
+    assert {"load_before", "driver_wall_s", "cpus"} <= set(info["machine"])
+    text = page.read_text()
+    assert "## evrun" in text and "mmm beats max" in text
+    shutil.rmtree(work / "ray", ignore_errors=True)
