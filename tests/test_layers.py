@@ -13,7 +13,8 @@ Floors, lowest first (a module may import its own floor and those below, never o
     train     train
     sweep     sweep/*
     report    report/* (read-only: never imports torch or ray)
-    select    select (best config: confirmation sweeps, re-training, model registry)
+    select    select (best config: confirmation sweeps, re-training, model registry), evidence
+              (runs the evidence sweeps and writes EVIDENCE.md from their CSVs)
     cli       cli, slurm (the Slurm job launcher: `python -m sedsweep.slurm`)
 
 Imports are read from the sources (every `import`, at module level or inside a function: a
@@ -51,7 +52,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("train", ("sedsweep.train",)),
     ("sweep", ("sedsweep.sweep",)),
     ("report", ("sedsweep.report",)),
-    ("select", ("sedsweep.select",)),
+    ("select", ("sedsweep.select", "sedsweep.evidence")),
     ("cli", ("sedsweep.cli", "sedsweep.slurm")),
 ]  # fmt: skip
 
