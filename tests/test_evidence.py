@@ -65,7 +65,7 @@ def test_results_csvs_give_the_stores_claims_and_table(tmp_path):
     assert header[:5] == ["number", "status", "epochs_reached", "when_loss", "seed"]
     stored = load_sweep_runs(parent, uri)
     from_csv, info = evidence.load(path)
-    assert info["parent_run_id"] == parent and info["file_sha256"] == evidence.file_sha256(path)
+    assert info["parent_run_id"] == parent and info["spec_sha256"] == evidence.spec_sha256(path)
     assert [t.status for t in from_csv.trials] == [t.status for t in stored.trials]
     assert check_claims(from_csv).render("csv") == check_claims(stored).render("csv")
     assert build_table([from_csv], with_paper=True).render("md") == build_table(
@@ -82,8 +82,13 @@ def test_results_csvs_give_the_stores_claims_and_table(tmp_path):
     csv_path = out / "trials.csv"
     csv_path.write_text(csv_path.read_text().replace("0.9", "0.7", 1))
     assert main(["evidence", str(folder), "--out", str(page), "--check"]) == 1
-    # a file edited after its run is marked stale
-    path.write_text(path.read_text() + "# edited\n")
+    # a comment or a reworded description leaves the results current; another spec does not
+    spec["description"] = "reworded"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False) + "# a comment\n")
+    assert main(["evidence", str(folder), "--out", str(page)]) == 0
+    assert "Stale" not in page.read_text()
+    spec["replicates"]["seed"] = [0, 1, 2, 3]
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
     assert main(["evidence", str(folder), "--out", str(page)]) == 0
     assert "**Stale**" in page.read_text()
 
@@ -113,7 +118,7 @@ def test_bad_evidence_input_is_one_line_exit_2_and_writes_no_page(
     path = _evidence_file(tmp_path, "ev")
     results = tmp_path / "results" / "ev"
     results.mkdir(parents=True)
-    (results / "run.json").write_text('{"parent_run_id": "x", "file_sha256": ""}')
+    (results / "run.json").write_text('{"parent_run_id": "x", "spec_sha256": ""}')
     (results / "trials.csv").write_text(
         "number,status,epochs_reached,when_loss,seed,v\n0,completed,2,mmm,0,0.5\n"
     )

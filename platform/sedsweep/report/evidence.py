@@ -41,9 +41,12 @@ FIXED_COLUMNS = ("number", "status", "epochs_reached")
 VERDICT_ORDER = ("SUPPORTED", "CONTRADICTED", "INCONCLUSIVE")
 
 
-def file_sha256(path: Path) -> str:
-    """Hash of an evidence file's bytes: a result made from another version reads as stale."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def spec_sha256(path: Path) -> str:
+    """Hash of what an evidence file asks to run: its validated spec without the free-text
+    `description` (comments and wording do not change a result; any other field does). A
+    result made from another spec reads as stale."""
+    spec = read_spec(path).model_dump(mode="json", exclude={"description"})
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
 def results_dir(spec_file: Path) -> Path:
@@ -102,7 +105,7 @@ def run_info(sweep: SweepRuns, spec_file: Path, ended_ms: int | None) -> dict[st
     return {
         "sweep": sweep.name,
         "file": spec_file.name,
-        "file_sha256": file_sha256(spec_file),
+        "spec_sha256": spec_sha256(spec_file),
         "parent_run_id": sweep.parent_run_id,
         "status": sweep.parent_status,
         "started": stamp(start),
@@ -198,8 +201,8 @@ class Section:
 
     @property
     def stale(self) -> bool:
-        """The file changed since its results were made."""
-        return bool(self.info) and self.info.get("file_sha256") != file_sha256(self.file)
+        """The file's spec changed since its results were made."""
+        return bool(self.info) and self.info.get("spec_sha256") != spec_sha256(self.file)
 
 
 def sections(files: list[Path]) -> list[Section]:
@@ -276,6 +279,16 @@ def _summary_rows(items: list[Section], root: Path) -> list[str]:
     return lines
 
 
+def _load_text(machine: dict[str, Any]) -> str:
+    """The 1-minute load average around the run: before and after it for `--run`, else when
+    the results were exported."""
+    after = (machine.get("load_1_5_15") or [None])[0]
+    before = (machine.get("load_before") or [None])[0]
+    if before is not None and after is not None:
+        return f", load average {before} before and {after} after"
+    return "" if after is None else f", load average {after} when exported"
+
+
 def _section(s: Section, root: Path) -> list[str]:
     lines = [f"## {s.file.stem}", ""]
     if s.spec.description:
@@ -287,18 +300,17 @@ def _section(s: Section, root: Path) -> list[str]:
                 f"`{_rel(results_dir(s.file), root)}`.", ""]  # fmt: skip
     i = s.info
     machine = i.get("machine", {})
-    load = machine.get("load_1_5_15") or []
     lines += [
         f"- Ran {i.get('started')} → {i.get('ended')}: wall {i.get('wall_s', 0) / 60:.1f} min, "
         f"{s.sweep.describe_counts()}; machine: {machine.get('cpus', '?')} CPUs, "
-        f"{machine.get('platform', '?')}"
-        + (f", load average {load[0]} at the end" if load else ""),
+        f"{machine.get('platform', '?')}" + _load_text(machine),
         f"- Results: `{_rel(results_dir(s.file), root)}/` (trials.csv, run.json); "
         f"reproducibility trace `{(i.get('trace_sha256') or '—')[:16]}`",
     ]
     if s.stale:
         lines.append(
-            "- **Stale**: the file changed since these results were made; run the command above."
+            "- **Stale**: the file's spec changed since these results were made; run the command "
+            "above."
         )
     table = build_table([s.sweep], with_paper=True)
     lines += ["", table.render("md").rstrip(), ""]
