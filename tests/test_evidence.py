@@ -55,7 +55,8 @@ def test_results_csvs_give_the_stores_claims_and_table(tmp_path):
     path = _evidence_file(folder, "ev")
     spec = yaml.safe_load(path.read_text())
     trials = grid_trials()
-    trials[4]["status"] = "FAILED"  # a failed trial travels with its status
+    trials[4]["status"] = "KILLED"  # stopped by the scheduler: pruned, and travels as such
+    trials[4]["tags"] = {"sweep.stopped_early": "true"}
     parent = log_sweep(tmp_path, spec, trials)
     uri = tracking_uri_for(tmp_path)
     machine = {"cpus": 2, "platform": "test", "load_1_5_15": [0.5, 0.4, 0.3]}
@@ -91,6 +92,22 @@ def test_results_csvs_give_the_stores_claims_and_table(tmp_path):
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     assert main(["evidence", str(folder), "--out", str(page)]) == 0
     assert "**Stale**" in page.read_text()
+
+
+def test_an_incomplete_sweep_is_not_exported(tmp_path, capsys):
+    folder = tmp_path / "evidence"
+    folder.mkdir()
+    path = _evidence_file(folder, "part")
+    trials = grid_trials()
+    trials[2]["status"] = "FAILED"  # an errored (or interrupted) trial: the sweep is unfinished
+    log_sweep(tmp_path, yaml.safe_load(path.read_text()), trials)
+    capsys.readouterr()
+    code = main(["evidence", str(path), "--export", "--workdir", str(tmp_path),
+                 "--out", str(tmp_path / "E.md")])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "is incomplete (8 completed, 1 failed of 9 planned)" in err, err
+    assert str(path) in err and len(err.splitlines()) == 1
+    assert not (folder / "results").exists() and not (tmp_path / "E.md").exists()
 
 
 def test_a_file_that_has_not_run_gets_a_section_that_says_so(tmp_path):

@@ -71,8 +71,12 @@ def generate(
                 )
                 machine = {**machine_facts(), "load_before": load_before,
                            "driver_wall_s": round(time.time() - started, 1)}  # fmt: skip
-                if not result.complete:
-                    outcome.incomplete.append(f"{f}: {result.summary()}")
+                if not result.complete:  # not exported: the file keeps its last results
+                    outcome.incomplete.append(
+                        f"{f}: {result.summary()}; not exported (sedsweep resume {result.path}, "
+                        f"then sedsweep evidence {f} --export)"
+                    )
+                    continue
                 target = result.parent_run_id or target
             outcome.exported.append(export_from_store(f, target, uri, machine))
     every = evidence_files(sorted({f.parent for f in named}))

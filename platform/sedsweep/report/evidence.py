@@ -29,10 +29,18 @@ from sedsweep.config import deep_merge, load_yaml, validate
 from sedsweep.errors import UserError
 from sedsweep.fsio import atomic_file, write_json
 from sedsweep.report.claims import ClaimCheck, ClaimsReport, check_claims
-from sedsweep.report.runs import COMPLETED, SweepRuns, TrialRun, parse_param, same_value
+from sedsweep.report.runs import (
+    COMPLETED,
+    FAILED,
+    PRUNED,
+    SweepRuns,
+    TrialRun,
+    parse_param,
+    same_value,
+)
 from sedsweep.report.tables import build_table, paper_value
 from sedsweep.sweep.spec import SweepSpec
-from sedsweep.tracking import TRACE_TAG
+from sedsweep.tracking import PLANNED_TAG, TRACE_TAG
 
 RESULTS_DIR = "results"
 TRIALS_CSV = "trials.csv"
@@ -388,5 +396,19 @@ def export_from_store(
             f"is sweep {sweep.name!r}, not this file's {read_spec(spec_file).name!r}",
             where=f"{spec_file}: name",
         )
+    check_complete(sweep, spec_file)
     ended = sweep.client.get_run(sweep.parent_run_id).info.end_time
     return export(sweep, spec_file, ended, machine)
+
+
+def check_complete(sweep: SweepRuns, spec_file: Path) -> None:
+    """Evidence is made of finished sweeps only: every planned trial completed or stopped by
+    the scheduler. A partial one would give verdicts on the cells that happened to run."""
+    planned = int(sweep.parent_tags.get(PLANNED_TAG, len(sweep.trials)))
+    done = sweep.counts[COMPLETED] + sweep.counts[PRUNED]
+    if done < planned or sweep.counts[FAILED]:
+        raise UserError(
+            f"sweep {sweep.name} is incomplete ({sweep.describe_counts()} of {planned} planned): "
+            f"finish it with `sedsweep resume`, then export it again",
+            where=str(spec_file),
+        )
