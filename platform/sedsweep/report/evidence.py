@@ -105,19 +105,22 @@ def trials_csv(sweep: SweepRuns) -> str:
     return out.getvalue()
 
 
+def _utc(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def run_info(sweep: SweepRuns, spec_file: Path, ended_ms: int | None) -> dict[str, Any]:
     """When, where and from what the sweep ran (run.json)."""
     start = sweep.start_time / 1000
     end = (ended_ms or sweep.start_time) / 1000
-    stamp = lambda s: dt.datetime.fromtimestamp(s, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")  # noqa: E731
     return {
         "sweep": sweep.name,
         "file": spec_file.name,
         "spec_sha256": spec_sha256(spec_file),
         "parent_run_id": sweep.parent_run_id,
         "status": sweep.parent_status,
-        "started": stamp(start),
-        "ended": stamp(end),
+        "started": _utc(start),
+        "ended": _utc(end),
         "wall_s": round(end - start, 1),
         "trials": sweep.counts,
         "trace_sha256": sweep.parent_tags.get(TRACE_TAG),
