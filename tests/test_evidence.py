@@ -65,8 +65,10 @@ def test_results_csvs_give_the_stores_claims_and_table(tmp_path):
     header = (out / "trials.csv").read_text().splitlines()[0].split(",")
     assert header[:5] == ["number", "status", "epochs_reached", "when_loss", "seed"]
     stored = load_sweep_runs(parent, uri)
-    from_csv, info = evidence.load(path)
-    assert info["parent_run_id"] == parent and info["spec_sha256"] == evidence.spec_sha256(path)
+    from_csv, info = evidence.load(path, evidence.read_spec(path))
+    assert info["parent_run_id"] == parent and info["spec_sha256"] == evidence.spec_sha256(
+        evidence.read_spec(path)
+    )
     assert [t.status for t in from_csv.trials] == [t.status for t in stored.trials]
     assert check_claims(from_csv).render("csv") == check_claims(stored).render("csv")
     assert build_table([from_csv], with_paper=True).render("md") == build_table(
@@ -199,7 +201,7 @@ def test_evidence_run_runs_the_sweep_and_writes_its_section(tmp_path, capsys):
     finally:
         ray.shutdown()
     assert code == 0, capsys.readouterr().err
-    sweep, info = evidence.load(path)
+    sweep, info = evidence.load(path, evidence.read_spec(path))
     assert sweep.counts["completed"] == 4 and info["trials"]["completed"] == 4
     assert info["trace_sha256"] and info["wall_s"] > 0
     assert {"load_before", "driver_wall_s", "cpus"} <= set(info["machine"])

@@ -32,7 +32,6 @@ from sedsweep.tracking import tracking_uri_for
 class EvidenceOutcome:
     """What `generate` did."""
 
-    page: Path
     exported: list[Path] = field(default_factory=list)
     up_to_date: bool = True
     incomplete: list[str] = field(default_factory=list)
@@ -56,7 +55,7 @@ def generate(
     named = evidence_files(paths)
     for f in named:
         read_spec(f)  # a file with no claims, or an invalid one, fails before anything runs
-    outcome = EvidenceOutcome(out)
+    outcome = EvidenceOutcome()
     if run or export:
         uri = tracking_uri_for(workdir, tracking_uri)
         for f in named:

@@ -104,7 +104,8 @@ class ClaimsReport:
         return renderers[fmt](self)
 
 
-def _select(trials: list[TrialRun], selector: dict[str, Any]) -> list[TrialRun]:
+def select_trials(trials: list[TrialRun], selector: dict[str, Any]) -> list[TrialRun]:
+    """The trials whose values match every key of a claim's cell selector."""
     return [t for t in trials if all(same_value(t.value(k), v) for k, v in selector.items())]
 
 
@@ -116,7 +117,7 @@ def _sides(claim: Claim, trials: list[TrialRun]) -> list[tuple[dict[str, Any], d
         return [(a, flatten(claim.b))]
     first, *held = a
     others: list[Any] = []
-    for trial in _select(trials, {k: a[k] for k in held}):
+    for trial in select_trials(trials, {k: a[k] for k in held}):
         value = trial.value(first)
         if not same_value(value, a[first]) and not any(same_value(value, o) for o in others):
             others.append(value)
@@ -130,8 +131,8 @@ def check_claims(sweep: SweepRuns) -> ClaimsReport:
     for claim in sweep.spec.claims:
         for a, b in _sides(claim, completed):
             check = ClaimCheck(claim, a, b, [], [])
-            side_a = [t for t in _select(completed, a) if t.metric(claim.metric) is not None]
-            side_b = [t for t in _select(completed, b) if t.metric(claim.metric) is not None]
+            side_a = [t for t in select_trials(completed, a) if t.metric(claim.metric) is not None]
+            side_b = [t for t in select_trials(completed, b) if t.metric(claim.metric) is not None]
             check.values_a = [t.metric(claim.metric) for t in side_a]  # type: ignore[misc]
             check.values_b = [t.metric(claim.metric) for t in side_b]  # type: ignore[misc]
             pairs = _paired_values(sweep, side_a, side_b, claim.metric)

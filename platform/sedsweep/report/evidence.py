@@ -25,10 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sedsweep.config import deep_merge, load_yaml, validate
+from sedsweep.config import validate
 from sedsweep.errors import UserError
 from sedsweep.fsio import atomic_file, write_json
-from sedsweep.report.claims import ClaimCheck, ClaimsReport, check_claims
+from sedsweep.report.claims import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    SUPPORTED,
+    ClaimCheck,
+    ClaimsReport,
+    check_claims,
+    select_trials,
+)
 from sedsweep.report.runs import (
     COMPLETED,
     FAILED,
@@ -36,25 +44,24 @@ from sedsweep.report.runs import (
     SweepRuns,
     TrialRun,
     parse_param,
-    same_value,
 )
 from sedsweep.report.tables import build_table, paper_value
-from sedsweep.sweep.spec import SweepSpec
+from sedsweep.sweep.spec import SweepSpec, read_sweep_file
 from sedsweep.tracking import PLANNED_TAG, TRACE_TAG
 
 RESULTS_DIR = "results"
 TRIALS_CSV = "trials.csv"
 RUN_JSON = "run.json"
 FIXED_COLUMNS = ("number", "status", "epochs_reached")
-VERDICT_ORDER = ("SUPPORTED", "CONTRADICTED", "INCONCLUSIVE")
+VERDICT_ORDER = (SUPPORTED, CONTRADICTED, INCONCLUSIVE)
 
 
-def spec_sha256(path: Path) -> str:
+def spec_sha256(spec: SweepSpec) -> str:
     """Hash of what an evidence file asks to run: its validated spec without the free-text
     `description` (comments and wording do not change a result; any other field does). A
     result made from another spec reads as stale."""
-    spec = read_spec(path).model_dump(mode="json", exclude={"description"})
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    plain = spec.model_dump(mode="json", exclude={"description"})
+    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()
 
 
 def results_dir(spec_file: Path) -> Path:
@@ -65,11 +72,7 @@ def results_dir(spec_file: Path) -> Path:
 def read_spec(spec_file: Path) -> SweepSpec:
     """An evidence file's spec (its `scales:` entry for its own scale merged, as a sweep reads
     it); validated as a file, not against the method (the page needs no method)."""
-    raw = load_yaml(spec_file)
-    per_scale = raw.get("scales", {})
-    if isinstance(per_scale, dict) and isinstance(per_scale.get(raw.get("scale", "paper")), dict):
-        raw = deep_merge(raw, per_scale[raw.get("scale", "paper")])
-    spec = validate(SweepSpec, raw, str(spec_file))
+    spec = validate(SweepSpec, read_sweep_file(spec_file), str(spec_file))
     if not spec.claims:
         raise UserError("an evidence file states no claims", where=f"{spec_file}: claims")
     return spec
@@ -109,14 +112,16 @@ def _utc(seconds: float) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def run_info(sweep: SweepRuns, spec_file: Path, ended_ms: int | None) -> dict[str, Any]:
-    """When, where and from what the sweep ran (run.json)."""
+def run_info(
+    sweep: SweepRuns, spec_file: Path, spec: SweepSpec, ended_ms: int | None
+) -> dict[str, Any]:
+    """When, where and from what the sweep ran (run.json); `spec` is the file's, as read now."""
     start = sweep.start_time / 1000
     end = (ended_ms or sweep.start_time) / 1000
     return {
         "sweep": sweep.name,
         "file": spec_file.name,
-        "spec_sha256": spec_sha256(spec_file),
+        "spec_sha256": spec_sha256(spec),
         "parent_run_id": sweep.parent_run_id,
         "status": sweep.parent_status,
         "started": _utc(start),
@@ -128,14 +133,20 @@ def run_info(sweep: SweepRuns, spec_file: Path, ended_ms: int | None) -> dict[st
 
 
 def export(
-    sweep: SweepRuns, spec_file: Path, ended_ms: int | None, machine: dict[str, Any]
+    sweep: SweepRuns,
+    spec_file: Path,
+    spec: SweepSpec,
+    ended_ms: int | None,
+    machine: dict[str, Any],
 ) -> Path:
     """Write `trials.csv` and `run.json` of a finished evidence sweep; return their folder."""
     folder = results_dir(spec_file)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_file(folder / TRIALS_CSV) as fh:
         fh.write(trials_csv(sweep))
-    write_json(folder / RUN_JSON, {**run_info(sweep, spec_file, ended_ms), "machine": machine})
+    write_json(
+        folder / RUN_JSON, {**run_info(sweep, spec_file, spec, ended_ms), "machine": machine}
+    )
     return folder
 
 
@@ -149,12 +160,12 @@ def machine_facts() -> dict[str, Any]:
 
 
 # -- load --------------------------------------------------------------------------------------
-def load(spec_file: Path) -> tuple[SweepRuns, dict[str, Any]] | None:
-    """The sweep an evidence file's CSVs hold, and its run.json; None when it has not run."""
+def load(spec_file: Path, spec: SweepSpec) -> tuple[SweepRuns, dict[str, Any]] | None:
+    """The sweep an evidence file's CSVs hold (`spec`: the file's, read once by the caller),
+    and its run.json; None when it has not run."""
     folder = results_dir(spec_file)
     if not (folder / TRIALS_CSV).exists() and not (folder / RUN_JSON).exists():
         return None
-    spec = read_spec(spec_file)
     try:
         info = json.loads((folder / RUN_JSON).read_text())
         rows = list(csv.DictReader(io.StringIO((folder / TRIALS_CSV).read_text())))
@@ -163,9 +174,18 @@ def load(spec_file: Path) -> tuple[SweepRuns, dict[str, Any]] | None:
     missing = [c for c in FIXED_COLUMNS if rows and c not in rows[0]]
     if missing:
         raise UserError(f"lacks the column {missing[0]!r}", where=str(folder / TRIALS_CSV))
-    probe = SweepRuns("", "", spec.name, "", "", {}, {}, 0, spec)
-    keys = _keys(probe)
-    trials = []
+    sweep = SweepRuns(
+        tracking_uri="",
+        experiment_id="",
+        experiment_name=spec.name,
+        parent_run_id=str(info.get("parent_run_id", "")),
+        parent_status=str(info.get("status", "")),
+        parent_tags={},
+        parent_metrics={},
+        start_time=0,
+        spec=spec,
+    )
+    keys = _keys(sweep)  # from the spec alone
     for line, row in enumerate(rows, start=2):
         try:
             number = int(row["number"])
@@ -179,23 +199,11 @@ def load(spec_file: Path) -> tuple[SweepRuns, dict[str, Any]] | None:
                 f"line {line}: not a number ({exc})", where=str(folder / TRIALS_CSV)
             ) from None
         params = {k: parse_param(row[k]) for k in keys if k in row}
-        trials.append(
+        sweep.trials.append(
             TrialRun(
                 f"trial-{number}", f"trial {number}", row["status"], params, metrics, {}, 0, number
             )
         )
-    sweep = SweepRuns(
-        tracking_uri="",
-        experiment_id="",
-        experiment_name=spec.name,
-        parent_run_id=str(info.get("parent_run_id", "")),
-        parent_status=str(info.get("status", "")),
-        parent_tags={},
-        parent_metrics={},
-        start_time=0,
-        spec=spec,
-        trials=trials,
-    )
     return sweep, info
 
 
@@ -213,7 +221,7 @@ class Section:
     @property
     def stale(self) -> bool:
         """The file's spec changed since its results were made."""
-        return bool(self.info) and self.info.get("spec_sha256") != spec_sha256(self.file)
+        return bool(self.info) and self.info.get("spec_sha256") != spec_sha256(self.spec)
 
 
 def sections(files: list[Path]) -> list[Section]:
@@ -221,7 +229,7 @@ def sections(files: list[Path]) -> list[Section]:
     out = []
     for f in files:
         spec = read_spec(f)
-        loaded = load(f)
+        loaded = load(f, spec)
         if loaded is None:
             out.append(Section(f, spec, None, {}, None))
             continue
@@ -257,9 +265,7 @@ def _paper_pair(section: Section, check: ClaimCheck) -> str:
     methods = {section.spec.method}
     sides = []
     for selector in (check.a, check.b):
-        trials = [
-            t for t in completed if all(same_value(t.value(k), v) for k, v in selector.items())
-        ]
+        trials = select_trials(completed, selector)
         sides.append(paper_value(methods, trials, check.claim.metric) if trials else None)
     if None in sides:
         return "—"
@@ -394,14 +400,15 @@ def export_from_store(
     from sedsweep.report.runs import load_sweep_runs
 
     sweep = load_sweep_runs(target, tracking_uri)
-    if sweep.name != read_spec(spec_file).name:
+    spec = read_spec(spec_file)
+    if sweep.name != spec.name:
         raise UserError(
-            f"is sweep {sweep.name!r}, not this file's {read_spec(spec_file).name!r}",
+            f"is sweep {sweep.name!r}, not this file's {spec.name!r}",
             where=f"{spec_file}: name",
         )
     check_complete(sweep, spec_file)
     ended = sweep.client.get_run(sweep.parent_run_id).info.end_time
-    return export(sweep, spec_file, ended, machine)
+    return export(sweep, spec_file, spec, ended, machine)
 
 
 def check_complete(sweep: SweepRuns, spec_file: Path) -> None:

@@ -466,14 +466,21 @@ def load_sweep(
                 "--set cannot address: change it in the search-space file",
                 where=f"--set {key}",
             )
+    raw = read_sweep_file(path, scale)
+    spec = validate(SweepSpec, with_overrides(raw, overrides or {}), source)
+    return plan_sweep(spec, source)
+
+
+def read_sweep_file(path: str | Path, scale: str | None = None) -> dict[str, Any]:
+    """A search-space file's mapping with its `scales:` entry for the chosen scale (`scale`, else
+    the file's own) merged in; not yet validated."""
     raw = load_yaml(path)
     if scale:
         raw["scale"] = scale
     per_scale = raw.get("scales", {})
     if isinstance(per_scale, dict) and isinstance(per_scale.get(raw.get("scale", "paper")), dict):
         raw = deep_merge(raw, per_scale[raw.get("scale", "paper")])
-    spec = validate(SweepSpec, with_overrides(raw, overrides or {}), source)
-    return plan_sweep(spec, source)
+    return raw
 
 
 def plan_sweep(spec: SweepSpec, source: str, *, check_data: bool = True) -> SweepPlan:
