@@ -361,3 +361,34 @@ def _tiny_features(tmp_path: Path):
     resolved = resolve(RunSpec(method="null", scale="tiny"))
     corpus = corpus_for(resolved, tmp_path)
     return build_features(corpus, resolved.feature_params, tmp_path / "cache", progress=False)
+
+
+def test_a_resumed_driver_deletes_the_runs_of_trials_tune_does_not_know(tmp_path):
+    """`TrackingCallback.reconcile`: a trial the killed driver started after Tune's last
+    snapshot runs again under a new id; its first run is tagged, killed and deleted, and a
+    trial Tune restores keeps its run."""
+    from sedsweep.sweep.tracking_callback import TrackingCallback
+    from sedsweep.tracking import ORPHANED_TAG
+
+    journal = Journal.at(tmp_path / "j")
+    journal.experiment("exp")
+    journal.create(PARENT, "the-parent", {})
+    for i in range(3):
+        journal.create(f"trial{i}", f"t{i:03d}", {TRIAL_TAG: f"trial{i}"}, parent=PARENT)
+    journal.status("trial2", "FINISHED")
+    callback = TrackingCallback(
+        str(journal.directory), method="null", base_config={}, epochs=1, tags={}
+    )
+    assert callback.reconcile({"trial0"}) == ["trial1", "trial2"]
+    assert callback.reconcile({"trial0"}) == []  # deleted once
+    uri = store(tmp_path)
+    drainer = Drainer(journal.directory, uri, execution=EXECUTION)
+    drainer.drain()
+    client = client_for(uri)
+    kept = client.get_run(drainer.run_id("trial0"))
+    assert kept.info.lifecycle_stage == "active" and ORPHANED_TAG not in kept.data.tags
+    for key, status in (("trial1", "KILLED"), ("trial2", "FINISHED")):
+        gone = client.get_run(drainer.run_id(key))
+        assert gone.info.lifecycle_stage == "deleted" and gone.info.status == status
+        assert ORPHANED_TAG in gone.data.tags
+    journal.close()
