@@ -22,6 +22,12 @@ from sedsweep.tracking import (
     tracking_uri_for,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
+# every search-space file the repository ships: the examples and the evidence files
+SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml")) + sorted(
+    (ROOT / "search_spaces" / "evidence").glob("*.yaml")
+)
+
 
 def log_sweep(
     workdir: Path, spec: dict[str, Any], trials: list[dict[str, Any]], epochs: int = 2

@@ -20,11 +20,10 @@ from sedsweep.sweep.search import OptunaPruningSearch, trial_outcome
 from sedsweep.sweep.spec import load_sweep
 from sedsweep.tracking import tracking_uri_for
 
+from .sweeps import SHIPPED
+
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "search_spaces" / "quickstart.yaml"
-SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml")) + sorted(
-    (ROOT / "search_spaces" / "evidence").glob("*.yaml")
-)
 
 
 # -- the searcher alone ----------------------------------------------------------------------

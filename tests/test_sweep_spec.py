@@ -11,10 +11,9 @@ from sedsweep.errors import UserError
 from sedsweep.methods import REGISTRY
 from sedsweep.sweep.spec import load_sweep
 
+from .sweeps import SHIPPED
+
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml")) + sorted(
-    (ROOT / "search_spaces" / "evidence").glob("*.yaml")
-)
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
