@@ -65,10 +65,9 @@ def test_results_csvs_give_the_stores_claims_and_table(tmp_path):
     header = (out / "trials.csv").read_text().splitlines()[0].split(",")
     assert header[:5] == ["number", "status", "epochs_reached", "when_loss", "seed"]
     stored = load_sweep_runs(parent, uri)
-    from_csv, info = evidence.load(path, evidence.read_spec(path))
-    assert info["parent_run_id"] == parent and info["spec_sha256"] == evidence.spec_sha256(
-        evidence.read_spec(path)
-    )
+    read = evidence.read_spec(path)
+    from_csv, info = evidence.load(path, read)
+    assert info["parent_run_id"] == parent and info["spec_sha256"] == evidence.spec_sha256(read)
     assert [t.status for t in from_csv.trials] == [t.status for t in stored.trials]
     assert check_claims(from_csv).render("csv") == check_claims(stored).render("csv")
     assert build_table([from_csv], with_paper=True).render("md") == build_table(

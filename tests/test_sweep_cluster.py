@@ -68,7 +68,7 @@ def test_sigkilled_driver_resumes_every_trial_once(tmp_path):
         # Tune has snapshotted its experiment since, so that trial at least is one it restores
         while not _snapshotted_since_checkpoint(workdir):
             assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no checkpoint appeared"
+            assert time.monotonic() < deadline, "no snapshot after a second checkpoint"
             time.sleep(0.5)
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait(timeout=60)
