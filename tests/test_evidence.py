@@ -15,8 +15,9 @@ from sedsweep.report import evidence
 from sedsweep.report.claims import check_claims
 from sedsweep.report.runs import load_sweep_runs
 from sedsweep.report.tables import build_table
+from sedsweep.sweep.runner import SweepOutcome
 from sedsweep.sweep.spec import load_sweep
-from sedsweep.tracking import tracking_uri_for
+from sedsweep.tracking import STOPPED_EARLY_TAG, tracking_uri_for
 
 from .sweeps import grid_spec, grid_trials, log_sweep
 
@@ -109,6 +110,41 @@ def test_an_incomplete_sweep_is_not_exported(tmp_path, capsys):
     assert code == 2 and "is incomplete (8 completed, 1 failed of 9 planned)" in err, err
     assert str(path) in err and len(err.splitlines()) == 1
     assert not (folder / "results").exists() and not (tmp_path / "E.md").exists()
+
+
+@pytest.mark.parametrize(
+    ("ends", "complete"),
+    [
+        ({}, True),
+        ({2: "pruned"}, True),  # stopped by the scheduler: finished at its fidelity
+        ({2: "FAILED"}, False),
+        ({2: "KILLED"}, False),  # interrupted: killed with no stop decision
+        ({2: "FAILED", 3: "pruned"}, False),
+    ],
+)
+def test_the_runner_and_the_store_judge_a_sweep_complete_alike(tmp_path, ends, complete):
+    """One rule (tracking.all_finished) for Tune's counts in the runner's summary and for the
+    store's runs that evidence export reads; a trial missing from the store is not finished."""
+    spec, trials = grid_spec(), grid_trials()
+    runner_counts = {"completed": 0, "stopped_early": 0, "errored": 0, "interrupted": 0}
+    for n, trial in enumerate(trials):
+        end = ends.get(n, "FINISHED")
+        if end == "pruned":
+            trial["status"], trial["tags"] = "KILLED", {STOPPED_EARLY_TAG: "true"}
+        else:
+            trial["status"] = end
+        key = {"FINISHED": "completed", "pruned": "stopped_early", "FAILED": "errored"}
+        runner_counts[key.get(end, "interrupted")] += 1
+    log_sweep(tmp_path, spec, trials)
+    sweep = load_sweep_runs(spec["name"], tracking_uri_for(tmp_path))
+    outcome = SweepOutcome(spec["name"], tmp_path, sweep.parent_run_id, "", len(trials),
+                           runner_counts)  # fmt: skip
+    assert sweep.planned == len(trials)
+    assert sweep.complete is outcome.complete is complete, (sweep.counts, runner_counts)
+    # a run the store never received leaves the store's record short of its plan
+    if complete:
+        sweep.trials.pop()
+        assert not sweep.complete
 
 
 def test_a_file_that_has_not_run_gets_a_section_that_says_so(tmp_path):

@@ -77,6 +77,13 @@ BEST_OF_TAG = "sweep.best_of"  # the trial it re-trains
 MAX_TAG_CHARS = 5000  # longer tag values are cut (MLflow's limit is 8000)
 
 
+def all_finished(finished: int, failed: int, planned: int) -> bool:
+    """A sweep execution is complete: every planned trial finished (ran its budget, or was
+    stopped by the scheduler) and none failed. The one rule for the runner (which counts Ray
+    Tune's trials) and for reports on the store (which count the trials' runs)."""
+    return finished >= planned and not failed
+
+
 def count_tag(outcome: str) -> str:
     """The parent-run tag holding how many trials ended `outcome` (completed, errored, ...)."""
     return f"sweep.{outcome}"

@@ -39,15 +39,13 @@ from sedsweep.report.claims import (
 )
 from sedsweep.report.runs import (
     COMPLETED,
-    FAILED,
-    PRUNED,
     SweepRuns,
     TrialRun,
     parse_param,
 )
 from sedsweep.report.tables import build_table, paper_value
 from sedsweep.sweep.spec import SweepSpec, read_sweep_file
-from sedsweep.tracking import PLANNED_TAG, TRACE_TAG
+from sedsweep.tracking import TRACE_TAG
 
 RESULTS_DIR = "results"
 TRIALS_CSV = "trials.csv"
@@ -414,11 +412,9 @@ def export_from_store(
 def check_complete(sweep: SweepRuns, spec_file: Path) -> None:
     """Evidence is made of finished sweeps only: every planned trial completed or stopped by
     the scheduler. A partial one would give verdicts on the cells that happened to run."""
-    planned = int(sweep.parent_tags.get(PLANNED_TAG, len(sweep.trials)))
-    done = sweep.counts[COMPLETED] + sweep.counts[PRUNED]
-    if done < planned or sweep.counts[FAILED]:
+    if not sweep.complete:
         raise UserError(
-            f"sweep {sweep.name} is incomplete ({sweep.describe_counts()} of {planned} planned): "
-            f"finish it with `sedsweep resume`, then export it again",
+            f"sweep {sweep.name} is incomplete ({sweep.describe_counts()} of {sweep.planned} "
+            "planned): finish it with `sedsweep resume`, then export it again",
             where=str(spec_file),
         )

@@ -37,6 +37,7 @@ from sedsweep.tracking import (
     SPEC_ARTIFACT,
     STOPPED_EARLY_TAG,
     TRIAL_TAG,
+    all_finished,
     client_for,
 )
 
@@ -213,6 +214,17 @@ class SweepRuns:
     def counts(self) -> dict[str, int]:
         """Trials per status."""
         return {s: len(self.with_status(s)) for s in (COMPLETED, PRUNED, FAILED, RUNNING)}
+
+    @property
+    def planned(self) -> int:
+        """Trials the sweep planned (its parent run's tag; else the trials it holds)."""
+        return int(self.parent_tags.get(PLANNED_TAG, len(self.trials)))
+
+    @property
+    def complete(self) -> bool:
+        """Every planned trial completed or was pruned, and none failed."""
+        counts = self.counts
+        return all_finished(counts[COMPLETED] + counts[PRUNED], counts[FAILED], self.planned)
 
     @property
     def searched_keys(self) -> list[str]:

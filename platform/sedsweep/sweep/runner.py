@@ -60,6 +60,7 @@ from sedsweep.tracking import (
     SWEEP_NAME_TAG,
     TRACE_TAG,
     adopt_credentials,
+    all_finished,
     count_tag,
     display_uri,
     probe,
@@ -171,7 +172,7 @@ class SweepOutcome:
     def complete(self) -> bool:
         """Every trial ran (to the end or stopped by the scheduler) and none errored."""
         finished = self.counts.get("completed", 0) + self.counts.get("stopped_early", 0)
-        return finished == self.expected and not self.counts.get("errored", 0)
+        return all_finished(finished, self.counts.get("errored", 0), self.expected)
 
     def summary(self) -> str:
         """One line for the terminal."""
