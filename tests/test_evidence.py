@@ -127,14 +127,14 @@ def test_the_runner_and_the_store_judge_a_sweep_complete_alike(tmp_path, ends, c
     store's runs that evidence export reads; a trial missing from the store is not finished."""
     spec, trials = grid_spec(), grid_trials()
     runner_counts = {"completed": 0, "stopped_early": 0, "errored": 0, "interrupted": 0}
+    tune_name = {"FINISHED": "completed", "pruned": "stopped_early", "FAILED": "errored"}
     for n, trial in enumerate(trials):
         end = ends.get(n, "FINISHED")
         if end == "pruned":
             trial["status"], trial["tags"] = "KILLED", {STOPPED_EARLY_TAG: "true"}
         else:
             trial["status"] = end
-        key = {"FINISHED": "completed", "pruned": "stopped_early", "FAILED": "errored"}
-        runner_counts[key.get(end, "interrupted")] += 1
+        runner_counts[tune_name.get(end, "interrupted")] += 1
     log_sweep(tmp_path, spec, trials)
     sweep = load_sweep_runs(spec["name"], tracking_uri_for(tmp_path))
     outcome = SweepOutcome(spec["name"], tmp_path, sweep.parent_run_id, "", len(trials),
