@@ -11,6 +11,7 @@ still away at the end leaves the rest in the journal for `sedsweep sync`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -32,7 +33,7 @@ from sedsweep.fsio import writable_dir, write_json
 from sedsweep.journal import JOURNAL_DIR, PARENT, Drainer, DrainerProcess, Journal, Notify
 from sedsweep.metrics import selected_key
 from sedsweep.progress import Progress
-from sedsweep.signals import Reaper, descendants, terminate_as_interrupt
+from sedsweep.signals import reaped_if_killed, terminate_as_interrupt
 from sedsweep.spec import corpus_for, split_error
 from sedsweep.sweep.figures import draw_figures
 from sedsweep.sweep.record import RECORD_FILE, read_record, write_record
@@ -410,18 +411,19 @@ def start_ray(plan: SweepPlan, address: str | None) -> None:
     import ray
 
     if not ray.is_initialized():
-        before = descendants(os.getpid())
-        ray.init(
-            # No --address: a new local cluster, never one that happens to run on this
-            # machine (Ray's default attaches to the last `ray start` cluster it finds).
-            address=address or "local",
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-            log_to_driver=False,  # trial errors reach the driver (and MLflow) through Tune
-        )
-        # the processes ray.init started here (none when it joined a cluster): ended by a
-        # reaper if this driver is killed and they outlive it
-        Reaper(descendants(os.getpid()) - before).start()
+        # the processes a local ray.init starts, and the workers its raylet forks later, are
+        # ended by a reaper if this driver is killed and they outlive it (nothing is started
+        # here when it joins a cluster)
+        local = not address or address == "local"
+        with reaped_if_killed() if local else contextlib.nullcontext():
+            ray.init(
+                # No --address: a new local cluster, never one that happens to run on this
+                # machine (Ray's default attaches to the last `ray start` cluster it finds).
+                address=address or "local",
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=False,  # trial errors reach the driver (and MLflow) through Tune
+            )
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     r = plan.spec.resources
     for name, wanted in (("gpu", r.gpu), ("cpu", r.cpu)):
