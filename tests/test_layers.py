@@ -4,7 +4,7 @@ Floors, lowest first (a module may import its own floor and those below, never o
 
     base      errors, config, fsio, signals, tracking (MLflow names and client; mlflow imported
               lazily), journal (journaled tracking: events to a file, replayed into MLflow)
-    nn        nn/*, metrics
+    nn        nn/*, metrics, validity (the training-validity gate: numbers already logged)
     data      data/*
     features  features
     spec      spec, and the method registry (methods/__init__.py: a table of names, no method)
@@ -43,7 +43,7 @@ PACKAGE = ROOT / "platform" / "sedsweep"
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("sedsweep", "sedsweep.errors", "sedsweep.config", "sedsweep.fsio",
               "sedsweep.signals", "sedsweep.tracking", "sedsweep.journal")),
-    ("nn", ("sedsweep.nn", "sedsweep.metrics")),
+    ("nn", ("sedsweep.nn", "sedsweep.metrics", "sedsweep.validity")),
     ("data", ("sedsweep.data",)),
     ("features", ("sedsweep.features",)),
     ("spec", ("sedsweep.spec", "=sedsweep.methods")),

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 from sedsweep.methods.base import Method
 from sedsweep.metrics import SELECTED_EPOCH, SELECTED_PREFIX
+from sedsweep.validity import CHANCE_PREFIX
 
 EpochCallback = Callable[[int, dict[str, float]], bool | None]
 
@@ -27,10 +28,13 @@ def run_epochs(
 
     Metrics are keyed `train/…`, `val/…`, `test/…` plus `epoch` and `epoch_time_s`, and
     `best_val/…` with `selected_epoch`: the validation metrics of the weights the method would
-    deliver now (`Method.selection_epoch`; NaN while it has selected none). `on_epoch` receives
+    deliver now (`Method.selection_epoch`; NaN while it has selected none). The first epoch run
+    here also carries the method's `references()` under `chance/` (what a model that learned
+    nothing scores: the validity gate's yardstick, `sedsweep.validity`). `on_epoch` receives
     them and may return True to stop early. Returns the last epoch's metrics.
     """
     last: dict[str, float] = {}
+    references: dict[str, float] | None = None
     while method.epoch < epochs:
         started = time.perf_counter()
         train = method.train_epoch()
@@ -52,6 +56,9 @@ def run_epochs(
         metrics[SELECTED_EPOCH] = float(selected)
         metrics["epoch"] = float(epoch)
         metrics["epoch_time_s"] = time.perf_counter() - started
+        if references is None:  # after the epoch: a method may build what it needs lazily
+            references = method.references()
+            metrics.update({CHANCE_PREFIX + k: float(v) for k, v in references.items()})
         last = metrics
         if on_epoch is not None and on_epoch(epoch, metrics):
             break

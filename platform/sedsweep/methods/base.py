@@ -293,6 +293,15 @@ class Method(abc.ABC):
         """Write figures or files for humans into `out_dir`; return their paths."""
         return []
 
+    def references(self) -> dict[str, float]:
+        """What a model that learned nothing scores, keyed like the loop's metrics: each
+        training loss the gate reads (`train/loss`) → its value when every output predicts
+        the training label prior (BCE: the prior's entropy), each validation metric
+        (`val/ap_micro`) → its chance level (`evaluation.chance_levels`). The loop logs them
+        once per run under `chance/`; `sedsweep.validity` judges a trial against them.
+        Empty: the trial is not judged."""
+        return {}
+
 
 def render_artifacts(method: Method, out_dir: Path) -> list[Path]:
     """`method.artifacts(out_dir)` with every label drawn as plain text (a class named
@@ -310,6 +319,12 @@ def render_artifacts(method: Method, out_dir: Path) -> list[Path]:
             "%s: no figures (%s: %s)", method.name, type(exc).__name__, str(exc)[:300]
         )
         return []
+
+
+def logit(p: np.ndarray | float, eps: float = 1e-6) -> torch.Tensor:
+    """log(p / (1 − p)) of probabilities clipped to [eps, 1 − eps], as a float32 tensor."""
+    q = np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps)
+    return torch.as_tensor(np.log(q / (1 - q)), dtype=torch.float32)
 
 
 def batches(indices: np.ndarray, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:

@@ -15,7 +15,9 @@ import numpy as np
 from sedsweep.features import FeatureSet
 from sedsweep.metrics import (
     clip_auc,
+    defined_metrics,
     frame_auc,
+    lower_is_better,
     lwlrap,
     mean_average_precision,
     segment_f1_from_frames,
@@ -97,3 +99,31 @@ def detection_candidates(
     ]
     scored = {f"{prefix}{k}": v for k, v in zip(DETECTION[:3], metrics, strict=True)}
     return scored | excluded
+
+
+COUNTS = ("strong_excluded",)  # reported beside the metrics, but not scores: no chance level
+
+
+def blind_outputs(prior: np.ndarray) -> list[np.ndarray]:
+    """The outputs of input-blind predictors, per class: the training label `prior` (which
+    ranks classes by frequency), everything present (all ones) and nothing present (zeros)."""
+    prior = np.asarray(prior, dtype=np.float64)
+    return [prior, np.ones_like(prior), np.zeros_like(prior)]
+
+
+def chance_levels(score: Callable[[np.ndarray], Candidates], prior: np.ndarray) -> dict[str, float]:
+    """Each metric's chance level: the best value it takes over the `blind_outputs` of
+    `prior`, where `score(output)` gives the metric candidates of predicting `output` (per
+    class) for every clip (and frame). Ranking metrics of a constant output: AUC 0.5, AP the
+    prevalence (micro: pooled, so ranking by the prior counts), lwlrap of prior-ranked
+    scores; thresholded ones (segment F1 / ER, macro F1): the better of all or none."""
+    best: dict[str, float] = {}
+    for output in blind_outputs(prior):
+        for name, value in defined_metrics(score(output)).items():
+            if name.endswith(COUNTS):
+                continue
+            if name not in best or (
+                value < best[name] if lower_is_better(name) else value > best[name]
+            ):
+                best[name] = value
+    return best

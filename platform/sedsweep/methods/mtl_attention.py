@@ -32,11 +32,13 @@ from sedsweep.methods.base import (
     SplitConfig,
     autocast,
     batches,
+    logit,
     save_figure,
 )
 from sedsweep.methods.evaluation import (
     DETECTION,
     TAGGING,
+    chance_levels,
     detection_candidates,
     tagging_candidates,
 )
@@ -314,6 +316,31 @@ class MtlAttention(Method):
     def selection_epoch(self) -> int:
         """The best-validation epoch so far (its weights are `self.selected`)."""
         return self.selected_epoch
+
+    @torch.no_grad()
+    def references(self) -> dict[str, float]:
+        """The validity gate's references (`Method.references`): the tagging loss
+        (`train/loss_bce`; the auxiliary MSE is not what a pooling is judged by) when every
+        clip predicts the training label prior, i.e. the prior's mean entropy; and the chance
+        level of every validation and test metric (constant clip scores and frame maps)."""
+        fs, train = self.features, self.splits.train
+        y = self.y[torch.from_numpy(train).to(self.device)]
+        prior = fs.weak[train].mean(axis=0)
+        refs = {"train/loss_bce": float(bce_logits(logit(prior).to(y).expand_as(y), y))}
+        for split in ("val", "test"):
+            idx = self.splits[split]
+
+            def score(out: np.ndarray, idx: np.ndarray = idx) -> dict[str, Any]:
+                clip = np.broadcast_to(out, (len(idx), len(out)))
+                frames = [np.broadcast_to(out, (int(fs.lengths[i]), len(out))) for i in idx]
+                return {
+                    **tagging_candidates(fs.weak[idx], clip),
+                    **detection_candidates(fs, idx, frames),
+                }
+
+            if len(idx):
+                refs |= {f"{split}/{k}": v for k, v in chance_levels(score, prior).items()}
+        return refs
 
     # -- checkpoints -------------------------------------------------------------------------
     def network(self) -> nn.Module:

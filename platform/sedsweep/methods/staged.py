@@ -29,9 +29,10 @@ from sedsweep.methods.base import (
     SplitConfig,
     Splits,
     autocast,
+    logit,
     save_figure,
 )
-from sedsweep.methods.evaluation import TAGGING, names, tagging_candidates
+from sedsweep.methods.evaluation import TAGGING, chance_levels, names, tagging_candidates
 from sedsweep.metrics import defined_metrics, f1_macro, lwlrap, lwlrap_per_class
 from sedsweep.nn.augment import Mixup, SpecAugment
 from sedsweep.nn.blocks import conv_bn_relu
@@ -468,16 +469,20 @@ class Staged(Method):
         self.trace["loss"].append(loss.item())
         self.trace["threshold"].append(threshold)
         self.trace["masked_fraction"].append(n_masked / unverified if unverified else 0.0)
-        return {"masked": n_masked, "unverified": unverified, "stage": stage}
+        return {"masked": n_masked, "unverified": unverified, "stage": stage,
+                "unmasked": losses.detach().mean().item()}  # fmt: skip
 
     def train_epoch(self) -> dict[str, float]:
-        """`iterations_per_epoch` iterations; loss, η, masked share of unverified samples, stage."""
+        """`iterations_per_epoch` iterations; the loss (eq. 1, masked), the same without its
+        mask (`loss_unmasked`, what the validity gate reads), η, the masked share of the
+        unverified samples, the stage."""
         first = len(self.trace["loss"])
         steps = [self.train_step() for _ in range(self.config.iterations_per_epoch)]
         self.epoch += 1
         unverified = sum(s["unverified"] for s in steps)
         metrics = {
             "loss": float(np.mean(self.trace["loss"][first:])),
+            "loss_unmasked": float(np.mean([s["unmasked"] for s in steps])),
             "masked_fraction": sum(s["masked"] for s in steps) / unverified if unverified else 0.0,
             "stage": float(steps[-1]["stage"]),
             "iteration": float(self.iteration),
@@ -520,6 +525,43 @@ class Staged(Method):
         if ver.any() and not ver.all():
             metrics |= {f"verified_{k}": v for k, v in tagging_metrics(y[ver], s[ver]).items()}
         return metrics
+
+    @torch.no_grad()
+    def references(self) -> dict[str, float]:
+        """The validity gate's references (`Method.references`): the unmasked training loss
+        (`train/loss_unmasked`, C_i of eq. 1 averaged) when the outputs predict the label
+        prior of the verified training clips (stages 1 and 3, where trials end): the sigmoid
+        head each class's share, the second head the mean label distribution q̄ (softmax
+        logits log q̄; sparsemax of q̄ is q̄ itself). Mixup leaves it unchanged in
+        expectation: both losses are linear in the target. And the chance level of every
+        validation and test metric (constant scores, before post-processing)."""
+        fs, train = self.features, self.splits.train
+        verified = train[fs.verified[train]]
+        y = self.y[torch.from_numpy(verified).to(self.device)]
+        heads = [logit(y.mean(dim=0).cpu().numpy()).to(y)]
+        if self.config.activation != "sigmoid":
+            q, labelled = label_distribution(y)
+            mean_q = (q * labelled[:, None]).sum(dim=0) / labelled.sum().clamp_min(1)
+            sparse = self.config.activation == "sig_sparsemax"
+            heads.append(mean_q if sparse else mean_q.clamp_min(1e-12).log())
+        logits = torch.stack([h.expand_as(y) for h in heads])
+        refs = {"train/loss_unmasked": float(self.sample_losses(logits, y).mean())}
+        prior = fs.weak[train].mean(axis=0)
+        for split in ("val", "test"):
+            idx = self.splits[split]
+            y_split, ver = fs.weak[idx], fs.verified[idx]
+
+            def score(out: np.ndarray, y: np.ndarray = y_split, ver: np.ndarray = ver) -> Any:
+                s = np.broadcast_to(out, y.shape)
+                metrics = tagging_metrics(y, s)
+                if ver.any() and not ver.all():
+                    metrics |= {f"verified_{k}": v
+                                for k, v in tagging_metrics(y[ver], s[ver]).items()}  # fmt: skip
+                return {k: (lambda v=v: v) for k, v in metrics.items()}
+
+            if len(idx):
+                refs |= {f"{split}/{k}": v for k, v in chance_levels(score, prior).items()}
+        return refs
 
     @classmethod
     def metric_names(cls) -> set[str]:

@@ -31,11 +31,13 @@ from sedsweep.methods.base import (
     SplitConfig,
     autocast,
     batches,
+    logit,
     save_figure,
 )
 from sedsweep.methods.evaluation import (
     DETECTION,
     TAGGING,
+    chance_levels,
     detection_candidates,
     names,
     tagging_candidates,
@@ -425,6 +427,59 @@ class WhenWho(Method):
     def metric_names(cls) -> set[str]:
         """The loss, WHO tagging metrics and WHEN detection metrics."""
         return {"loss", *names("who_", TAGGING), *names("when_", DETECTION)}
+
+    # -- what a model that learned nothing scores ---------------------------------------------
+    def references(self) -> dict[str, float]:
+        """The validity gate's references (`Method.references`): each task's training loss
+        (`train/loss_when`, `train/loss_who`: the gate reads the one of the objective's task)
+        when the outputs predict the label prior of one epoch's training clips as its pass
+        draws them (Half-and-Half weighs positive and negative bags equally): every WHO class
+        at its frequency, every WHEN bag at the positive bags' share; and the chance level of
+        every validation metric (constant "any event" frame probabilities, constant scores)."""
+        rng = np.random.default_rng(0)  # never the method's own: training must not move
+        refs = {}
+        for p in self.passes:
+            if p.input == "hnh":
+                idx = np.concatenate(half_and_half(*self._bags(), self.config.batch_size, rng))
+            else:
+                idx = self.splits.train
+            for task in p.tasks:
+                refs[f"train/loss_{task}"] = self._prior_loss(task, idx)
+        fs, train = self.features, self.splits.train
+        prior = np.concatenate([[self.bag_labels[train].mean()], fs.weak[train].mean(axis=0)])
+        for split in ("val", "test"):
+            idx = self.splits[split]
+
+            def score(out: np.ndarray, idx: np.ndarray = idx) -> dict[str, Any]:
+                frames = [np.full(int(fs.lengths[i]), out[0]) for i in idx]
+                who = np.broadcast_to(out[1:], (len(idx), len(out) - 1))
+                return {
+                    **tagging_candidates(fs.weak[idx], who, prefix="who_"),
+                    **detection_candidates(fs, idx, frames, any_event=True, prefix="when_"),
+                }
+
+            if len(idx):
+                refs |= {f"{split}/{k}": v for k, v in chance_levels(score, prior).items()}
+        return refs
+
+    @torch.no_grad()
+    def _prior_loss(self, task: str, idx: np.ndarray) -> float:
+        """`task`'s loss on clips `idx` (repeats count) when the outputs predict their label
+        prior π: WHO, each class's share; WHEN, frame probabilities whose bag probability
+        is the positive share (π itself under max and MMM pooling; 1 − (1 − π)^(1/T) over a
+        clip's T frames under noisy-or)."""
+        it = torch.from_numpy(idx).to(self.device)
+        if task == "who":
+            y = self.weak[it]
+            return float(bce_logits(logit(y.mean(dim=0).cpu().numpy()).to(y).expand_as(y), y))
+        lengths = self.lengths_cpu[idx]
+        mask, y = frame_mask(self.lengths[it], int(lengths.max())), self.bag[it]
+        bag = float(y.mean())
+        per_clip = np.full(len(idx), bag)
+        if self.config.when_loss == "noisy_or":
+            per_clip = 1 - (1 - bag) ** (1 / lengths.numpy())
+        frames = logit(per_clip).to(self.device)[:, None].expand(mask.shape)
+        return float(self.when_loss(frames, mask, y))
 
     # -- checkpoints -------------------------------------------------------------------------
     def network(self) -> nn.Module:

@@ -70,10 +70,15 @@ class BestReport:
 
 
 def rank_by_validation(sweep: SweepRuns) -> list[Ranked]:
-    """Completed trials with a finite objective, best first (reads the objective metric only)."""
+    """Valid completed trials with a finite objective, best first (reads the objective only);
+    a trial that did not train is never a candidate (`sedsweep.validity`)."""
     ranked = [Ranked(t, [t.metric(sweep.objective)]) for t in sweep.ranked()]
     if not ranked:
-        raise UserError(f"no completed trial has a finite {sweep.objective}", where=sweep.name)
+        left = sweep.left_out(COMPLETED)
+        why = f": {left}" if left else ""
+        raise UserError(
+            f"no trained completed trial has a finite {sweep.objective}{why}", where=sweep.name
+        )
     return ranked
 
 
@@ -105,11 +110,10 @@ def objective_points(sweep: SweepRuns, trials: list[TrialRun]) -> np.ndarray:
 
 
 def pareto_front(sweep: SweepRuns) -> tuple[list[TrialRun], np.ndarray]:
-    """Completed trials with every objective finite, and the mask of the non-dominated ones."""
+    """Valid completed trials with every objective finite, and the mask of the non-dominated
+    ones."""
     metrics = [o.metric for o in sweep.spec.objectives]
-    trials = [
-        t for t in sweep.with_status(COMPLETED) if all(t.metric(m) is not None for m in metrics)
-    ]
+    trials = [t for t in sweep.valid(COMPLETED) if all(t.metric(m) is not None for m in metrics)]
     maximise = [o.maximise for o in sweep.spec.objectives]
     return trials, non_dominated(objective_points(sweep, trials), maximise)
 
@@ -119,7 +123,7 @@ def pick_from_front(sweep: SweepRuns, rule: PickRule) -> tuple[TrialRun, list[Tr
     trials, mask = pareto_front(sweep)
     if not trials:
         names = ", ".join(o.metric for o in sweep.spec.objectives)
-        raise UserError(f"no completed trial has finite {names}", where=sweep.name)
+        raise UserError(f"no trained completed trial has finite {names}", where=sweep.name)
     metrics = [o.metric for o in sweep.spec.objectives]
     points = objective_points(sweep, trials)
     extra = {
@@ -167,6 +171,7 @@ def render_report(report: BestReport) -> str:
         "",
         f"Objective: {metric} ({s.spec.primary.mode}), validation split; completed trials: "
         f"{len(s.with_status(COMPLETED))} of {len(s.trials)}.",
+        *([f"Not candidates: {left}."] if (left := s.left_out(COMPLETED)) else []),
         "",
         "## Ranking by validation objective (single run per trial)",
         "",
@@ -235,7 +240,8 @@ def _front_lines(report: BestReport) -> list[str]:
     lines = [
         "",
         f"## Pareto front over {', '.join(f'{o.metric} ({o.mode})' for o in s.spec.objectives)}"
-        f": {len(report.front)} non-dominated of {len(s.with_status(COMPLETED))} completed trials",
+        f": {len(report.front)} non-dominated of {len(s.valid(COMPLETED))} trained completed "
+        "trials",
         "",
         f"Chosen by --pick {rule.describe()}",
         "",

@@ -1,20 +1,32 @@
 """Claim checks: does the sweep reproduce what a paper asserts?
 
 A search-space file's `claims:` (see `sweep.spec.Claim`) say that cell `a` beats cell `b` (or
-each other cell) on a metric. For each comparison the completed trials of both sides are
-collected; when every trial of one side has exactly one partner on the other with the same
-values of all other varying keys (shared seeds: a paired design) the difference is tested by
-a paired t-test (with Wilcoxon's signed-rank test beside it), otherwise by Welch's t-test.
-p-values are Holm-corrected across every comparison of the file. The verdict, with the
-effect oriented so that positive means "as claimed":
+each other cell) on a metric. For each comparison the trials of both sides that trained
+(`sedsweep.validity`) are collected; when every trial of one side has exactly one partner on
+the other with the same values of all other varying keys (shared seeds: a paired design) the
+difference is tested on the pairs, otherwise as independent samples (Welch). Values are
+oriented so that a positive effect is what the paper claims.
 
-- SUPPORTED: corrected p < α, the effect is positive and at least the paper's `min_effect`;
-- CONTRADICTED: corrected p < α with the effect reversed, or the 95 % CI excludes an effect as
-  large as the paper's `min_effect`;
-- INCONCLUSIVE: anything else (too few replicates, too much variance).
+A claim is answered in four columns, never in one word:
+
+1. *validity*: each side needs at least `MIN_VALID` trained trials, else NOT TESTED with the
+   reason (and no statistic at all: nothing is measured on arms that did not learn);
+2. *direction*: a one-sided t-test in the claimed direction and one in the other, Holm-
+   corrected across every tested comparison of the file (both directions in one family):
+   REPLICATED (the claimed direction at corrected p < α), REVERSED (the other one), or NOT
+   DETECTED; P(a > b) over the seeds beside it. The one-sided Wilcoxon signed-rank p is shown
+   only when the number of pairs lets it reach α/m at all (five pairs cannot go below 1/32);
+3. *magnitude*: our effect with a simultaneous (Bonferroni, 1 − α/m) interval, consistent
+   with the Holm correction (an interval that excludes 0 is Holm-significant); as a fraction of
+   the paper's effect (`min_effect`) with that interval, and as a share of the headroom
+   between the metric's chance level and a perfect score. SUSPECT when our effect is more
+   than `SUSPECT_RATIO` times the paper's: an effect that large says more about an arm than
+   about the method;
+4. *equivalence*: when the claim declares `equivalence_margin`, two one-sided tests (TOST):
+   EQUIVALENT when the difference lies within ±margin at p < α, else NOT SHOWN.
 
 Each comparison also gives the replicates needed for 80 % power to detect the paper's effect
-(`min_effect`, else the observed one) at the observed standard deviation.
+(`min_effect`, else the observed one) at the observed standard deviation (two-sided t).
 """
 
 from __future__ import annotations
@@ -29,37 +41,64 @@ from typing import Any
 
 from sedsweep.config import flatten
 from sedsweep.errors import UserError
+from sedsweep.metrics import lower_is_better
 from sedsweep.report.design import hashable
-from sedsweep.report.runs import COMPLETED, SweepRuns, TrialRun, same_value
+from sedsweep.report.runs import COMPLETED, SweepRuns, TrialRun, same_value, short_name
 from sedsweep.report.stats import (
     ALPHA,
-    Comparison,
-    compare,
+    Shift,
     holm,
     pair_up,
     replicates_for_power,
+    shift,
+    smallest_signed_rank_p,
+    superiority,
+    wilcoxon_greater,
 )
 from sedsweep.sweep.spec import Claim
 from sedsweep.tracking import CLAIMS_CSV, CLAIMS_MD
+from sedsweep.validity import CHANCE_PREFIX
 
 FORMATS = ("md", "csv", "json", "html")
 POWER = 0.8
-SUPPORTED, CONTRADICTED, INCONCLUSIVE = "SUPPORTED", "CONTRADICTED", "INCONCLUSIVE"
+MIN_VALID = 2  # trained trials a side needs before anything is measured on it
+SUSPECT_RATIO = 5.0  # our effect above this many times the paper's is marked SUSPECT
+TESTED, NOT_TESTED = "TESTED", "NOT TESTED"
+REPLICATED, REVERSED, NOT_DETECTED = "REPLICATED", "REVERSED", "NOT DETECTED"
+SUSPECT = "SUSPECT"
+EQUIVALENT, NOT_SHOWN = "EQUIVALENT", "NOT SHOWN"
 
 
 @dataclass
 class ClaimCheck:
-    """One comparison of one claim: the two sides' values, the test and the verdict."""
+    """One comparison of one claim: both sides' trained values and the four answers."""
 
     claim: Claim
     a: dict[str, Any]
     b: dict[str, Any]
-    values_a: list[float]
+    values_a: list[float]  # oriented as measured (not sign-flipped), trained trials only
     values_b: list[float]
-    comparison: Comparison | None = None
+    untrained_a: list[str] = field(default_factory=list)  # "t003: reason" per left-out trial
+    untrained_b: list[str] = field(default_factory=list)
+    unjudged: int = 0  # trials counted as trained because they logged no reference levels
+    paired: bool = False
+    shift: Shift | None = None  # of the oriented values: positive is what the paper claims
+    chance: float | None = None  # the metric's chance level (from the trials' chance/ refs)
+    validity: str = NOT_TESTED
+    validity_reason: str = ""
+    p_one: float | None = None  # one-sided, claimed direction
+    p_other: float | None = None  # one-sided, the other direction
     p_holm: float | None = None
-    verdict: str = INCONCLUSIVE
-    reason: str = ""
+    p_other_holm: float | None = None
+    direction: str = ""
+    prob_a_beats_b: float | None = None  # P(a better than b), oriented
+    wilcoxon_p: float | None = None  # one-sided, claimed direction; None when not shown
+    wilcoxon_note: str = ""
+    family: int = 0  # comparisons tested in the file (the Holm family, per direction)
+    ci: tuple[float, float] | None = None  # simultaneous 1 − α/m interval of the effect
+    magnitude: str = ""
+    equivalence: str = ""
+    p_tost: float | None = None
     power_effect: float | None = None
     power_effect_from: str = ""
     needed: int | None = None
@@ -72,16 +111,33 @@ class ClaimCheck:
     @property
     def effect(self) -> float | None:
         """The mean difference oriented so that positive is what the paper claims."""
-        return None if self.comparison is None else self.sign * self.comparison.diff
+        return None if self.shift is None else self.shift.diff
 
     @property
-    def effect_ci(self) -> tuple[float, float] | None:
-        """The 95 % CI of the oriented effect."""
-        c = self.comparison
-        if c is None:
+    def ci_level(self) -> float:
+        """The confidence of the simultaneous interval: 1 − α/m."""
+        return 1 - ALPHA / max(self.family, 1)
+
+    @property
+    def ratio(self) -> float | None:
+        """Our effect as a fraction of the paper's (`min_effect`)."""
+        floor = self.claim.min_effect
+        return None if self.effect is None or floor is None else self.effect / floor
+
+    @property
+    def ratio_ci(self) -> tuple[float, float] | None:
+        """The simultaneous interval as a fraction of the paper's effect."""
+        floor, ci = self.claim.min_effect, self.ci
+        return None if ci is None or floor is None else (ci[0] / floor, ci[1] / floor)
+
+    @property
+    def headroom(self) -> float | None:
+        """Our effect as a share of the headroom between the metric's chance level and a
+        perfect score (1, or 0 for an error rate): comparable across absolute levels."""
+        if self.effect is None or self.chance is None:
             return None
-        lo, hi = sorted((self.sign * c.ci_low, self.sign * c.ci_high))
-        return lo, hi
+        room = self.chance if lower_is_better(self.claim.metric) else 1.0 - self.chance
+        return self.effect / room if room > 0 else None
 
     def label(self, side: str) -> str:
         """`pooling=two_step` for a side's selector."""
@@ -102,6 +158,15 @@ class ClaimsReport:
         if fmt not in renderers:
             raise UserError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})", "--format")
         return renderers[fmt](self)
+
+    def counts(self, column: str) -> dict[str, int]:
+        """How many checks got each answer in one column (validity, direction, ...)."""
+        out: dict[str, int] = {}
+        for check in self.checks:
+            value = getattr(check, column)
+            if value:
+                out[value] = out.get(value, 0) + 1
+        return out
 
 
 def select_trials(trials: list[TrialRun], selector: dict[str, Any]) -> list[TrialRun]:
@@ -125,28 +190,72 @@ def _sides(claim: Claim, trials: list[TrialRun]) -> list[tuple[dict[str, Any], d
 
 
 def check_claims(sweep: SweepRuns) -> ClaimsReport:
-    """Test every claim of the sweep's file on its completed trials; Holm across them."""
+    """Answer every claim of the sweep's file on its trained completed trials: validity,
+    direction (Holm across the tested comparisons), magnitude, equivalence."""
     report = ClaimsReport(sweep.name)
     completed = sweep.with_status(COMPLETED)
     for claim in sweep.spec.claims:
         for a, b in _sides(claim, completed):
-            check = ClaimCheck(claim, a, b, [], [])
-            side_a = [t for t in select_trials(completed, a) if t.metric(claim.metric) is not None]
-            side_b = [t for t in select_trials(completed, b) if t.metric(claim.metric) is not None]
-            check.values_a = [t.metric(claim.metric) for t in side_a]  # type: ignore[misc]
-            check.values_b = [t.metric(claim.metric) for t in side_b]  # type: ignore[misc]
-            pairs = _paired_values(sweep, side_a, side_b, claim.metric)
-            if pairs is not None:
-                check.comparison = compare(*pairs, paired=True)
-            elif check.values_a and check.values_b:
-                check.comparison = compare(check.values_a, check.values_b, paired=False)
-            report.checks.append(check)
-    adjusted = holm([c.comparison.p_value if c.comparison else None for c in report.checks])
-    for check, p in zip(report.checks, adjusted, strict=True):
-        check.p_holm = p
-        _verdict(check)
+            report.checks.append(_measure(sweep, claim, a, b, completed))
+    tested = [c for c in report.checks if c.validity == TESTED]
+    family = len(tested)
+    adjusted = holm([c.p_one for c in tested] + [c.p_other for c in tested])
+    for n, check in enumerate(tested):
+        check.family = family
+        check.p_holm, check.p_other_holm = adjusted[n], adjusted[family + n]
+        _direction(check)
+        _magnitude(check)
+        _equivalence(check)
         _power(check)
     return report
+
+
+def _measure(
+    sweep: SweepRuns, claim: Claim, a: dict[str, Any], b: dict[str, Any], pool: list[TrialRun]
+) -> ClaimCheck:
+    """One comparison's trained values, its validity, and its one-sided tests (unadjusted)."""
+    sides = []
+    for selector in (a, b):
+        chosen = [t for t in select_trials(pool, selector) if t.metric(claim.metric) is not None]
+        trained = [t for t in chosen if sweep.validity(t).valid]
+        untrained = [f"{short_name(t)}: {sweep.validity(t).reason}" for t in chosen
+                     if not sweep.validity(t).valid]  # fmt: skip
+        sides.append((trained, untrained))
+    (side_a, untrained_a), (side_b, untrained_b) = sides
+    check = ClaimCheck(
+        claim, a, b,
+        [t.metric(claim.metric) for t in side_a],  # type: ignore[misc]
+        [t.metric(claim.metric) for t in side_b],  # type: ignore[misc]
+        untrained_a, untrained_b,
+    )  # fmt: skip
+    check.chance = _chance(side_a + side_b, claim.metric)
+    check.unjudged = sum(not sweep.validity(t).judged for t in side_a + side_b)
+    short = [
+        f"{side}: {len(trained)} of {len(trained) + len(untrained)} trials trained"
+        + (f" ({untrained[0]})" if untrained else "")
+        for side, trained, untrained in (("a", side_a, untrained_a), ("b", side_b, untrained_b))
+        if len(trained) < MIN_VALID
+    ]
+    if short:
+        check.validity_reason = "; ".join(short) + f" (needs {MIN_VALID} per side)"
+        return check
+    check.validity = TESTED
+    sign = check.sign
+    pairs = _paired_values(sweep, side_a, side_b, claim.metric)
+    check.paired = pairs is not None
+    xa, xb = pairs if pairs is not None else (check.values_a, check.values_b)
+    oa, ob = [sign * v for v in xa], [sign * v for v in xb]
+    check.shift = shift(oa, ob, paired=check.paired)
+    assert check.shift is not None  # two trained trials per side
+    check.p_one, check.p_other = check.shift.p_greater(), check.shift.p_less()
+    check.prob_a_beats_b = superiority(oa, ob, paired=check.paired)
+    return check
+
+
+def _chance(trials: list[TrialRun], metric: str) -> float | None:
+    """The metric's chance level as the trials logged it (their mean: the same split)."""
+    values = [v for t in trials if (v := t.metrics.get(CHANCE_PREFIX + metric)) is not None]
+    return sum(values) / len(values) if values else None
 
 
 def _paired_values(
@@ -169,71 +278,121 @@ def _paired_values(
     return pair_up(keyed(side_a), keyed(side_b))
 
 
-def _verdict(check: ClaimCheck) -> None:
-    c, p, effect, ci = check.comparison, check.p_holm, check.effect, check.effect_ci
-    floor = check.claim.min_effect
-    if c is None or p is None or effect is None or ci is None:
-        n = f"n = {len(check.values_a)} vs {len(check.values_b)}"
-        check.verdict, check.reason = INCONCLUSIVE, f"no test possible ({n}; needs 2 per side)"
-        return
-    if p < ALPHA and effect < 0:
-        check.verdict, check.reason = CONTRADICTED, "significant in the opposite direction"
-    elif floor is not None and ci[1] < floor:
-        check.verdict = CONTRADICTED
-        check.reason = f"the 95 % CI excludes an effect as large as the paper's ({floor:g})"
-    elif p < ALPHA and effect > 0 and (floor is None or effect >= floor):
-        check.verdict, check.reason = SUPPORTED, "significant in the claimed direction"
+def _direction(check: ClaimCheck) -> None:
+    assert check.p_holm is not None and check.p_other_holm is not None
+    if check.p_holm < ALPHA:
+        check.direction = REPLICATED
+    elif check.p_other_holm < ALPHA:
+        check.direction = REVERSED
     else:
-        check.verdict = INCONCLUSIVE
-        check.reason = (
-            f"Holm-corrected p = {p:.3g} ≥ {ALPHA}"
-            if p >= ALPHA
-            else f"significant, but the effect {effect:.3g} is below the paper's {floor:g}"
-        )
+        check.direction = NOT_DETECTED
+    if check.paired and check.shift is not None:
+        nonzero = sum(1 for d in check.shift.diffs if d != 0)
+        floor = smallest_signed_rank_p(nonzero)
+        if nonzero and floor < ALPHA / check.family:
+            check.wilcoxon_p = wilcoxon_greater(check.shift.diffs)
+        else:
+            check.wilcoxon_note = (
+                f"Wilcoxon not shown: {nonzero} pairs cannot give p below {floor:.3g}, "
+                f"above α/m = {ALPHA / check.family:.3g}"
+            )
+
+
+def _magnitude(check: ClaimCheck) -> None:
+    assert check.shift is not None
+    check.ci = check.shift.interval(check.ci_level)
+    ratio = check.ratio
+    check.magnitude = SUSPECT if ratio is not None and ratio > SUSPECT_RATIO else ""
+
+
+def _equivalence(check: ClaimCheck) -> None:
+    margin = check.claim.equivalence_margin
+    if margin is None or check.shift is None:
+        return
+    check.p_tost = check.shift.tost(margin)
+    check.equivalence = EQUIVALENT if check.p_tost < ALPHA else NOT_SHOWN
 
 
 def _power(check: ClaimCheck) -> None:
-    c = check.comparison
-    if c is None:
+    s = check.shift
+    if s is None:
         return
     if check.claim.min_effect is not None:
         check.power_effect, check.power_effect_from = check.claim.min_effect, "paper"
     else:
-        check.power_effect, check.power_effect_from = abs(c.diff), "observed"
-    if check.power_effect > 0 and c.sd is not None and math.isfinite(c.sd):
+        check.power_effect, check.power_effect_from = abs(s.diff), "observed"
+    sd = _sd(check)
+    if check.power_effect > 0 and sd is not None and math.isfinite(sd):
         check.needed = replicates_for_power(
-            check.power_effect, c.sd, paired=c.paired, alpha=ALPHA, target=POWER
+            check.power_effect, sd, paired=check.paired, alpha=ALPHA, target=POWER
         )
+
+
+def _sd(check: ClaimCheck) -> float | None:
+    """The sd the power calculation assumes: of the paired differences, else the pooled
+    per-group sd sqrt((s_a² + s_b²) / 2)."""
+    import numpy as np
+
+    s = check.shift
+    if s is None:
+        return None
+    if check.paired:
+        return float(np.std(s.diffs, ddof=1)) if len(s.diffs) > 1 else None
+    va = float(np.var(check.values_a, ddof=1))
+    vb = float(np.var(check.values_b, ddof=1))
+    return math.sqrt((va + vb) / 2)
 
 
 # -- rendering ------------------------------------------------------------------------------
 COLUMNS = [
-    "claim", "source", "a", "b", "metric", "direction", "n_a", "n_b", "test", "mean_diff",
-    "ci_low", "ci_high", "p", "p_wilcoxon", "p_holm", "verdict", "reason", "power_effect",
-    "power_effect_from", "replicates_for_80pct_power",
+    "claim", "source", "a", "b", "metric", "claimed", "n_a", "n_b", "untrained_a",
+    "untrained_b", "not_judged", "validity", "validity_reason", "test", "effect",
+    "p_one_sided", "p_holm", "p_reversed_holm", "direction", "prob_a_beats_b",
+    "wilcoxon_p_one_sided", "wilcoxon_note", "ci_level", "ci_low", "ci_high", "paper_effect",
+    "ratio", "ratio_ci_low", "ratio_ci_high", "chance", "headroom_share", "magnitude",
+    "equivalence_margin", "p_tost", "equivalence", "power_effect", "power_effect_from",
+    "replicates_for_80pct_power",
 ]  # fmt: skip
 
 
 def _row(check: ClaimCheck) -> dict[str, Any]:
-    c = check.comparison
+    ci, rci = check.ci, check.ratio_ci
     return {
         "claim": check.claim.name,
         "source": check.claim.source,
         "a": check.label("a"),
         "b": check.label("b"),
         "metric": check.claim.metric,
-        "direction": check.claim.direction,
+        "claimed": check.claim.direction,
         "n_a": len(check.values_a),
         "n_b": len(check.values_b),
-        "test": c.test if c else None,
-        "mean_diff": c.diff if c else None,
-        "ci_low": c.ci_low if c else None,
-        "ci_high": c.ci_high if c else None,
-        "p": c.p_value if c else None,
-        "p_wilcoxon": c.wilcoxon_p if c else None,
+        "untrained_a": len(check.untrained_a),
+        "untrained_b": len(check.untrained_b),
+        "not_judged": check.unjudged,
+        "validity": check.validity,
+        "validity_reason": check.validity_reason,
+        "test": None if check.shift is None else "paired t" if check.paired else "Welch t",
+        "effect": check.effect,
+        "p_one_sided": check.p_one,
         "p_holm": check.p_holm,
-        "verdict": check.verdict,
-        "reason": check.reason,
+        "p_reversed_holm": check.p_other_holm,
+        "direction": check.direction or None,
+        "prob_a_beats_b": check.prob_a_beats_b,
+        "wilcoxon_p_one_sided": check.wilcoxon_p,
+        "wilcoxon_note": check.wilcoxon_note,
+        "ci_level": check.ci_level if ci else None,
+        "ci_low": ci[0] if ci else None,
+        "ci_high": ci[1] if ci else None,
+        "paper_effect": check.claim.min_effect,
+        "ratio": check.ratio,
+        "ratio_ci_low": rci[0] if rci else None,
+        "ratio_ci_high": rci[1] if rci else None,
+        "chance": check.chance,
+        "headroom_share": check.headroom,
+        "magnitude": check.magnitude or None,
+        "equivalence_margin": check.claim.equivalence_margin,
+        "p_tost": check.p_tost,
+        "equivalence": check.equivalence or None,
         "power_effect": check.power_effect,
         "power_effect_from": check.power_effect_from,
         "replicates_for_80pct_power": check.needed,
@@ -246,37 +405,94 @@ def _num(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
+def direction_text(check: ClaimCheck) -> str:
+    """'REPLICATED (Holm p 0.004, P(a>b) 1.00)', or '—' when not tested."""
+    if check.validity != TESTED:
+        return "—"
+    p = check.p_holm if check.direction != REVERSED else check.p_other_holm
+    return (
+        f"**{check.direction}** (Holm p {_num(p)}, P(a>b) {_num(check.prob_a_beats_b, 2)}"
+        + (f", Wilcoxon p {_num(check.wilcoxon_p)}" if check.wilcoxon_p is not None else "")
+        + ")"
+    )
+
+
+def magnitude_text(check: ClaimCheck) -> str:
+    """'+0.080 [0.030, 0.130]; 0.34× the paper's [0.13, 0.55]; 11 % of the headroom'."""
+    if check.validity != TESTED or check.ci is None or check.effect is None:
+        return "—"
+    parts = [f"{check.effect:+.3f} [{check.ci[0]:.3f}, {check.ci[1]:.3f}]"]
+    if check.ratio is not None and check.ratio_ci is not None:
+        parts.append(
+            f"{check.ratio:.2f}× the paper's [{check.ratio_ci[0]:.2f}, {check.ratio_ci[1]:.2f}]"
+        )
+    if check.headroom is not None:
+        parts.append(f"{check.headroom:.0%} of the headroom above chance {check.chance:.3f}")
+    text = "; ".join(parts)
+    return f"**{SUSPECT}**: {text}" if check.magnitude == SUSPECT else text
+
+
+def equivalence_text(check: ClaimCheck) -> str:
+    """'EQUIVALENT (±0.02, TOST p 0.01)', or '—' when the claim declares no margin."""
+    if not check.equivalence:
+        return "—"
+    margin = check.claim.equivalence_margin
+    return f"**{check.equivalence}** (±{margin:g}, TOST p {_num(check.p_tost)})"
+
+
+def validity_text(check: ClaimCheck) -> str:
+    """'TESTED (5 vs 5)' or 'NOT TESTED: b: 0 of 5 trials trained (…)'."""
+    if check.validity == TESTED:
+        left = len(check.untrained_a) + len(check.untrained_b)
+        extra = f"; {left} untrained left out" if left else ""
+        if check.unjudged:
+            extra += f"; {check.unjudged} not judged: no chance/ levels logged"
+        return f"TESTED ({len(check.values_a)} vs {len(check.values_b)}{extra})"
+    return f"**{NOT_TESTED}**: {check.validity_reason}"
+
+
 def _legend(report: ClaimsReport) -> list[str]:
+    family = max((c.family for c in report.checks), default=0)
     return [
-        "mean diff = mean(a) − mean(b) with its 95 % CI; paired t (Wilcoxon signed-rank beside "
-        "it) when a and b share seeds and every other varying key, Welch t otherwise; Holm: "
-        f"corrected across the {len(report.checks)} comparisons of the file; α = {ALPHA}.",
-        "n for 80 % power: replicates (pairs, or per side) a two-sided t-test needs to detect "
-        "the paper's effect (min_effect; else the observed one) at the observed sd.",
+        "validity: a side needs 2 trained trials (the validity gate: loss below the label "
+        "prior's, objective above chance, curve flattened), else NOT TESTED and nothing is "
+        "measured.",
+        f"direction: one-sided t-tests (paired when a and b share seeds, else Welch) in the "
+        f"claimed and in the other direction, Holm-corrected over the {family} tested "
+        f"comparisons × 2 directions; α = {ALPHA}. P(a>b): share of seeds (pairs) where a beat "
+        "b as claimed.",
+        f"magnitude: effect = mean(a) − mean(b), oriented so that positive is as claimed, with "
+        f"its simultaneous {1 - ALPHA / max(family, 1):.2%} interval (Bonferroni α/m, "
+        f"consistent with Holm); × the paper's effect (min_effect); share of the headroom "
+        f"between chance and a perfect score; {SUSPECT} above {SUSPECT_RATIO:g}× the paper's.",
+        "equivalence: TOST at ±equivalence_margin where a claim declares one.",
+        "n for 80 % power: replicates a two-sided t-test needs to detect the paper's effect "
+        "(else the observed one) at the observed sd.",
     ]
 
 
 def _markdown(report: ClaimsReport) -> str:
-    head = ["claim", "a vs b", "metric", "n", "mean diff [95 % CI]", "test", "p", "Wilcoxon p",
-            "Holm p", "verdict", "n for 80 % power"]  # fmt: skip
+    head = ["claim", "a vs b", "metric", "validity", "direction", "magnitude", "equivalence",
+            "n for 80 % power"]  # fmt: skip
     lines = [f"**Claims of {report.sweep}**", "", "| " + " | ".join(head) + " |",
-             "|" + "|".join(["---"] * 3 + ["---:"] * 7 + ["---:"]) + "|"]  # fmt: skip
+             "|" + "|".join(["---"] * 7 + ["---:"]) + "|"]  # fmt: skip
     for check in report.checks:
-        r = _row(check)
-        ci = f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]"
-        source = f" ({r['source']})" if r["source"] else ""
-        power = _num(r["replicates_for_80pct_power"]) + (
-            f" ({r['power_effect_from']} effect {_num(r['power_effect'])})"
-            if r["power_effect"] is not None
+        source = f" ({check.claim.source})" if check.claim.source else ""
+        power = _num(check.needed) + (
+            f" ({check.power_effect_from} effect {_num(check.power_effect)})"
+            if check.power_effect is not None
             else ""
         )
         lines.append(
-            f"| {r['claim']}{source} | {r['a']} {r['direction']} than {r['b']} | {r['metric']} "
-            f"| {r['n_a']} vs {r['n_b']} | {_num(r['mean_diff'])} {ci} | {r['test'] or '—'} "
-            f"| {_num(r['p'])} | {_num(r['p_wilcoxon'])} | {_num(r['p_holm'])} "
-            f"| **{r['verdict']}**: {r['reason']} | {power} |"
+            f"| {check.claim.name}{source} | {check.label('a')} {check.claim.direction} than "
+            f"{check.label('b')} | {check.claim.metric} | {validity_text(check)} "
+            f"| {direction_text(check)} | {magnitude_text(check)} | {equivalence_text(check)} "
+            f"| {power} |"
         )
+    notes = [c.wilcoxon_note for c in report.checks if c.wilcoxon_note]
     lines += ["", *[f"- {n}" for n in _legend(report)]]
+    if notes:
+        lines.append(f"- {notes[0]}.")
     return "\n".join(lines) + "\n"
 
 
@@ -290,31 +506,60 @@ def _csv(report: ClaimsReport) -> str:
 
 
 def _json(report: ClaimsReport) -> str:
-    rows = [{**_row(c), "values_a": c.values_a, "values_b": c.values_b} for c in report.checks]
+    rows = []
+    for c in report.checks:
+        r = _row(c)
+        rows.append({
+            "claim": r["claim"], "source": r["source"], "a": r["a"], "b": r["b"],
+            "metric": r["metric"], "claimed": r["claimed"],
+            "values_a": c.values_a, "values_b": c.values_b,
+            "validity": {"verdict": c.validity, "reason": c.validity_reason,
+                         "untrained_a": c.untrained_a, "untrained_b": c.untrained_b,
+                         "not_judged": c.unjudged},
+            "direction": None if c.validity != TESTED else {
+                "verdict": c.direction, "test": r["test"], "p_one_sided": c.p_one,
+                "p_holm": c.p_holm, "p_reversed_holm": c.p_other_holm,
+                "prob_a_beats_b": c.prob_a_beats_b, "wilcoxon_p_one_sided": c.wilcoxon_p,
+                "wilcoxon_note": c.wilcoxon_note, "family": c.family},
+            "magnitude": None if c.validity != TESTED else {
+                "verdict": c.magnitude or None, "effect": c.effect, "ci_level": r["ci_level"],
+                "ci_low": r["ci_low"], "ci_high": r["ci_high"], "paper_effect": r["paper_effect"],
+                "ratio": c.ratio, "ratio_ci_low": r["ratio_ci_low"],
+                "ratio_ci_high": r["ratio_ci_high"], "chance": c.chance,
+                "headroom_share": c.headroom},
+            "equivalence": None if not c.equivalence else {
+                "verdict": c.equivalence, "margin": c.claim.equivalence_margin,
+                "p_tost": c.p_tost},
+            "power": {"effect": c.power_effect, "effect_from": c.power_effect_from,
+                      "replicates_for_80pct_power": c.needed},
+        })  # fmt: skip
     return json.dumps({"sweep": report.sweep, "alpha": ALPHA, "claims": rows}, indent=2) + "\n"
 
 
 def _html(report: ClaimsReport) -> str:
     esc = html.escape
-    head = ["claim", "source", "a vs b", "metric", "n", "mean diff [95 % CI]", "test", "p",
-            "Wilcoxon p", "Holm p", "verdict", "n for 80 % power"]  # fmt: skip
+    head = ["claim", "source", "a vs b", "metric", "validity", "direction", "magnitude",
+            "equivalence", "n for 80 % power"]  # fmt: skip
     parts = ['<table class="claims"><thead><tr>']
     parts += [f"<th>{esc(h)}</th>" for h in head]
     parts.append("</tr></thead><tbody>")
     for check in report.checks:
-        r = _row(check)
-        cells = [
-            r["claim"], r["source"], f"{r['a']} {r['direction']} than {r['b']}", r["metric"],
-            f"{r['n_a']} vs {r['n_b']}",
-            f"{_num(r['mean_diff'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}]",
-            r["test"] or "—", _num(r["p"]), _num(r["p_wilcoxon"]), _num(r["p_holm"]),
+        plain = [
+            check.claim.name, check.claim.source,
+            f"{check.label('a')} {check.claim.direction} than {check.label('b')}",
+            check.claim.metric,
         ]  # fmt: skip
-        parts.append("<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in cells))
-        parts.append(
-            f'<td class="verdict {esc(r["verdict"].lower())}"><strong>{esc(r["verdict"])}'
-            f"</strong>: {esc(r['reason'])}</td><td>{esc(_num(r['replicates_for_80pct_power']))}"
-            "</td></tr>"
-        )
+        parts.append("<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in plain))
+        for css, text in (
+            ("validity " + check.validity.lower().replace(" ", "-"), validity_text(check)),
+            ("direction " + check.direction.lower().replace(" ", "-"), direction_text(check)),
+            ("magnitude " + check.magnitude.lower(), magnitude_text(check)),
+            ("equivalence " + check.equivalence.lower().replace(" ", "-"),
+             equivalence_text(check)),
+        ):  # fmt: skip
+            shown = esc(text.replace("**", ""))
+            parts.append(f'<td class="{esc(css.strip())}">{shown}</td>')
+        parts.append(f"<td>{esc(_num(check.needed))}</td></tr>")
     parts.append("</tbody></table>")
     parts.append('<ul class="notes">' + "".join(f"<li>{esc(n)}</li>" for n in _legend(report)))
     return "".join(parts) + "</ul>\n"

@@ -67,6 +67,8 @@ def sweep_payload(
             "epochs": t.epochs,
             "selected_epoch": t.selected_epoch,
             "pareto": t.run_id in front if pareto else None,
+            "valid": (v := sweep.validity(t)).tag if t.status in (COMPLETED, PRUNED) else None,
+            "invalid_reason": v.reason if t.status in (COMPLETED, PRUNED) else "",
         }
         for t in sweep.trials
     ]
@@ -85,6 +87,8 @@ def sweep_payload(
         if t.metric(metric) is not None
     ]
     notes: list[str] = [sweep.selection_note]
+    if (left := sweep.left_out(COMPLETED, PRUNED)) is not None:
+        notes.append(left)
     if len(drawn) < len(sweep.with_status(COMPLETED, PRUNED)):
         notes.append(f"learning curves: the first {top} trials of the leaderboard")
     tables = []

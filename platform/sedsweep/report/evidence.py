@@ -29,13 +29,14 @@ from sedsweep.config import validate
 from sedsweep.errors import UserError
 from sedsweep.fsio import atomic_file, write_json
 from sedsweep.report.claims import (
-    CONTRADICTED,
-    INCONCLUSIVE,
-    SUPPORTED,
     ClaimCheck,
     ClaimsReport,
     check_claims,
+    direction_text,
+    equivalence_text,
+    magnitude_text,
     select_trials,
+    validity_text,
 )
 from sedsweep.report.runs import (
     COMPLETED,
@@ -46,12 +47,14 @@ from sedsweep.report.runs import (
 from sedsweep.report.tables import build_table, paper_value
 from sedsweep.sweep.spec import SweepSpec, read_sweep_file
 from sedsweep.tracking import TRACE_TAG
+from sedsweep.validity import REASON_TAG, VALID_TAG
 
 RESULTS_DIR = "results"
 TRIALS_CSV = "trials.csv"
 RUN_JSON = "run.json"
 FIXED_COLUMNS = ("number", "status", "epochs_reached")
-VERDICT_ORDER = (SUPPORTED, CONTRADICTED, INCONCLUSIVE)
+VALIDITY_COLUMNS = ("valid", "invalid_reason")  # the validity gate's verdict per trial
+COLUMN_ORDER = ("validity", "direction", "magnitude", "equivalence")
 
 
 def spec_sha256(spec: SweepSpec) -> str:
@@ -90,16 +93,18 @@ def _keys(sweep: SweepRuns) -> list[str]:
 
 
 def trials_csv(sweep: SweepRuns) -> str:
-    """One row per trial: number, status, epochs reached, design and replicate keys, metrics."""
+    """One row per trial: number, status, epochs reached, its validity (`valid`: true / false
+    / unjudged, and the reason), design and replicate keys, metrics."""
     keys = _keys(sweep)
     metrics = sorted({m for t in sweep.trials for m in t.metrics})
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*FIXED_COLUMNS, *keys, *metrics])
+    writer.writerow([*FIXED_COLUMNS, *VALIDITY_COLUMNS, *keys, *metrics])
     for t in sweep.trials:
         values = [t.metrics.get(m) for m in metrics]
+        verdict = sweep.validity(t)
         writer.writerow(
-            [t.number, t.status, t.epochs]
+            [t.number, t.status, t.epochs, verdict.tag, verdict.reason]
             + [_cell(t.value(k)) for k in keys]
             + ["" if v is None else repr(float(v)) for v in values]
         )
@@ -190,18 +195,18 @@ def load(spec_file: Path, spec: SweepSpec) -> tuple[SweepRuns, dict[str, Any]] |
             metrics = {
                 k: float(v)
                 for k, v in row.items()
-                if k not in keys and k not in FIXED_COLUMNS and v
+                if k not in keys and k not in FIXED_COLUMNS and k not in VALIDITY_COLUMNS and v
             }
         except (TypeError, ValueError) as exc:
             raise UserError(
                 f"line {line}: not a number ({exc})", where=str(folder / TRIALS_CSV)
             ) from None
         params = {k: parse_param(row[k]) for k in keys if k in row}
-        sweep.trials.append(
-            TrialRun(
-                f"trial-{number}", f"trial {number}", row["status"], params, metrics, {}, 0, number
-            )
-        )
+        tags = {VALID_TAG: row.get("valid") or "", REASON_TAG: row.get("invalid_reason") or ""}
+        name = f"t{number:03d}"
+        status, kept = row["status"], tags if row.get("valid") else {}
+        sweep.trials.append(TrialRun(f"trial-{number}", name, status, params, metrics, kept,
+                                     0, number))  # fmt: skip
     return sweep, info
 
 
@@ -271,25 +276,23 @@ def _paper_pair(section: Section, check: ClaimCheck) -> str:
 
 
 def _summary_rows(items: list[Section], root: Path) -> list[str]:
-    head = ["evidence file", "claim", "a vs b", "paper a vs b", "ours a vs b (n)",
-            "effect [95 % CI]", "Holm p", "verdict", "replicates for 80 % power"]  # fmt: skip
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 4 + "---:|" * 3 + "---|---:|"]
+    head = ["evidence file", "claim", "a vs b", "paper a vs b", "ours a vs b (n)", "validity",
+            "direction", "magnitude", "equivalence"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in items:
         name = f"[{s.file.stem}](#{s.file.stem.replace('_', '-')})"
         if s.claims is None:
             lines.append(f"| {name} | not run yet: `{command(s.file, root)}` |" + " |" * 7)
             continue
         for c in s.claims.checks:
-            ci = c.effect_ci
-            effect = "—" if c.effect is None else f"{_num(c.effect)} [{_num(ci[0])}, {_num(ci[1])}]"  # type: ignore[index]
             ours = (
                 f"{_num(_mean(c.values_a))} vs {_num(_mean(c.values_b))} "
                 f"({len(c.values_a)} vs {len(c.values_b)})"
             )
             lines.append(
                 f"| {name} | {c.claim.name} | {c.label('a')} vs {c.label('b')} "
-                f"| {_paper_pair(s, c)} | {ours} | {effect} | {_num(c.p_holm, 4)} "
-                f"| **{c.verdict}** | {c.needed if c.needed is not None else '—'} |"
+                f"| {_paper_pair(s, c)} | {ours} | {validity_text(c)} | {direction_text(c)} "
+                f"| {magnitude_text(c)} | {equivalence_text(c)} |"
             )
     return lines
 
@@ -337,10 +340,20 @@ def _section(s: Section, root: Path) -> list[str]:
 def render(files: list[Path], root: Path) -> str:
     """The whole page: the verdicts of every claim first, then one section per file."""
     items = sections(files)
-    counts = {v: 0 for v in VERDICT_ORDER}
+    counts: dict[str, dict[str, int]] = {column: {} for column in COLUMN_ORDER}
+    total = 0
     for s in items:
-        for c in s.claims.checks if s.claims else []:
-            counts[c.verdict] = counts.get(c.verdict, 0) + 1
+        if s.claims is None:
+            continue
+        total += len(s.claims.checks)
+        for column in COLUMN_ORDER:
+            for answer, n in s.claims.counts(column).items():
+                counts[column][answer] = counts[column].get(answer, 0) + n
+    tally = "; ".join(
+        f"{column}: " + ", ".join(f"{n} {answer}" for answer, n in sorted(found.items()))
+        for column, found in counts.items()
+        if found
+    )
     ran = [s for s in items if s.sweep is not None]
     lines = [
         "# Evidence: the papers' claims re-tested",
@@ -348,14 +361,14 @@ def render(files: list[Path], root: Path) -> str:
         "<!-- Generated by `sedsweep evidence` from the evidence files and their results CSVs; "
         "edit those, not this page. -->",
         "",
-        f"{len(ran)} of {len(items)} evidence files have run; their "
-        f"{sum(counts.values())} claim checks: "
-        + ", ".join(f"{n} {v.lower()}" for v, n in counts.items())
-        + ". A verdict is `sedsweep claims`'s: paired t-test over seeds (Wilcoxon beside it), "
-        "Holm-corrected within each file; SUPPORTED needs the paper's direction at corrected "
-        "p < 0.05 and at least the paper's effect (`min_effect`), CONTRADICTED a significant "
-        "effect the other way or a CI that excludes the paper's effect, INCONCLUSIVE anything "
-        "else. Effects are oriented so that positive is what the paper claims.",
+        f"{len(ran)} of {len(items)} evidence files have run; their {total} claim checks: "
+        f"{tally or 'none'}. Each claim is answered in `sedsweep claims`'s four columns: "
+        "validity (both arms trained, else NOT TESTED and nothing measured), direction "
+        "(one-sided tests over seeds, Holm-corrected within each file: REPLICATED, REVERSED or "
+        "NOT DETECTED), magnitude (our effect with a simultaneous interval, as a multiple of the "
+        "paper's and as a share of the headroom above chance; SUSPECT far above the paper's) "
+        "and equivalence (TOST, where a claim declares a margin). Effects are oriented so that "
+        "positive is what the paper claims.",
         "",
         "## Verdicts",
         "",

@@ -16,7 +16,7 @@ from typing import Any
 from sedsweep.errors import UserError
 from sedsweep.fsio import atomic_file
 from sedsweep.report.design import Factor, check_design, hashable
-from sedsweep.report.runs import FAILED, SweepRuns, TrialRun, same_value
+from sedsweep.report.runs import COMPLETED, FAILED, PRUNED, SweepRuns, TrialRun, same_value
 from sedsweep.sweep.spec import CategoricalParam, FloatParam, GridParam, IntParam
 
 EVALUATORS = ("ped-anova", "fanova")
@@ -81,7 +81,8 @@ def param_importance(
 ) -> Importance:
     """Importance of each searched factor for `target` (default: the sweep's objective).
 
-    Trials count at the fidelity they reached: the values are those at the highest rung that
+    Trials count at the fidelity they reached, the valid ones only (a trial that did not
+    train says nothing about its parameters): the values are those at the highest rung that
     at least max(3, 2 × varying keys) trials reached (else the rung most trials reached), so a
     search whose trials were mostly pruned still gets an importance, and says on what.
     Confounded keys are one factor (`report.design`); constant ones are left out.
@@ -93,10 +94,12 @@ def param_importance(
     result = Importance(evaluator=evaluator, target=metric)
     engine = _evaluator(evaluator, sweep.spec.search.seed)
     keys = sweep.searched_keys
-    live = [t for t in sweep.trials if t.status != FAILED]
+    live = [t for t in sweep.valid() if t.status != FAILED]
     wanted = max(MIN_TRIALS, 2 * len(check_design(live, keys).varying))
     rung = sweep.at_rung(metric, wanted)
     counts = sweep.describe_counts()
+    if (left := sweep.left_out(COMPLETED, PRUNED)) is not None:
+        counts += f"; {left}"
     if rung.n < MIN_TRIALS:
         result.note = (
             f"importance not computed: {counts}; at most {rung.n} trial(s) share a rung "

@@ -10,6 +10,12 @@ metrics. Sweeps logged before `best_val/...` existed fall back to the last epoch
 
 Every trial counts at the fidelity it reached: a pruned trial's values are its own at the
 epoch it stopped; `at_rung` compares trials at one common epoch (an ASHA rung).
+
+Validity before statistics: a trial that did not train (`sedsweep.validity`: its loss at the
+label prior's, its objective at chance, or its curve still rising at the end of its budget)
+stays in the record, marked with the reason, but never enters a ranking, a table's values,
+importance, `best` or a claim; `valid` gives the trials that may, `left_out` says how many
+were not and why.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from sedsweep.tracking import (
     all_finished,
     client_for,
 )
+from sedsweep.validity import CHANCE_PREFIX, REASON_TAG, VALID_TAG, Validity, judge
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -124,6 +131,11 @@ class TrialRun:
         return any(k.startswith(SELECTED_PREFIX) for k in self.metrics)
 
 
+def short_name(trial: TrialRun) -> str:
+    """A trial's short name (`t007`, not the values its run name lists)."""
+    return trial.name.split(" ", 1)[0]
+
+
 def trial_status(mlflow_status: str, tags: dict[str, str]) -> str:
     """completed / pruned (stopped by the scheduler) / failed (errored or interrupted) / running."""
     if mlflow_status == "FINISHED":
@@ -173,6 +185,7 @@ class SweepRuns:
         default_factory=dict, repr=False
     )
     executions: int = 1  # parent runs (executions) the sweep's experiment holds
+    _validity: dict[str, Validity] = field(default_factory=dict, repr=False)
 
     @property
     def which(self) -> str:
@@ -239,14 +252,52 @@ class SweepRuns:
         """The replicate axes (seed, fold) the sweep repeats cells over."""
         return list(self.spec.replicates)
 
+    def validity(self, trial: TrialRun) -> Validity:
+        """Whether `trial` trained (`sedsweep.validity.judge` on its final metrics and, when it
+        ran its whole budget, its objective's validation curve); computed once per trial."""
+        found = self._validity.get(trial.run_id)
+        if found is None and not self.tracking_uri and VALID_TAG in trial.tags:
+            # a record without a store (evidence CSVs): the verdict it was exported with
+            tag = trial.tags[VALID_TAG]
+            found = Validity(tag != "false", trial.tags.get(REASON_TAG, ""), tag != "unjudged")
+        if found is None:
+            curve = None
+            judged = any(k.startswith(CHANCE_PREFIX) for k in trial.metrics)
+            if trial.status == COMPLETED and judged:
+                curve = [v for _, v in sorted(self.history(trial.run_id, self.objective))]
+            found = judge(trial.metrics, self.objective, maximise=self.maximise, curve=curve)
+            self._validity[trial.run_id] = found
+        return found
+
+    def valid(self, *statuses: str) -> list[TrialRun]:
+        """The valid trials in any of the given statuses (all statuses when none is given)."""
+        pool = self.with_status(*statuses) if statuses else self.trials
+        return [t for t in pool if self.validity(t).valid]
+
+    def left_out(self, *statuses: str) -> str | None:
+        """'2 of 8 completed or pruned trials left out as not trained (t003: …; t005: …)', or
+        None when every such trial is valid."""
+        pool = self.with_status(*statuses) if statuses else self.trials
+        invalid = [t for t in pool if not self.validity(t).valid]
+        if not invalid:
+            return None
+        what = " or ".join(statuses) + " " if statuses else ""
+        reasons = "; ".join(f"{short_name(t)}: {self.validity(t).reason}" for t in invalid[:3])
+        more = f"; and {len(invalid) - 3} more" if len(invalid) > 3 else ""
+        return (
+            f"{len(invalid)} of {len(pool)} {what}trials left out as not trained "
+            f"({reasons}{more})"
+        )
+
     def ranked(self) -> list[TrialRun]:
-        """Completed trials with a finite objective, best first (reads the objective only)."""
-        scored = [t for t in self.with_status(COMPLETED) if t.metric(self.objective) is not None]
+        """Valid completed trials with a finite objective, best first."""
+        scored = [t for t in self.valid(COMPLETED) if t.metric(self.objective) is not None]
         return sorted(scored, key=lambda t: t.metric(self.objective), reverse=self.maximise)
 
     def leaderboard(self) -> list[TrialRun]:
         """Every trial at the fidelity it reached: completed ones by objective, then pruned ones
-        by the epoch they reached and their objective there, then the rest."""
+        by the epoch they reached and their objective there, then the rest; within each
+        status the valid trials first."""
         return list(self._leaderboard)
 
     @cached_property
@@ -256,7 +307,8 @@ class SweepRuns:
 
         def key(t: TrialRun) -> tuple:
             value = t.metric(self.objective)
-            return (order[t.status], -t.epochs, value is None, sign * (value or 0.0))
+            valid = t.status in (COMPLETED, PRUNED) and self.validity(t).valid
+            return (order[t.status], not valid, -t.epochs, value is None, sign * (value or 0.0))
 
         return sorted(self.trials, key=key)
 
@@ -309,9 +361,13 @@ class SweepRuns:
         return rung_epochs(self.spec.scheduler, self.max_epochs)
 
     def at_rung(self, key: str, min_trials: int, trials: list[TrialRun] | None = None) -> Rung:
-        """The highest rung at which at least `min_trials` non-failed trials have a value of
-        `key`, else the rung with the most; with those trials' values there."""
-        pool = [t for t in (trials if trials is not None else self.trials) if t.status != FAILED]
+        """The highest rung at which at least `min_trials` valid non-failed trials have a
+        value of `key`, else the rung with the most; with those trials' values there."""
+        pool = [
+            t
+            for t in (trials if trials is not None else self.trials)
+            if t.status != FAILED and self.validity(t).valid
+        ]
         best: Rung | None = None
         for epoch in reversed(self.rungs()):
             reached = [t for t in pool if self.reached(t) >= epoch]

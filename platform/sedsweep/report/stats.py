@@ -310,3 +310,93 @@ def replicates_for_power(
         else:
             low = mid
     return high
+
+
+# -- one-sided questions about a difference (claims) ------------------------------------------
+@dataclass(frozen=True)
+class Shift:
+    """mean(a) − mean(b) with its standard error and degrees of freedom: paired (one-sample t
+    on a[i] − b[i], df = n − 1) or Welch (Welch–Satterthwaite df). `se` is 0 when there is no
+    spread (up to rounding); `diffs` holds the paired differences (empty for Welch)."""
+
+    diff: float
+    se: float
+    df: float
+    paired: bool
+    diffs: tuple[float, ...] = ()
+
+    def p_greater(self, delta: float = 0.0) -> float:
+        """One-sided p of the t-test of H0: true difference ≤ `delta` against > `delta`
+        (with no spread: 0 when the difference exceeds `delta`, else 1)."""
+        from scipy import stats
+
+        if self.se == 0:
+            return 0.0 if self.diff > delta else 1.0
+        return float(stats.t.sf((self.diff - delta) / self.se, self.df))
+
+    def p_less(self, delta: float = 0.0) -> float:
+        """One-sided p of H0: true difference ≥ `delta` against < `delta`."""
+        return Shift(-self.diff, self.se, self.df, self.paired).p_greater(-delta)
+
+    def interval(self, confidence: float) -> tuple[float, float]:
+        """The two-sided `confidence` t interval of the difference."""
+        from scipy import stats
+
+        _check_level(confidence, "confidence")
+        half = 0.0 if self.se == 0 else float(stats.t.ppf(0.5 + confidence / 2, self.df)) * self.se
+        return self.diff - half, self.diff + half
+
+    def tost(self, margin: float) -> float:
+        """Two one-sided tests of equivalence within ±`margin`: the larger of the p-values of
+        H0: difference ≤ −margin and H0: difference ≥ +margin (Schuirmann 1987)."""
+        return max(self.p_greater(-margin), self.p_less(margin))
+
+
+def shift(a: Sequence[float], b: Sequence[float], *, paired: bool) -> Shift | None:
+    """The `Shift` of `a` over `b`; None with fewer than two values (or pairs) on a side."""
+    if paired:
+        d, scale = _paired_diffs(a, b)
+        if len(d) < 2:
+            return None
+        mean = _mean(d)
+        if _constant(d, scale):
+            return Shift(mean, 0.0, len(d) - 1, True, tuple(map(float, d)))
+        se = float(np.std(d, ddof=1)) / math.sqrt(len(d))
+        return Shift(mean, se, len(d) - 1, True, tuple(map(float, d)))
+    xa, xb = _values(a, "a"), _values(b, "b")
+    if len(xa) < 2 or len(xb) < 2:
+        return None
+    diff = _mean(xa) - _mean(xb)
+    if _constant(xa, _scale(xa)) and _constant(xb, _scale(xb)):
+        return Shift(diff, 0.0, len(xa) + len(xb) - 2, False)
+    se, df = _welch_parts(xa, xb)
+    return Shift(diff, se, df, False)
+
+
+def superiority(a: Sequence[float], b: Sequence[float], *, paired: bool) -> float:
+    """P(a > b), ties counting half: over the pairs (paired), else over every (a_i, b_j)
+    (the Mann–Whitney U statistic divided by n_a·n_b)."""
+    xa, xb = _values(a, "a"), _values(b, "b")
+    if paired:
+        d = xa - xb
+        return float((np.sum(d > 0) + 0.5 * np.sum(d == 0)) / len(d))
+    gt = (xa[:, None] > xb[None, :]).sum() + 0.5 * (xa[:, None] == xb[None, :]).sum()
+    return float(gt / (len(xa) * len(xb)))
+
+
+def wilcoxon_greater(diffs: Sequence[float]) -> float | None:
+    """One-sided p of the Wilcoxon signed-rank test that the differences are shifted above 0
+    (zeros dropped); None when every difference is 0."""
+    from scipy import stats
+
+    d = np.asarray(diffs, dtype=float)
+    d = d[d != 0]
+    if len(d) == 0:
+        return None
+    return float(stats.wilcoxon(d, alternative="greater").pvalue)
+
+
+def smallest_signed_rank_p(n: int) -> float:
+    """The smallest one-sided p the exact Wilcoxon signed-rank test can give with n nonzero
+    differences: all of them positive, 1 / 2^n (0.031 for n = 5)."""
+    return 0.5**n

@@ -39,9 +39,11 @@ from sedsweep.report.runs import (
     TrialRun,
     load_sweep_runs,
     same_value,
+    short_name,
 )
 from sedsweep.report.stats import pair_up, paired_p, welch_p
 from sedsweep.tracking import MAX_TAG_CHARS, TABLE_ERROR_TAG, TABLES_DIR, client_for
+from sedsweep.validity import REASON_TAG, VALID_TAG
 
 if TYPE_CHECKING:
     from sedsweep.sweep.runner import SweepOutcome
@@ -63,6 +65,7 @@ class Cell:
     test: str | None = None  # "paired t" | "Welch t": how p_value was computed
     best: tuple[float, str, int] | None = None  # search sweeps: (value, trial, epochs reached)
     rung: int | None = None  # search sweeps: the epoch `values` are taken at
+    not_trained: int = 0  # the cell's trials left out as not trained (`sedsweep.validity`)
 
     @property
     def n(self) -> int:
@@ -119,7 +122,11 @@ class ComparisonTable:
         return ", ".join(f"{k}={_fmt_value(v)}" for k, v in zip(self.col_keys, col, strict=True))
 
     def text(self, cell: Cell | None) -> str:
-        """mean ± std (n), or mean (n=1), or an em dash for an empty cell."""
+        """mean ± std (n), or mean (n=1), or an em dash for an empty cell; NOT TRAINED (n)
+        for a cell whose trials all failed the validity gate, and how many were left out
+        beside the values of a cell where some did."""
+        if cell is not None and cell.not_trained and not cell.values:
+            return f"NOT TRAINED (n={cell.not_trained})"
         if cell is None or not (cell.values or cell.best):
             return "—"
         d = self.digits
@@ -129,6 +136,8 @@ class ComparisonTable:
             summary = f"{cell.mean:.{d}f} (n=1)"
         else:
             summary = f"{cell.mean:.{d}f} ± {cell.std:.{d}f} (n={cell.n})"
+        if cell.not_trained:
+            summary += f" +{cell.not_trained} not trained"
         if cell.best is None:
             return summary
         value, trial, epochs = cell.best
@@ -209,21 +218,23 @@ def build_table(
     members: dict[tuple[tuple, tuple], list[tuple[SweepRuns, TrialRun]]] = {}
     rung: dict[str, int] = {}
     for sweep in sweeps:
-        kept = (
-            sweep.with_status(COMPLETED, PRUNED) if table.search else sweep.with_status(COMPLETED)
-        )
+        statuses = (COMPLETED, PRUNED) if table.search else (COMPLETED,)
+        kept = sweep.with_status(*statuses)
         skipped = len(sweep.trials) - len(kept)
         if skipped:
             table.notes.append(
                 f"{sweep.name}: {skipped} of {len(sweep.trials)} trials left out "
                 f"({sweep.describe_counts()})"
             )
-        if table.search and kept:
-            rung[sweep.name] = sweep.common_rung(kept)
+        if (invalid := sweep.left_out(*statuses)) is not None:
+            table.notes.append(f"{sweep.name}: {invalid}")
+        valid = sweep.valid(*statuses)
+        if table.search and valid:
+            rung[sweep.name] = sweep.common_rung(valid)
             table.notes.append(
                 f"{sweep.name}: a search without replicates ({sweep.describe_counts()}): each "
                 "cell shows its best trial and the mean ± std over its trials at epoch "
-                f"{rung[sweep.name]}, the highest rung all {len(kept)} trials reached"
+                f"{rung[sweep.name]}, the highest rung all {len(valid)} trained trials reached"
             )
         table.notes += _design_notes(sweep, kept, row_keys + col_keys, table.search)
         for trial in kept:
@@ -242,14 +253,17 @@ def build_table(
         for metric in metric_keys:
             cell = Cell(values=[], runs=[])
             for sweep, trial in group:
+                if not sweep.validity(trial).valid:
+                    cell.not_trained += 1
+                    continue
                 at = rung.get(sweep.name)
                 value = trial.metric(metric) if at is None else sweep.value_at(trial, metric, at)
                 if value is not None:
                     cell.values.append(value)
                     cell.runs.append(trial.run_id)
                     cell.replicates.append(tuple(hashable(trial.value(k)) for k in replicate_keys))
-            if table.search:
-                cell.rung = min(rung[s.name] for s, _ in group)
+            if table.search and cell.values:
+                cell.rung = min(rung[s.name] for s, _ in group if s.name in rung)
                 cell.best = _best_of(group, metric)
             if with_paper:
                 cell.paper = paper_value(methods, trials, metric)
@@ -270,8 +284,10 @@ def _best_of(group: list[tuple[SweepRuns, TrialRun]], metric: str) -> tuple[floa
     sweep = group[0][0]
     ids = {t.run_id for _, t in group}
     for trial in sweep.leaderboard():
+        if not sweep.validity(trial).valid:
+            continue
         if trial.run_id in ids and (value := trial.metric(metric)) is not None:
-            return value, trial.name.split(" ", 1)[0], trial.epochs  # `t007`, not its values
+            return value, short_name(trial), trial.epochs
     return None
 
 
@@ -373,11 +389,48 @@ def _mark_front(table: ComparisonTable, sweep: SweepRuns) -> None:
             table.front |= {(row, col) for row, on in zip(rows, mask, strict=True) if on}
 
 
+def tag_validity(sweep: SweepRuns) -> int:
+    """Tag every completed or pruned child run with its validity (`sweep.valid`, and
+    `sweep.invalid_reason` when it is not valid or not judged), where the tags differ from
+    what the run holds; returns the runs tagged."""
+    from mlflow.entities import RunTag
+
+    tagged = 0
+    for trial in sweep.with_status(COMPLETED, PRUNED):
+        verdict = sweep.validity(trial)
+        wanted = {VALID_TAG: verdict.tag, REASON_TAG: verdict.reason[:MAX_TAG_CHARS]}
+        if all(trial.tags.get(k, "") == v for k, v in wanted.items()):
+            continue
+        sweep.client.log_batch(trial.run_id, tags=[RunTag(k, v) for k, v in wanted.items()])
+        tagged += 1
+    return tagged
+
+
+def untrained_arms(sweep: SweepRuns, keys: list[str]) -> list[str]:
+    """One line per arm (a value of the table's row `keys`) whose completed or pruned trials
+    all failed the validity gate: no number of that arm is compared with any other."""
+    arms: dict[tuple, list[TrialRun]] = {}
+    for trial in sweep.with_status(COMPLETED, PRUNED):
+        arms.setdefault(tuple(trial.value(k) for k in keys), []).append(trial)
+    lines = []
+    for arm, trials in arms.items():
+        if any(sweep.validity(t).valid for t in trials):
+            continue
+        label = ", ".join(f"{k}={_fmt_value(v)}" for k, v in zip(keys, arm, strict=True))
+        lines.append(
+            f"{sweep.name}: arm {label or '(all)'}: no trained trial ({len(trials)} not trained; "
+            f"{short_name(trials[0])}: {sweep.validity(trials[0]).reason})"
+        )
+    return lines
+
+
 def log_tables(sweep: SweepRuns) -> ComparisonTable:
     """Build the sweep's own table and log it (md, csv, html) to its parent run under tables/;
-    with the claim checks (claims.md, claims.csv) when its file states claims."""
+    with the claim checks (claims.md, claims.csv) when its file states claims. Each trial's
+    validity is tagged on its run first."""
     from sedsweep.report.claims import check_claims, log_claims
 
+    tag_validity(sweep)
     table = build_table([sweep])
     for fmt in ("md", "csv", "html"):
         path = f"{TABLES_DIR}/{sweep.name}.{fmt}"
@@ -391,9 +444,13 @@ def log_sweep_tables(outcome: SweepOutcome) -> None:
     """A sweep runner's `on_finish` hook: log the finished sweep's own table to its parent run.
 
     A table problem never fails the sweep: it becomes the parent's `sweep.table_error` tag.
+    An arm (a row of the table) with no trained trial is said in one line.
     """
     try:
-        log_tables(load_sweep_runs(outcome.parent_run_id, outcome.tracking_uri))
+        sweep = load_sweep_runs(outcome.parent_run_id, outcome.tracking_uri)
+        table = log_tables(sweep)
+        for line in untrained_arms(sweep, table.row_keys):
+            print(line, flush=True)
     except UserError as exc:
         client = client_for(outcome.tracking_uri)
         client.set_tag(outcome.parent_run_id, TABLE_ERROR_TAG, str(exc)[:MAX_TAG_CHARS])
@@ -500,7 +557,7 @@ def _csv(table: ComparisonTable) -> str:
     writer.writerow(
         [*table.row_keys, *table.col_keys, "metric", "mean", "std", "n", "mark", "p_value",
          "test", "paper", "values", "runs", "best", "best_trial", "best_epochs", "rung",
-         "pareto"]
+         "pareto", "not_trained"]
     )  # fmt: skip
     for row in table.rows:
         for col, metric in table.headers():
@@ -518,7 +575,7 @@ def _csv(table: ComparisonTable) -> str:
                  ";".join(repr(v) for v in cell.values), ";".join(cell.runs),
                  *(("", "", "") if cell.best is None else (repr(cell.best[0]), *cell.best[1:])),
                  "" if cell.rung is None else cell.rung,
-                 ((row, col) in table.front) if table.pareto else ""]
+                 ((row, col) in table.front) if table.pareto else "", cell.not_trained]
             )  # fmt: skip
     return out.getvalue()
 

@@ -196,6 +196,10 @@ class Claim(Strict):
     min_effect: float | None = Field(
         default=None, gt=0, description="the paper's effect: the smallest difference claimed"
     )
+    equivalence_margin: float | None = Field(
+        default=None, gt=0,
+        description="a difference within ±margin counts as none: adds an equivalence test (TOST)",
+    )  # fmt: skip
 
 
 class SweepSpec(Strict):

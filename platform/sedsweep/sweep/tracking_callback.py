@@ -39,8 +39,10 @@ from sedsweep.tracking import (
     TRIAL_TAG,
     flat_params,
 )
+from sedsweep.validity import CHANCE_PREFIX
 
-METRIC_PREFIXES = ("train/", "val/", "test/", "epoch", SELECTED_PREFIX, SELECTED_EPOCH)
+METRIC_PREFIXES = ("train/", "val/", "test/", "epoch", SELECTED_PREFIX, SELECTED_EPOCH,
+                   CHANCE_PREFIX)
 MAX_RUN_NAME = 240  # MLflow's limit is 250 characters
 
 

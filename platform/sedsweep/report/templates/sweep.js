@@ -509,6 +509,8 @@
       columns.push({ key: "m:" + k, label: k, group: "metric", num: true,
         get: function (t) { var v = (t.metrics || {})[k]; return isNum(v) ? v : null; } });
     });
+    columns.push({ key: "valid", label: "trained", title: "the validity gate: did the trial learn",
+      get: function (t) { return t.valid === "false" ? "no" : t.valid === "true" ? "yes" : t.valid ? "not judged" : ""; } });
     columns.push({ key: "epochs", label: "epochs", num: true, get: function (t) { return t.epochs; } });
     columns.push({ key: "selected", label: "selected ep.", num: true,
       get: function (t) { return t.selected_epoch; } });
@@ -583,6 +585,10 @@
       else if (c.key === "start") td.textContent = fmtTime(t.start_time);
       else td.textContent = fmt(c.get(t));
       if (c.key === "name" && t.run_id) td.title = String(t.name) + " (run " + t.run_id + ")";
+      else if (c.key === "valid" && t.invalid_reason) {
+        td.title = t.invalid_reason;
+        td.appendChild(el("div", { class: "reason" }, t.invalid_reason));
+      }
       else if (c.group === "param") td.title = td.textContent;
       return td;
     }
@@ -592,7 +598,7 @@
       sorted().forEach(function (t, i) {
         var cls = [];
         if (bestId && t.run_id === bestId) cls.push("is-best");
-        if (t.status === "failed") cls.push("muted");
+        if (t.status === "failed" || t.valid === "false") cls.push("muted");
         var tr = el("tr", { "data-run-id": t.run_id, "data-status": t.status,
           class: cls.length ? cls.join(" ") : null });
         columns.forEach(function (c) { tr.appendChild(cell(c, t, i)); });
