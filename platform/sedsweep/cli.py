@@ -569,8 +569,14 @@ def _sweep_result(outcome) -> None:
     from sedsweep.tracking import display_uri
 
     typer.echo(outcome.summary())
-    if outcome.best:
-        typer.echo(f"best: {outcome.best['config']}")
+    best = outcome.best
+    if best and best.get("checked", True):
+        (metric, value), *_ = best["metrics"].items()
+        typer.echo(f"best trained trial: {best['trial']} ({metric} {value:.4g}) {best['config']}")
+    elif best:
+        typer.echo(f"best: {best['config']} (not checked for training validity: no tables)")
+    elif outcome.counts.get("completed"):
+        typer.echo("best: none: no completed trial trained (see the lines above)")
     if outcome.parent_run_id:
         typer.echo(
             f"MLflow parent run {outcome.parent_run_id} in {display_uri(outcome.tracking_uri)}: "
@@ -605,6 +611,11 @@ class ClaimsFormat(StrEnum):
 class Evaluator(StrEnum):
     ped_anova = "ped-anova"
     fanova = "fanova"
+
+
+class Arms(StrEnum):
+    all = "all"
+    best = "best"
 
 
 Sweeps = Annotated[
@@ -748,6 +759,10 @@ def best_cmd(
         int, typer.Option(min=0, help="Re-run the top K configs with fresh seeds (0: don't).")
     ] = 0,
     seeds: Annotated[int, typer.Option(min=1, help="Fresh seeds per confirmed config.")] = 3,
+    arms: Annotated[
+        Arms,
+        typer.Option(help="Confirm the top K of each arm of the table's rows, or overall."),
+    ] = Arms.all,
     out: Annotated[Path, typer.Option(help="Where to write the run spec.")] = Path("best.yaml"),
     register: Annotated[
         str | None, typer.Option(help="Register the model under NAME; alias 'champion' moves.")
@@ -774,7 +789,8 @@ def best_cmd(
     runs = _sweep_runs(sweep, workdir, tracking_uri)
     with Progress(None, "epochs", "epoch", sys.stderr) as progress:
         report = select_best(
-            runs, out=out, workdir=workdir, confirm=confirm_top, seeds=seeds, register=register,
+            runs, out=out, workdir=workdir, confirm=confirm_top, seeds=seeds, arms=arms.value,
+            register=register,
             evaluator=evaluator.value, device=device, address=address, storage=storage,
             pick=pick, say=progress.line,
             on_epoch=lambda epoch, metrics: progress.advance(_epoch_text(epoch, metrics, None)),

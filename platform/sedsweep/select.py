@@ -31,7 +31,7 @@ from sedsweep.report.best import (
     render_report,
 )
 from sedsweep.report.importance import Importance, param_importance, plot_importance
-from sedsweep.report.runs import COMPLETED, SweepRuns, TrialRun, load_sweep_runs
+from sedsweep.report.runs import COMPLETED, PRUNED, SweepRuns, TrialRun, load_sweep_runs
 from sedsweep.report.tables import log_sweep_tables
 from sedsweep.spec import Resolved, RunSpec, resolve
 from sedsweep.sweep.runner import run_sweep
@@ -65,7 +65,7 @@ from sedsweep.train import train
 def confirm_spec(sweep: SweepRuns, top: list[Ranked], seeds: list[int]) -> SweepSpec:
     """A grid sweep of the top configurations (one cell each) × the fresh seeds."""
     cells = [candidate_overrides(sweep, r.trial, keep_seed=False) for r in top]
-    keys = list(cells[0])
+    keys = list(dict.fromkeys(k for cell in cells for k in cell))  # conditional keys: some
     s = sweep.spec
     fixed = {k: v for k, v in s.fixed.items() if k != SEED_KEY}
     return s.model_copy(
@@ -90,21 +90,60 @@ def confirm_spec(sweep: SweepRuns, top: list[Ranked], seeds: list[int]) -> Sweep
     )
 
 
+ARMS = ("all", "best")  # --arms: the top K of every arm of the table's rows, or overall
+
+
+def arm_of(sweep: SweepRuns, trial: TrialRun) -> tuple:
+    """The arm a trial belongs to: its values of the table's row keys (the ablation's axis)."""
+    return tuple(trial.value(k) for k in sweep.spec.table.rows)
+
+
+def confirmation_candidates(
+    sweep: SweepRuns, ranking: list[Ranked], k: int, arms: str = "all"
+) -> list[Ranked]:
+    """The configurations to confirm: the top `k` of every arm (`arms="all"`: each value of the
+    table's row keys, so every arm the ablation compares is re-run; pruned trials count at the
+    rung they reached, after the completed ones), or the top `k` overall (`"best"`, or a
+    table without rows). Trials that did not train are never candidates; a configuration
+    that several trials share (replicates) is one candidate."""
+    if arms not in ARMS:
+        raise UserError(f"expected one of {', '.join(ARMS)}, not {arms!r}", where="--arms")
+    if arms == "best" or not sweep.spec.table.rows:
+        pool = ranking
+    else:
+        pool = [
+            Ranked(t, [value])
+            for t in sweep.leaderboard()
+            if t.status in (COMPLETED, PRUNED) and sweep.validity(t).valid
+            and (value := t.metric(sweep.objective)) is not None
+        ]  # fmt: skip
+    chosen: list[Ranked] = []
+    seen: list[dict] = []
+    taken: dict[tuple, int] = {}
+    for r in pool:
+        config = candidate_overrides(sweep, r.trial, keep_seed=False)
+        arm = arm_of(sweep, r.trial) if arms == "all" else ()
+        if config in seen or taken.get(arm, 0) >= k:
+            continue
+        seen.append(config)
+        taken[arm] = taken.get(arm, 0) + 1
+        chosen.append(r)
+    return chosen
+
+
 def confirm_top(
     sweep: SweepRuns,
-    ranking: list[Ranked],
-    k: int,
+    top: list[Ranked],
     seeds: int,
     *,
     workdir: Path,
     address: str | None = None,
     storage: str | None = None,
 ) -> Confirmation:
-    """Re-run the top `k` configurations with `seeds` fresh seeds; rank them by mean objective.
+    """Re-run the configurations `top` with `seeds` fresh seeds; rank them by mean objective.
 
     The follow-up sweep logs its own table, like any sweep run from the command line.
     """
-    top = ranking[:k]
     chosen_seeds = fresh_seeds(sweep, seeds)
     spec = confirm_spec(sweep, top, chosen_seeds)
     plan = plan_sweep(spec, f"confirmation of {sweep.name}")
@@ -129,7 +168,8 @@ def confirm_top(
             f"the confirmation sweep finished no trial ({outcome.summary()})", where=follow.name
         )
     ranked.sort(key=lambda r: r.mean, reverse=sweep.maximise)
-    return Confirmation(follow, chosen_seeds, ranked)
+    arms = [arm_of(sweep, r.trial) for r in ranked] if sweep.spec.table.rows else []
+    return Confirmation(follow, chosen_seeds, ranked, arms)
 
 
 def resolved_for(sweep: SweepRuns, trial: TrialRun) -> Resolved:
@@ -157,6 +197,7 @@ def select_best(
     workdir: Path,
     confirm: int = 0,
     seeds: int = 3,
+    arms: str = "all",
     register: str | None = None,
     evaluator: str = "ped-anova",
     device: str | None = None,
@@ -169,7 +210,9 @@ def select_best(
     """The whole `sedsweep best`: select, (confirm), export, test once, log, (register).
 
     best.yaml holds every config field spelled out and the data as the sweep declared it. A
-    Pareto sweep's choice is the `pick` rule's point of the front (default: the knee). `say`
+    Pareto sweep's choice is the `pick` rule's point of the front (default: the knee).
+    `confirm` > 0 re-runs the top `confirm` configurations of every arm of the table's rows
+    (`arms="all"`) or overall (`"best"`) on `seeds` fresh seeds, and chooses by their mean. `say`
     hears what it is doing at each phase, `on_epoch` each epoch of the re-training.
     """
     tell = say or (lambda line: None)
@@ -187,9 +230,12 @@ def select_best(
         chosen, report.front = pick_from_front(sweep, rule)
         report.chosen = next(r for r in ranking if r.trial.run_id == chosen.run_id)
     if confirm:
-        tell(f"confirming the top {confirm} on {seeds} fresh seed(s): a sweep on Ray")
+        top = confirmation_candidates(sweep, ranking, confirm, arms)
+        per = " of each arm" if arms == "all" and sweep.spec.table.rows else ""
+        tell(f"confirming the top {confirm}{per} ({len(top)} configurations) on {seeds} fresh "
+             "seed(s): a sweep on Ray")  # fmt: skip
         report.confirmation = confirm_top(
-            sweep, ranking, confirm, seeds, workdir=workdir, address=address, storage=storage
+            sweep, top, seeds, workdir=workdir, address=address, storage=storage
         )
         report.chosen = report.confirmation.ranking[0]
     resolved = resolved_for(sweep, report.chosen.trial)
@@ -248,7 +294,7 @@ def select_best(
 def log_importance(sweep: SweepRuns, importance: Importance) -> None:
     """Log the importance table (CSV) and plot (PNG) to the sweep's parent run."""
     sweep.client.log_text(sweep.parent_run_id, importance.to_csv(), IMPORTANCE_CSV)
-    if importance.values:
+    if importance.computed:
         with tempfile.TemporaryDirectory() as tmp:
             path = plot_importance(importance, Path(tmp) / "importance.png")
             sweep.client.log_artifact(sweep.parent_run_id, str(path), IMPORTANCE_DIR)

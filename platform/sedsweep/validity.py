@@ -15,7 +15,7 @@ model that learned nothing would show:
   `CHANCE_MARGIN` of the headroom between chance and a perfect score;
 - *converged* (trials that ran their whole budget; a pruned trial is compared at its rung):
   the objective's validation curve must have flattened, i.e. its last `TAIL` of the epochs
-  added at most `RISING` of the curve's total gain.
+  (rounded, at least one) added at most `RISING` of the curve's total gain.
 
 The margins are conventions fixed before any result was looked at: 5 % of what the prior
 leaves is "learned something"; for a curve that saturates exponentially, 10 % of the gain in
@@ -88,7 +88,7 @@ def tail_gain(curve: Sequence[float], maximise: bool) -> float | None:
     values = [v if maximise else -v for v in curve if math.isfinite(v)]
     if len(values) < MIN_CURVE:
         return None
-    tail = max(1, math.ceil(TAIL * len(values)))
+    tail = max(1, round(TAIL * len(values)))
     total = max(values) - values[0]
     if total <= 0:
         return None
@@ -129,13 +129,14 @@ def judge(
         share = headroom_share(value, chance, up)
         if share < CHANCE_MARGIN:
             reasons.append(
-                f"{objective} {value:.4g} is at chance {chance:.4g} (within "
-                f"{CHANCE_MARGIN:.0%} of the headroom)"
+                f"{objective} {value:.4g} is not above chance {chance:.4g} (by "
+                f"{CHANCE_MARGIN:.0%} of the headroom to a perfect score)"
             )
     rise = None if curve is None else tail_gain(curve, up)
     if rise is not None and rise > RISING:
+        tail = max(1, round(TAIL * len(curve or [])))
         reasons.append(
-            f"not converged: the last {TAIL:.0%} of its {len(curve or [])} epochs added "
-            f"{rise:.0%} of the {objective} gain"
+            f"not converged: its last {tail} of {len(curve or [])} epochs added {rise:.0%} of "
+            f"the {objective} gain"
         )
     return Validity(not reasons, "; ".join(reasons))

@@ -20,6 +20,7 @@ from sedsweep.errors import UserError
 from sedsweep.report.importance import Importance
 from sedsweep.report.pareto import PickRule, non_dominated, parse_pick, pick
 from sedsweep.report.runs import COMPLETED, SweepRuns, TrialRun
+from sedsweep.sweep.spec import conditions
 
 SEED_KEY = "seed"
 
@@ -49,6 +50,7 @@ class Confirmation:
     sweep: SweepRuns
     seeds: list[int]
     ranking: list[Ranked]
+    arms: list[tuple] = field(default_factory=list)  # each ranked one's arm (table rows)
 
 
 @dataclass
@@ -141,9 +143,15 @@ def pick_from_front(sweep: SweepRuns, rule: PickRule) -> tuple[TrialRun, list[Tr
 def candidate_overrides(
     sweep: SweepRuns, trial: TrialRun, keep_seed: bool = True
 ) -> dict[str, Any]:
-    """The trial's values of every key the sweep varies (searched, cells, data, replicates)."""
+    """The trial's values of every key the sweep varies (searched, cells, data, replicates),
+    but a conditional key where it does not act (the trial has no value for it)."""
     keys = [*sweep.searched_keys, *sweep.replicate_keys]
-    return {k: trial.value(k) for k in dict.fromkeys(keys) if keep_seed or k != SEED_KEY}
+    when = conditions(sweep.spec.space)
+    return {
+        k: trial.value(k)
+        for k in dict.fromkeys(keys)
+        if (keep_seed or k != SEED_KEY) and not (k in when and trial.value(k) is None)
+    }
 
 
 def fresh_seeds(sweep: SweepRuns, count: int) -> list[int]:
@@ -196,10 +204,25 @@ def render_report(report: BestReport) -> str:
         ]
         order = [r.trial.run_id for r in report.validation]
         for i, r in enumerate(c.ranking, 1):
+            rank = order.index(r.trial.run_id) + 1 if r.trial.run_id in order else "pruned"
             lines.append(
                 f"| {i} | {r.trial.name} | {_fmt(r.mean)} | {_fmt(r.std)} | {len(r.values)} "
-                f"| {order.index(r.trial.run_id) + 1} |"
+                f"| {rank} |"
             )
+        if c.arms:
+            keys = s.spec.table.rows
+            lines += ["", "Each arm's best confirmed configuration:", ""]
+            lines += [f"| arm | trial | mean {metric} | std | n |", "|---|---|---:|---:|---:|"]
+            seen: set[tuple] = set()
+            for arm, r in zip(c.arms, c.ranking, strict=True):
+                if arm in seen:
+                    continue
+                seen.add(arm)
+                label = ", ".join(f"{k}={v}" for k, v in zip(keys, arm, strict=True))
+                lines.append(
+                    f"| {label} | {r.trial.name} | {_fmt(r.mean)} | {_fmt(r.std)} "
+                    f"| {len(r.values)} |"
+                )
     val_final = report.final.get(metric)
     lines += [
         "",
@@ -225,9 +248,10 @@ def render_report(report: BestReport) -> str:
     imp = report.importance
     if imp is not None:
         lines += ["", f"## Parameter importance ({imp.evaluator}, {imp.target})", ""]
-        if imp.values:
-            lines += ["| parameter | importance |", "|---|---:|"]
-            lines += [f"| {k} | {v:.3f} |" for k, v in imp.values]
+        if imp.computed:
+            lines += ["| parameter | importance | over |", "|---|---:|---|"]
+            lines += [f"| {k} | {v:.3f} | {over} |" for k, v, over in imp.rows()]
+            lines += ["", *[f"- {p.basis}" for p in [imp, *imp.subspaces] if p.basis]]
         else:
             lines.append(imp.note or "not computed")
     return "\n".join(lines) + "\n"

@@ -103,9 +103,12 @@ def sweep_payload(
     except UserError as exc:
         notes.append(f"no comparison table: {exc}")
     importance = param_importance(sweep, evaluator)
-    if importance.note:
-        notes.append(importance.note)
-    notes += [f"importance: {w}" for w in importance.warnings]
+    for part in [importance, *importance.subspaces]:
+        if part.note:
+            notes.append(
+                part.note if part.subspace is None else f"where {part.subspace}: {part.note}"
+            )
+        notes += [f"importance: {w}" for w in part.warnings]
     claims = None
     if sweep.spec.claims:
         from sedsweep.report.claims import check_claims
@@ -134,10 +137,12 @@ def sweep_payload(
         "importance": {
             "evaluator": importance.evaluator,
             "target": importance.target,
-            "basis": importance.basis,
-            "values": [[k, v] for k, v in importance.values],
+            "basis": "; ".join(
+                b for b in [importance.basis, *(p.basis for p in importance.subspaces)] if b
+            ),
+            "values": [[k, v] for k, v in importance.labelled()],
         }
-        if importance.values
+        if importance.computed
         else None,
         "best": {
             "run_id": best.run_id,

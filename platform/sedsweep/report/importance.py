@@ -17,7 +17,7 @@ from sedsweep.errors import UserError
 from sedsweep.fsio import atomic_file
 from sedsweep.report.design import Factor, check_design, hashable
 from sedsweep.report.runs import COMPLETED, FAILED, PRUNED, SweepRuns, TrialRun, same_value
-from sedsweep.sweep.spec import CategoricalParam, FloatParam, GridParam, IntParam
+from sedsweep.sweep.spec import CategoricalParam, FloatParam, GridParam, IntParam, conditions
 
 EVALUATORS = ("ped-anova", "fanova")
 
@@ -32,10 +32,33 @@ class Importance:
     note: str | None = None
     basis: str | None = None
     warnings: list[str] = field(default_factory=list)
+    subspace: str | None = None  # the condition these trials share ('when_loss = mmm')
+    subspaces: list[Importance] = field(default_factory=list)  # conditional keys, where active
 
     def to_csv(self) -> str:
-        """param,importance lines."""
-        return "param,importance\n" + "".join(f"{k},{v!r}\n" for k, v in self.values)
+        """param,importance,where lines (where: the condition a conditional key's importance
+        was computed under; empty for keys that always act)."""
+        lines = [f"{k},{v!r},\n" for k, v in self.values]
+        for part in self.subspaces:
+            lines += [f"{k},{v!r},{part.subspace}\n" for k, v in part.values]
+        return "param,importance,where\n" + "".join(lines)
+
+    def rows(self) -> list[tuple[str, float, str]]:
+        """(parameter, importance, over which trials) for the whole space and each subspace."""
+        out = [(k, v, "all trials") for k, v in self.values]
+        for part in self.subspaces:
+            out += [(k, v, f"where {part.subspace}") for k, v in part.values]
+        return out
+
+    def labelled(self) -> list[tuple[str, float]]:
+        """(`mmm.w_min (where when_loss = mmm)`, importance): `rows` with the subspace in the
+        label, for charts and the dashboard."""
+        return [(k if over == "all trials" else f"{k} ({over})", v) for k, v, over in self.rows()]
+
+    @property
+    def computed(self) -> bool:
+        """Whether any importance was computed (over all trials or a subspace)."""
+        return bool(self.rows())
 
 
 MIN_TRIALS = 3  # fewer trials than this: no importance at all
@@ -86,19 +109,49 @@ def param_importance(
     at least max(3, 2 × varying keys) trials reached (else the rung most trials reached), so a
     search whose trials were mostly pruned still gets an importance, and says on what.
     Confounded keys are one factor (`report.design`); constant ones are left out.
+
+    A conditional key (`when:`) is credited only where it acts: the keys that always act are
+    ranked over every trial, and each condition's keys (with the keys that always act) over
+    the trials where that condition holds, as `subspaces` that say which.
     """
+    metric = target or sweep.objective
+    when = conditions(sweep.spec.space)
+    keys = [k for k in sweep.searched_keys if k not in when]
+    live = [t for t in sweep.valid() if t.status != FAILED]
+    result = _importance(sweep, evaluator, metric, keys, live)
+    groups: dict[str, list[str]] = {}
+    for key, condition in when.items():
+        groups.setdefault(_describe(condition), []).append(key)
+    for where, conditional in groups.items():
+        inside = [t for t in live if all(t.value(k) is not None for k in conditional)]
+        part = _importance(sweep, evaluator, metric, [*conditional, *keys], inside)
+        part.subspace = where
+        if part.basis:
+            part.basis = f"where {where}: {part.basis}"
+        result.subspaces.append(part)
+    return result
+
+
+def _describe(condition: dict[str, Any]) -> str:
+    """'when_loss = mmm' for a `when:` mapping."""
+    return " and ".join(
+        f"{k} in {v}" if isinstance(v, list) else f"{k} = {v}" for k, v in condition.items()
+    )
+
+
+def _importance(
+    sweep: SweepRuns, evaluator: str, metric: str, keys: list[str], live: list[TrialRun]
+) -> Importance:
+    """Importance of `keys` over the trials `live` (valid, not failed)."""
     import optuna
     from optuna.distributions import CategoricalDistribution
 
-    metric = target or sweep.objective
     result = Importance(evaluator=evaluator, target=metric)
     engine = _evaluator(evaluator, sweep.spec.search.seed)
-    keys = sweep.searched_keys
-    live = [t for t in sweep.valid() if t.status != FAILED]
     wanted = max(MIN_TRIALS, 2 * len(check_design(live, keys).varying))
-    rung = sweep.at_rung(metric, wanted)
+    rung = sweep.at_rung(metric, wanted, live)
     counts = sweep.describe_counts()
-    if (left := sweep.left_out(COMPLETED, PRUNED)) is not None:
+    if (left := sweep.left_out(COMPLETED, PRUNED, reasons=False)) is not None:
         counts += f"; {left}"
     if rung.n < MIN_TRIALS:
         result.note = (
@@ -158,8 +211,8 @@ def plot_importance(importance: Importance, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [k for k, _ in importance.values][::-1]
-    values = [v for _, v in importance.values][::-1]
+    names = [k for k, _ in importance.labelled()][::-1]
+    values = [v for _, v in importance.labelled()][::-1]
     fig, ax = plt.subplots(figsize=(6, 0.5 + 0.4 * max(len(names), 1)))
     ax.barh(names, values, color="#3b6ea8")
     ax.set_xlabel(f"importance ({importance.evaluator}) for {importance.target}")

@@ -274,14 +274,16 @@ class SweepRuns:
         pool = self.with_status(*statuses) if statuses else self.trials
         return [t for t in pool if self.validity(t).valid]
 
-    def left_out(self, *statuses: str) -> str | None:
+    def left_out(self, *statuses: str, reasons: bool = True) -> str | None:
         """'2 of 8 completed or pruned trials left out as not trained (t003: …; t005: …)', or
-        None when every such trial is valid."""
+        None when every such trial is valid; without `reasons`, the count alone."""
         pool = self.with_status(*statuses) if statuses else self.trials
         invalid = [t for t in pool if not self.validity(t).valid]
         if not invalid:
             return None
         what = " or ".join(statuses) + " " if statuses else ""
+        if not reasons:
+            return f"{len(invalid)} of {len(pool)} {what}trials left out as not trained"
         reasons = "; ".join(f"{short_name(t)}: {self.validity(t).reason}" for t in invalid[:3])
         more = f"; and {len(invalid) - 3} more" if len(invalid) > 3 else ""
         return (

@@ -424,6 +424,19 @@ def untrained_arms(sweep: SweepRuns, keys: list[str]) -> list[str]:
     return lines
 
 
+def best_trained(sweep: SweepRuns) -> dict[str, Any] | None:
+    """The sweep's best trained completed trial, as a runner's outcome holds it (its varying
+    keys' values, its objective), checked by the validity gate; None when none trained."""
+    ranked = sweep.ranked()
+    if not ranked:
+        return None
+    trial = ranked[0]
+    keys = dict.fromkeys([*sweep.searched_keys, *sweep.replicate_keys])
+    config = {k: v for k in keys if (v := trial.value(k)) is not None}
+    return {"config": config, "metrics": {sweep.objective: trial.metric(sweep.objective)},
+            "trial": short_name(trial), "checked": True}  # fmt: skip
+
+
 def log_tables(sweep: SweepRuns) -> ComparisonTable:
     """Build the sweep's own table and log it (md, csv, html) to its parent run under tables/;
     with the claim checks (claims.md, claims.csv) when its file states claims. Each trial's
@@ -444,13 +457,15 @@ def log_sweep_tables(outcome: SweepOutcome) -> None:
     """A sweep runner's `on_finish` hook: log the finished sweep's own table to its parent run.
 
     A table problem never fails the sweep: it becomes the parent's `sweep.table_error` tag.
-    An arm (a row of the table) with no trained trial is said in one line.
+    An arm (a row of the table) with no trained trial is said in one line, and the outcome's
+    best becomes the best trained trial (`best_trained`).
     """
     try:
         sweep = load_sweep_runs(outcome.parent_run_id, outcome.tracking_uri)
         table = log_tables(sweep)
         for line in untrained_arms(sweep, table.row_keys):
             print(line, flush=True)
+        outcome.best = best_trained(sweep)
     except UserError as exc:
         client = client_for(outcome.tracking_uri)
         client.set_tag(outcome.parent_run_id, TABLE_ERROR_TAG, str(exc)[:MAX_TAG_CHARS])

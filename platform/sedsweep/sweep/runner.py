@@ -42,6 +42,7 @@ from sedsweep.sweep.spec import (
     CheckpointPolicy,
     SweepPlan,
     SweepSpec,
+    conditions,
     data_key,
     epoch_of,
     plan_sweep,
@@ -744,6 +745,7 @@ def _fit(
             callback = TrackingCallback(
                 str(tracker.journal.directory), method=s.method, base_config=base_config,
                 epochs=plan.epochs, tags={METHOD_TAG: s.method, SWEEP_NAME_TAG: s.name},
+                when=conditions(s.space),
             )  # fmt: skip
             search = OptunaPruningSearch(plan)
             tuner = tune.Tuner(
@@ -833,7 +835,10 @@ def _outcome(
     )
     if best is not None:  # the best completed trial: a cut-short one is no candidate
         value, result = best
-        outcome.best = {"config": result.config["overrides"], "metrics": dict(result.metrics)}
+        outcome.best = {  # Tune's best; the tables hook replaces it with the best trained one
+            "config": result.config["overrides"], "metrics": dict(result.metrics),
+            "checked": False,
+        }  # fmt: skip
         # at step = trials completed so far: the history shows the best value as the sweep
         # grew, and an execution that completed nothing new (killed again) adds no point
         if counts["completed"] > journal.state(PARENT).last_step:

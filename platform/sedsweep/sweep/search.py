@@ -46,9 +46,12 @@ from sedsweep.sweep.spec import (
     GridParam,
     IntParam,
     SweepPlan,
+    condition_order,
+    conditions,
     epoch_of,
     finite,
     halving,
+    is_active,
     rung_epochs,
     trial_seed,
 )
@@ -95,7 +98,10 @@ class OptunaPruningSearch(Searcher):
         # drops the completion of a trial it does not count as live, and a trial that errored
         # and runs again after a resume never is, so Optuna would never hear how it ended.
         self.max_concurrent = s.budget.max_concurrent
-        self.space = {k: p for k, p in s.space.items() if not isinstance(p, GridParam)}
+        self.space = {
+            k: s.space[k] for k in condition_order(s.space) if not isinstance(s.space[k], GridParam)
+        }
+        self.when = conditions(s.space)
         self.study_name, self.algorithm, self.seed = s.name, s.search.algorithm, s.search.seed
         self.directions = ["maximize" if o.maximise else "minimize" for o in s.objectives]
         self.study = self._new_study()
@@ -168,8 +174,10 @@ class OptunaPruningSearch(Searcher):
         for key in self.cells[self.asked] if self.cells else {}:
             trial.suggest_categorical(key, self.grid[key])
         self.asked += 1
+        when = getattr(self, "when", {})  # {}: a searcher pickled before conditional keys
         for key, param in self.space.items():
-            _suggest(trial, key, param)
+            if is_active(key, trial.params, when):  # define-by-run: TPE models it where it acts
+                _suggest(trial, key, param)
         return trial
 
     def overrides(self, trial: Trial | FrozenTrial) -> dict[str, Any]:

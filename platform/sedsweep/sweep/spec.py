@@ -130,7 +130,18 @@ class Resources(Strict):
     )
 
 
-class FloatParam(Strict):
+class Conditional(Strict):
+    """A searched key that acts only under a condition: `when: {when_loss: mmm}` (the key is
+    sampled, logged and credited only where the condition holds). Each entry names a
+    categorical or grid key (or an explicit cells' key) and the value, or list of values,
+    under which this key acts; several entries must all hold."""
+
+    when: dict[str, Any] | None = Field(
+        default=None, description="condition keys → value (or list of values) where this acts"
+    )
+
+
+class FloatParam(Conditional):
     """A float in [low, high], optionally log-uniform or stepped."""
 
     type: Literal["float"]
@@ -140,7 +151,7 @@ class FloatParam(Strict):
     step: float | None = Field(default=None, gt=0)
 
 
-class IntParam(Strict):
+class IntParam(Conditional):
     """An integer in [low, high], optionally log-uniform or stepped."""
 
     type: Literal["int"]
@@ -150,14 +161,14 @@ class IntParam(Strict):
     step: int = Field(default=1, ge=1)
 
 
-class CategoricalParam(Strict):
+class CategoricalParam(Conditional):
     """One of a list of choices."""
 
     type: Literal["categorical"]
     choices: list[Any] = Field(min_length=1)
 
 
-class GridParam(Strict):
+class GridParam(Conditional):
     """Every one of a list of values (grid search only)."""
 
     type: Literal["grid"]
@@ -334,6 +345,61 @@ def config_part(overrides: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in overrides.items() if not k.startswith(DATA_PREFIX)}
 
 
+# -- conditional keys (`when:`) ------------------------------------------------------------------
+def _options(value: Any) -> list[Any]:
+    """A condition's accepted values: a list of them, or one value."""
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """Config values equal, numbers up to rounding (0.001 and 1e-3), bools only to bools."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def conditions(space: dict[str, Param]) -> dict[str, dict[str, Any]]:
+    """Each conditional searched key's `when:` mapping."""
+    return {k: p.when for k, p in space.items() if p.when}
+
+
+def is_active(key: str, values: dict[str, Any], when: dict[str, dict[str, Any]]) -> bool:
+    """Whether `key` acts for a trial with `values` (its dotted-key values): every condition
+    of its `when` holds, and each condition key is itself active (checked acyclic)."""
+    for cond, accepted in (when.get(key) or {}).items():
+        if not is_active(cond, values, when) or cond not in values:
+            return False
+        if not any(_equal(values[cond], v) for v in _options(accepted)):
+            return False
+    return True
+
+
+def inactive_keys(values: dict[str, Any], when: dict[str, dict[str, Any]]) -> set[str]:
+    """The conditional keys that do not act for a trial with `values`."""
+    return {k for k in when if not is_active(k, values, when)}
+
+
+def condition_order(space: dict[str, Param]) -> list[str]:
+    """The searched keys ordered so that every key comes after the keys its `when` reads
+    (the order a define-by-run search suggests them in); the file's order otherwise."""
+    when = conditions(space)
+    done: list[str] = []
+
+    def visit(key: str) -> None:
+        if key in done:
+            return
+        for cond in when.get(key, {}):
+            if cond in space:
+                visit(cond)
+        done.append(key)
+
+    for key in space:
+        visit(key)
+    return done
+
+
 def trial_config(
     base_config: dict[str, Any], overrides: dict[str, Any], epochs: int
 ) -> dict[str, Any]:
@@ -365,14 +431,21 @@ class SweepPlan:
 
     @property
     def grid_cells(self) -> list[dict[str, Any]]:
-        """Every combination of grid parameters (one empty cell when there is no grid)."""
+        """Every combination of grid parameters (one empty cell when there is no grid); a
+        conditional key is left out of the cells where it does not act, and the cells that
+        then coincide are one cell, not several."""
         grid = {k: p.values for k, p in self.spec.space.items() if isinstance(p, GridParam)}
         keys = list(grid)
-        return [
-            {**flatten(cell), **dict(zip(keys, combo, strict=True))}
-            for cell in self.spec.cells or [{}]
-            for combo in itertools.product(*grid.values())
-        ]
+        when = conditions(self.spec.space)
+        cells: list[dict[str, Any]] = []
+        for cell in self.spec.cells or [{}]:
+            for combo in itertools.product(*grid.values()):
+                full = {**flatten(cell), **dict(zip(keys, combo, strict=True))}
+                for key in inactive_keys(full, when):
+                    full.pop(key, None)
+                if full not in cells:
+                    cells.append(full)
+        return cells
 
     @property
     def data_variants(self) -> list[dict[str, Any]]:
@@ -432,9 +505,11 @@ class SweepPlan:
             f"max concurrent: {s.budget.max_concurrent or 'as resources allow'}",
             "space:",
         ]
-        lines += [f"  {k}: {p.model_dump(exclude_none=True)}" for k, p in s.space.items()] or [
-            "  (none)"
-        ]
+        lines += [
+            f"  {k}: {p.model_dump(exclude_none=True, exclude={'when'})}"
+            + (f" only when {_when_text(p.when)}" if p.when else "")
+            for k, p in s.space.items()
+        ] or ["  (none)"]
         if s.replicates:
             lines.append(f"replicates: {s.replicates}")
         for claim in s.claims:
@@ -450,6 +525,14 @@ class SweepPlan:
         lines.append("base config (defaults ← scale ← fixed):")
         lines += [f"  {line}" for line in _yaml(self.base.config.model_dump(mode="json"))]
         return "\n".join(lines)
+
+
+def _when_text(when: dict[str, Any]) -> str:
+    """'when_loss = mmm and pooling in [two_step, atrous]'."""
+    return " and ".join(
+        f"{k} in [{', '.join(map(str, v))}]" if isinstance(v, list) else f"{k} = {v}"
+        for k, v in when.items()
+    )
 
 
 def _yaml(data: dict[str, Any]) -> list[str]:
@@ -518,6 +601,7 @@ def plan_sweep(spec: SweepSpec, source: str, *, check_data: bool = True) -> Swee
             raise UserError("a data axis must be a grid parameter", where=where)
         for value in _probe_values(param, where):
             _check_value(base, key, value, where)
+    _check_conditions(spec, source)
     if spec.replicates and not is_grid:
         raise UserError(
             "replicates repeat grid cells: they need search.algorithm: grid",
@@ -543,6 +627,67 @@ def plan_sweep(spec: SweepSpec, source: str, *, check_data: bool = True) -> Swee
         if run.spec.data.path:
             check_corpus(run, Corpus.load(run.spec.data.path), source)
     return plan
+
+
+def _check_conditions(spec: SweepSpec, source: str) -> None:
+    """Each `when:` reads a categorical or grid key (or an explicit cells' key) with values it
+    can take, never the key itself, and the conditions form no cycle."""
+    cell_values: dict[str, list[Any]] = {}
+    for cell in spec.cells:
+        for key, value in flatten(cell).items():
+            cell_values.setdefault(key, []).append(value)
+    when = conditions(spec.space)
+    for key, mapping in when.items():
+        where = f"{source}: space.{key}.when"
+        for cond, accepted in mapping.items():
+            if cond == key:
+                raise UserError("a key cannot act on a condition on itself", where=where)
+            param = spec.space.get(cond)
+            if param is None and cond not in cell_values:
+                discrete = (CategoricalParam, GridParam)
+                known = [k for k, p in spec.space.items() if isinstance(p, discrete)]
+                known += list(cell_values)
+                raise UserError(
+                    f"{cond!r} is not a searched categorical or grid key "
+                    f"(those are: {', '.join(known) or 'none'})",
+                    where=where,
+                )
+            if param is not None and not isinstance(param, CategoricalParam | GridParam):
+                raise UserError(
+                    f"{cond!r} is a {param.type} parameter: a condition reads a categorical "
+                    "or grid key",
+                    where=where,
+                )
+            values = (
+                cell_values[cond] if param is None
+                else param.choices if isinstance(param, CategoricalParam) else param.values
+            )  # fmt: skip
+            for value in _options(accepted):
+                if not any(_equal(value, v) for v in values):
+                    raise UserError(
+                        f"{cond} never takes {value!r} (it takes {', '.join(map(repr, values))})",
+                        where=where,
+                    )
+    _check_acyclic(when, source)
+
+
+def _check_acyclic(when: dict[str, dict[str, Any]], source: str) -> None:
+    """Refuse conditions that depend on themselves through other keys (a → b → a)."""
+    done: set[str] = set()
+
+    def visit(key: str, path: list[str]) -> None:
+        if key in path:
+            cycle = " → ".join([*path[path.index(key):], key])
+            raise UserError(f"the conditions form a cycle: {cycle}",
+                            where=f"{source}: space.{path[0]}.when")  # fmt: skip
+        if key in done:
+            return
+        for cond in when.get(key, {}):
+            visit(cond, [*path, key])
+        done.add(key)
+
+    for key in when:
+        visit(key, [])
 
 
 SEED_KEYS = ("seed", "split_seed")  # what a reproducible search sets per trial
@@ -663,12 +808,17 @@ def check_metric(method: str, metric: str, where: str) -> None:
 
 def design_cells(plan: SweepPlan) -> list[dict[str, Any]]:
     """The grid's cells with every design key filled in: a key a cell does not set has the
-    base config's (or data spec's) value there, as its trials will log it."""
+    base config's (or data spec's) value there, as its trials will log it; a conditional key
+    where it does not act has None (its trials do not log it)."""
     keys = list(dict.fromkeys(k for cell in plan.grid_cells for k in cell))
     config = flatten(plan.base.config.model_dump(mode="json"))
     data = flatten(plan.spec.data.model_dump(mode="json"), DATA_PREFIX)
+    when = conditions(plan.spec.space)
     return [
-        {k: cell[k] if k in cell else config.get(k, data.get(k)) for k in keys}
+        {
+            k: cell[k] if k in cell else None if k in when else config.get(k, data.get(k))
+            for k in keys
+        }
         for cell in plan.grid_cells
     ]
 

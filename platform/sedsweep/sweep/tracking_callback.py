@@ -18,10 +18,11 @@ from typing import Any, ClassVar
 
 from ray import tune
 
+from sedsweep.config import flatten
 from sedsweep.journal import DELETED, PARENT, Journal
 from sedsweep.metrics import SELECTED_EPOCH, SELECTED_PREFIX
 from sedsweep.progress import Progress
-from sedsweep.sweep.spec import data_part, epoch_of, trial_config
+from sedsweep.sweep.spec import data_part, epoch_of, inactive_keys, trial_config
 from sedsweep.sweep.trainable import NODE_KEY, NONDETERMINISTIC_KEY, RESTORE_NOTE_KEY
 from sedsweep.tracking import (
     ENDED_SHORT_TAG,
@@ -71,12 +72,14 @@ class TrackingCallback(tune.Callback):
         base_config: dict[str, Any],
         epochs: int,
         tags: dict[str, str],
+        when: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.journal_dir = journal_dir
         self.method = method
         self.base_config = base_config
         self.epochs = epochs
         self.tags = tags
+        self.when = when or {}  # conditional keys: not logged where they do not act
         self._journal: Journal | None = None
         self._reconciled = False
         self._stop_decided: set[str] = set()
@@ -118,9 +121,11 @@ class TrackingCallback(tune.Callback):
                 parent=PARENT,
             )
             full = trial_config(self.base_config, overrides, self.epochs)
-            self.journal.params(
-                key, flat_params({"method": self.method, **full, **data_part(overrides)})
-            )
+            params = flat_params({"method": self.method, **full, **data_part(overrides)})
+            when = getattr(self, "when", {})  # {}: a callback pickled before `when:` existed
+            for inactive in inactive_keys({**flatten(full), **overrides}, when):
+                params.pop(inactive, None)  # a key that does not act is not a parameter
+            self.journal.params(key, params)
         elif state.status != "RUNNING":
             self.journal.status(key, "RUNNING")
         return key
