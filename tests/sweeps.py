@@ -35,8 +35,9 @@ def log_sweep(
     """Write a sweep as the engine does: parent (spec, tags) + one child per trial.
 
     Each trial is {"overrides": {...}, "metrics": {key: final value}, "status": ...,
-    "epochs": n (default `epochs`)}; the metric history ramps up to the final value over its
-    epochs, so a value at epoch e is final × e / n.
+    "epochs": n (default `epochs`), "flat": bool}; the metric history ramps up to the final
+    value over its epochs, so a value at epoch e is final × e / n, unless `flat` (every epoch
+    at the final value: a converged curve). `chance/…` reference levels are constants.
     """
     sweep = SweepSpec.model_validate(spec)
     plan_base = plan_sweep(sweep, sweep.name).base.config.model_dump(mode="json")
@@ -55,8 +56,11 @@ def log_sweep(
         child.log_params(flat_params({"method": sweep.method, **full, **data}))
         n = trial.get("epochs", epochs)  # a pruned trial stops early
         for step in range(1, n + 1):
-            scale = step / n
-            child.log_metrics({k: v * scale for k, v in trial["metrics"].items()}, step=step)
+            scale = 1.0 if trial.get("flat") else step / n
+            child.log_metrics(
+                {k: v if k.startswith("chance/") else v * scale
+                 for k, v in trial["metrics"].items()}, step=step,
+            )  # fmt: skip
             child.log_metrics({"epoch": step}, step=step)
         child.finish(trial.get("status", "FINISHED"))
     parent.finish("FINISHED")

@@ -24,7 +24,15 @@ from scipy import stats
 
 from sedsweep.cli import main
 from sedsweep.report.best import pareto_front, parse_pick_rule, pick_from_front, rank_by_validation
-from sedsweep.report.claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED, check_claims
+from sedsweep.report.claims import (
+    EQUIVALENT,
+    NOT_DETECTED,
+    REPLICATED,
+    REVERSED,
+    SUSPECT,
+    TESTED,
+    check_claims,
+)
 from sedsweep.report.dashboard import sweep_payload
 from sedsweep.report.design import check_design
 from sedsweep.report.importance import param_importance
@@ -93,8 +101,9 @@ def final_auc(lr: float) -> float:
 def pruned_store(tmp_path_factory):
     """The README quickstart's shape: 8 TPE + ASHA trials, 1 completed, 7 pruned."""
     workdir = tmp_path_factory.mktemp("pruned")
-    trials = [
-        {"overrides": {"when_loss": ["mmm", "max"][i % 2], "optim.lr": lr, "mmm.w_min": i / 10},
+    trials = [  # mmm.w_min acts (and is logged) only where when_loss = mmm
+        {"overrides": {"when_loss": ["mmm", "max"][i % 2], "optim.lr": lr,
+                       **({"mmm.w_min": i / 10} if i % 2 == 0 else {})},
          "metrics": {AUC: final_auc(lr), "test/when_frame_auc": final_auc(lr) - 0.05,
                      "test/who_auc_macro": 0.6},
          "epochs": n, **({} if n == 6 else PRUNED)}
@@ -131,16 +140,27 @@ def test_importance_uses_the_rung_most_trials_reached_and_says_so(pruned_store):
     sweep = load(*pruned_store)
     importance = param_importance(sweep)
     assert importance.values, importance.note
-    assert importance.basis.startswith(f"{AUC} at epoch 2 of 6, 8 trials")
+    # the keys that always act (when_loss, optim.lr) over all trials: 4 reached epoch 4
+    assert importance.basis.startswith(f"{AUC} at epoch 4 of 6, 4 trials")
     assert "1 completed, 7 pruned (stopped at epochs 2, 4)" in importance.basis
     assert importance.values[0][0] == "optim.lr"  # the value depends on lr alone
+    assert "mmm.w_min" not in dict(importance.values)
+    # mmm.w_min only where it acts: the 4 mmm trials, all at epoch 2
+    (mmm,) = importance.subspaces
+    assert mmm.subspace == "when_loss = mmm"
+    assert mmm.basis.startswith(f"where when_loss = mmm: {AUC} at epoch 2 of 6, 4 trials")
+    assert set(dict(mmm.values)) == {"optim.lr", "mmm.w_min"}
+    assert ("mmm.w_min", dict(mmm.values)["mmm.w_min"], "where when_loss = mmm") in (
+        importance.rows()
+    )
 
 
 def test_dashboard_payload_has_every_curve_and_the_importance(pruned_store):
     payload = sweep_payload(load(*pruned_store))
     assert len(payload["curves"]) == 8
     assert sum("pruned at epoch" in c["label"] for c in payload["curves"]) == 7
-    assert payload["importance"]["basis"].startswith(f"{AUC} at epoch 2")
+    assert payload["importance"]["basis"].startswith(f"{AUC} at epoch 4")
+    assert "mmm.w_min (where when_loss = mmm)" in dict(payload["importance"]["values"])
     assert [t["rank"] for t in payload["trials"] if t["status"] == "completed"] == [0]
 
 
@@ -301,6 +321,8 @@ CLAIMS = [
     claim("max beats mmm", "max", "mmm"),
     claim("mmm beats max by 0.2", "mmm", "max", min_effect=0.2),
     claim("mmm beats every other loss", "mmm", "each"),
+    claim("mmm beats max by 0.005", "mmm", "max", min_effect=0.005),
+    claim("noisy_or is max within 0.05", "noisy_or", "max", equivalence_margin=0.05),
 ]
 
 
@@ -311,6 +333,15 @@ def claims_store(tmp_path_factory):
     return workdir, log_sweep(workdir, spec, trials)
 
 
+def holm_by_hand(raw: list[float]) -> list[float]:
+    """Sort ascending, multiply the k-th smallest by (m - k), keep it monotone, cap at 1."""
+    m, running, out = len(raw), 0.0, [0.0] * len(raw)
+    for k, i in enumerate(np.argsort(raw)):
+        running = max(running, min(1.0, (m - k) * raw[i]))
+        out[i] = running
+    return out
+
+
 def test_claim_statistics_against_scipy_and_holm_by_hand(claims_store):
     report = check_claims(load(*claims_store))
     labels = [(c.claim.name, c.label("b")) for c in report.checks]
@@ -319,41 +350,61 @@ def test_claim_statistics_against_scipy_and_holm_by_hand(claims_store):
         ("max beats mmm", "when_loss=mmm"), ("mmm beats max by 0.2", "when_loss=max"),
         ("mmm beats every other loss", "when_loss=max"),
         ("mmm beats every other loss", "when_loss=noisy_or"),
+        ("mmm beats max by 0.005", "when_loss=max"),
+        ("noisy_or is max within 0.05", "when_loss=max"),
     ]  # fmt: skip
-    raw = []
+    m = len(report.checks)
+    greater, less = [], []
     for check in report.checks:
         a = CLAIM_VALUES[check.a["when_loss"]]
         b = CLAIM_VALUES[check.b["when_loss"]]
-        c = check.comparison
-        assert c.test == "paired t" and c.paired
-        assert c.diff == pytest.approx(np.mean(a) - np.mean(b))
-        assert c.p_value == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-9)
         d = np.subtract(a, b)
-        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-        assert (c.ci_low, c.ci_high) == pytest.approx((d.mean() - half, d.mean() + half))
-        if np.any(np.abs(d) > 1e-12):
-            assert c.wilcoxon_p == pytest.approx(stats.wilcoxon(a, b).pvalue)
-        raw.append(stats.ttest_rel(a, b).pvalue)
-    # Holm by hand: sort ascending, multiply the k-th smallest by (m - k), keep it monotone
-    m, running, holm = len(raw), 0.0, [0.0] * len(raw)
-    for k, i in enumerate(np.argsort(raw)):
-        running = max(running, min(1.0, (m - k) * raw[i]))
-        holm[i] = running
-    assert [c.p_holm for c in report.checks] == pytest.approx(holm)
+        assert check.paired and check.validity == TESTED and check.family == m
+        assert check.effect == pytest.approx(d.mean())
+        greater.append(stats.ttest_rel(a, b, alternative="greater").pvalue)
+        less.append(stats.ttest_rel(a, b, alternative="less").pvalue)
+        assert check.p_one == pytest.approx(greater[-1], rel=1e-9)
+        assert check.p_other == pytest.approx(less[-1], rel=1e-9)
+        # the simultaneous interval: a two-sided 1 - α/m t interval of the paired differences
+        half = stats.t.ppf(1 - 0.05 / m / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+        assert check.ci == pytest.approx((d.mean() - half, d.mean() + half))
+        assert check.prob_a_beats_b == pytest.approx((np.sum(d > 0) + 0.5 * np.sum(d == 0)) / 5)
+    # one Holm family: both directions of every tested comparison
+    adjusted = holm_by_hand(greater + less)
+    assert [c.p_holm for c in report.checks] == pytest.approx(adjusted[:m])
+    assert [c.p_other_holm for c in report.checks] == pytest.approx(adjusted[m:])
 
 
-def test_claim_verdicts_for_true_null_reversed_and_too_small(claims_store):
+def test_claim_answers_in_four_columns(claims_store):
     checks = check_claims(load(*claims_store)).checks
-    assert [c.verdict for c in checks] == [
-        SUPPORTED, INCONCLUSIVE, CONTRADICTED, CONTRADICTED, SUPPORTED, SUPPORTED,
+    assert [c.direction for c in checks] == [
+        REPLICATED, NOT_DETECTED, REVERSED, REPLICATED, REPLICATED, REPLICATED, REPLICATED,
+        NOT_DETECTED,
     ]  # fmt: skip
-    assert checks[2].reason == "significant in the opposite direction"
-    assert "excludes an effect as large as the paper's (0.2)" in checks[3].reason
+    smaller, overshoot, equal = checks[3], checks[6], checks[7]
+    # replicated but smaller: a quarter of the paper's 0.2, its interval below it
+    assert smaller.ratio == pytest.approx(smaller.effect / 0.2) and smaller.ratio < 0.3
+    assert smaller.ratio_ci[1] < 1 and smaller.magnitude == ""
+    # ten times the paper's 0.005: suspect
+    assert overshoot.ratio == pytest.approx(overshoot.effect / 0.005) and overshoot.ratio > 5
+    assert overshoot.magnitude == SUSPECT
+    # TOST by hand: both one-sided tests against ±0.05
+    a, b = CLAIM_VALUES["noisy_or"], CLAIM_VALUES["max"]
+    d = np.subtract(a, b)
+    tost = max(stats.ttest_1samp(d, -0.05, alternative="greater").pvalue,
+               stats.ttest_1samp(d, 0.05, alternative="less").pvalue)  # fmt: skip
+    assert equal.p_tost == pytest.approx(tost) and equal.equivalence == EQUIVALENT
+    assert [c.equivalence for c in checks[:7]] == [""] * 7  # no margin declared
+    # n nonzero pairs cannot bring a one-sided Wilcoxon p below 1/2^n ≥ 1/32 > 0.05 / 8
+    for c in checks:
+        nonzero = int(np.count_nonzero(c.shift.diffs))
+        assert c.wilcoxon_p is None
+        assert f"{nonzero} pairs cannot give p below {0.5**nonzero:.3g}" in c.wilcoxon_note
     for check in checks:  # replicates for 80 % power: the smallest n that reaches it
-        n, c = check.needed, check.comparison
+        n, sd = check.needed, np.std(check.shift.diffs, ddof=1)
         if n is not None:
-            assert power(check.power_effect, c.sd, n, paired=True) >= 0.8
-            assert n == 2 or power(check.power_effect, c.sd, n - 1, paired=True) < 0.8
+            assert power(check.power_effect, sd, n, paired=True) >= 0.8
+            assert n == 2 or power(check.power_effect, sd, n - 1, paired=True) < 0.8
     assert checks[3].power_effect == 0.2 and checks[3].power_effect_from == "paper"
 
 
@@ -363,22 +414,27 @@ def test_claims_without_shared_seeds_use_welch(tmp_path):
     )
     (check,) = check_claims(load(tmp_path, log_sweep(tmp_path, spec, trials))).checks
     a, b = CLAIM_VALUES["mmm"], CLAIM_VALUES["max"]
-    assert check.comparison.test == "Welch t" and check.comparison.wilcoxon_p is None
-    assert check.comparison.p_value == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert not check.paired and check.wilcoxon_p is None
+    welch = stats.ttest_ind(a, b, equal_var=False, alternative="greater")
+    assert check.p_one == pytest.approx(welch.pvalue)
+    u = stats.mannwhitneyu(a, b).statistic
+    assert check.prob_a_beats_b == pytest.approx(u / 25)
 
 
 def test_claims_command_prints_and_logs(claims_store, capsys):
     workdir, parent = claims_store
     assert main(["claims", "claims", "--workdir", str(workdir), "--format", "json", "--log"]) == 0
     rows = json.loads(capsys.readouterr().out)["claims"]
-    assert [r["verdict"] for r in rows][:3] == [SUPPORTED, INCONCLUSIVE, CONTRADICTED]
+    assert [r["direction"]["verdict"] for r in rows][:3] == [REPLICATED, NOT_DETECTED, REVERSED]
+    assert {"validity", "direction", "magnitude", "equivalence"} <= set(rows[0])
+    assert rows[7]["equivalence"]["verdict"] == EQUIVALENT and rows[0]["equivalence"] is None
     client = MlflowClient(tracking_uri_for(workdir))
     logged = {a.path for a in client.list_artifacts(parent)}
     assert {"claims.md", "claims.csv"} <= logged
     text = Path(client.download_artifacts(parent, "claims.csv")).read_text()
-    assert len(list(csv.DictReader(io.StringIO(text)))) == 6
+    assert len(list(csv.DictReader(io.StringIO(text)))) == 8
     assert main(["claims", "claims", "--workdir", str(workdir)]) == 0
-    assert "**SUPPORTED**" in capsys.readouterr().out
+    assert "**REPLICATED** (Holm p" in capsys.readouterr().out
 
 
 def test_claims_of_a_sweep_without_claims_is_exit_2(selected_store, capsys):

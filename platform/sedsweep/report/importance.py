@@ -17,7 +17,14 @@ from sedsweep.errors import UserError
 from sedsweep.fsio import atomic_file
 from sedsweep.report.design import Factor, check_design, hashable
 from sedsweep.report.runs import COMPLETED, FAILED, PRUNED, SweepRuns, TrialRun, same_value
-from sedsweep.sweep.spec import CategoricalParam, FloatParam, GridParam, IntParam, conditions
+from sedsweep.sweep.spec import (
+    CategoricalParam,
+    FloatParam,
+    GridParam,
+    IntParam,
+    conditions,
+    is_active,
+)
 
 EVALUATORS = ("ped-anova", "fanova")
 
@@ -122,8 +129,13 @@ def param_importance(
     groups: dict[str, list[str]] = {}
     for key, condition in when.items():
         groups.setdefault(_describe(condition), []).append(key)
+    readers = {c for condition in when.values() for c in condition}
     for where, conditional in groups.items():
-        inside = [t for t in live if all(t.value(k) is not None for k in conditional)]
+        inside = [
+            t
+            for t in live
+            if all(is_active(k, {c: t.value(c) for c in readers}, when) for k in conditional)
+        ]
         part = _importance(sweep, evaluator, metric, [*conditional, *keys], inside)
         part.subspace = where
         if part.basis:

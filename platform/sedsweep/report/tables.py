@@ -234,7 +234,7 @@ def build_table(
             table.notes.append(
                 f"{sweep.name}: a search without replicates ({sweep.describe_counts()}): each "
                 "cell shows its best trial and the mean ± std over its trials at epoch "
-                f"{rung[sweep.name]}, the highest rung all {len(valid)} trained trials reached"
+                f"{rung[sweep.name]}, the highest rung all {len(valid)} trials reached"
             )
         table.notes += _design_notes(sweep, kept, row_keys + col_keys, table.search)
         for trial in kept:
