@@ -47,7 +47,7 @@ def log_sweep(
     client.log_dict(parent.run_id, sweep.model_dump(mode="json"), SPEC_ARTIFACT)
     for n, trial in enumerate(trials):
         child = RunWriter.start(
-            client, exp, f"t{n}",
+            client, exp, f"t{n:03d}",
             tags={PARENT_TAG: parent.run_id, TRIAL_TAG: f"t{n}", OPTUNA_NUMBER_TAG: str(n),
                   **trial.get("tags", {})},
         )  # fmt: skip

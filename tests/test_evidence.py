@@ -58,32 +58,48 @@ def test_results_csvs_give_the_stores_claims_and_table(tmp_path):
     trials = grid_trials()
     trials[4]["status"] = "KILLED"  # stopped by the scheduler: pruned, and travels as such
     trials[4]["tags"] = {"sweep.stopped_early": "true"}
+    for trial in trials:  # reference levels, flat (converged) curves
+        trial["flat"] = True
+        trial["metrics"] |= {"chance/val/when_frame_auc": 0.5, "train/loss_when": 0.3,
+                             "chance/train/loss_when": 0.69}  # fmt: skip
+    trials[0]["metrics"]["train/loss_when"] = 0.69  # at the label prior: not trained
     parent = log_sweep(tmp_path, spec, trials)
     uri = tracking_uri_for(tmp_path)
     machine = {"cpus": 2, "platform": "test", "load_1_5_15": [0.5, 0.4, 0.3]}
     out = evidence.export_from_store(path, "ev", uri, machine)
     assert out == folder / "results" / "ev"
-    header = (out / "trials.csv").read_text().splitlines()[0].split(",")
-    assert header[:5] == ["number", "status", "epochs_reached", "when_loss", "seed"]
+    lines = (out / "trials.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    assert header[:7] == ["number", "status", "epochs_reached", "valid", "invalid_reason",
+                          "when_loss", "seed"]  # fmt: skip
+    assert lines[1].startswith("0,completed,2,false,train/loss_when 0.69 is not 5% below")
+    assert lines[2].startswith("1,completed,2,true,,")
     stored = load_sweep_runs(parent, uri)
     read = evidence.read_spec(path)
     from_csv, info = evidence.load(path, read)
     assert info["parent_run_id"] == parent and info["spec_sha256"] == evidence.spec_sha256(read)
     assert [t.status for t in from_csv.trials] == [t.status for t in stored.trials]
+    assert [from_csv.validity(t) for t in from_csv.trials] == [
+        stored.validity(t) for t in stored.trials
+    ]
     assert check_claims(from_csv).render("csv") == check_claims(stored).render("csv")
+    assert check_claims(from_csv).checks[0].untrained_a[0].startswith("t000: train/loss_when")
     assert build_table([from_csv], with_paper=True).render("md") == build_table(
         [stored], with_paper=True
     ).render("md")
     page = tmp_path / "EVIDENCE.md"
     assert main(["evidence", str(folder), "--out", str(page)]) == 0
     text = page.read_text()
-    assert "1 of 1 evidence files have run" in text and "| **SUPPORTED** |" in text
+    assert "1 of 1 evidence files have run" in text
+    assert "| TESTED (2 vs 2; 1 untrained left out) | **NOT DETECTED** (Holm p" in text
     assert f"`sedsweep evidence {path.as_posix()} --run`" in text
     assert "Stale" not in text
     assert main(["evidence", str(folder), "--out", str(page), "--check"]) == 0
     # the page follows its CSVs only: a changed value is a changed page, and --check says so
     csv_path = out / "trials.csv"
-    csv_path.write_text(csv_path.read_text().replace("0.9", "0.7", 1))
+    rows = csv_path.read_text().splitlines()
+    rows[2] = rows[2].rsplit(",", 1)[0] + ",0.71"  # trial 1 (trained): its val AUC, the last
+    csv_path.write_text("\n".join(rows) + "\n")
     assert main(["evidence", str(folder), "--out", str(page), "--check"]) == 1
     # a comment or a reworded description leaves the results current; another spec does not
     spec["description"] = "reworded"

@@ -24,6 +24,7 @@ from scipy import stats
 
 from sedsweep.cli import main
 from sedsweep.report.best import fresh_seeds, rank_by_validation
+from sedsweep.report.claims import check_claims
 from sedsweep.report.importance import param_importance
 from sedsweep.report.runs import load_sweep_runs, parse_param
 from sedsweep.report.tables import build_table, log_sweep_tables, paper_tables, welch_p
@@ -364,26 +365,82 @@ def test_sweep_logs_its_table_at_the_end(real_sweep):
     paths = {a.path for a in client.list_artifacts(outcome.parent_run_id, "tables")}
     assert paths == {f"tables/quickstart.{f}" for f in ("md", "csv", "html")}
     md = Path(client.download_artifacts(outcome.parent_run_id, "tables/quickstart.md")).read_text()
-    # a search without replicates: every trial, pruned ones included, counts at a common rung
-    ran = outcome.counts["completed"] + outcome.counts["stopped_early"]
-    counts = [int(n) for n in re.findall(r"\(n=(\d+)\) at ep", md)]
-    assert sum(counts) == 3 * ran  # three metrics per cell
+    # a search without replicates: every trial that trained, pruned ones included, counts at
+    # a common rung; each child run is tagged with the gate's verdict
+    sweep = load_sweep_runs("quickstart", tracking_uri_for(workdir))
+    trained = sweep.valid("completed", "pruned")
+    counts = [int(n) for n in re.findall(r"\(n=(\d+)\)[^|]* at ep", md)]
+    assert sum(counts) == 3 * len(trained)  # three metrics per cell
+    for trial in sweep.with_status("completed", "pruned"):
+        assert trial.tags["sweep.valid"] == sweep.validity(trial).tag
+        assert any(k.startswith("chance/val/") for k in trial.metrics)
+    # the best line is the best trained trial's
+    assert outcome.best["checked"]
+    best = rank_by_validation(sweep)[0].trial
+    assert outcome.best["trial"] == best.name.split(" ")[0]
+    # mmm.w_min acts only where when_loss = mmm: never suggested nor logged elsewhere
+    for trial in sweep.trials:
+        assert ("mmm.w_min" in trial.params) == (trial.value("when_loss") == "mmm"), trial.name
+    importance = param_importance(sweep)
+    assert "mmm.w_min" not in dict(importance.values)
+    assert all(part.subspace == "when_loss = mmm" for part in importance.subspaces)
+
+
+FROZEN = {
+    "name": "frozen", "method": "whenwho", "scale": "tiny",
+    "objective": {"metric": "val/when_frame_auc"}, "search": {"algorithm": "grid"},
+    "scheduler": {"type": "none"}, "budget": {"max_epochs": 6, "max_concurrent": 2},
+    "fixed": {"when_loss": "max", "mode": "separate"},
+    "space": {"optim.lr": {"type": "grid", "values": [1.0e-8, 3.0e-3]}},  # 1e-8: the floor
+    "replicates": {"seed": [0, 1]},
+    "table": {"rows": ["optim.lr"], "metrics": ["val/when_frame_auc", "test/when_frame_auc"],
+              "replicates": ["seed"]},
+    "claims": [{"name": "training beats not training", "metric": "test/when_frame_auc",
+                "direction": "higher", "a": {"optim.lr": 3.0e-3}, "b": {"optim.lr": 1.0e-8}}],
+}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_an_arm_that_cannot_train_is_not_tested_marked_and_never_best(real_sweep, tmp_path,
+                                                                     capsys):  # fmt: skip
+    """A real grid: lr 1e-8 leaves the weights where they started (only BatchNorm's running
+    statistics move, which can lift its frame AUC well above 0.5: the loss test catches it)."""
+    workdir, _ = real_sweep
+    path = tmp_path / "frozen.yaml"
+    path.write_text(yaml.safe_dump(FROZEN))
+    outcome = run_sweep(load_sweep(path), workdir=workdir, on_finish=log_sweep_tables)
+    assert outcome.complete, outcome.counts
+    assert "arm optim.lr=1e-08: no trained trial (2 not trained" in capsys.readouterr().out
+    sweep = load_sweep_runs("frozen", tracking_uri_for(workdir))
+    frozen = [t for t in sweep.trials if t.value("optim.lr") == 1e-8]
+    assert all("train/loss_when" in sweep.validity(t).reason for t in frozen)
+    (check,) = check_claims(sweep).checks
+    assert check.validity == "NOT TESTED" and check.p_holm is None
+    assert check.validity_reason.startswith("b: 0 of 2 trials trained")
+    table = build_table([sweep])
+    assert table.text(table.cell((1e-8,), (), "test/when_frame_auc")) == "NOT TRAINED (n=2)"
+    ranked = rank_by_validation(sweep)  # raises when no trial trained
+    assert {r.trial.value("optim.lr") for r in ranked} == {3e-3}
+    assert outcome.best["config"]["optim.lr"] == 3e-3
 
 
 @pytest.mark.slow
 def test_confirmation_sweep_ranks_by_mean_over_fresh_seeds(real_sweep, tmp_path, capsys):
+    """`--confirm-top 1` re-runs the best trained trial of each arm (when_loss = mmm, max),
+    pruned ones counting at the rung they reached, on fresh seeds."""
     workdir, _ = real_sweep
     out = tmp_path / "best.yaml"
-    code = main(["best", "quickstart", "--workdir", str(workdir), "--confirm-top", "2",
+    code = main(["best", "quickstart", "--workdir", str(workdir), "--confirm-top", "1",
                  "--seeds", "2", "--out", str(out)])  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
     assert "Ranking by mean over 2 fresh seeds [1, 2]" in printed
+    assert "Each arm's best confirmed configuration:" in printed
+    sweep = load_sweep_runs("quickstart", tracking_uri_for(workdir))
+    arms = {t.value("when_loss") for t in sweep.valid("completed", "pruned")}
     follow = load_sweep_runs("quickstart-confirm", tracking_uri_for(workdir))
-    confirmed = min(
-        2, len(rank_by_validation(load_sweep_runs("quickstart", tracking_uri_for(workdir))))
-    )
-    assert len(follow.trials) == 2 * confirmed
+    assert len(follow.trials) == 2 * len(arms)  # one configuration per arm × 2 seeds
+    assert {t.value("when_loss") for t in follow.trials} == arms
     assert {t.value("seed") for t in follow.trials} == {1, 2}
     chosen = yaml.safe_load(out.read_text())["config"]
     means = {}
@@ -411,6 +468,8 @@ def test_dashboard_renders_offline_in_chromium(real_sweep, tmp_path):
     assert root.find("body").attrs.get("data-rendered") == "true"
     rows = [r for r in root.by_id("leaderboard").find_all("tr") if "data-run-id" in r.attrs]
     assert len(rows) == sum(outcome.counts.values())
+    heads = root.by_id("leaderboard").find_all("th")
+    assert any(th.attrs.get("data-col") == "valid" for th in heads)  # the gate's column
     assert all(
         r.find("a").attrs["href"].startswith("http://127.0.0.1:5000/#/experiments/") for r in rows
     )

@@ -92,7 +92,8 @@ def _result(step: int, value: float) -> dict:
 
 def _value(params: dict) -> float:
     """A made-up objective of a trial's parameters (so later suggestions depend on it)."""
-    return 1.0 - (math.log10(params["optim.lr"]) + 2.5) ** 2 / 4 + params["mmm.w_min"] / 10
+    w_min = params.get("mmm.w_min", 0.0)  # suggested only where when_loss = mmm
+    return 1.0 - (math.log10(params["optim.lr"]) + 2.5) ** 2 / 4 + w_min / 10
 
 
 def _drive(order: list[int], max_concurrent: int | None) -> OptunaPruningSearch:

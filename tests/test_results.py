@@ -482,7 +482,7 @@ def test_reported_front_is_the_brute_force_front(pareto_store):
     found = {int(t.number) for t, on in zip(trials, mask, strict=True) if on}
     assert found == brute_front(POINTS) == {0, 1, 2, 4, 7, 8, 9}  # 3 and 6 are dominated
     payload = sweep_payload(sweep)["pareto"]
-    assert {p["name"] for p in payload["points"] if p["front"]} == {f"t{i}" for i in found}
+    assert {p["name"] for p in payload["points"] if p["front"]} == {f"t{i:03d}" for i in found}
     volumes = [v for _, v in payload["hypervolume"]]
     assert len(volumes) == 10 and volumes == sorted(volumes)
     assert [t["pareto"] for t in sweep_payload(sweep)["trials"]].count(True) == len(found)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sedsweep.cli import main
 from sedsweep.errors import UserError
 from sedsweep.methods import REGISTRY
 from sedsweep.sweep.spec import load_sweep
@@ -66,6 +67,12 @@ GOOD = {
 }
 
 PARETO = [{"metric": "val/when_frame_auc"}, {"metric": "val/who_auc_macro"}]
+LOSS = {"type": "categorical", "choices": ["mmm", "max"]}
+W_MIN = {"type": "float", "low": 0.0, "high": 1.0}
+SEARCH = {**GOOD["space"], "when_loss": LOSS}
+CYCLE = {"space": {"when_loss": {**LOSS, "when": {"mode": "joint"}},
+                   "mode": {"type": "categorical", "choices": ["separate", "joint"],
+                            "when": {"when_loss": "mmm"}}}}  # fmt: skip
 
 
 def claim(**change):
@@ -208,6 +215,24 @@ BAD = {
     "trials_absurd": ({"budget": {"trials": 10**12}}, "key 'budget.trials'"),
     "hop_absurd": ({"features": {"overrides": {"hop_length": 10**8}}}, "hop_length"),
     "claim_negative_min_effect": (claim(min_effect=-0.1), "key 'claims.0.min_effect'"),
+    "when_unknown_key": (
+        {"space": {**SEARCH, "mmm.w_min": {**W_MIN, "when": {"when_los": "mmm"}}}},
+        "space.mmm.w_min.when: 'when_los' is not a searched categorical or grid key "
+        "(those are: when_loss)",
+    ),
+    "when_unknown_value": (
+        {"space": {**SEARCH, "mmm.w_min": {**W_MIN, "when": {"when_loss": "mmmm"}}}},
+        "space.mmm.w_min.when: when_loss never takes 'mmmm' (it takes 'mmm', 'max')",
+    ),
+    "when_reads_a_float": (
+        {"space": {**SEARCH, "mmm.w_min": {**W_MIN, "when": {"optim.lr": 0.001}}}},
+        "space.mmm.w_min.when: 'optim.lr' is a float parameter: a condition reads a categorical",
+    ),
+    "when_on_itself": (
+        {"space": {**SEARCH, "when_loss": {**LOSS, "when": {"when_loss": "mmm"}}}},
+        "space.when_loss.when: a key cannot act on a condition on itself",
+    ),
+    "when_cycle": (CYCLE, "the conditions form a cycle: mode → when_loss → mode"),
 }
 
 
@@ -223,6 +248,29 @@ def test_bad_spec_names_file_and_key(tmp_path, case):
     assert "\n" not in text
     if not needle.startswith("--"):
         assert str(path) in text
+
+
+def test_a_grid_skips_the_combinations_a_condition_rules_out(tmp_path, capsys):
+    """mtl-like: α acts only for two_step, so gap × α is one cell, not three."""
+    spec = {**GOOD, "search": {"algorithm": "grid"}, "scheduler": {"type": "none"},
+            "space": {"when_loss": {"type": "grid", "values": ["mmm", "max"]},
+                      "mmm.w_min": {"type": "grid", "values": [0.0, 0.5, 1.0],
+                                    "when": {"when_loss": ["mmm"]}}},
+            "replicates": {"seed": [0, 1]}}  # fmt: skip
+    path = tmp_path / "cond.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    plan = load_sweep(path)
+    cells = sorted(sorted(cell.items()) for cell in plan.grid_cells)
+    assert cells == [
+        [("mmm.w_min", 0.0), ("when_loss", "mmm")], [("mmm.w_min", 0.5), ("when_loss", "mmm")],
+        [("mmm.w_min", 1.0), ("when_loss", "mmm")], [("when_loss", "max")],
+    ]  # fmt: skip
+    assert plan.n_trials == 4 * 2
+    assert main(["sweep", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    shown = "mmm.w_min: {'type': 'grid', 'values': [0.0, 0.5, 1.0]} only when when_loss in [mmm]"
+    assert shown in out
+    assert "trials 8 = 4 grid cells × 2 replicate cells" in out
 
 
 def test_per_scale_overrides_apply_before_set(tmp_path):
