@@ -186,6 +186,31 @@ def test_evaluate_reports_only_declared_metric_names(tiny_runs, name, variant):
         assert not unknown, (split, unknown)
 
 
+@pytest.mark.parametrize(("name", "variant"), CASES)
+def test_reference_levels_are_named_like_the_metrics_they_judge(tiny_runs, name, variant):
+    """`references()`: training losses the method logs, and chance levels of metrics it
+    declares; finite; logged once per run under chance/ (the validity gate's yardstick)."""
+    method = build(tiny_runs, name, variant)
+    refs = method.references()
+    first = method.train_epoch()
+    declared = method.metric_names()
+    for key, value in refs.items():
+        split, _, metric = key.partition("/")
+        assert math.isfinite(value), key
+        if split == "train":
+            assert metric in first, (key, sorted(first))  # a loss the trainer reports
+        else:
+            assert split in ("val", "test") and metric in declared, key
+    if name != "null":  # the load generator trains nothing: it is not judged
+        assert any(k.startswith("train/") for k in refs)
+        assert any(k.startswith("val/") for k in refs) and any(k.startswith("test/") for k in refs)
+    fresh = build(tiny_runs, name, variant)
+    logged = []
+    run_epochs(fresh, 2, on_epoch=lambda epoch, m: logged.append(m))
+    assert {k.removeprefix("chance/"): v for k, v in logged[0].items() if "chance/" in k} == refs
+    assert not any(k.startswith("chance/") for k in logged[1])
+
+
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_the_loop_logs_the_delivered_models_validation_values(tiny_runs, name):
     method = build(tiny_runs, name, {})

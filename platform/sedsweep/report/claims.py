@@ -43,7 +43,7 @@ from sedsweep.config import flatten
 from sedsweep.errors import UserError
 from sedsweep.metrics import lower_is_better
 from sedsweep.report.design import hashable
-from sedsweep.report.runs import COMPLETED, SweepRuns, TrialRun, same_value, short_name
+from sedsweep.report.runs import COMPLETED, SweepRuns, TrialRun, short_name
 from sedsweep.report.stats import (
     ALPHA,
     Shift,
@@ -55,7 +55,7 @@ from sedsweep.report.stats import (
     superiority,
     wilcoxon_greater,
 )
-from sedsweep.sweep.spec import Claim
+from sedsweep.sweep.spec import Claim, same_value
 from sedsweep.tracking import CLAIMS_CSV, CLAIMS_MD
 from sedsweep.validity import CHANCE_PREFIX
 

@@ -16,7 +16,7 @@ from typing import Any
 from sedsweep.errors import UserError
 from sedsweep.fsio import atomic_file
 from sedsweep.report.design import Factor, check_design, hashable
-from sedsweep.report.runs import COMPLETED, FAILED, PRUNED, SweepRuns, TrialRun, same_value
+from sedsweep.report.runs import COMPLETED, FAILED, PRUNED, SweepRuns, TrialRun
 from sedsweep.sweep.spec import (
     CategoricalParam,
     FloatParam,
@@ -24,6 +24,7 @@ from sedsweep.sweep.spec import (
     IntParam,
     conditions,
     is_active,
+    same_value,
 )
 
 EVALUATORS = ("ped-anova", "fanova")

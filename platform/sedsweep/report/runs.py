@@ -70,15 +70,6 @@ def parse_param(text: str) -> Any:
     return value if isinstance(value, int | float | bool | str | list) else text
 
 
-def same_value(a: Any, b: Any) -> bool:
-    """Config values equal, floats up to rounding (0.001 vs 1e-3 as written by different tools)."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
-    return a == b
-
-
 def lookup(params: dict[str, Any], key: str) -> Any:
     """A dotted key's value; list elements by index (`staged.stages.1`) from the list param."""
     if key in params:

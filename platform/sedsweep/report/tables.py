@@ -38,10 +38,10 @@ from sedsweep.report.runs import (
     SweepRuns,
     TrialRun,
     load_sweep_runs,
-    same_value,
     short_name,
 )
 from sedsweep.report.stats import pair_up, paired_p, welch_p
+from sedsweep.sweep.spec import same_value
 from sedsweep.tracking import MAX_TAG_CHARS, TABLE_ERROR_TAG, TABLES_DIR, client_for
 from sedsweep.validity import REASON_TAG, VALID_TAG
 
@@ -136,12 +136,13 @@ class ComparisonTable:
             summary = f"{cell.mean:.{d}f} (n=1)"
         else:
             summary = f"{cell.mean:.{d}f} ± {cell.std:.{d}f} (n={cell.n})"
-        if cell.not_trained:
-            summary += f" +{cell.not_trained} not trained"
+        untrained = f" · {cell.not_trained} not trained" if cell.not_trained else ""
         if cell.best is None:
-            return summary
+            return summary + untrained
         value, trial, epochs = cell.best
-        return f"best {value:.{d}f} [{trial}, {epochs} ep] · {summary} at ep {cell.rung}"
+        return (
+            f"best {value:.{d}f} [{trial}, {epochs} ep] · {summary} at ep {cell.rung}{untrained}"
+        )
 
     def paper_text(self, cell: Cell | None) -> str:
         """The published number, or an em dash."""

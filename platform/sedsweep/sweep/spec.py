@@ -351,8 +351,9 @@ def _options(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
-def _equal(a: Any, b: Any) -> bool:
-    """Config values equal, numbers up to rounding (0.001 and 1e-3), bools only to bools."""
+def same_value(a: Any, b: Any) -> bool:
+    """Config values equal, numbers up to rounding (0.001 vs 1e-3 as written by different
+    tools), bools only to bools."""
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b
     if isinstance(a, int | float) and isinstance(b, int | float):
@@ -371,7 +372,7 @@ def is_active(key: str, values: dict[str, Any], when: dict[str, dict[str, Any]])
     for cond, accepted in (when.get(key) or {}).items():
         if not is_active(cond, values, when) or cond not in values:
             return False
-        if not any(_equal(values[cond], v) for v in _options(accepted)):
+        if not any(same_value(values[cond], v) for v in _options(accepted)):
             return False
     return True
 
@@ -663,7 +664,7 @@ def _check_conditions(spec: SweepSpec, source: str) -> None:
                 else param.choices if isinstance(param, CategoricalParam) else param.values
             )  # fmt: skip
             for value in _options(accepted):
-                if not any(_equal(value, v) for v in values):
+                if not any(same_value(value, v) for v in values):
                     raise UserError(
                         f"{cond} never takes {value!r} (it takes {', '.join(map(repr, values))})",
                         where=where,
