@@ -258,11 +258,63 @@ def probe(uri: str) -> None:
 
 def client_for(uri: str):  # -> MlflowClient (imported lazily: mlflow is slow to import)
     """An MlflowClient bound to `uri` (no global state is touched but MLflow's telemetry,
-    which is switched off: nothing here may call out)."""
+    which is switched off: nothing here may call out). A SQLite store that does not exist yet
+    starts as a copy of a migrated empty one (`new_sqlite_store`)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from mlflow.tracking import MlflowClient
 
+    db = sqlite_db(uri)
+    if db is not None and not db.exists() and db.parent.is_dir():
+        new_sqlite_store(db)
     return MlflowClient(tracking_uri=uri)
+
+
+def store_template_dir() -> Path:
+    """Where migrated empty SQLite stores are kept: `$XDG_CACHE_HOME/sedsweep` (or
+    `~/.cache/sedsweep`)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "sedsweep"
+
+
+def new_sqlite_store(db: Path) -> None:
+    """Create the SQLite store `db` as a copy of an empty store MLflow has migrated (one per
+    MLflow version, kept in `store_template_dir`): MLflow's migration of ~40 tables costs about
+    a second for every new store, a copy a few milliseconds. The copy's Default experiment is
+    pointed at this store's artifact root (MLflow would point it at the creating process's
+    working directory). Written under a temporary name and renamed; when the template cannot
+    be made or read, nothing is written and MLflow migrates `db` itself on first use."""
+    import shutil
+    import sqlite3
+    import time
+
+    import mlflow
+
+    template = store_template_dir() / f"mlflow-{mlflow.__version__}-empty.db"
+    try:
+        if not template.is_file():
+            template.parent.mkdir(parents=True, exist_ok=True)
+            scratch = template.with_name(f".{template.name}.{os.getpid()}.tmp")
+            scratch.unlink(missing_ok=True)
+            from mlflow.tracking import MlflowClient
+
+            MlflowClient(tracking_uri=f"{SQLITE}{scratch}").search_experiments(max_results=1)
+            os.replace(scratch, template)
+        partial = db.with_name(f".{db.name}.{os.getpid()}.tmp")
+        try:
+            shutil.copyfile(template, partial)
+            now = int(time.time() * 1000)
+            root = artifact_root_for(f"{SQLITE}{db}")
+            with contextlib.closing(sqlite3.connect(partial)) as con, con:
+                con.execute(
+                    "UPDATE experiments SET artifact_location = ?, creation_time = ?, "
+                    "last_update_time = ? WHERE experiment_id = 0",
+                    (str(root / "0") if root else None, now, now),
+                )
+            os.link(partial, db)  # fails if another process made `db` meanwhile: theirs stays
+        finally:
+            partial.unlink(missing_ok=True)
+    except (OSError, sqlite3.Error):
+        return  # MLflow creates the store itself (or another process did)
 
 
 def ensure_experiment(client, name: str, artifact_root: Path | None = None) -> str:
