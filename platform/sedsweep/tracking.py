@@ -281,8 +281,9 @@ def new_sqlite_store(db: Path) -> None:
     MLflow version, kept in `store_template_dir`): MLflow's migration of ~40 tables costs about
     a second for every new store, a copy a few milliseconds. The copy's Default experiment is
     pointed at this store's artifact root (MLflow would point it at the creating process's
-    working directory). Written under a temporary name and renamed; when the template cannot
-    be made or read, nothing is written and MLflow migrates `db` itself on first use."""
+    working directory). Written under a temporary name and hard-linked into place, so a store
+    another process made meanwhile is never replaced; when the template cannot be made or
+    read, nothing is written and MLflow migrates `db` itself on first use."""
     import shutil
     import sqlite3
     import time
@@ -304,11 +305,12 @@ def new_sqlite_store(db: Path) -> None:
             shutil.copyfile(template, partial)
             now = int(time.time() * 1000)
             root = artifact_root_for(f"{SQLITE}{db}")
+            assert root is not None  # a SQLite store has one
             with contextlib.closing(sqlite3.connect(partial)) as con, con:
                 con.execute(
                     "UPDATE experiments SET artifact_location = ?, creation_time = ?, "
                     "last_update_time = ? WHERE experiment_id = 0",
-                    (str(root / "0") if root else None, now, now),
+                    (str(root / "0"), now, now),
                 )
             os.link(partial, db)  # fails if another process made `db` meanwhile: theirs stays
         finally:

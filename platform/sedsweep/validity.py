@@ -5,8 +5,8 @@ behind it is valid (DESIGN.md, "Validity before statistics"). Three tests, each 
 model that learned nothing would show:
 
 - *loss*: each training loss the method names a reference for (`chance/train/<loss>`: the
-  loss of the best input-blind output, i.e. of predicting the training label prior; BCE →
-  the prior's entropy) must be at least `LOSS_MARGIN` below it. A task's own loss
+  loss when every output predicts the training label prior; BCE → the prior's entropy) must
+  be at least `LOSS_MARGIN` below it. A task's own loss
   (`train/loss_when`) is read only for objectives of that task (`val/when_frame_auc`), so a
   WHEN sweep is not judged by how its WHO network did; any other loss is read for all;
 - *chance*: the objective's selected validation value (`best_val/<name>`) must clear its
@@ -17,11 +17,12 @@ model that learned nothing would show:
   the objective's validation curve must have flattened, i.e. its last `TAIL` of the epochs
   (rounded, at least one) added at most `RISING` of the curve's total gain.
 
-The margins are conventions fixed before any result was looked at: 5 % of what the prior
-leaves is "learned something"; for a curve that saturates exponentially, 10 % of the gain in
-its last fifth means it was stopped before about 1.2 time constants (a straight line adds
-20 %). A trial that logged no reference levels (the `null` load generator, sweeps recorded
-before the gate) is not judged, and says so.
+The margins are conventions: 5 % of what the prior leaves is "learned something"; for a
+curve that saturates exponentially, 10 % of the gain in its last fifth means it was stopped
+before about 1.2 time constants (a straight line adds 20 %). The last fifth is rounded to the
+nearest epoch (a 6-epoch trial's is its last epoch). A trial that logged no reference
+levels (the `null` load generator, sweeps recorded before the gate) is not judged, and says
+so.
 
 Pure Python on numbers already logged: the sweep driver, reports and `best` all use it.
 """
@@ -81,6 +82,11 @@ def headroom_share(value: float, chance: float, maximise: bool) -> float:
     return gain / room
 
 
+def tail_epochs(n: int) -> int:
+    """How many of `n` epochs are a curve's last `TAIL` (rounded, at least one)."""
+    return max(1, round(TAIL * n))
+
+
 def tail_gain(curve: Sequence[float], maximise: bool) -> float | None:
     """The share of a validation curve's total gain (its best minus its first value) that
     its last `TAIL` of epochs added (their best minus the best before them); None when the
@@ -88,7 +94,7 @@ def tail_gain(curve: Sequence[float], maximise: bool) -> float | None:
     values = [v if maximise else -v for v in curve if math.isfinite(v)]
     if len(values) < MIN_CURVE:
         return None
-    tail = max(1, round(TAIL * len(values)))
+    tail = tail_epochs(len(values))
     total = max(values) - values[0]
     if total <= 0:
         return None
@@ -134,9 +140,9 @@ def judge(
             )
     rise = None if curve is None else tail_gain(curve, up)
     if rise is not None and rise > RISING:
-        tail = max(1, round(TAIL * len(curve or [])))
+        n = len(curve or [])
         reasons.append(
-            f"not converged: its last {tail} of {len(curve or [])} epochs added {rise:.0%} of "
+            f"not converged: its last {tail_epochs(n)} of {n} epochs added {rise:.0%} of "
             f"the {objective} gain"
         )
     return Validity(not reasons, "; ".join(reasons))

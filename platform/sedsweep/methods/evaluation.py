@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from sedsweep.data.splits import Splits
 from sedsweep.features import FeatureSet
 from sedsweep.metrics import (
     clip_auc,
@@ -127,3 +128,18 @@ def chance_levels(score: Callable[[np.ndarray], Candidates], prior: np.ndarray) 
             ):
                 best[name] = value
     return best
+
+
+def split_chance(
+    splits: Splits, score: Callable[[np.ndarray, np.ndarray], Candidates], prior: np.ndarray
+) -> dict[str, float]:
+    """`chance_levels` on the validation and test splits (those with clips), keyed
+    `val/<name>` and `test/<name>`: `score(idx, output)` gives the candidates of predicting
+    `output` for every clip of `idx`."""
+    levels: dict[str, float] = {}
+    for split in ("val", "test"):
+        idx = splits[split]
+        if len(idx):
+            found = chance_levels(lambda out, idx=idx: score(idx, out), prior)
+            levels |= {f"{split}/{k}": v for k, v in found.items()}
+    return levels

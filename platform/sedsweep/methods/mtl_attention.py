@@ -38,8 +38,8 @@ from sedsweep.methods.base import (
 from sedsweep.methods.evaluation import (
     DETECTION,
     TAGGING,
-    chance_levels,
     detection_candidates,
+    split_chance,
     tagging_candidates,
 )
 from sedsweep.metrics import defined_metrics
@@ -327,20 +327,16 @@ class MtlAttention(Method):
         y = self.y[torch.from_numpy(train).to(self.device)]
         prior = fs.weak[train].mean(axis=0)
         refs = {"train/loss_bce": float(bce_logits(logit(prior).to(y).expand_as(y), y))}
-        for split in ("val", "test"):
-            idx = self.splits[split]
 
-            def score(out: np.ndarray, idx: np.ndarray = idx) -> dict[str, Any]:
-                clip = np.broadcast_to(out, (len(idx), len(out)))
-                frames = [np.broadcast_to(out, (int(fs.lengths[i]), len(out))) for i in idx]
-                return {
-                    **tagging_candidates(fs.weak[idx], clip),
-                    **detection_candidates(fs, idx, frames),
-                }
+        def score(idx: np.ndarray, out: np.ndarray) -> dict[str, Any]:
+            clip = np.broadcast_to(out, (len(idx), len(out)))
+            frames = [np.broadcast_to(out, (int(fs.lengths[i]), len(out))) for i in idx]
+            return {
+                **tagging_candidates(fs.weak[idx], clip),
+                **detection_candidates(fs, idx, frames),
+            }
 
-            if len(idx):
-                refs |= {f"{split}/{k}": v for k, v in chance_levels(score, prior).items()}
-        return refs
+        return refs | split_chance(self.splits, score, prior)
 
     # -- checkpoints -------------------------------------------------------------------------
     def network(self) -> nn.Module:

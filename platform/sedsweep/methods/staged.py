@@ -32,7 +32,7 @@ from sedsweep.methods.base import (
     logit,
     save_figure,
 )
-from sedsweep.methods.evaluation import TAGGING, chance_levels, names, tagging_candidates
+from sedsweep.methods.evaluation import TAGGING, names, split_chance, tagging_candidates
 from sedsweep.metrics import defined_metrics, f1_macro, lwlrap, lwlrap_per_class
 from sedsweep.nn.augment import Mixup, SpecAugment
 from sedsweep.nn.blocks import conv_bn_relu
@@ -546,22 +546,16 @@ class Staged(Method):
             heads.append(mean_q if sparse else mean_q.clamp_min(1e-12).log())
         logits = torch.stack([h.expand_as(y) for h in heads])
         refs = {"train/loss_unmasked": float(self.sample_losses(logits, y).mean())}
-        prior = fs.weak[train].mean(axis=0)
-        for split in ("val", "test"):
-            idx = self.splits[split]
-            y_split, ver = fs.weak[idx], fs.verified[idx]
 
-            def score(out: np.ndarray, y: np.ndarray = y_split, ver: np.ndarray = ver) -> Any:
-                s = np.broadcast_to(out, y.shape)
-                metrics = tagging_metrics(y, s)
-                if ver.any() and not ver.all():
-                    metrics |= {f"verified_{k}": v
-                                for k, v in tagging_metrics(y[ver], s[ver]).items()}  # fmt: skip
-                return {k: (lambda v=v: v) for k, v in metrics.items()}
+        def score(idx: np.ndarray, out: np.ndarray) -> dict[str, Any]:
+            y, ver = fs.weak[idx], fs.verified[idx]
+            s = np.broadcast_to(out, y.shape)
+            metrics = tagging_metrics(y, s)
+            if ver.any() and not ver.all():
+                metrics |= {f"verified_{k}": v for k, v in tagging_metrics(y[ver], s[ver]).items()}
+            return {k: (lambda v=v: v) for k, v in metrics.items()}
 
-            if len(idx):
-                refs |= {f"{split}/{k}": v for k, v in chance_levels(score, prior).items()}
-        return refs
+        return refs | split_chance(self.splits, score, fs.weak[train].mean(axis=0))
 
     @classmethod
     def metric_names(cls) -> set[str]:

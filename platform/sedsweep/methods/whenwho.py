@@ -37,9 +37,9 @@ from sedsweep.methods.base import (
 from sedsweep.methods.evaluation import (
     DETECTION,
     TAGGING,
-    chance_levels,
     detection_candidates,
     names,
+    split_chance,
     tagging_candidates,
 )
 from sedsweep.metrics import defined_metrics
@@ -446,21 +446,17 @@ class WhenWho(Method):
             for task in p.tasks:
                 refs[f"train/loss_{task}"] = self._prior_loss(task, idx)
         fs, train = self.features, self.splits.train
+
+        def score(idx: np.ndarray, out: np.ndarray) -> dict[str, Any]:
+            frames = [np.full(int(fs.lengths[i]), out[0]) for i in idx]
+            who = np.broadcast_to(out[1:], (len(idx), len(out) - 1))
+            return {
+                **tagging_candidates(fs.weak[idx], who, prefix="who_"),
+                **detection_candidates(fs, idx, frames, any_event=True, prefix="when_"),
+            }
+
         prior = np.concatenate([[self.bag_labels[train].mean()], fs.weak[train].mean(axis=0)])
-        for split in ("val", "test"):
-            idx = self.splits[split]
-
-            def score(out: np.ndarray, idx: np.ndarray = idx) -> dict[str, Any]:
-                frames = [np.full(int(fs.lengths[i]), out[0]) for i in idx]
-                who = np.broadcast_to(out[1:], (len(idx), len(out) - 1))
-                return {
-                    **tagging_candidates(fs.weak[idx], who, prefix="who_"),
-                    **detection_candidates(fs, idx, frames, any_event=True, prefix="when_"),
-                }
-
-            if len(idx):
-                refs |= {f"{split}/{k}": v for k, v in chance_levels(score, prior).items()}
-        return refs
+        return refs | split_chance(self.splits, score, prior)
 
     @torch.no_grad()
     def _prior_loss(self, task: str, idx: np.ndarray) -> float:

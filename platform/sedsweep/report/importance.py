@@ -25,6 +25,7 @@ from sedsweep.sweep.spec import (
     conditions,
     is_active,
     same_value,
+    when_text,
 )
 
 EVALUATORS = ("ped-anova", "fanova")
@@ -129,7 +130,7 @@ def param_importance(
     result = _importance(sweep, evaluator, metric, keys, live)
     groups: dict[str, list[str]] = {}
     for key, condition in when.items():
-        groups.setdefault(_describe(condition), []).append(key)
+        groups.setdefault(when_text(condition), []).append(key)
     readers = {c for condition in when.values() for c in condition}
     for where, conditional in groups.items():
         inside = [
@@ -143,13 +144,6 @@ def param_importance(
             part.basis = f"where {where}: {part.basis}"
         result.subspaces.append(part)
     return result
-
-
-def _describe(condition: dict[str, Any]) -> str:
-    """'when_loss = mmm' for a `when:` mapping."""
-    return " and ".join(
-        f"{k} in {v}" if isinstance(v, list) else f"{k} = {v}" for k, v in condition.items()
-    )
 
 
 def _importance(

@@ -275,12 +275,9 @@ class SweepRuns:
         what = " or ".join(statuses) + " " if statuses else ""
         if not reasons:
             return f"{len(invalid)} of {len(pool)} {what}trials left out as not trained"
-        reasons = "; ".join(f"{short_name(t)}: {self.validity(t).reason}" for t in invalid[:3])
+        why = "; ".join(f"{short_name(t)}: {self.validity(t).reason}" for t in invalid[:3])
         more = f"; and {len(invalid) - 3} more" if len(invalid) > 3 else ""
-        return (
-            f"{len(invalid)} of {len(pool)} {what}trials left out as not trained "
-            f"({reasons}{more})"
-        )
+        return f"{len(invalid)} of {len(pool)} {what}trials left out as not trained ({why}{more})"
 
     def ranked(self) -> list[TrialRun]:
         """Valid completed trials with a finite objective, best first."""

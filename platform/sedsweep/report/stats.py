@@ -359,8 +359,9 @@ def shift(a: Sequence[float], b: Sequence[float], *, paired: bool) -> Shift | No
         if len(d) < 2:
             return None
         mean = _mean(d)
-        if _constant(d, scale):
-            return Shift(mean, 0.0, len(d) - 1, True, tuple(map(float, d)))
+        if _constant(d, scale):  # equal differences: no spread; within rounding of 0 is 0
+            zero = math.isclose(mean, 0.0, abs_tol=_zero(scale))
+            return Shift(0.0 if zero else mean, 0.0, len(d) - 1, True, tuple(map(float, d)))
         se = float(np.std(d, ddof=1)) / math.sqrt(len(d))
         return Shift(mean, se, len(d) - 1, True, tuple(map(float, d)))
     xa, xb = _values(a, "a"), _values(b, "b")
@@ -368,7 +369,8 @@ def shift(a: Sequence[float], b: Sequence[float], *, paired: bool) -> Shift | No
         return None
     diff = _mean(xa) - _mean(xb)
     if _constant(xa, _scale(xa)) and _constant(xb, _scale(xb)):
-        return Shift(diff, 0.0, len(xa) + len(xb) - 2, False)
+        equal = math.isclose(_mean(xa), _mean(xb))  # welch_p's rule for two constant sides
+        return Shift(0.0 if equal else diff, 0.0, len(xa) + len(xb) - 2, False)
     se, df = _welch_parts(xa, xb)
     return Shift(diff, se, df, False)
 

@@ -431,10 +431,11 @@ def best_trained(sweep: SweepRuns) -> dict[str, Any] | None:
     ranked = sweep.ranked()
     if not ranked:
         return None
+    from sedsweep.report.best import candidate_overrides
+
     trial = ranked[0]
-    keys = dict.fromkeys([*sweep.searched_keys, *sweep.replicate_keys])
-    config = {k: v for k in keys if (v := trial.value(k)) is not None}
-    return {"config": config, "metrics": {sweep.objective: trial.metric(sweep.objective)},
+    return {"config": candidate_overrides(sweep, trial),
+            "metrics": {sweep.objective: trial.metric(sweep.objective)},
             "trial": short_name(trial), "checked": True}  # fmt: skip
 
 

@@ -508,7 +508,7 @@ class SweepPlan:
         ]
         lines += [
             f"  {k}: {p.model_dump(exclude_none=True, exclude={'when'})}"
-            + (f" only when {_when_text(p.when)}" if p.when else "")
+            + (f" only when {when_text(p.when)}" if p.when else "")
             for k, p in s.space.items()
         ] or ["  (none)"]
         if s.replicates:
@@ -528,7 +528,7 @@ class SweepPlan:
         return "\n".join(lines)
 
 
-def _when_text(when: dict[str, Any]) -> str:
+def when_text(when: dict[str, Any]) -> str:
     """'when_loss = mmm and pooling in [two_step, atrous]'."""
     return " and ".join(
         f"{k} in [{', '.join(map(str, v))}]" if isinstance(v, list) else f"{k} = {v}"
