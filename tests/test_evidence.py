@@ -15,7 +15,7 @@ from sedsweep.report import evidence
 from sedsweep.report.claims import check_claims
 from sedsweep.report.runs import load_sweep_runs
 from sedsweep.report.tables import build_table
-from sedsweep.sweep.runner import SweepOutcome
+from sedsweep.sweep.outcome import SweepOutcome
 from sedsweep.sweep.spec import load_sweep
 from sedsweep.tracking import STOPPED_EARLY_TAG, tracking_uri_for
 

@@ -32,9 +32,11 @@ from ray.tune.search import Searcher
 from sedsweep.cli import main
 from sedsweep.errors import UserError
 from sedsweep.sweep.record import JOURNAL_FILE, RECORD_FILE, compare_records
-from sedsweep.sweep.runner import load_record, run_sweep
+from sedsweep.sweep.rungs import halving
+from sedsweep.sweep.runner import run_sweep
 from sedsweep.sweep.search import OptunaPruningSearch
-from sedsweep.sweep.spec import halving, load_sweep, trial_seed
+from sedsweep.sweep.spec import load_sweep, trial_seed
+from sedsweep.sweep.state import load_record
 from sedsweep.tracking import tracking_uri_for
 
 from .servers import marked_driver
@@ -154,22 +156,24 @@ def test_a_reproducible_grid_without_early_stopping_is_one_batch_and_keeps_its_s
 def test_synchronous_halving_waits_for_the_batch_and_survives_save_and_restore(tmp_path):
     plan = load_sweep(QUICK, {**SMALL, "budget.trials": 4, "budget.max_epochs": 6})
     search = OptunaPruningSearch(plan)  # quickstart: asha, grace 2, rf 2 -> rungs 2 and 4
-    assert search.rungs == [2, 4] and search.batch == 4
+    record = search.halving
+    assert record.rungs == [2, 4] and record.batch == 4
     ids = [f"t{n}" for n in range(4)]
     for tid in ids:
         search.suggest(tid)
-    assert search.at_rung(0, 2, 0.9) == "wait" and search.at_rung(2, 2, 0.3) == "wait"
+    assert record.at_rung(0, 2, 0.9) == "wait" and record.at_rung(2, 2, 0.3) == "wait"
     search.on_trial_complete("t1", None, error=True)  # ends before the rung: left out
     path = tmp_path / "state.json"
     search.save(str(path))
     again = OptunaPruningSearch(plan)
     again.restore(str(path))
-    assert again.standing(0) == "wait" and again.standing(3) == "run"
+    kept = again.halving
+    assert kept.standing(0) == "wait" and kept.standing(3) == "run"
     # the last of the batch arrives: 3 reached the rung, floor(3 / 2) = 1 goes on
-    assert again.at_rung(3, 2, 0.6) == "stop"
-    assert again.decisions == {(0, 2): [0]} and again.pruned == {2: 2, 3: 2}
-    assert again.standing(0) == "run" and again.standing(2) == "stop"
-    assert again.at_rung(3, 2, 0.99) == "stop"  # a replayed rung keeps its decision
+    assert kept.at_rung(3, 2, 0.6) == "stop"
+    assert kept.decisions == {(0, 2): [0]} and kept.pruned == {2: 2, 3: 2}
+    assert kept.standing(0) == "run" and kept.standing(2) == "stop"
+    assert kept.at_rung(3, 2, 0.99) == "stop"  # a replayed rung keeps its decision
 
 
 def _record(trace_objective: dict) -> dict:

@@ -291,7 +291,7 @@ def test_a_trial_that_ended_short_runs_again_on_resume_and_loses_its_error(local
 
     from sedsweep.journal import Journal
     from sedsweep.methods import get_method
-    from sedsweep.sweep.runner import ended_short, reopen_ended_short
+    from sedsweep.sweep.snapshot import ended_short, reopen_ended_short
     from sedsweep.sweep.tracking_callback import TrackingCallback
 
     marker = tmp_path / "ended-once"

@@ -10,11 +10,13 @@ import yaml
 from sedsweep.cli import main
 from sedsweep.errors import UserError
 from sedsweep.methods import REGISTRY
+from sedsweep.sweep.registry import SAMPLERS, SCHEDULERS, make_scheduler
 from sedsweep.sweep.spec import load_sweep
 
 from .sweeps import SHIPPED
 
 ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "search_spaces" / "quickstart.yaml"
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
@@ -401,3 +403,35 @@ def test_checkpoints_fall_on_rungs_the_last_epoch_and_after_the_interval():
 def test_bad_checkpoint_settings_are_refused(key, value):
     with pytest.raises(UserError, match="checkpoint"):
         load_sweep(ROOT / "search_spaces" / "quickstart.yaml", {key: value})
+
+
+@pytest.mark.parametrize("algorithm", sorted(SAMPLERS))
+def test_every_registered_sampler_is_built_for_a_sweep(algorithm):
+    """The registry names its samplers by class: each resolves in Optuna and searches."""
+    from sedsweep.sweep.search import OptunaPruningSearch
+
+    if algorithm == "grid":
+        plan = load_sweep(ROOT / "search_spaces" / "whenwho_table3.yaml", scale="tiny")
+    else:
+        plan = load_sweep(QUICK, {"search.algorithm": algorithm})
+    search = OptunaPruningSearch(plan)
+    assert type(search.study.sampler).__name__ == SAMPLERS[algorithm].optuna_class
+    assert search.suggest("t0")["overrides"]
+
+
+@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
+def test_every_registered_scheduler_is_built_from_its_builder(scheduler):
+    """The registry names each scheduler's builder as "module:function" (imported only when
+    a sweep runs): each resolves and builds Tune's scheduler, a reproducible ASHA the
+    synchronous halving over the searcher's record."""
+    from ray.tune.schedulers import TrialScheduler
+
+    from sedsweep.sweep.halving import SynchronousHalving
+    from sedsweep.sweep.search import OptunaPruningSearch
+
+    reproducible = [False, True] if SCHEDULERS[scheduler].reproducible else [False]
+    for flag in reproducible:
+        plan = load_sweep(QUICK, {"scheduler.type": scheduler, "search.reproducible": flag})
+        built = make_scheduler(plan, OptunaPruningSearch(plan))
+        assert isinstance(built, TrialScheduler)
+        assert isinstance(built, SynchronousHalving) == (flag and scheduler == "asha")

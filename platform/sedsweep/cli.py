@@ -533,7 +533,7 @@ def compare_cmd(
 ) -> None:
     """Whether two executions are the same sweep, and if not where they first diverge (exit 1)."""
     from sedsweep.sweep.record import compare_records
-    from sedsweep.sweep.runner import load_record
+    from sedsweep.sweep.state import load_record
 
     found = compare_records(load_record(first), load_record(second), tolerance)
     typer.echo(found.render(str(first), str(second)), nl=False)

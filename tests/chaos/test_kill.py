@@ -244,7 +244,7 @@ def test_a_trial_whose_worker_died_and_that_finished_after_resume_loses_its_erro
 
     In 1 of about 5 CI runs (db32ec2) Tune ended the resumed trial after one epoch with no
     stop decision. That trial is now FAILED (sweep.ended_short), the sweep exits 1 and the
-    next `resume` runs it again (`runner.reopen_ended_short`): the end state is the same."""
+    next `resume` runs it again (`snapshot.reopen_ended_short`): the end state is the same."""
     import os
     import signal
 

@@ -46,7 +46,7 @@ from sedsweep.tracking import MAX_TAG_CHARS, TABLE_ERROR_TAG, TABLES_DIR, client
 from sedsweep.validity import REASON_TAG, VALID_TAG
 
 if TYPE_CHECKING:
-    from sedsweep.sweep.runner import SweepOutcome
+    from sedsweep.sweep.outcome import SweepOutcome
 
 ALPHA = 0.05
 FORMATS = ("md", "csv", "html", "tex")

@@ -89,11 +89,11 @@ def build_record(plan: SweepPlan, features: dict[str, FeatureSet], search: Any) 
     s = plan.spec
     trials = sorted(search.study.get_trials(deepcopy=False), key=lambda t: t.number)
     trace = {
-        "batch_size": search.batch if s.search.reproducible else 1,
+        "batch_size": search.halving.batch if s.search.reproducible else 1,
         "suggestions": [{"number": t.number, "overrides": search.overrides(t)} for t in trials],
         "decisions": [
             {"first": first, "rung": rung, "kept": kept}
-            for (first, rung), kept in search.decisions.items()
+            for (first, rung), kept in search.halving.decisions.items()
         ],
         "objective": {
             str(t.number): {str(e): v for e, v in sorted(t.intermediate_values.items())}

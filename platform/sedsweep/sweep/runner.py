@@ -11,59 +11,47 @@ still away at the end leaves the rest in the journal for `sedsweep sync`.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import json
-import logging
-import os
 import shutil
 import sys
 import time
 import uuid
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
 
 import yaml
 
 from sedsweep.errors import UserError
 from sedsweep.features import FeatureSet, build_features
-from sedsweep.fsio import writable_dir, write_json
-from sedsweep.journal import JOURNAL_DIR, PARENT, Drainer, DrainerProcess, Journal, Notify
+from sedsweep.fsio import writable_dir
+from sedsweep.journal import JOURNAL_DIR, PARENT, Drainer, Notify
 from sedsweep.metrics import selected_key
-from sedsweep.progress import Progress
-from sedsweep.signals import reaped_if_killed, terminate_as_interrupt
+from sedsweep.signals import terminate_as_interrupt
 from sedsweep.spec import corpus_for, split_error
-from sedsweep.sweep.figures import draw_figures
-from sedsweep.sweep.record import RECORD_FILE, read_record, write_record
+from sedsweep.sweep.cluster import check_address, ray_environment, start_ray
+from sedsweep.sweep.execution import Execution, running
+from sedsweep.sweep.outcome import TABLES_HOOK, OnFinish, SweepOutcome, finish
+from sedsweep.sweep.registry import make_scheduler
+from sedsweep.sweep.snapshot import ended_short, recreate_deleted_checkpoints, reopen_ended_short
 from sedsweep.sweep.spec import (
-    EPOCH_KEY,
     CheckpointPolicy,
     SweepPlan,
     SweepSpec,
     conditions,
     data_key,
-    epoch_of,
     plan_sweep,
     trial_method_config,
 )
+from sedsweep.sweep.state import SweepState, find_state
+from sedsweep.sweep.tracker import DRAIN_TIMEOUT_S, Tracker, TrackingMode, tracking_environment
 from sedsweep.tracking import (
-    BEST_METRIC_PREFIX,
-    ENDED_SHORT_TAG,
     GIT_COMMIT_TAG,
     METHOD_TAG,
     OPTUNA_VERSION_TAG,
     PLANNED_TAG,
     RAY_VERSION_TAG,
     SPEC_ARTIFACT,
-    SQLITE,
-    STOPPED_EARLY_TAG,
     SWEEP_NAME_TAG,
-    TRACE_TAG,
     adopt_credentials,
-    all_finished,
-    count_tag,
     display_uri,
     probe,
     run_tags,
@@ -72,128 +60,6 @@ from sedsweep.tracking import (
     tracking_uri_for,
     ui_base,
 )
-
-TrackingMode = Literal["async", "inline", "offline"]
-"""async: a background thread sends the journal (the default); offline: nothing is sent (a
-later `sedsweep sync` does); inline: each event is sent from the thread that journals it, as
-trackers without a journal do (kept to measure what the journal saves: bench_tracking.py)."""
-
-DRAIN_TIMEOUT_S = 120.0
-TABLES_HOOK = "tables"
-
-STATE_FILE = "sedsweep.json"
-
-
-def ray_environment() -> None:
-    """Defaults every Ray process here needs (the same for driver and workers). Ray's token
-    authentication stays as Ray sets it (on for a new local cluster in Ray 2.60)."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-
-
-def tracking_environment() -> None:
-    """MLflow client defaults for a driver with a journal: a request fails within about a
-    minute instead of MLflow's default of retrying for minutes (the journal keeps the events and
-    the drainer retries on its own schedule). A user's own settings win."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-
-
-@dataclass
-class SweepState:
-    """What a sweep execution needs to be resumed: kept as `STATE_FILE` in its Ray directory."""
-
-    experiment: str  # Ray Tune's experiment name: the sweep name and its start time
-    path: str  # Ray Tune's experiment directory
-    workdir: str  # corpora and the feature cache
-    tracking_uri: str
-    experiment_id: str  # MLflow's ("" until an offline sweep is synced)
-    parent_run_id: str  # ditto
-    source: str  # the search-space file the sweep came from
-    spec: dict[str, Any]  # the validated search-space spec as JSON
-    execution: str  # unique id of this execution: tags every run, keys its journal replay
-    offline: bool  # tracked only in the journal
-
-    def save(self) -> None:
-        """Write the state file atomically into the sweep's directory."""
-        write_json(Path(self.path) / STATE_FILE, dataclasses.asdict(self))
-
-    @classmethod
-    def load(cls, path: Path) -> SweepState:
-        """Read a state file; an unreadable or incomplete one is a UserError naming it.
-
-        Paths are resolved from where the file is, not where it was written: the sweep
-        directory is the file's own, and the work directory and a SQLite store keep their
-        place relative to it, so a copied or moved work directory resumes into itself (never
-        into the original). A path that only exists where it was written is used there.
-        """
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UserError(f"unreadable sweep state ({exc})", where=path) from None
-        names = [f.name for f in dataclasses.fields(cls)]
-        missing = [n for n in names if not isinstance(data, dict) or n not in data]
-        if missing:
-            raise UserError(f"sweep state lacks {', '.join(missing)}", where=path)
-        state = cls(**{n: data[n] for n in names})
-        written, here = Path(state.path), path.parent.resolve()
-        if written != here:
-            state.path = str(here)
-            state.workdir = str(_rebased(Path(state.workdir), written, here))
-            db = sqlite_db(state.tracking_uri)
-            if db is not None:
-                state.tracking_uri = f"{SQLITE}{_rebased(db, written, here)}"
-        return state
-
-
-def _rebased(old: Path, written: Path, here: Path) -> Path:
-    """`old`, kept at the same place relative to the sweep directory that moved from `written`
-    to `here`, when that exists (or `old` does not); else `old` itself."""
-    moved = (here / os.path.relpath(old, written)).resolve()
-    return moved if moved.exists() or not old.exists() else old
-
-
-@dataclass
-class SweepOutcome:
-    """What a sweep execution ended with."""
-
-    name: str
-    path: Path
-    parent_run_id: str
-    tracking_uri: str
-    expected: int
-    counts: dict[str, int] = field(default_factory=dict)
-    best: dict[str, Any] | None = None
-    journal: Path | None = None  # the tracking journal's directory
-    tracking_pending: int = 0  # journaled events the store has not acknowledged
-    offline: bool = False
-    ui_url: str | None = None  # the parent run in MLflow's UI, once it exists there
-    tracking: dict[str, float] = field(default_factory=dict)  # timings (bench_tracking.py)
-    trace_sha256: str | None = None  # the reproducibility record's trace (sweep/record.py)
-
-    @property
-    def complete(self) -> bool:
-        """Every trial ran (to the end or stopped by the scheduler) and none errored."""
-        finished = self.counts.get("completed", 0) + self.counts.get("stopped_early", 0)
-        return all_finished(finished, self.counts.get("errored", 0), self.expected)
-
-    def summary(self) -> str:
-        """One line for the terminal."""
-        parts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in self.counts.items() if v)
-        return f"sweep {self.name}: {parts or 'no trials'} of {self.expected} planned"
-
-    def sync_hint(self) -> str | None:
-        """What to say when the store does not hold the whole record yet, else None."""
-        if not self.tracking_pending:
-            return None
-        where = "journaled (offline)" if self.offline else "not yet in the tracking store"
-        return (
-            f"tracking: {self.tracking_pending} events {where}; "
-            f"send them with: sedsweep sync {self.path}"
-        )
-
-
-OnFinish = Callable[[SweepOutcome], None]
-"""Called when a sweep's trials are done, before its parent run is marked finished."""
 
 
 def _features(plan: SweepPlan, workdir: Path) -> dict[str, FeatureSet]:
@@ -244,74 +110,6 @@ def check_method(plan: SweepPlan, features: dict[str, FeatureSet]) -> None:
             raise split_error(exc, fs.folds, plan.source) from None
         for note in splits.notes(fs.weak, fs.classes):
             print(f"warning: {plan.source}: {note}", file=sys.stderr, flush=True)
-
-
-class Tracker:
-    """A sweep execution's journal and what sends it to the tracking store: a drainer in a
-    child process (async), the journaling thread itself (inline), or nothing (offline)."""
-
-    def __init__(self, state: SweepState, directory: Path, mode: TrackingMode, notify: Notify):
-        self.state, self.notify = state, notify
-        self.mode: TrackingMode = "offline" if state.offline else mode
-        self.journal = Journal.at(directory / JOURNAL_DIR)
-        self.drainer = Drainer(
-            directory / JOURNAL_DIR, state.tracking_uri, execution=state.execution, notify=notify
-        )
-        self.process = DrainerProcess(directory / JOURNAL_DIR, state.tracking_uri, state.execution)
-        self.phases: dict[str, float] = {}  # seconds of the fit, the final drain, the tables
-
-    def start(self) -> None:
-        if self.mode == "async":
-            self.process.start()
-        elif self.mode == "inline":
-            self.journal.after_append = self.drainer.drain
-
-    def settle(self, timeout: float) -> bool:
-        """Wait up to `timeout` s for the store to acknowledge every event; True when it has."""
-        if self.mode == "offline":
-            return False
-        if self.mode == "inline":
-            try:
-                self.drainer.drain()
-            except Exception:  # the store is away: the journal keeps the events
-                return False
-            return True
-        return self.process.wait(self.journal.seq, timeout)
-
-    def stop(self) -> None:
-        self.process.stop()
-        self.journal.after_append = None
-
-    def pending(self) -> int:
-        """Events journaled that the store has not acknowledged (as its ack file says)."""
-        return max(self.journal.seq - self.process.acknowledged(), 0)
-
-    def record_ids(self) -> None:
-        """Copy the store's ids of the experiment and parent run into the sweep state."""
-        ack = self.drainer.ack
-        parent = ack.runs.get(PARENT)
-        if ack.experiment_id and parent and not self.state.parent_run_id:
-            self.state.experiment_id, self.state.parent_run_id = ack.experiment_id, parent
-            self.state.save()
-
-    def close_open_children(self, status: str) -> None:
-        """Mark every child still RUNNING in the journal as `status` (an interrupted sweep)."""
-        for key, known in list(self.journal.keys.items()):
-            if key != PARENT and known.created and known.status == "RUNNING":
-                self.journal.status(key, status)
-
-    def timings(self) -> dict[str, float]:
-        """Time the controller spent per result, and the lag until the store had it (s)."""
-        import numpy as np
-
-        lags = self.process.lags() if self.mode == "async" else self.drainer.lags
-        out: dict[str, float] = dict(self.phases)
-        for name, values in (("callback", self.journal.result_seconds), ("lag", lags)):
-            if values:
-                out[f"{name}_p50_s"] = float(np.percentile(values, 50))
-                out[f"{name}_p99_s"] = float(np.percentile(values, 99))
-                out[f"{name}_n"] = float(len(values))
-        return out
 
 
 def _print(line: str) -> None:
@@ -381,83 +179,12 @@ def run_sweep(
             ) from None
         tracker.record_ids()  # saves the state with the store's ids
         notify(_where(state))
-    return _fit(plan, state, tracker, features, address, False, on_finish, drain_timeout)
-
-
-ADDRESS_TIMEOUT_S = 10
-
-
-def check_address(address: str | None) -> None:
-    """A `--address HOST:PORT` must answer within `ADDRESS_TIMEOUT_S`: Ray itself retries
-    an address where nothing listens for minutes, warning all the while."""
-    import socket
-
-    if not address or address in ("auto", "local") or "://" in address:
-        return
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise UserError("expected HOST:PORT (or auto)", where=f"--address {address}")
-    try:
-        socket.create_connection((host, int(port)), timeout=ADDRESS_TIMEOUT_S).close()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise UserError(
-            f"no Ray head answers there ({reason})", where=f"--address {address}"
-        ) from None
-
-
-def start_ray(plan: SweepPlan, address: str | None) -> None:
-    """Join (or start) the Ray cluster and check the trials' resources fit one of its nodes:
-    done before the sweep's parent run exists, so a sweep that cannot run leaves no record."""
-    import ray
-
-    if not ray.is_initialized():
-        # the processes a local ray.init starts, and the workers its raylet forks later, are
-        # ended by a reaper if this driver is killed and they outlive it (nothing is started
-        # here when it joins a cluster)
-        local = not address or address == "local"
-        with reaped_if_killed() if local else contextlib.nullcontext():
-            ray.init(
-                # No --address: a new local cluster, never one that happens to run on this
-                # machine (Ray's default attaches to the last `ray start` cluster it finds).
-                address=address or "local",
-                include_dashboard=False,
-                logging_level=logging.WARNING,
-                log_to_driver=False,  # trial errors reach the driver (and MLflow) through Tune
-            )
-    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    r = plan.spec.resources
-    for name, wanted in (("gpu", r.gpu), ("cpu", r.cpu)):
-        most = max((n.get(name.upper(), 0.0) for n in nodes), default=0.0)
-        if wanted > most:
-            has = f"at most {most:g} per node" if most else "none"
-            raise UserError(
-                f"asks for {wanted:g} {name.upper()} per trial but the Ray cluster has {has}",
-                where=f"{plan.source}: resources.{name}",
-            )
+    return _fit(Execution(plan, state, tracker, features, address, False, on_finish, drain_timeout))
 
 
 def _where(state: SweepState) -> str:
     url = run_url(ui_base(state.tracking_uri), state.experiment_id, state.parent_run_id)
     return f"MLflow parent run {state.parent_run_id} in {display_uri(state.tracking_uri)}: {url}"
-
-
-def find_state(target: Path) -> Path:
-    """The state file of a sweep directory, or of the newest sweep under a work directory."""
-    if (target / STATE_FILE).is_file():
-        return target / STATE_FILE
-    found = sorted(target.glob(f"ray/*/{STATE_FILE}"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise UserError(
-            f"no sweep found (looked for {STATE_FILE} and ray/*/{STATE_FILE})", where=target
-        )
-    return found[-1]
-
-
-def load_record(target: Path) -> dict[str, Any]:
-    """The reproducibility record of a sweep directory (or of the newest sweep under a work
-    directory): `sweep/record.py`."""
-    return read_record(find_state(target).parent / RECORD_FILE)
 
 
 def resume_sweep(
@@ -488,7 +215,7 @@ def resume_sweep(
     features = _features(plan, Path(state.workdir))
     tracker = Tracker(state, state_file.parent, "async", notify)
     tracker.journal.status(PARENT, "RUNNING")
-    return _fit(plan, state, tracker, features, address, True, on_finish, drain_timeout)
+    return _fit(Execution(plan, state, tracker, features, address, True, on_finish, drain_timeout))
 
 
 def _artifacts_elsewhere(state: SweepState) -> Path | None:
@@ -596,129 +323,18 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def recreate_deleted_checkpoints(experiment: Path) -> list[Path]:
-    """Empty folders for the trial checkpoints that Tune's newest experiment snapshot still
-    lists but that are gone from disk (returns them); a workaround for Ray Tune 2.60.
-
-    With `CheckpointConfig.num_to_keep`, Tune deletes a trial's oldest kept checkpoint when it
-    registers a new one and only then snapshots the experiment: a driver killed in between
-    leaves a snapshot that lists a deleted checkpoint. After `resume` Tune deletes it again,
-    its delete raises FileNotFoundError ("Error handling checkpoint") before the trial's
-    checkpoint index is advanced, and the next checkpoint after a later restore overwrites
-    the newest one; two entries then share one folder, deleting the older removes the newer,
-    and a trial restored from it fails. An empty folder lets the delete succeed. Only trials
-    that will run again are repaired, and only below a checkpoint that exists (the newest one
-    Tune knows is always on disk: a worker writes it before reporting it). The snapshot is
-    JSON; the checkpoint list inside is a pickle, read here as bytes (folder names), never
-    unpickled.
-    """
-    import re
-
-    states = sorted(experiment.glob("experiment_state-*.json"))  # Tune restores the newest
-    try:
-        trials = json.loads(states[-1].read_text())["trial_data"] if states else []
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
-    made = []
-    for entry in trials:
-        try:
-            trial, meta = (json.loads(part) if isinstance(part, str) else part for part in entry)
-            raw = bytes.fromhex(meta["checkpoint_manager"]["value"])
-            folder = experiment / trial["relative_logdir"]
-        except (ValueError, KeyError, TypeError):
-            continue
-        if trial.get("status") == "TERMINATED" or not folder.is_dir():
-            continue
-        listed = {int(n) for n in re.findall(rb"checkpoint_(\d{6})(?!\d)", raw)}
-        on_disk = [int(p.name[11:]) for p in folder.glob("checkpoint_[0-9]*") if p.is_dir()]
-        for number in sorted(listed):
-            path = folder / f"checkpoint_{number:06d}"
-            if not path.exists() and any(n > number for n in on_disk):
-                path.mkdir()
-                made.append(path)
-    return made
-
-
-def ended_short(journal: Journal) -> list[str]:
-    """The trials the journal records as failed for ending short with no stop decision."""
-    return [
-        key
-        for key, run in journal.keys.items()
-        if run.status == "FAILED" and ENDED_SHORT_TAG in run.tags
-    ]
-
-
-def reopen_ended_short(experiment: Path, trial_ids: Collection[str]) -> list[str]:
-    """Mark as errored, in Tune's newest experiment snapshot, the given trials that Tune holds
-    as TERMINATED (returns those changed), so that `Tuner.restore(resume_errored=True)` runs
-    them again from their last checkpoint.
-
-    For the trials the journal records as ended before their epochs with no stop decision
-    (`sweep.ended_short`, FAILED): Tune counts them as finished and would never run them
-    again, so a resume could not finish the sweep. Only the snapshot's plain-JSON status
-    field changes; the file is rewritten atomically.
-    """
-    states = sorted(experiment.glob("experiment_state-*.json"))  # Tune restores the newest
-    if not trial_ids or not states:
-        return []
-    data = json.loads(states[-1].read_text())
-    reopened = []
-    for entry in data["trial_data"]:
-        trial = json.loads(entry[0])
-        if trial.get("trial_id") in trial_ids and trial.get("status") == "TERMINATED":
-            trial["status"] = "ERROR"
-            entry[0] = json.dumps(trial)
-            reopened.append(trial["trial_id"])
-    if reopened:
-        write_json(states[-1], data)
-    return reopened
-
-
-def _scheduler(plan: SweepPlan, search: Any) -> Any:
-    from ray.tune.schedulers import (
-        ASHAScheduler,
-        FIFOScheduler,
-        HyperBandScheduler,
-        MedianStoppingRule,
-    )
-
-    from sedsweep.sweep.halving import SynchronousHalving
-
-    s = plan.spec.scheduler
-    if plan.spec.search.reproducible and s.type == "asha":  # the same rungs, decided per batch
-        return SynchronousHalving(search, plan.spec.budget.max_concurrent)
-    # time is the method's epoch (`epoch_of`), so a trial resumed from an earlier checkpoint
-    # is judged at the epoch its weights have, and grace periods count epochs, not seconds
-    if s.type == "asha":
-        return ASHAScheduler(
-            time_attr=EPOCH_KEY, max_t=plan.epochs, grace_period=min(s.grace_period, plan.epochs),
-            reduction_factor=s.reduction_factor,
-        )  # fmt: skip
-    if s.type == "hyperband":
-        return HyperBandScheduler(
-            time_attr=EPOCH_KEY, max_t=plan.epochs, reduction_factor=s.reduction_factor
-        )
-    if s.type == "median":
-        return MedianStoppingRule(time_attr=EPOCH_KEY, grace_period=s.grace_period)
-    return FIFOScheduler()
-
-
-def _fit(
-    plan: SweepPlan,
-    state: SweepState,
-    tracker: Tracker,
-    features: dict[str, FeatureSet],
-    address: str | None,
-    restore: bool,
-    on_finish: OnFinish | None,
-    drain_timeout: float,
-) -> SweepOutcome:
+def _fit(execution: Execution) -> SweepOutcome:
+    """Run the execution's trials with Ray Tune (a new Tuner, or `Tuner.restore` of its Ray
+    directory) and close its record (`outcome.finish`)."""
     from ray import tune
 
     from sedsweep.sweep.search import OptunaPruningSearch
     from sedsweep.sweep.tracking_callback import TrackingCallback
     from sedsweep.sweep.trainable import run_trial
 
+    plan, state, tracker, address = (
+        execution.plan, execution.state, execution.tracker, execution.address
+    )
     s = plan.spec
     tracker.start()
     try:
@@ -726,7 +342,8 @@ def _fit(
         base_config = plan.base.config.model_dump(mode="json")
         trainable = tune.with_resources(
             tune.with_parameters(
-                run_trial, features=transported(features, s.resources.features, address is None),
+                run_trial,
+                features=transported(execution.features, s.resources.features, address is None),
                 method=s.method, base_config=base_config,
                 epochs=plan.epochs, threads=int(s.resources.cpu),
                 policy=CheckpointPolicy.of(s, plan.epochs),
@@ -734,7 +351,7 @@ def _fit(
             ),
             {"cpu": s.resources.cpu, "gpu": s.resources.gpu},
         )  # fmt: skip
-        if restore:
+        if execution.resume:
             for trial_id in reopen_ended_short(Path(state.path), ended_short(tracker.journal)):
                 tracker.notify(f"trial {trial_id} ended short with no stop decision: running again")
             recreate_deleted_checkpoints(Path(state.path))
@@ -754,7 +371,7 @@ def _fit(
                     metric=selected_key(s.primary.metric),
                     mode=s.primary.mode,
                     search_alg=search,
-                    scheduler=_scheduler(plan, search),  # may share the searcher's record
+                    scheduler=make_scheduler(plan, search),  # may share the searcher's record
                     num_samples=plan.n_trials,  # the searcher limits trials in flight
                     reuse_actors=True,
                 ),
@@ -768,114 +385,17 @@ def _fit(
                 ),
             )
         started = time.perf_counter()
-        TrackingCallback.current_journal_dir = str(tracker.journal.directory)
-        TrackingCallback.progress = Progress(plan.n_trials, "trials ended", "trial")
-        try:
-            with terminate_as_interrupt():
-                results = tuner.fit()
-        finally:
-            TrackingCallback.current_journal_dir = None
-            TrackingCallback.progress.close()
-            TrackingCallback.progress = None
+        with running(execution), terminate_as_interrupt():
+            results = tuner.fit()
         tracker.phases["fit_s"] = time.perf_counter() - started
     except BaseException as exc:
         # The execution ends here without an outcome: record it as such, as far as possible.
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
         tracker.close_open_children("KILLED")
         tracker.journal.status(PARENT, status)
-        tracker.settle(min(drain_timeout, 10.0))
+        tracker.settle(min(execution.drain_timeout, 10.0))
         tracker.stop()
         raise
-    return _outcome(plan, state, tracker, results, features, on_finish, drain_timeout)
+    return finish(execution, results)
 
 
-def _outcome(
-    plan: SweepPlan,
-    state: SweepState,
-    tracker: Tracker,
-    results: Any,
-    features: dict[str, FeatureSet],
-    on_finish: OnFinish | None,
-    drain_timeout: float,
-) -> SweepOutcome:
-    # Only the scheduler's decisions count as stopped early (the tracking callback tags them
-    # when Tune completes the trial); a trial cut short any other way — Ctrl-C, SIGTERM, never
-    # given resources — is interrupted: the sweep is incomplete and `resume` finishes it.
-    journal = tracker.journal
-    counts = {"completed": 0, "stopped_early": 0, "interrupted": 0, "errored": 0, "missing": 0}
-    primary = plan.spec.primary
-    best = None
-    for result in results:
-        metrics = result.metrics or {}
-        if result.error is not None:
-            counts["errored"] += 1
-        elif epoch_of(metrics) >= plan.epochs:
-            counts["completed"] += 1
-            value = plan.objective_value(metrics)
-            if value is not None and (
-                best is None or (value > best[0] if primary.maximise else value < best[0])
-            ):
-                best = (value, result)
-        elif STOPPED_EARLY_TAG in (tags := journal.state(str(metrics.get("trial_id"))).tags):
-            counts["stopped_early"] += 1
-        elif ENDED_SHORT_TAG in tags:  # ended short with no stop decision: a failed trial
-            counts["errored"] += 1
-        else:
-            counts["interrupted"] += 1
-    counts["missing"] = max(plan.n_trials - len(results), 0)
-    outcome = SweepOutcome(
-        name=plan.spec.name,
-        path=Path(state.path),
-        parent_run_id=state.parent_run_id,
-        tracking_uri=state.tracking_uri,
-        expected=plan.n_trials,
-        counts=counts,
-        journal=tracker.journal.directory,
-        offline=state.offline,
-    )
-    if best is not None:  # the best completed trial: a cut-short one is no candidate
-        value, result = best
-        outcome.best = {  # Tune's best; the tables hook replaces it with the best trained one
-            "config": result.config["overrides"], "metrics": dict(result.metrics),
-            "checked": False,
-        }  # fmt: skip
-        # at step = trials completed so far: the history shows the best value as the sweep
-        # grew, and an execution that completed nothing new (killed again) adds no point
-        if counts["completed"] > journal.state(PARENT).last_step:
-            journal.metrics(
-                PARENT, {f"{BEST_METRIC_PREFIX}{primary.metric}": value}, counts["completed"]
-            )
-    journal.tags(PARENT, {count_tag(k): str(v) for k, v in counts.items()})
-    record = write_record(plan, features, Path(state.path))
-    if record is not None:
-        outcome.trace_sha256 = record["trace_sha256"]
-        journal.text(PARENT, json.dumps(record, indent=2) + "\n", RECORD_FILE)
-        journal.tags(PARENT, {TRACE_TAG: record["trace_sha256"]})
-    started = time.perf_counter()
-    draw_figures(plan, features, journal, list(results))
-    tracker.phases["figures_s"] = time.perf_counter() - started
-    cut = counts["missing"] or counts["interrupted"]
-    if cut:  # interrupted: trials still open were stopped with the driver
-        tracker.close_open_children("KILLED")
-    journal.hook(TABLES_HOOK)  # a replay (`sedsweep sync`) logs the tables at this point
-    started = time.perf_counter()
-    drained = tracker.settle(drain_timeout)
-    tracker.phases["drain_s"] = time.perf_counter() - started
-    if drained and on_finish is not None:
-        started = time.perf_counter()
-        on_finish(outcome)
-        tracker.phases["tables_s"] = time.perf_counter() - started
-    if cut:
-        journal.status(PARENT, "KILLED")
-    else:
-        journal.status(PARENT, "FINISHED" if outcome.complete else "FAILED")
-    if drained:
-        tracker.settle(min(drain_timeout, 30.0))
-    tracker.stop()
-    outcome.tracking_pending = tracker.pending()
-    outcome.tracking = tracker.timings()
-    if state.parent_run_id:
-        outcome.ui_url = run_url(
-            ui_base(state.tracking_uri), state.experiment_id, state.parent_run_id
-        )
-    return outcome

@@ -39,6 +39,8 @@ from ray.tune.search import Searcher
 
 from sedsweep.errors import UserError
 from sedsweep.metrics import selected_key
+from sedsweep.sweep.registry import make_sampler
+from sedsweep.sweep.rungs import HalvingRecord
 from sedsweep.sweep.spec import (
     SEED_KEYS,
     CategoricalParam,
@@ -50,23 +52,12 @@ from sedsweep.sweep.spec import (
     conditions,
     epoch_of,
     finite,
-    halving,
     is_active,
     rung_epochs,
     trial_seed,
 )
 
 optuna.logging.set_verbosity(logging.WARNING)
-
-SAMPLERS = {
-    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
-    "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
-    "cmaes": lambda seed: optuna.samplers.CmaEsSampler(seed=seed),
-    "gp": lambda seed: optuna.samplers.GPSampler(seed=seed),
-    "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed),
-    "grid": lambda seed: optuna.samplers.RandomSampler(seed=seed),  # only serves enqueued cells
-}
-
 
 def trial_outcome(
     result: dict[str, Any] | None, error: bool, metrics: list[str], max_epochs: int
@@ -124,26 +115,23 @@ class OptunaPruningSearch(Searcher):
         self.passed: dict[str, tuple[int, Any]] = {}  # the last result Tune passed on, per trial
         # A reproducible search (`search.reproducible`): batches, synchronous halving, seeds.
         self.reproducible = s.search.reproducible
-        self.batch, self.total = s.search.batch, plan.n_trials
         self.sweep_seed = s.search.seed
         self.base_seed = plan.base.config.seed  # every trial's validation split
         self.seeded = "seed" not in {*s.space, *plan.grid_cells[0], *s.replicates}
-        self.reduction_factor = s.scheduler.reduction_factor
-        self.rungs = (
+        rungs = (
             [e for e in rung_epochs(s.scheduler, plan.epochs) if e < plan.epochs]
             if s.scheduler.type == "asha"
             else []
         )
-        if s.search.algorithm == "grid" and not self.rungs:
+        batch = s.search.batch
+        if s.search.algorithm == "grid" and not rungs:
             # nothing a trial reports changes a grid's cells or ends a trial early: one batch
             # (no waiting between batches) gives the same sweep
-            self.batch = max(self.total, 1)
+            batch = max(plan.n_trials, 1)
+        self.halving = HalvingRecord(
+            batch, plan.n_trials, rungs, s.scheduler.reduction_factor, s.primary.maximise
+        )
         self.queue: list[Trial] = []  # a reproducible batch's trials not yet handed to Tune
-        self.rung_values: dict[int, dict[int, float | None]] = {}  # trial number -> epoch -> value
-        self.decisions: dict[tuple[int, int], list[int]] = {}  # (batch, rung) -> kept numbers
-        self.pruned: dict[int, int] = {}  # trial number -> the rung that stopped it
-        self.ended: set[int] = set()  # trial numbers that ended (any way)
-        self.paused: set[int] = set()  # paused by the synchronous scheduler (not saved)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         """Ask Optuna for the next trial: {'overrides': {dotted key: value}, 'optuna_trial': n}.
@@ -153,13 +141,13 @@ class OptunaPruningSearch(Searcher):
         if self.cells and self.asked >= len(self.cells) and not getattr(self, "queue", None):
             return Searcher.FINISHED
         limit = getattr(self, "max_concurrent", None)  # None: unlimited (or an older pickle)
-        if limit is not None and len(self.trials) - len(self.paused) >= limit:
+        if limit is not None and len(self.trials) - len(self.halving.paused) >= limit:
             return None  # ask again when a trial in flight has ended
         if getattr(self, "reproducible", False):
             if not self.queue:
-                if self.trials or self.asked >= self.total:
+                if self.trials or self.asked >= self.halving.total:
                     return None  # the batch in flight decides what the next one is
-                size = min(self.batch, self.total - self.asked)
+                size = min(self.halving.batch, self.halving.total - self.asked)
                 self.queue = [self._ask() for _ in range(size)]
             trial = self.queue.pop(0)
         else:
@@ -188,54 +176,6 @@ class OptunaPruningSearch(Searcher):
             out.update(zip(SEED_KEYS, (trial_seed(self.sweep_seed, trial.number),
                                        self.base_seed), strict=True))  # fmt: skip
         return out
-
-    # -- synchronous successive halving (a reproducible search's ASHA) --------------------------
-    def batch_of(self, number: int) -> list[int]:
-        """The trial numbers of `number`'s batch."""
-        first = number - number % self.batch
-        return list(range(first, min(first + self.batch, self.total)))
-
-    def at_rung(self, number: int, epoch: int, value: float | None) -> str:
-        """Trial `number` reached rung `epoch` with `value`: 'continue', 'stop', or 'wait' for
-        the rest of its batch. A decided rung (a replayed epoch) keeps its decision."""
-        first = self.batch_of(number)[0]
-        if (first, epoch) not in self.decisions:
-            self.rung_values.setdefault(number, {})[epoch] = value
-            self.decide(first)
-        kept = self.decisions.get((first, epoch))
-        if kept is None:
-            return "wait"
-        return "continue" if number in kept else "stop"
-
-    def decide(self, first: int) -> list[int]:
-        """Decide every rung of the batch starting at `first` that now can be: when each of
-        its trials still in the race has a value there (those that ended before it without
-        one are left out). Returns the rungs newly decided."""
-        new = []
-        for rung in self.rungs:
-            if (first, rung) in self.decisions:
-                continue
-            racing = [n for n in self.batch_of(first) if n not in self.pruned]
-            at = {n: self.rung_values.get(n, {}).get(rung) for n in racing
-                  if rung in self.rung_values.get(n, {})}  # fmt: skip
-            if any(n not in at and n not in self.ended for n in racing) or not at:
-                break
-            kept = halving(at, self.reduction_factor, self.mode == "max")
-            self.decisions[(first, rung)] = kept
-            self.pruned.update({n: rung for n in at if n not in kept})
-            new.append(rung)
-        return new
-
-    def standing(self, number: int) -> str:
-        """Whether a trial that is not running may run: 'run', 'wait' (its last rung is not
-        decided yet) or 'stop' (halving stopped it there)."""
-        reached = self.rung_values.get(number)
-        if not reached:
-            return "run"
-        kept = self.decisions.get((self.batch_of(number)[0], max(reached)))
-        if kept is None:
-            return "wait"
-        return "run" if number in kept else "stop"
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         """Report each epoch's objective as an intermediate value (once per step; one
@@ -266,9 +206,8 @@ class OptunaPruningSearch(Searcher):
         passed = self.passed.pop(trial_id, None)
         live = self.trials.get(trial_id)
         if live is not None and getattr(self, "reproducible", False):
-            self.ended.add(live.number)
-            self.paused.discard(live.number)
-            if live.number in self.pruned and not error:  # halving's decision (a trial it
+            self.halving.ended_trial(live.number)
+            if live.number in self.halving.pruned and not error:  # halving's decision (a trial it
                 outcome, passed = "pruned", None  # stopped while paused comes without result)
         if outcome == "pruned" and result is not None:
             if passed == _identity(result):
@@ -318,7 +257,7 @@ class OptunaPruningSearch(Searcher):
         return optuna.create_study(
             study_name=self.study_name,
             directions=self.directions,
-            sampler=SAMPLERS[self.algorithm](self.seed),
+            sampler=make_sampler(self.algorithm, self.seed),
         )
 
     def save(self, checkpoint_path: str) -> None:
@@ -341,25 +280,13 @@ class OptunaPruningSearch(Searcher):
             "in_flight": {tid: trial.number for tid, trial in self.trials.items()},
             "failed": self.failed,
             "queued": [trial.number for trial in getattr(self, "queue", [])],
-            "halving": self._halving_json(),
+            "halving": self.halving.to_json(),
             "trials": trials,
             "random_states": {
                 path: _state_json(rng) for path, rng in random_states(self.study.sampler)
             },
         }
         Path(checkpoint_path).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
-
-    def _halving_json(self) -> dict[str, Any]:
-        """The synchronous halving's record as JSON (empty for an asynchronous search)."""
-        values = getattr(self, "rung_values", {})
-        return {
-            "rung_values": {str(n): {str(e): v for e, v in at.items()} for n, at in values.items()},
-            "decisions": [
-                {"first": first, "rung": rung, "kept": kept}
-                for (first, rung), kept in getattr(self, "decisions", {}).items()
-            ],
-            "ended": sorted(getattr(self, "ended", set())),
-        }
 
     def restore(self, checkpoint_path: str) -> None:
         """Rebuild the study from what `save` wrote; anything else is refused (a UserError)."""
@@ -402,19 +329,12 @@ class OptunaPruningSearch(Searcher):
             if path in saved_states:
                 rng.set_state(_state_from_json(saved_states[path], checkpoint_path))
         self.study, self.trials, self.asked, self.queue = study, live, asked, queue
-        halved = data.get("halving", {})
-        self.rung_values = {int(n): {int(e): None if v is None else float(v)
-                                     for e, v in values.items()}
-                            for n, values in halved.get("rung_values", {}).items()}  # fmt: skip
-        self.decisions = {(int(d["first"]), int(d["rung"])): [int(n) for n in d["kept"]]
-                          for d in halved.get("decisions", [])}  # fmt: skip
-        self.pruned = {  # those a decision left behind
-            n: rung
-            for (first, rung), kept in self.decisions.items()
-            for n in self.batch_of(first)
-            if rung in self.rung_values.get(n, {}) and n not in kept
-        }
-        self.ended, self.paused = {int(n) for n in halved.get("ended", [])}, set()
+        if "halving" not in self.__dict__:  # a searcher pickled before the record's own class
+            self.halving = HalvingRecord(
+                getattr(self, "batch", 1), getattr(self, "total", 0), getattr(self, "rungs", []),
+                getattr(self, "reduction_factor", 2.0), self.mode == "max",
+            )  # fmt: skip
+        self.halving.load_json(data.get("halving", {}))  # in place: the scheduler holds it
         self.failed = {str(k): int(v) for k, v in data.get("failed", {}).items()}
         self.passed = {}  # results passed on before the restore are not the ones that end it
         self.last_step = {str(k): int(v) for k, v in data["last_step"].items()}

@@ -38,6 +38,13 @@ from sedsweep.spec import (
     describe_data,
     resolve,
 )
+from sedsweep.sweep.registry import (
+    SAMPLERS,
+    SCHEDULERS,
+    SamplerName,
+    SchedulerName,
+    multi_objective_samplers,
+)
 
 if TYPE_CHECKING:
     from sedsweep.methods.base import Method, MethodConfig
@@ -84,7 +91,7 @@ class Search(Strict):
     each batch; every trial gets a seed derived from `seed` and its number; trials run with
     deterministic torch algorithms."""
 
-    algorithm: Literal["tpe", "random", "cmaes", "gp", "nsga2", "grid"] = "tpe"
+    algorithm: SamplerName = "tpe"
     seed: int = 0
     reproducible: bool = Field(default=False, strict=True)
     batch_size: int | None = Field(default=None, ge=1, le=10_000, strict=True)
@@ -98,7 +105,7 @@ class Search(Strict):
 class Scheduler(Strict):
     """Early stopping: ASHA (default), HyperBand, the median rule, or none."""
 
-    type: Literal["asha", "hyperband", "median", "none"] = "asha"
+    type: SchedulerName = "asha"
     grace_period: int = Field(default=1, ge=1)
     reduction_factor: float = Field(default=2.0, gt=1.0)
     metric: str | None = Field(
@@ -293,7 +300,7 @@ def rung_epochs(scheduler: Scheduler, max_epochs: int) -> list[int]:
     at or past a milestone, so a fractional one rounds up. HyperBand: 1·rf^k. The median
     rule and no scheduler: every epoch (trials are comparable at any of them).
     """
-    if scheduler.type in ("asha", "hyperband"):
+    if SCHEDULERS[scheduler.type].rungs:
         first = min(scheduler.grace_period, max_epochs) if scheduler.type == "asha" else 1
         out, milestone = set(), float(first)
         while milestone < max_epochs:
@@ -702,18 +709,6 @@ def trial_seed(sweep_seed: int, number: int) -> int:
     return int(np.random.SeedSequence([sweep_seed, number]).generate_state(1)[0] >> 1)
 
 
-def halving(values: dict[int, float | None], reduction_factor: float, maximise: bool) -> list[int]:
-    """Synchronous successive halving at one rung (Jamieson & Talwalkar 2016; the synchronous
-    SHA of Li et al. 2020, of which ASHA is the asynchronous form): of the m trials that
-    reached it, keep the best max(1, floor(m / reduction_factor)). `values` maps trial number
-    to its objective at the rung (None: not finite, ranked last); ties go to the lower trial
-    number. Returns the kept numbers, ascending."""
-    sign = -1.0 if maximise else 1.0
-    ranked = sorted(values, key=lambda n: (values[n] is None, sign * (values[n] or 0.0), n))
-    keep = max(1, math.floor(len(values) / reduction_factor + 1e-9))
-    return sorted(ranked[:keep])
-
-
 def _check_reproducible(spec: SweepSpec, source: str) -> None:
     """A reproducible search runs ASHA's rungs as synchronous successive halving, or no early
     stopping: HyperBand's brackets and the median rule decide on whoever reported first."""
@@ -725,10 +720,11 @@ def _check_reproducible(spec: SweepSpec, source: str) -> None:
                 where=f"{source}: search.batch_size",
             )
         return
-    if spec.scheduler.type not in ("asha", "none"):
+    if not SCHEDULERS[spec.scheduler.type].reproducible:
+        fits = " or ".join(n for n, kind in SCHEDULERS.items() if kind.reproducible)
         raise UserError(
-            f"a reproducible search stops trials early with asha (run as synchronous "
-            f"successive halving) or none, not {spec.scheduler.type!r}",
+            f"a reproducible search stops trials early with {fits} (asha runs as synchronous "
+            f"successive halving), not {spec.scheduler.type!r}",
             where=f"{source}: scheduler.type",
         )
     axes = {*spec.space, *spec.replicates, *(k for c in spec.cells for k in flatten(c))}
@@ -737,9 +733,6 @@ def _check_reproducible(spec: SweepSpec, source: str) -> None:
             "a reproducible search keeps one validation split for every trial",
             where=f"{source}: split_seed",
         )
-
-
-MULTI_OBJECTIVE_SEARCH = ("tpe", "random", "gp", "nsga2", "grid")
 
 
 def _check_objectives(spec: SweepSpec, source: str) -> None:
@@ -771,10 +764,10 @@ def _check_objectives(spec: SweepSpec, source: str) -> None:
             where=f"{source}: scheduler.metric",
         )
     if spec.multi_objective:
-        if spec.search.algorithm not in MULTI_OBJECTIVE_SEARCH:
+        if not SAMPLERS[spec.search.algorithm].multi_objective:
             raise UserError(
                 f"{spec.search.algorithm!r} cannot search several objectives "
-                f"(use one of {', '.join(MULTI_OBJECTIVE_SEARCH)})",
+                f"(use one of {', '.join(multi_objective_samplers())})",
                 where=f"{source}: search.algorithm",
             )
         if spec.scheduler.type != "none" and wanted is None:

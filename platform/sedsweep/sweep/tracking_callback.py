@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from ray import tune
 
@@ -22,6 +22,7 @@ from sedsweep.config import flatten
 from sedsweep.journal import DELETED, PARENT, Journal
 from sedsweep.metrics import SELECTED_EPOCH, SELECTED_PREFIX
 from sedsweep.progress import Progress
+from sedsweep.sweep.execution import current
 from sedsweep.sweep.spec import data_part, epoch_of, inactive_keys, trial_config
 from sedsweep.sweep.trainable import NODE_KEY, NONDETERMINISTIC_KEY, RESTORE_NOTE_KEY
 from sedsweep.tracking import (
@@ -92,19 +93,14 @@ class TrackingCallback(tune.Callback):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update({"_stop_decided": set(), **state})
 
-    # The journal of the execution now running, set by the runner around `fit()`: a callback
-    # Tune restores from a copied or moved sweep directory still holds the path it was
-    # pickled with, and must not write into the original sweep.
-    current_journal_dir: ClassVar[str | None] = None
-    # Set by the runner around `fit()` (Ray Tune's own progress table is off): a line per trial
-    # that ends, under a bar of trials ended on a terminal.
-    progress: ClassVar[Progress | None] = None
-
     @property
     def journal(self) -> Journal:
-        """The sweep's journal (shared with the runner and its drainer)."""
+        """The journal of the execution now running (shared with the runner and its drainer):
+        a callback Tune restores from a copied or moved sweep directory still holds the path
+        it was pickled with, and must not write into the original sweep."""
         if self._journal is None:
-            self._journal = Journal.at(self.current_journal_dir or self.journal_dir)
+            running = current()
+            self._journal = running.tracker.journal if running else Journal.at(self.journal_dir)
         return self._journal
 
     def open(self, trial: Any) -> str:
@@ -135,9 +131,9 @@ class TrackingCallback(tune.Callback):
         if not self._reconciled:
             self._reconciled = True
             self.reconcile({t.trial_id for t in trials})
-            if TrackingCallback.progress is not None:  # trials an earlier execution ended
-                ended = sum(t.status == "TERMINATED" for t in trials)
-                TrackingCallback.progress.advance(steps=ended)
+            progress = _progress_line()
+            if progress is not None:  # trials an earlier execution ended
+                progress.advance(steps=sum(t.status == "TERMINATED" for t in trials))
 
     def reconcile(self, known: set[str]) -> list[str]:
         """Delete the child runs of trials that Tune does not know (returns their keys).
@@ -245,8 +241,16 @@ class TrackingCallback(tune.Callback):
 
     def _progress(self, trial: Any, what: str) -> None:
         """One line per ended trial when the runner shows progress."""
-        if TrackingCallback.progress is not None:
-            TrackingCallback.progress.advance(f"trial t{_number(trial):03d} {what}")
+        progress = _progress_line()
+        if progress is not None:
+            progress.advance(f"trial t{_number(trial):03d} {what}")
+
+
+def _progress_line() -> Progress | None:
+    """The progress line of the execution now running (a line per trial that ends, under a
+    bar of trials ended on a terminal), if any."""
+    running = current()
+    return running.progress if running else None
 
 
 def _number(trial: Any) -> int:

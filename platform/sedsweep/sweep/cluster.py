@@ -1,0 +1,71 @@
+"""The Ray cluster a sweep runs on: a new local one (reaped if the driver is killed) or the
+one at `--address`, checked to answer and to have nodes the trials fit on."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+from sedsweep.errors import UserError
+from sedsweep.signals import reaped_if_killed
+from sedsweep.sweep.spec import SweepPlan
+
+
+def ray_environment() -> None:
+    """Defaults every Ray process here needs (the same for driver and workers). Ray's token
+    authentication stays as Ray sets it (on for a new local cluster in Ray 2.60)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+ADDRESS_TIMEOUT_S = 10
+
+
+def check_address(address: str | None) -> None:
+    """A `--address HOST:PORT` must answer within `ADDRESS_TIMEOUT_S`: Ray itself retries
+    an address where nothing listens for minutes, warning all the while."""
+    import socket
+
+    if not address or address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError("expected HOST:PORT (or auto)", where=f"--address {address}")
+    try:
+        socket.create_connection((host, int(port)), timeout=ADDRESS_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UserError(
+            f"no Ray head answers there ({reason})", where=f"--address {address}"
+        ) from None
+
+
+def start_ray(plan: SweepPlan, address: str | None) -> None:
+    """Join (or start) the Ray cluster and check the trials' resources fit one of its nodes:
+    done before the sweep's parent run exists, so a sweep that cannot run leaves no record."""
+    import ray
+
+    if not ray.is_initialized():
+        # the processes a local ray.init starts, and the workers its raylet forks later, are
+        # ended by a reaper if this driver is killed and they outlive it (nothing is started
+        # here when it joins a cluster)
+        local = not address or address == "local"
+        with reaped_if_killed() if local else contextlib.nullcontext():
+            ray.init(
+                # No --address: a new local cluster, never one that happens to run on this
+                # machine (Ray's default attaches to the last `ray start` cluster it finds).
+                address=address or "local",
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=False,  # trial errors reach the driver (and MLflow) through Tune
+            )
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    r = plan.spec.resources
+    for name, wanted in (("gpu", r.gpu), ("cpu", r.cpu)):
+        most = max((n.get(name.upper(), 0.0) for n in nodes), default=0.0)
+        if wanted > most:
+            has = f"at most {most:g} per node" if most else "none"
+            raise UserError(
+                f"asks for {wanted:g} {name.upper()} per trial but the Ray cluster has {has}",
+                where=f"{plan.source}: resources.{name}",
+            )
