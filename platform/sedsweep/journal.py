@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -66,6 +67,27 @@ DRAINER_NICE = 10  # a drainer process yields the CPU to the sweep's driver and 
 STOP_TIMEOUT_S = 15.0  # how long a drainer process may take to finish its current request
 STATS_FILE = "drain-stats.json"  # a drainer process's lags, written when it stops
 CHILD_SIGNALS = {signal.SIGTERM, signal.SIGUSR1}  # what a drainer process handles
+
+
+class Op(StrEnum):
+    """The kinds of journal event (a closed set: a replay refuses any other). Each is one
+    `Journal` method on the writing side and one entry of `Drainer`'s dispatch table."""
+
+    EXPERIMENT = "experiment"  # the MLflow experiment of every run of the journal
+    CREATE = "create"  # a run (the parent, or a child of run key `parent`)
+    PARAMS = "params"
+    METRICS = "metrics"  # one epoch's metrics at a step
+    TAGS = "tags"
+    STATUS = "status"
+    ARTIFACTS = "artifacts"  # files to upload
+    TEXT = "text"  # a text artifact
+    UNTAG = "untag"
+    REMOVE_ARTIFACT = "remove_artifact"
+    DELETE = "delete"  # the run deleted from the record
+    HOOK = "hook"  # a point where a consumer has work to do (e.g. log the tables)
+
+
+BATCHED = frozenset({Op.PARAMS, Op.METRICS, Op.TAGS})  # sent per run with MLflow's log_batch
 
 
 # -- the journal ---------------------------------------------------------------------------------
@@ -125,7 +147,7 @@ class Journal:
             if self._open.get(self.directory) is self:
                 del self._open[self.directory]
 
-    def append(self, op: str, key: str, **fields: Any) -> int:
+    def append(self, op: Op, key: str, **fields: Any) -> int:
         """Write one event; return its sequence number."""
         with self._lock:
             if self._fd < 0:
@@ -146,73 +168,73 @@ class Journal:
         self.seq = max(self.seq, int(event["seq"]))
         key = self.keys.setdefault(event["key"], KeyState())
         op = event["op"]
-        if op == "create":
+        if op == Op.CREATE:
             key.created, key.status = True, "RUNNING"
-        elif op == "status":
+        elif op == Op.STATUS:
             key.status = event["status"]
-        elif op == "metrics":
+        elif op == Op.METRICS:
             key.last_step = max(key.last_step, int(event["step"]))
-        elif op == "tags":
+        elif op == Op.TAGS:
             key.tags.update(event["tags"])
-        elif op == "untag":
+        elif op == Op.UNTAG:
             for name in event["names"]:
                 key.tags.pop(name, None)
-        elif op == "delete":
+        elif op == Op.DELETE:
             key.status = DELETED
-        elif op == "hook":
+        elif op == Op.HOOK:
             self.hooks.add(event["name"])
 
     # -- what the sweep writes ------------------------------------------------------------------
     def experiment(self, name: str) -> int:
         """The MLflow experiment every run of this journal belongs to."""
-        return self.append("experiment", PARENT, name=name)
+        return self.append(Op.EXPERIMENT, PARENT, name=name)
 
     def create(
         self, key: str, run_name: str, tags: dict[str, str], parent: str | None = None
     ) -> int:
         """A run: the parent (`parent=None`) or a child of run key `parent`."""
         return self.append(
-            "create", key, run_name=run_name, tags=tags, parent=parent, time=_now_ms()
+            Op.CREATE, key, run_name=run_name, tags=tags, parent=parent, time=_now_ms()
         )
 
     def params(self, key: str, params: dict[str, str]) -> int:
-        return self.append("params", key, params=params)
+        return self.append(Op.PARAMS, key, params=params)
 
     def metrics(self, key: str, metrics: dict[str, float], step: int) -> int:
-        return self.append("metrics", key, metrics=metrics, step=int(step), time=_now_ms())
+        return self.append(Op.METRICS, key, metrics=metrics, step=int(step), time=_now_ms())
 
     def tags(self, key: str, tags: dict[str, str]) -> int:
-        return self.append("tags", key, tags=tags)
+        return self.append(Op.TAGS, key, tags=tags)
 
     def status(self, key: str, status: str) -> int:
-        return self.append("status", key, status=status, time=_now_ms())
+        return self.append(Op.STATUS, key, status=status, time=_now_ms())
 
     def artifacts(self, key: str, path: Path, artifact_path: str | None) -> int:
         """Files to upload: a path inside the journal's sweep directory is stored relative."""
         return self.append(
-            "artifacts", key, path=_relative(path, self.directory.parent), into=artifact_path
+            Op.ARTIFACTS, key, path=_relative(path, self.directory.parent), into=artifact_path
         )
 
     def text(self, key: str, text: str, artifact_file: str) -> int:
-        return self.append("text", key, text=text, file=artifact_file)
+        return self.append(Op.TEXT, key, text=text, file=artifact_file)
 
     def untag(self, key: str, names: list[str]) -> int:
         """Tags removed from the run (e.g. an error tag once the trial finished)."""
-        return self.append("untag", key, names=sorted(names))
+        return self.append(Op.UNTAG, key, names=sorted(names))
 
     def remove_artifact(self, key: str, artifact_path: str) -> int:
         """An artifact file or directory removed from the run."""
-        return self.append("remove_artifact", key, path=artifact_path)
+        return self.append(Op.REMOVE_ARTIFACT, key, path=artifact_path)
 
     def delete(self, key: str) -> int:
         """The run deleted from the record (MLflow keeps it as a deleted run: `mlflow gc`
         removes it for good, `mlflow runs restore` brings it back)."""
-        return self.append("delete", key, time=_now_ms())
+        return self.append(Op.DELETE, key, time=_now_ms())
 
     def hook(self, name: str) -> int:
         """A point in the record where a consumer has work to do (e.g. "tables": log the
         comparison tables once everything before it is in the store)."""
-        return self.append("hook", PARENT, name=name)
+        return self.append(Op.HOOK, PARENT, name=name)
 
 
 def read_events(path: Path, after: int = 0, *, repair: bool = False) -> Iterator[dict[str, Any]]:
@@ -350,7 +372,7 @@ class Drainer:
             self.ack.save(self.ack_file)
             self._offset = offset
             now = time.time() * 1000
-            self.lags.extend((now - e["time"]) / 1000 for e in chunk if e["op"] == "metrics")
+            self.lags.extend((now - e["time"]) / 1000 for e in chunk if e["op"] == Op.METRICS)
             sent += len(chunk)
 
     def _read_chunk(self) -> tuple[list[dict[str, Any]], int]:
@@ -440,38 +462,22 @@ class Drainer:
         if self.ack.experiment_id is not None:
             self._find_runs()  # what the store holds already, deleted runs included
         for event in events:
-            op, key = event["op"], event["key"]
-            if op != "create" and self._status.get(self.ack.runs.get(key, "")) == DELETED:
+            key = event["key"]
+            try:
+                op = Op(event["op"])
+            except ValueError:
+                raise UserError(
+                    f"unknown journal event {event['op']!r}", where=self.journal_path
+                ) from None
+            if op != Op.CREATE and self._status.get(self.ack.runs.get(key, "")) == DELETED:
                 continue  # a run deleted from the record takes nothing more (a replay)
-            if op in ("metrics", "params", "tags"):
+            if op in BATCHED:
                 batches.setdefault(key, _Batch()).add(event)
                 continue
-            if key in batches:
-                self._send(key, batches.pop(key))
-            if op == "experiment":
-                self._experiment(event["name"])
-            elif op == "create":
-                self._create(event)
-            elif op == "status":
-                self._set_status(key, event["status"], event["time"])
-            elif op == "artifacts":
-                self._artifacts(key, event)
-            elif op == "text":
-                self.client.log_text(self._run(key), event["text"], event["file"])
-            elif op == "untag":
-                self._untag(key, event["names"])
-            elif op == "remove_artifact":
-                self._remove_artifact(key, event["path"])
-            elif op == "delete":
-                self._delete(key)
-            elif op == "hook":
-                for other, batch in list(batches.items()):
-                    self._send(other, batch)
-                batches.clear()
-                if self.on_hook is not None:
-                    self.on_hook(event["name"], self)
-            else:
-                raise UserError(f"unknown journal event {op!r}", where=self.journal_path)
+            # what was batched goes first: the run's own batch, or every batch before a hook
+            for other in list(batches) if op == Op.HOOK else [key] if key in batches else []:
+                self._send(other, batches.pop(other))
+            APPLY[op](self, key, event)
         for key, batch in batches.items():
             self._send(key, batch)
 
@@ -592,9 +598,9 @@ class _Batch:
     metrics: list[tuple[str, float, int, int]] = field(default_factory=list)
 
     def add(self, event: dict[str, Any]) -> None:
-        if event["op"] == "params":
+        if event["op"] == Op.PARAMS:
             self.params.update(event["params"])
-        elif event["op"] == "tags":
+        elif event["op"] == Op.TAGS:
             self.tags.update(event["tags"])
         else:
             self.metrics.extend(
@@ -625,6 +631,26 @@ def _cause(exc: BaseException) -> str:
 
 
 # -- the drainer as a child process --------------------------------------------------------------
+def _hook(drainer: Drainer, key: str, event: dict[str, Any]) -> None:
+    if drainer.on_hook is not None:
+        drainer.on_hook(event["name"], drainer)
+
+
+# How a replay applies each event that is not batched (one entry per unbatched `Op`).
+APPLY: dict[Op, Callable[[Drainer, str, dict[str, Any]], None]] = {
+    Op.EXPERIMENT: lambda d, key, e: d._experiment(e["name"]),
+    Op.CREATE: lambda d, key, e: d._create(e),
+    Op.STATUS: lambda d, key, e: d._set_status(key, e["status"], e["time"]),
+    Op.ARTIFACTS: lambda d, key, e: d._artifacts(key, e),
+    Op.TEXT: lambda d, key, e: d.client.log_text(d._run(key), e["text"], e["file"]),
+    Op.UNTAG: lambda d, key, e: d._untag(key, e["names"]),
+    Op.REMOVE_ARTIFACT: lambda d, key, e: d._remove_artifact(key, e["path"]),
+    Op.DELETE: lambda d, key, e: d._delete(key),
+    Op.HOOK: _hook,
+}
+assert set(APPLY) | BATCHED == set(Op), "every journal event kind is applied or batched"
+
+
 class DrainerProcess:
     """`Drainer.run` in a child process of the sweep driver (`python -m sedsweep.journal`).
 
