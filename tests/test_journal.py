@@ -122,6 +122,22 @@ def test_a_torn_last_line_is_cut_off_and_a_garbled_one_is_an_error(tmp_path):
         Journal(tmp_path / "j")
 
 
+def test_a_replay_refuses_an_event_kind_it_does_not_know(tmp_path):
+    """Event kinds are a closed set (journal.Op): an unknown one stops the replay with the
+    journal's path, and the chunk that holds it is not acknowledged."""
+    journal = Journal(tmp_path / "j")
+    journal.experiment("exp")
+    journal.create(PARENT, "p", {})
+    journal.close()
+    path = tmp_path / "j" / JOURNAL_FILE
+    with open(path, "a") as handle:
+        handle.write('{"seq":3,"op":"rename","key":"parent","name":"q"}\n')
+    drainer = Drainer(tmp_path / "j", store(tmp_path), execution=EXECUTION)
+    with pytest.raises(UserError, match=f"{path}: unknown journal event 'rename'"):
+        drainer.drain()
+    assert drainer.ack.seq < 3
+
+
 def test_appends_from_many_threads_get_distinct_consecutive_numbers(tmp_path):
     journal = Journal(tmp_path / "j")
 
