@@ -770,7 +770,7 @@ def test_a_run_can_remix_real_recordings_once_into_the_workdir(tmp_path, capsys)
     """Issue 16: `data: {remix: …}` builds the remix of real events into real soundscapes
     on first use, at the features' sample rate, and reuses it (search_spaces/mtl_realaudio)."""
     from sedsweep.cli import main
-    from sedsweep.spec import RunSpec, corpus_for, resolve
+    from sedsweep.runspec import RunSpec, corpus_for, resolve
 
     remix = {"events": str(REAL / "esc10"), "backgrounds": str(REAL / "backgrounds"),
              "snr_db": 10, "clips": 6, "folds": 3}  # fmt: skip

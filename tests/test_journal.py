@@ -372,7 +372,7 @@ def test_null_method_follows_its_documented_curve(tmp_path):
 
 def _tiny_features(tmp_path: Path):
     from sedsweep.features import build_features
-    from sedsweep.spec import RunSpec, corpus_for, resolve
+    from sedsweep.runspec import RunSpec, corpus_for, resolve
 
     resolved = resolve(RunSpec(method="null", scale="tiny"))
     corpus = corpus_for(resolved, tmp_path)

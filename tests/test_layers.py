@@ -2,19 +2,19 @@
 
 Floors, lowest first (a module may import its own floor and those below, never one above):
 
-    base      errors, config, fsio, signals, tracking (MLflow names and client; mlflow imported
+    base      errors, config, fsio, processes, tracking (MLflow names and client; mlflow imported
               lazily), journal (journaled tracking: events to a file, replayed into MLflow)
     nn        nn/*, metrics, validity (the training-validity gate: numbers already logged)
     data      data/*
     features  features
-    spec      spec, and the method registry (methods/__init__.py: a table of names, no method)
+    spec      runspec, and the method registry (methods/__init__.py: a table of names, no method)
     methods   methods/* (base, evaluation, one module per paper)
     loop      loop
     train     train
     sweep     sweep/*
     report    report/* (read-only: never imports torch or ray)
-    select    select (best config: confirmation sweeps, re-training, model registry), evidence
-              (runs the evidence sweeps and writes EVIDENCE.md from their CSVs)
+    select    selection (best config: confirmation sweeps, re-training, model registry),
+              evidence_sweeps (runs the evidence sweeps and writes EVIDENCE.md from their CSVs)
     cli       cli, slurm (the Slurm job launcher: `python -m sedsweep.slurm`)
 
 Imports are read from the sources (every `import`, at module level or inside a function: a
@@ -42,17 +42,17 @@ PACKAGE = ROOT / "platform" / "sedsweep"
 
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("sedsweep", "sedsweep.errors", "sedsweep.config", "sedsweep.fsio",
-              "sedsweep.signals", "sedsweep.tracking", "sedsweep.journal")),
+              "sedsweep.processes", "sedsweep.tracking", "sedsweep.journal")),
     ("nn", ("sedsweep.nn", "sedsweep.metrics", "sedsweep.validity")),
     ("data", ("sedsweep.data",)),
     ("features", ("sedsweep.features",)),
-    ("spec", ("sedsweep.spec", "=sedsweep.methods")),
+    ("spec", ("sedsweep.runspec", "=sedsweep.methods")),
     ("methods", ("sedsweep.methods",)),
     ("loop", ("sedsweep.loop",)),
     ("train", ("sedsweep.train",)),
     ("sweep", ("sedsweep.sweep",)),
     ("report", ("sedsweep.report",)),
-    ("select", ("sedsweep.select", "sedsweep.evidence")),
+    ("select", ("sedsweep.selection", "sedsweep.evidence_sweeps")),
     ("cli", ("sedsweep.cli", "sedsweep.slurm")),
 ]  # fmt: skip
 
@@ -149,7 +149,7 @@ def test_the_floor_checker_sees_lazy_imports_and_skips_type_checking(tmp_path):
     source = tmp_path / "probe.py"
     source.write_text(
         "from typing import TYPE_CHECKING\n"
-        "if TYPE_CHECKING:\n    from sedsweep.select import select_best\n"
+        "if TYPE_CHECKING:\n    from sedsweep.selection import select_best\n"
         "else:\n    import sedsweep.fsio\n"
         "def f():\n    from sedsweep.report.runs import load_sweep_runs\n"
     )
@@ -159,11 +159,11 @@ def test_the_floor_checker_sees_lazy_imports_and_skips_type_checking(tmp_path):
 @pytest.mark.parametrize("layer", ["sedsweep.sweep", "sedsweep.methods", "sedsweep.report"])
 def test_lower_layers_never_import_what_drives_them(layer):
     """sweep never imports report or select; methods never loop/train/sweep; report never
-    select (the runner's `on_finish` hook and `select.py` carry those arrows upwards)."""
+    select (the runner's `on_finish` hook and `selection.py` carry those arrows upwards)."""
     banned = {
-        "sedsweep.sweep": ("sedsweep.report", "sedsweep.select", "sedsweep.cli"),
+        "sedsweep.sweep": ("sedsweep.report", "sedsweep.selection", "sedsweep.cli"),
         "sedsweep.methods": ("sedsweep.loop", "sedsweep.train", "sedsweep.sweep"),
-        "sedsweep.report": ("sedsweep.select", "sedsweep.cli", "sedsweep.train"),
+        "sedsweep.report": ("sedsweep.selection", "sedsweep.cli", "sedsweep.train"),
     }[layer]
     bad = [
         f"{name} imports {t}"
@@ -205,7 +205,7 @@ def test_report_modules_never_import_torch_or_ray():
 
 
 def test_spec_and_registry_load_no_method():
-    code = "import sedsweep.spec, sedsweep.sweep.spec, sedsweep.methods"
+    code = "import sedsweep.runspec, sedsweep.sweep.spec, sedsweep.methods"
     assert loaded_after(code, {"torch", "ray", "mlflow"}) == set()
 
 

@@ -23,7 +23,7 @@ from sedsweep.features import PRESETS, FeatureSet, build_features
 from sedsweep.loop import run_epochs
 from sedsweep.methods import REGISTRY, get_method
 from sedsweep.methods.base import Method, MethodConfig
-from sedsweep.spec import Resolved, RunSpec, corpus_for, resolve
+from sedsweep.runspec import Resolved, RunSpec, corpus_for, resolve
 
 CPU = torch.device("cpu")
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -21,7 +21,7 @@ from sedsweep.report.claims import NOT_TESTED, check_claims
 from sedsweep.report.importance import param_importance
 from sedsweep.report.runs import load_sweep_runs
 from sedsweep.report.tables import build_table, untrained_arms
-from sedsweep.spec import RunSpec, corpus_for, resolve
+from sedsweep.runspec import RunSpec, corpus_for, resolve
 from sedsweep.tracking import tracking_uri_for
 from sedsweep.validity import (
     CHANCE_MARGIN,

@@ -41,7 +41,7 @@ class Kind(StrEnum):
     remix = "remix"
 
 
-class Scale(StrEnum):
+class CorpusScale(StrEnum):
     paper = "paper"
     small = "small"
     tiny = "tiny"
@@ -110,8 +110,8 @@ def data_make(
     ],
     out: Out,
     scale: Annotated[
-        Scale, typer.Option(help="Preset size; paper = the paper's corpus size.")
-    ] = Scale.paper,
+        CorpusScale, typer.Option(help="Preset size; paper = the paper's corpus size.")
+    ] = CorpusScale.paper,
     clips: Annotated[
         int | None, typer.Option(min=1, help="Number of clips (overrides the scale).")
     ] = None,
@@ -418,7 +418,7 @@ def train_cmd(
 ) -> None:
     """Train one method once (no Ray), logging every epoch to MLflow."""
     from sedsweep.config import parse_overrides
-    from sedsweep.spec import describe_data, resolve, spec_from_cli
+    from sedsweep.runspec import describe_data, resolve, spec_from_cli
     from sedsweep.train import train
 
     spec = spec_from_cli(config, method, data, scale, parse_overrides(set_ or []))
@@ -705,7 +705,7 @@ def evidence_cmd(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Re-test the papers' claims: run evidence sweeps, keep their results as CSVs, write a page."""
-    from sedsweep.evidence import generate
+    from sedsweep.evidence_sweeps import generate
 
     result = generate(
         paths or [Path("search_spaces/evidence")], out=out, root=Path.cwd(), run=run,
@@ -784,7 +784,7 @@ def best_cmd(
 ) -> None:
     """Pick the best trial on validation, optionally confirm over seeds, export and test it once."""
     from sedsweep.report.best import render_report
-    from sedsweep.select import select_best
+    from sedsweep.selection import select_best
 
     runs = _sweep_runs(sweep, workdir, tracking_uri)
     with Progress(None, "epochs", "epoch", sys.stderr) as progress:

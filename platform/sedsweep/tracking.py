@@ -459,7 +459,7 @@ def serve_ui(workdir: str | Path, host: str, port: int) -> int:
     # its own process group: when this command ends (Ctrl-C, SIGTERM), `mlflow ui` and its
     # web workers end with it, never left holding the port
     child = subprocess.Popen(cmd, env=env, start_new_session=True)
-    from sedsweep.signals import terminate_as_interrupt
+    from sedsweep.processes import terminate_as_interrupt
 
     try:
         with terminate_as_interrupt():

@@ -1,6 +1,6 @@
 """One training run without Ray: get corpus and features of a resolved run spec, train, track.
 
-The run spec itself (`RunSpec`, `resolve`, `corpus_for`) is `sedsweep.spec`; the epoch loop is
+The run spec itself (`RunSpec`, `resolve`, `corpus_for`) is `sedsweep.runspec`; the epoch loop is
 `sedsweep.loop`, shared with the Ray trainable.
 """
 
@@ -18,8 +18,8 @@ from sedsweep.errors import UserError
 from sedsweep.features import FeatureSet, build_features
 from sedsweep.fsio import atomic_file, writable_dir, write_yaml
 from sedsweep.methods.base import Method, pick_device, render_artifacts
-from sedsweep.signals import terminate_as_interrupt
-from sedsweep.spec import Resolved, check_corpus, corpus_for
+from sedsweep.processes import terminate_as_interrupt
+from sedsweep.runspec import Resolved, check_corpus, corpus_for
 
 
 @dataclass

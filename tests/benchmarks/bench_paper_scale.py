@@ -132,7 +132,7 @@ class WorkerSampler:
                     peaks[key] = max(peaks.get(key, 0), value / 1024)
 
     def _descendants(self) -> list[int]:
-        from sedsweep.signals import descendants
+        from sedsweep.processes import descendants
 
         return [pid for pid, _ in descendants(self.root)]
 

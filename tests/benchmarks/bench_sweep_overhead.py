@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from sedsweep import features as F
-from sedsweep.spec import RunSpec, resolve
+from sedsweep.runspec import RunSpec, resolve
 from sedsweep.sweep.runner import run_sweep
 from sedsweep.sweep.spec import load_sweep
 from sedsweep.train import train

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from sedsweep.fsio import atomic_dir, atomic_file
-from sedsweep.signals import alive
+from sedsweep.processes import alive
 
 
 def killed_inside(code: str, cwd: Path) -> None:
@@ -47,7 +47,7 @@ def test_a_killed_writers_temporary_directory_is_cleared_by_the_next_writer(tmp_
 DRIVER = textwrap.dedent(
     """
     import subprocess, sys, time
-    from sedsweep.signals import reaped_if_killed
+    from sedsweep.processes import reaped_if_killed
     with reaped_if_killed():
         raylet = subprocess.Popen([sys.executable, "-c", RAYLET], start_new_session=True,
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -82,7 +82,7 @@ def test_a_killed_driver_s_ray_processes_are_ended_by_its_reaper():
     """What "ray.init" started, what that forked before and after the block (with or without
     the token in its environment), is ended once the driver is SIGKILLed; a process the
     driver started outside the block, or did not start, is left alone."""
-    from sedsweep.signals import REAP_POLL_S
+    from sedsweep.processes import REAP_POLL_S
 
     bystander = subprocess.Popen(["sleep", "300"], start_new_session=True)
     driver = subprocess.Popen([sys.executable, "-c", DRIVER], stdin=subprocess.PIPE,
@@ -115,7 +115,7 @@ def test_a_killed_driver_s_ray_processes_are_ended_by_its_reaper():
 def test_a_reaper_leaves_once_its_processes_ended_with_the_driver_alive():
     """A driver that shuts Ray down and goes on (tests, `best`'s confirmation sweeps) keeps no
     reaper per Ray session it started."""
-    from sedsweep.signals import Reaper, reaped_if_killed
+    from sedsweep.processes import Reaper, reaped_if_killed
 
     with reaped_if_killed():
         short = subprocess.Popen(["sleep", "1.5"])

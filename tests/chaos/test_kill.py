@@ -70,7 +70,7 @@ def kill_when(proc: CliProcess, ready, timeout: float = 120) -> bool:
 # processes the driver started (in 5-30 s: grace, SIGTERM, SIGKILL, rescans), the journal
 # drainer once its parent is gone. What carries the driver's marker after both have exited
 # has leaked.
-HELPERS = (b"-m\0sedsweep.signals\0", b"-m\0sedsweep.journal\0")
+HELPERS = (b"-m\0sedsweep.processes\0", b"-m\0sedsweep.journal\0")
 HELPERS_LIMIT_S = 120  # far above the reaper's worst case; reaching it is a failure in itself
 
 

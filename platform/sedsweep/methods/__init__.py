@@ -1,7 +1,7 @@
 """Method registry: name -> Method class, imported on first use.
 
 This package's own module is only the table: importing it loads no method and no torch, so
-the run-spec layer (`sedsweep.spec`) can resolve a method by name. To add a method, write
+the run-spec layer (`sedsweep.runspec`) can resolve a method by name. To add a method, write
 `methods/NAME.py` (a `Method` subclass) and add one line here (see docs/extending.md).
 """
 

@@ -5,7 +5,7 @@ test one) of completed trials, at each trial's selected epoch. A Pareto sweep (s
 objectives) chooses one point of the front of its completed trials by a stated rule
 (`--pick knee | weights=... | constraint:...`, see `report.pareto`) and prints that front.
 What `sedsweep best` then does — confirmation sweep, re-training,
-model logging, registry — is `sedsweep.select`; this module only ranks and renders.
+model logging, registry — is `sedsweep.selection`; this module only ranks and renders.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import logging
 import os
 
 from sedsweep.errors import UserError
-from sedsweep.signals import reaped_if_killed
+from sedsweep.processes import reaped_if_killed
 from sedsweep.sweep.spec import SweepPlan
 
 

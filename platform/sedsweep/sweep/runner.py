@@ -25,8 +25,8 @@ from sedsweep.features import FeatureSet, build_features
 from sedsweep.fsio import writable_dir
 from sedsweep.journal import JOURNAL_DIR, PARENT, Drainer, Notify
 from sedsweep.metrics import selected_key
-from sedsweep.signals import terminate_as_interrupt
-from sedsweep.spec import corpus_for, split_error
+from sedsweep.processes import terminate_as_interrupt
+from sedsweep.runspec import corpus_for, split_error
 from sedsweep.sweep.cluster import check_address, ray_environment, start_ray
 from sedsweep.sweep.execution import Execution, running
 from sedsweep.sweep.outcome import TABLES_HOOK, OnFinish, SweepOutcome, finish

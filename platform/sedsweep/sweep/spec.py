@@ -29,7 +29,7 @@ from sedsweep.config import (
 from sedsweep.data.corpus import Corpus
 from sedsweep.errors import UserError
 from sedsweep.metrics import selected_key
-from sedsweep.spec import (
+from sedsweep.runspec import (
     DataSpec,
     FeatureSpec,
     Resolved,

@@ -33,7 +33,7 @@ from sedsweep.report.best import (
 from sedsweep.report.importance import Importance, param_importance, plot_importance
 from sedsweep.report.runs import COMPLETED, PRUNED, SweepRuns, TrialRun, load_sweep_runs
 from sedsweep.report.tables import log_sweep_tables
-from sedsweep.spec import Resolved, RunSpec, resolve
+from sedsweep.runspec import Resolved, RunSpec, resolve
 from sedsweep.sweep.runner import run_sweep
 from sedsweep.sweep.spec import (
     Budget,

@@ -137,7 +137,7 @@ class Reaper:
     """Ends the processes of the Ray started under `token` (see `owned`) once this process
     has exited.
 
-    `start()` runs `python -m sedsweep.signals TOKEN` as a child in its own process group (a
+    `start()` runs `python -m sedsweep.processes TOKEN` as a child in its own process group (a
     terminal's Ctrl-C is not its business) reading a pipe from us: end of file means we have
     exited, normally or not. Until then it records the processes every `REAP_POLL_S`; after,
     it gives them `REAP_GRACE_S` to end on their own (after a normal exit Ray has already
@@ -157,7 +157,7 @@ class Reaper:
         import sys
 
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sedsweep.signals", self.token],
+            [sys.executable, "-m", "sedsweep.processes", self.token],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, process_group=0,
         )  # fmt: skip
         Reaper.running.append(self)
