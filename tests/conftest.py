@@ -90,3 +90,22 @@ def postgres():
     pg = Postgres.start()
     yield pg
     pg.stop()
+
+
+# -- running the suite on several workers (pytest-xdist, `-n 2 --dist loadgroup`) ------------
+# A module is one unit of work (its module-scoped engines are started once, on one worker).
+# Modules that kill drivers or time their signals share a worker, as do those that start
+# PostgreSQL and `mlflow server` and take them through outages: at most one of each kind runs
+# at a time, beside lighter work on the other worker.
+SERIAL_GROUPS = {
+    "kills": ("chaos/test_kill.py", "chaos/test_debris.py", "test_signals.py", "test_slurm.py"),
+    "servers": ("test_tracking_outage.py", "test_mlflow_server.py"),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests = Path(__file__).parent
+    for item in items:
+        module = item.path.relative_to(tests).as_posix()
+        group = next((g for g, files in SERIAL_GROUPS.items() if module in files), module)
+        item.add_marker(pytest.mark.xdist_group(group))
