@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -82,9 +83,10 @@ def write_hand_corpus(
     return root
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def postgres():
-    """A throwaway PostgreSQL cluster (tests/servers.py), stopped and deleted after the module."""
+    """A throwaway PostgreSQL cluster (tests/servers.py) for the test run (each test that
+    needs a store makes its own database and user in it), stopped and deleted at the end."""
     from tests.servers import Postgres
 
     pg = Postgres.start()
@@ -92,20 +94,33 @@ def postgres():
     pg.stop()
 
 
-# -- running the suite on several workers (pytest-xdist, `-n 2 --dist loadgroup`) ------------
-# A module is one unit of work (its module-scoped engines are started once, on one worker).
-# Modules that kill drivers or time their signals share a worker, as do those that start
-# PostgreSQL and `mlflow server` and take them through outages: at most one of each kind runs
-# at a time, beside lighter work on the other worker.
+# -- running the suite on several workers (pytest-xdist: `-n 2`) ----------------------------
+# A module is one unit of work (its module-scoped engines start once, on one worker). Modules
+# that kill drivers or time their signals are one unit, as are those that start PostgreSQL and
+# `mlflow server` and take them through outages: at most one of each kind runs at a time,
+# beside lighter work on the other worker. (xdist's own `--dist loadgroup` cannot do this
+# under pytest 9: it regroups tests by rewriting a node id attribute pytest no longer reads.)
 SERIAL_GROUPS = {
     "kills": ("chaos/test_kill.py", "chaos/test_debris.py", "test_signals.py", "test_slurm.py"),
     "servers": ("test_tracking_outage.py", "test_mlflow_server.py"),
 }
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    tests = Path(__file__).parent
-    for item in items:
-        module = item.path.relative_to(tests).as_posix()
-        group = next((g for g, files in SERIAL_GROUPS.items() if module in files), module)
-        item.add_marker(pytest.mark.xdist_group(group))
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to: its module's group, else its module."""
+    module = nodeid.split("::", 1)[0].removeprefix("tests/")
+    return next((g for g, files in SERIAL_GROUPS.items() if module in files), module)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    # units in collection order, not by test count: the longest, the kill modules, are
+    # collected first (tests/chaos) and so started first
+    config.option.loadscopereorder = False
+    return ByWorkUnit(config, log)
+

@@ -34,6 +34,7 @@ from sedsweep.tracking import (
     artifact_root_for,
     client_for,
     display_uri,
+    new_sqlite_store,
     probe,
     ui_base,
 )
@@ -43,6 +44,8 @@ EXECUTION = "exec-test"
 
 
 def store(tmp_path: Path, name: str = "mlflow.db") -> str:
+    """A new SQLite store (a copy of the migrated empty one: tracking.new_sqlite_store)."""
+    new_sqlite_store(tmp_path / name)
     return f"sqlite:///{tmp_path / name}"
 
 

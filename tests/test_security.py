@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -149,12 +151,15 @@ def connect(address: str, env: dict[str, str | None], timeout: float) -> str:
 
 @pytest.mark.slow
 def test_a_local_sweep_refuses_clients_without_its_token(tmp_path):
+    """A sweep's local Ray, as the product starts it (token auth on), runs code for a client
+    with the sweep's token and for no other, while the sweep runs (its trials sleep long
+    enough to outlast the clients); the sweep is then Ctrl-C'd and ends as interrupted."""
     token = tmp_path / "token"
     token.write_text(secrets.token_hex(32))
     token.chmod(0o600)
     sweep = CliProcess(
         ["sweep", str(ROOT / "search_spaces" / "null_load.yaml"), "--scale", "tiny",
-         "--set", "fixed.sleep_s=5", "--set", "budget.trials=8",
+         "--set", "fixed.sleep_s=60", "--set", "budget.trials=2",
          "--workdir", str(tmp_path / "work")],
         tmp_path / "sweep.log",
         env={"RAY_AUTH_MODE": None, "RAY_AUTH_TOKEN_PATH": str(token)},  # the product default
@@ -168,15 +173,20 @@ def test_a_local_sweep_refuses_clients_without_its_token(tmp_path):
         # the same address with the token works: the refusals below are the token's doing
         owner = connect(address, {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}, 60)
         assert "RESULT ran code" in owner, owner[-2000:]
-        for env in (
+        strangers = (
             {"RAY_AUTH_MODE": "disabled"},
             {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)},
-        ):
-            stranger = connect(address, env, 30)
+        )
+        with ThreadPoolExecutor(len(strangers)) as pool:  # both try at once
+            tried = list(pool.map(lambda env: connect(address, env, 30), strangers))
+        for env, stranger in zip(strangers, tried, strict=True):
             assert "ran code" not in stranger, (env, stranger[-2000:])
+        assert sweep.proc.poll() is None, sweep.output[-3000:]  # the clients ran beside it
+        sweep.proc.send_signal(signal.SIGINT)
     finally:
         code = sweep.finish(timeout=300)
-    assert code == 0, sweep.output[-3000:]
+    assert code == 1, sweep.output[-3000:]
+    assert "sweep incomplete; resume with" in sweep.output and "Traceback" not in sweep.output
 
 
 def test_a_damaged_checkpoint_is_one_line(tmp_path):

@@ -8,9 +8,11 @@ child run exists once, each epoch of each trial is there once, statuses are righ
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,8 +122,46 @@ def assert_complete(server: MlflowServer, trials: int, epochs: int) -> dict[str,
     return record(server)
 
 
+# -- waiting on the journal, not on the clock ----------------------------------------------------
+def journal_progress(workdir: Path) -> tuple[int, int]:
+    """(events journaled, events the store acknowledged) of the sweep under `workdir`."""
+    import json
+
+    journaled = acknowledged = 0
+    for journal in workdir.glob("ray/*/tracking/journal.jsonl"):
+        lines = journal.read_bytes().splitlines()
+        journaled += json.loads(lines[-1])["seq"] if lines else 0
+        for ack in journal.parent.glob("ack-*.json"):
+            with contextlib.suppress(OSError, ValueError):  # being replaced
+                acknowledged += json.loads(ack.read_text())["seq"]
+    return journaled, acknowledged
+
+
+def wait_until(what: str, ready: Callable[[], bool], sweep: CliProcess, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if sweep.proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"never {what}:\n{sweep.output[-3000:]}")
+        time.sleep(0.1)
+
+
+def acknowledged_epochs(workdir: Path, sweep: CliProcess, events: int) -> None:
+    """Wait until the store has acknowledged `events` events (the trials' first epochs)."""
+    wait_until(f"{events} events acknowledged",
+               lambda: journal_progress(workdir)[1] >= events, sweep)  # fmt: skip
+
+
+def backlog(workdir: Path, sweep: CliProcess, events: int) -> None:
+    """Wait until `events` journaled events wait for the store."""
+    def grown() -> bool:
+        journaled, acknowledged = journal_progress(workdir)
+        return journaled - acknowledged >= events
+
+    wait_until(f"a backlog of {events} events", grown, sweep)
+
+
 # -- an outage in the middle ---------------------------------------------------------------------
-TRIALS, EPOCHS = 6, 14
+TRIALS, EPOCHS = 6, 8
 
 
 @dataclass
@@ -134,8 +174,9 @@ class Outage:
 
 @pytest.fixture(scope="module")
 def outage(postgres, tmp_path_factory):
-    """A 6-trial sweep (about 45 s); its server is killed 5 s after the parent run exists and
-    started again on the same port 30 s later."""
+    """A 6-trial sweep (about 25 s of epochs); its server is killed once the store has the
+    trials' first epochs, and started again on the same port once the driver has said it is
+    not answering and a backlog of 20 events waits in the journal."""
     name = f"o{uuid.uuid4().hex[:10]}"
     server = Server(
         postgres,
@@ -149,10 +190,11 @@ def outage(postgres, tmp_path_factory):
     timeline = {}
     try:
         timeline["parent run created"] = sweep.wait_for(PARENT_LINE, 120)
-        time.sleep(5)
+        acknowledged_epochs(workdir, sweep, 12)
         server.stop()
         timeline["server killed"] = time.monotonic() - sweep.started
-        time.sleep(30)
+        timeline["outage seen"] = sweep.wait_for("is not answering", 120)
+        backlog(workdir, sweep, 20)
         server.start()
         timeline["server back"] = time.monotonic() - sweep.started
         code = sweep.finish(TIMEOUT_S)
@@ -198,7 +240,7 @@ def test_server_down_at_the_end_exits_nonzero_and_sync_completes(new_server, tmp
     sweep = null_sweep(tmp_path, server.url, 4, 6, 0.5, "--tracking-drain-timeout", "5")
     try:
         sweep.wait_for(PARENT_LINE, 120)
-        time.sleep(3)
+        acknowledged_epochs(tmp_path, sweep, 8)
         server.stop()
         code = sweep.finish(TIMEOUT_S)
     finally:
@@ -224,12 +266,12 @@ def test_server_down_at_the_end_exits_nonzero_and_sync_completes(new_server, tmp
 # -- the driver killed with a backlog, then resumed ----------------------------------------------
 def test_driver_sigkill_with_a_backlog_then_resume(new_server, tmp_path):
     server = new_server()
-    sweep = null_sweep(tmp_path, server.url, 4, 10, 1.0)
+    sweep = null_sweep(tmp_path, server.url, 4, 8, 1.0)
     try:
         sweep.wait_for(PARENT_LINE, 120)
-        time.sleep(6)
+        acknowledged_epochs(tmp_path, sweep, 12)
         server.stop()  # what follows piles up in the journal
-        time.sleep(5)
+        backlog(tmp_path, sweep, 6)
         sweep.kill()
     finally:
         sweep.cleanup()
@@ -244,7 +286,7 @@ def test_driver_sigkill_with_a_backlog_then_resume(new_server, tmp_path):
     resume = CliProcess(["resume", str(tmp_path)], tmp_path / "resume.log", cwd=ROOT)
     assert resume.finish(TIMEOUT_S) == 0, resume.output[-4000:]
     assert not resume.leftovers, resume.leftovers
-    assert_complete(server.current, 4, 10)
+    assert_complete(server.current, 4, 8)
 
 
 # -- failing fast ---------------------------------------------------------------------------------
