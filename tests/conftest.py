@@ -84,6 +84,46 @@ def write_hand_corpus(
 
 
 @pytest.fixture(scope="session")
+def _ray_of_the_run() -> Iterator[None]:
+    """Shuts down, at the end of the run, the local Ray `local_ray` keeps."""
+    yield
+    import ray
+
+    ray.shutdown()
+
+
+def _ensure_local_ray() -> None:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+
+@pytest.fixture(scope="module")
+def local_ray(_ray_of_the_run: None) -> None:
+    """A local Ray (2 CPUs) shared by every in-process sweep test of the run (of the worker,
+    under xdist) that needs no cluster of its own: started by the first module that asks, kept
+    for the next. A test that needs its own cluster (or none) shuts it down, and the next
+    module that asks starts it again."""
+    _ensure_local_ray()
+
+
+@pytest.fixture(scope="session")
+def quickstart_sweep(_ray_of_the_run: None, tmp_path_factory: pytest.TempPathFactory):
+    """The README's quickstart as it is (TPE + ASHA, 8 trials, 6 epochs, its tables logged),
+    run once for the tests that read its record: (work directory, plan, outcome). Tests that
+    add to the work directory do so under other experiment names."""
+    from sedsweep.report.tables import log_sweep_tables
+    from sedsweep.sweep.runner import run_sweep
+    from sedsweep.sweep.spec import load_sweep
+
+    _ensure_local_ray()
+    workdir = tmp_path_factory.mktemp("quickstart")
+    plan = load_sweep(Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml")
+    return workdir, plan, run_sweep(plan, workdir=workdir, on_finish=log_sweep_tables)
+
+
+@pytest.fixture(scope="session")
 def postgres():
     """A throwaway PostgreSQL cluster (tests/servers.py) for the test run (each test that
     needs a store makes its own database and user in it), stopped and deleted at the end."""
@@ -98,11 +138,13 @@ def postgres():
 # A module is one unit of work (its module-scoped engines start once, on one worker). Modules
 # that kill drivers or time their signals are one unit, as are those that start PostgreSQL and
 # `mlflow server` and take them through outages: at most one of each kind runs at a time,
-# beside lighter work on the other worker. (xdist's own `--dist loadgroup` cannot do this
+# beside lighter work on the other worker; the modules that read the session's quickstart
+# sweep are one unit, so that it runs once. (xdist's own `--dist loadgroup` cannot do this
 # under pytest 9: it regroups tests by rewriting a node id attribute pytest no longer reads.)
 SERIAL_GROUPS = {
     "kills": ("chaos/test_kill.py", "chaos/test_debris.py", "test_signals.py", "test_slurm.py"),
     "servers": ("test_tracking_outage.py", "test_mlflow_server.py"),
+    "quickstart": ("test_sweep.py", "test_report.py"),  # both read `quickstart_sweep`
 }
 
 

@@ -116,6 +116,23 @@ def marked_driver(cmd: list[str], log_path: Path, marker_var: str):
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
+def journal_events(root: Path, op: str) -> int:
+    """How many events of kind `op` the sweep journals under `root` (a work or storage
+    directory: its ray/*/tracking/journal.jsonl) hold so far."""
+    needle = f'"op":"{op}"'.encode()
+    return sum(p.read_bytes().count(needle) for p in root.glob("ray/*/tracking/journal.jsonl"))
+
+
+def wait_for_events(root: Path, op: str, count: int, proc: Any = None, timeout: float = 120):
+    """Wait until the journals under `root` hold `count` events of kind `op` (e.g. "metrics":
+    epochs reported), failing early if `proc` (a Popen) has exited."""
+    deadline = time.monotonic() + timeout
+    while journal_events(root, op) < count:
+        assert proc is None or proc.poll() is None, f"exited before {count} {op} events"
+        assert time.monotonic() < deadline, f"fewer than {count} {op} events after {timeout} s"
+        time.sleep(0.1)
+
+
 def describe(pids: list[int]) -> str:
     """`pid: command line` for each pid (for assertion messages)."""
     lines = []

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import ray
 import yaml
 
 from sedsweep.cli import main
@@ -228,9 +227,8 @@ def test_the_committed_page_is_what_the_committed_csvs_give(monkeypatch):
 
 
 @pytest.mark.slow
-def test_evidence_run_runs_the_sweep_and_writes_its_section(tmp_path, capsys):
+def test_evidence_run_runs_the_sweep_and_writes_its_section(local_ray, tmp_path, capsys):
     """`sedsweep evidence FILE --run` on the real engines: Ray, Optuna, MLflow on SQLite."""
-    ray.shutdown()
     spec = {
         **grid_spec("evrun"),
         "description": "a tiny real run",
@@ -247,10 +245,7 @@ def test_evidence_run_runs_the_sweep_and_writes_its_section(tmp_path, capsys):
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     page = tmp_path / "EVIDENCE.md"
     work = tmp_path / "work"
-    try:
-        code = main(["evidence", str(path), "--run", "--out", str(page), "--workdir", str(work)])
-    finally:
-        ray.shutdown()
+    code = main(["evidence", str(path), "--run", "--out", str(page), "--workdir", str(work)])
     assert code == 0, capsys.readouterr().err
     sweep, info = evidence.load(path, evidence.read_spec(path))
     assert sweep.counts["completed"] == 4 and info["trials"]["completed"] == 4

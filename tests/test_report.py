@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 import yaml
 from mlflow.tracking import MlflowClient
 from scipy import stats
@@ -346,16 +345,11 @@ def test_importance_of_constructed_trials(tmp_path):
         assert importance.values[0][0] == "optim.lr", (evaluator, importance.values)
 
 
-# -- a real sweep end to end -------------------------------------------------------------------
+# -- a real sweep end to end (the session's quickstart: conftest.quickstart_sweep) -------------
 @pytest.fixture(scope="module")
-def real_sweep(tmp_path_factory):
-    ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    workdir = tmp_path_factory.mktemp("real")
-    plan = load_sweep(QUICK)  # the README's quickstart as it is: TPE + ASHA, 8 trials
-    outcome = run_sweep(plan, workdir=workdir, on_finish=log_sweep_tables)
-    yield workdir, outcome
-    ray.shutdown()
+def real_sweep(quickstart_sweep):
+    workdir, _, outcome = quickstart_sweep
+    return workdir, outcome
 
 
 @pytest.mark.slow

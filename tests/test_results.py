@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import ray
 import yaml
 from mlflow.tracking import MlflowClient
 from scipy import stats
@@ -537,18 +536,13 @@ def test_pick_on_a_single_objective_sweep_is_exit_2(selected_store, tmp_path, ca
 
 
 @pytest.mark.slow
-def test_a_real_pareto_sweep_reports_its_front_and_picks_from_it(tmp_path, capsys):
-    ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        plan = load_sweep(
-            ROOT / "search_spaces" / "whenwho_joint_pareto.yaml",
-            {"budget.trials": 5, "budget.max_epochs": 6, "search.algorithm": "random"},
-            scale="tiny",
-        )
-        outcome = run_sweep(plan, workdir=tmp_path, on_finish=log_sweep_tables)
-    finally:
-        ray.shutdown()
+def test_a_real_pareto_sweep_reports_its_front_and_picks_from_it(local_ray, tmp_path, capsys):
+    plan = load_sweep(
+        ROOT / "search_spaces" / "whenwho_joint_pareto.yaml",
+        {"budget.trials": 5, "budget.max_epochs": 6, "search.algorithm": "random"},
+        scale="tiny",
+    )
+    outcome = run_sweep(plan, workdir=tmp_path, on_finish=log_sweep_tables)
     assert outcome.counts["completed"] == 5, outcome.summary()
     sweep = load_sweep_runs(outcome.parent_run_id, tracking_uri_for(tmp_path))
     metrics = [o.metric for o in plan.spec.objectives]

@@ -34,6 +34,7 @@ from tests.servers import (
     group_members,
     kill_marked,
     processes_with_env,
+    wait_for_events,
 )
 
 pytestmark = pytest.mark.slow
@@ -232,12 +233,7 @@ def test_the_pre_timeout_signal_stops_the_sweep_and_a_new_job_resumes_it(slurm, 
         SEDSWEEP_ARGS="--scale tiny --set budget.trials=4 --set budget.max_epochs=16 "
                       "--set fixed.sleep_s=0.5",
     )  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not any('"parent":"parent"' in p.read_text()
-                  for p in storage.glob("ray/*/tracking/journal.jsonl")):  # fmt: skip
-        assert time.monotonic() < deadline, first_out.read_text()[-3000:]
-        time.sleep(0.5)
-    time.sleep(3)  # a few epochs in
+    wait_for_events(storage, "metrics", 4, timeout=300)  # a few epochs in
     subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], env=slurm.env(), check=True)
     job = slurm.wait(job_id)
     log = first_out.read_text()

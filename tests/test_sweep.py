@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from sedsweep.cli import main
 from sedsweep.sweep.runner import run_sweep
 from sedsweep.sweep.search import OptunaPruningSearch, trial_outcome
-from sedsweep.sweep.spec import load_sweep
+from sedsweep.sweep.spec import CheckpointPolicy, load_sweep
 from sedsweep.tracking import tracking_uri_for
 
 from .sweeps import SHIPPED
@@ -128,15 +128,6 @@ def test_grid_runs_every_cell_and_replicate_exactly_once():
 
 
 # -- real sweeps on a local Ray ---------------------------------------------------------------
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray for the module (2 CPUs), shut down afterwards."""
-    ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def children_of(client: MlflowClient, experiment: str, parent_id: str) -> list:
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id])
@@ -144,17 +135,14 @@ def children_of(client: MlflowClient, experiment: str, parent_id: str) -> list:
 
 
 @pytest.fixture(scope="module")
-def tpe_sweep(local_ray, tmp_path_factory):
-    """A TPE + ASHA quickstart sweep of 6 trials, 3 epochs each."""
-    workdir = tmp_path_factory.mktemp("tpe")
-    plan = load_sweep(QUICK, {"budget.trials": 6, "budget.max_epochs": 3})
-    outcome = run_sweep(plan, workdir=workdir)
-    return workdir, plan, outcome
+def tpe_sweep(quickstart_sweep):
+    """The README's quickstart (TPE + ASHA, 8 trials of 6 epochs), run once per test run."""
+    return quickstart_sweep
 
 
 @pytest.mark.slow
 def test_tpe_asha_sweep_tracks_one_parent_and_every_trial(tpe_sweep):
-    workdir, _, outcome = tpe_sweep
+    workdir, plan, outcome = tpe_sweep
     assert outcome.complete, outcome.summary()
     client = MlflowClient(tracking_uri_for(workdir))
     exp = client.get_experiment_by_name("quickstart")
@@ -163,15 +151,16 @@ def test_tpe_asha_sweep_tracks_one_parent_and_every_trial(tpe_sweep):
     assert len(parents) == 1 and parents[0].info.run_id == outcome.parent_run_id
     assert parents[0].info.status == "FINISHED"
     children = children_of(client, "quickstart", outcome.parent_run_id)
-    assert len(children) == 6
-    assert len({c.data.tags["sweep.trial_id"] for c in children}) == 6
+    assert len(children) == plan.n_trials
+    assert len({c.data.tags["sweep.trial_id"] for c in children}) == plan.n_trials
     for child in children:
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "val/when_frame_auc")]
         assert steps == list(range(1, len(steps) + 1)) and steps
-        assert child.data.params["mode"] == "separate" and child.data.params["epochs"] == "3"
+        assert child.data.params["mode"] == "separate"
+        assert child.data.params["epochs"] == str(plan.epochs)
         stopped = child.data.tags.get("sweep.stopped_early") == "true"
         assert child.info.status == ("KILLED" if stopped else "FINISHED")
-        assert len(steps) < 3 if stopped else len(steps) == 3
+        assert len(steps) < plan.epochs if stopped else len(steps) == plan.epochs
         assert child.data.tags["sweep.node_id"]
     finished = [c for c in children if c.info.status == "FINISHED"]
     assert finished
@@ -189,14 +178,17 @@ def test_tpe_asha_sweep_tracks_one_parent_and_every_trial(tpe_sweep):
 @pytest.mark.slow
 def test_trials_checkpoint_on_rungs_and_their_last_epoch_not_every_epoch(tpe_sweep):
     """Issue 17: every epoch wrote a checkpoint, and Tune forced an experiment snapshot each
-    time a trial had written num_to_keep of them. Under the default policy (ASHA grace 2,
-    3 epochs, epochs far shorter than 30 s) only the rung and last epochs do."""
-    _, _, outcome = tpe_sweep
+    time a trial had written num_to_keep of them. Under the quickstart's policy (ASHA grace 2,
+    reduction 2, 6 epochs: rungs 2 and 4; epochs far shorter than 30 s) only the rung and last
+    epochs do, and Tune keeps the newest two."""
+    _, plan, outcome = tpe_sweep
+    policy = CheckpointPolicy.of(plan.spec, plan.epochs)
+    assert policy.always == {2, 4, plan.epochs}
     for trial in Path(outcome.path).glob("run_trial_*"):
         rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
         saved = [r["epoch"] for r in rows if r.get("checkpoint_dir_name")]
-        assert saved == [r["epoch"] for r in rows if r["epoch"] in (2, 3)], rows
-        assert len(list(trial.glob("checkpoint_*"))) == len(saved) <= 2
+        assert saved == [r["epoch"] for r in rows if r["epoch"] in policy.always], rows
+        assert len(list(trial.glob("checkpoint_*"))) == min(len(saved), 2)
 
 
 @pytest.mark.slow
