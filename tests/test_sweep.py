@@ -112,6 +112,32 @@ def test_searcher_state_survives_save_and_restore(tmp_path):
     assert again.suggest("b")["optuna_trial"] == first["optuna_trial"] + 1
 
 
+def test_a_searcher_pickled_by_an_older_sedsweep_restores_and_searches(tmp_path):
+    """Tune pickles the searcher with the experiment; `Tuner.restore` unpickles it before the
+    JSON state is read. A searcher pickled before queues, concurrency limits, conditional keys,
+    Pareto sweeps and the halving record (its halving state then lived on the searcher) is
+    given each attribute as it behaved before, and searches on."""
+    import pickle
+
+    plan = load_sweep(QUICK)
+    search = OptunaPruningSearch(plan)
+    first = search.suggest("a")
+    search.save(str(tmp_path / "state.json"))
+    old = dict(search.__dict__)
+    for added in ("queue", "reproducible", "max_concurrent", "when", "multi", "objectives",
+                  "halving"):  # fmt: skip
+        del old[added]
+    old.update(batch=4, total=plan.n_trials, rungs=[], reduction_factor=2.0)  # its own fields
+    older = pickle.loads(pickle.dumps(type("Old", (), {"__reduce__": lambda _: (
+        object.__new__, (OptunaPruningSearch,), old)})()))  # fmt: skip
+    older.restore(str(tmp_path / "state.json"))
+    assert older.objectives == [search.metric] and not older.multi and older.when == {}
+    assert older.halving.batch == 4 and older.halving.total == plan.n_trials
+    assert older.trials["a"].params == search.trials["a"].params
+    assert older.suggest("b")["optuna_trial"] == first["optuna_trial"] + 1  # no limit then
+    assert older.suggest("c")["optuna_trial"] == first["optuna_trial"] + 2
+
+
 def test_grid_runs_every_cell_and_replicate_exactly_once():
     plan = load_sweep(ROOT / "search_spaces" / "whenwho_table3.yaml", scale="tiny")
     search = OptunaPruningSearch(plan)

@@ -133,17 +133,36 @@ class OptunaPruningSearch(Searcher):
         )
         self.queue: list[Trial] = []  # a reproducible batch's trials not yet handed to Tune
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Tune pickles the searcher with the experiment and `Tuner.restore` unpickles it
+        before `restore` reads its JSON state: a searcher pickled by an older sedsweep gets
+        each attribute added since as it behaved before it existed. (The one place that knows
+        the older forms.)"""
+        state = dict(state)
+        state.setdefault("queue", [])  # before reproducible searches
+        state.setdefault("reproducible", False)
+        state.setdefault("max_concurrent", None)  # before the searcher limited concurrency
+        state.setdefault("when", {})  # before conditional keys
+        state.setdefault("multi", False)  # before Pareto sweeps: one objective
+        state.setdefault("objectives", [state["_metric"]])
+        if "halving" not in state:  # before the halving record had its own class
+            state["halving"] = HalvingRecord(
+                state.get("batch", 1), state.get("total", 0), state.get("rungs", []),
+                state.get("reduction_factor", 2.0), state.get("_mode") == "max",
+            )  # fmt: skip
+        self.__dict__.update(state)
+
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         """Ask Optuna for the next trial: {'overrides': {dotted key: value}, 'optuna_trial': n}.
 
         A reproducible search asks a whole batch at once, and only when every trial of the
         batches before it has ended, then hands its trials out in number order."""
-        if self.cells and self.asked >= len(self.cells) and not getattr(self, "queue", None):
+        if self.cells and self.asked >= len(self.cells) and not self.queue:
             return Searcher.FINISHED
-        limit = getattr(self, "max_concurrent", None)  # None: unlimited (or an older pickle)
+        limit = self.max_concurrent  # None: unlimited
         if limit is not None and len(self.trials) - len(self.halving.paused) >= limit:
             return None  # ask again when a trial in flight has ended
-        if getattr(self, "reproducible", False):
+        if self.reproducible:
             if not self.queue:
                 if self.trials or self.asked >= self.halving.total:
                     return None  # the batch in flight decides what the next one is
@@ -162,9 +181,8 @@ class OptunaPruningSearch(Searcher):
         for key in self.cells[self.asked] if self.cells else {}:
             trial.suggest_categorical(key, self.grid[key])
         self.asked += 1
-        when = getattr(self, "when", {})  # {}: a searcher pickled before conditional keys
         for key, param in self.space.items():
-            if is_active(key, trial.params, when):  # define-by-run: TPE models it where it acts
+            if is_active(key, trial.params, self.when):  # define-by-run: modelled where it acts
                 _suggest(trial, key, param)
         return trial
 
@@ -172,7 +190,7 @@ class OptunaPruningSearch(Searcher):
         """A trial's dotted-key overrides: its Optuna parameters and, in a reproducible search,
         its own seed (`trial_seed`) with the sweep's validation split."""
         out = dict(trial.params)
-        if getattr(self, "reproducible", False) and self.seeded:
+        if self.reproducible and self.seeded:
             out.update(zip(SEED_KEYS, (trial_seed(self.sweep_seed, trial.number),
                                        self.base_seed), strict=True))  # fmt: skip
         return out
@@ -205,7 +223,7 @@ class OptunaPruningSearch(Searcher):
         outcome = trial_outcome(result, error, self.objectives, self.max_epochs)
         passed = self.passed.pop(trial_id, None)
         live = self.trials.get(trial_id)
-        if live is not None and getattr(self, "reproducible", False):
+        if live is not None and self.reproducible:
             self.halving.ended_trial(live.number)
             if live.number in self.halving.pruned and not error:  # halving's decision (a trial it
                 outcome, passed = "pruned", None  # stopped while paused comes without result)
@@ -279,7 +297,7 @@ class OptunaPruningSearch(Searcher):
             "last_step": self.last_step,
             "in_flight": {tid: trial.number for tid, trial in self.trials.items()},
             "failed": self.failed,
-            "queued": [trial.number for trial in getattr(self, "queue", [])],
+            "queued": [trial.number for trial in self.queue],
             "halving": self.halving.to_json(),
             "trials": trials,
             "random_states": {
@@ -290,9 +308,6 @@ class OptunaPruningSearch(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         """Rebuild the study from what `save` wrote; anything else is refused (a UserError)."""
-        # a searcher unpickled from a state saved before Pareto sweeps: one objective
-        self.__dict__.setdefault("multi", False)
-        self.__dict__.setdefault("objectives", [selected_key(self.metric)])
         data = _read_state(Path(checkpoint_path))
         study = self._new_study()
         by_number = {int(n): tid for tid, n in data["in_flight"].items()}
@@ -329,12 +344,7 @@ class OptunaPruningSearch(Searcher):
             if path in saved_states:
                 rng.set_state(_state_from_json(saved_states[path], checkpoint_path))
         self.study, self.trials, self.asked, self.queue = study, live, asked, queue
-        if "halving" not in self.__dict__:  # a searcher pickled before the record's own class
-            self.halving = HalvingRecord(
-                getattr(self, "batch", 1), getattr(self, "total", 0), getattr(self, "rungs", []),
-                getattr(self, "reduction_factor", 2.0), self.mode == "max",
-            )  # fmt: skip
-        self.halving.load_json(data.get("halving", {}))  # in place: the scheduler holds it
+        self.halving.load_json(data.get("halving", {}))
         self.failed = {str(k): int(v) for k, v in data.get("failed", {}).items()}
         self.passed = {}  # results passed on before the restore are not the ones that end it
         self.last_step = {str(k): int(v) for k, v in data["last_step"].items()}

@@ -91,7 +91,8 @@ class TrackingCallback(tune.Callback):
         return {**self.__dict__, "_journal": None, "_reconciled": False, "_stop_decided": set()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update({"_stop_decided": set(), **state})
+        # `when`: {} for a callback pickled before conditional keys existed
+        self.__dict__.update({"_stop_decided": set(), "when": {}, **state})
 
     @property
     def journal(self) -> Journal:
@@ -118,8 +119,7 @@ class TrackingCallback(tune.Callback):
             )
             full = trial_config(self.base_config, overrides, self.epochs)
             params = flat_params({"method": self.method, **full, **data_part(overrides)})
-            when = getattr(self, "when", {})  # {}: a callback pickled before `when:` existed
-            for inactive in inactive_keys({**flatten(full), **overrides}, when):
+            for inactive in inactive_keys({**flatten(full), **overrides}, self.when):
                 params.pop(inactive, None)  # a key that does not act is not a parameter
             self.journal.params(key, params)
         elif state.status != "RUNNING":
