@@ -328,6 +328,22 @@ def test_credentials_never_leave_a_uri_meant_for_display():
     assert ui_base("sqlite:////tmp/mlflow.db") == "http://127.0.0.1:5000"
     assert artifact_root_for("sqlite:////data/x/mlflow.db") == Path("/data/x/mlartifacts")
     assert artifact_root_for("http://host") is None
+    # too malformed to parse (issue 32: echoed with its password): the credentials go as text
+    assert display_uri("http://alice:s3cret@host:99999/x") == "http://host:99999/x"
+    assert display_uri("http://alice:s3cret@[::1/x") == "http://[::1/x"
+    assert display_uri("http://host/a@b") == "http://host/a@b"  # an @ in the path is no userinfo
+
+
+def test_a_malformed_tracking_uri_is_one_line_without_its_password(tmp_path, capsys):
+    from sedsweep.cli import main
+
+    quick = Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml"
+    for uri in ("http://alice:s3cret@127.0.0.1:99999", "http://alice:s3cret@[::1"):
+        args = ["sweep", str(quick), "--workdir", str(tmp_path), "--tracking-uri", uri]
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert "s3cret" not in err and "alice" not in err and err.count("\n") == 0, err
+        assert err.startswith("sedsweep: error: http://"), err
 
 
 def test_probe_names_an_unreachable_server_within_seconds():

@@ -435,3 +435,73 @@ def test_every_registered_scheduler_is_built_from_its_builder(scheduler):
         built = make_scheduler(plan, OptunaPruningSearch(plan))
         assert isinstance(built, TrialScheduler)
         assert isinstance(built, SynchronousHalving) == (flag and scheduler == "asha")
+
+
+def test_a_key_given_twice_is_refused_and_a_merge_may_be_overridden(tmp_path, capsys):
+    """Issue 32: two `space:` blocks kept the last without a word (PyYAML's default)."""
+    from sedsweep.cli import main
+
+    text = yaml.safe_dump(GOOD, sort_keys=False)
+    path = tmp_path / "twice.yaml"
+    path.write_text(text + "space:\n  optim.lr: {type: float, low: 0.001, high: 0.1}\n")
+    first = 1 + text.splitlines().index("space:")
+    second = 1 + len(text.splitlines())
+    assert main(["sweep", str(path), "--dry-run"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"sedsweep: error: {path} line {second}: malformed YAML: key 'space' is given twice "
+        f"(lines {first} and {second})"
+    )
+    merged = tmp_path / "merged.yaml"  # a merge's keys may be given again: that overrides them
+    merged.write_text("base: &b {x: 1, y: 2}\nuse:\n  <<: *b\n  x: 3\n")
+    from sedsweep.config import load_yaml
+
+    assert load_yaml(merged)["use"] == {"x": 3, "y": 2}
+
+
+def test_yaml_nested_too_deeply_is_one_line(tmp_path, capsys):
+    """Issue 32: a deeply nested YAML file ended in a RecursionError traceback."""
+    from sedsweep.cli import main
+
+    path = tmp_path / "deep.yaml"
+    path.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert main(["sweep", str(path), "--dry-run"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"sedsweep: error: {path}: nested too deeply: not a config file"
+    )
+
+
+def test_a_bad_set_value_is_blamed_on_the_set_not_the_file(tmp_path, capsys):
+    """Issue 32: errors in `--set` values were reported against the search-space file."""
+    from sedsweep.cli import main
+
+    quick = str(QUICK)
+    for setting, message in (
+        ("budget.trials=many", "--set budget.trials: key 'budget.trials': Input should be a "
+                               "valid integer"),
+        ("fixed.mmm.w_max=-3", "--set fixed.mmm.w_max: "),
+    ):  # fmt: skip
+        assert main(["sweep", quick, "--dry-run", "--set", setting]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"sedsweep: error: {message}") and quick not in err, err
+    assert main(["sweep", quick, "--dry-run", "--set", "budget.trials=3"]) == 0
+    capsys.readouterr()
+    bad = tmp_path / "bad.yaml"  # a problem of the file itself stays the file's
+    bad.write_text(yaml.safe_dump({**GOOD, "budget": {"trials": "many"}}))
+    assert main(["sweep", str(bad), "--dry-run", "--set", "budget.max_epochs=2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"sedsweep: error: {bad}: key 'budget.trials'"), err
+
+
+@pytest.mark.parametrize(
+    ("setting", "field"),
+    [("search.seed=4294967296", "search.seed"), ("fixed.seed=-1", "seed"),
+     ("fixed.split_seed=4294967296", "split_seed")],
+)  # fmt: skip
+def test_a_seed_numpy_cannot_take_is_refused_at_plan_time(setting, field, capsys):
+    """Issue 32: a search seed above 2**32 - 1 passed the dry run, then a traceback and a
+    FAILED parent run once Optuna seeded numpy with it."""
+    from sedsweep.cli import main
+
+    assert main(["sweep", str(QUICK), "--dry-run", "--set", setting]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"sedsweep: error: --set {setting.split('=')[0]}: ") and field in err

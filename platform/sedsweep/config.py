@@ -14,6 +14,8 @@ from sedsweep.errors import UserError
 
 M = TypeVar("M", bound=BaseModel)
 
+SEED_MAX = 2**32 - 1  # seeds reach numpy's generators, which take [0, 2**32)
+
 DEFAULT_WORKDIR = Path("sedsweep-runs")
 """Where corpora, the feature cache, the embedded MLflow store and Ray's results go by default."""
 
@@ -41,6 +43,29 @@ def parse_overrides(items: Sequence[str], option: str = "--set") -> dict[str, An
     return out
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.safe_load`'s loader (plain data only) that refuses a mapping giving a key twice:
+    YAML requires keys to be unique, and PyYAML would keep the last one without a word (two
+    `space:` blocks, the first silently ignored). A key a merge (`<<: *base`) brings in may be
+    given again: that is how a merge is overridden."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else []:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"key {key!r} is given twice (lines {seen[key]} and {line})",
+                    key_node.start_mark,
+                )  # fmt: skip
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing file, bad syntax or a non-mapping is a UserError."""
     path = Path(path)
@@ -51,7 +76,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if path.stat().st_size > MAX_YAML_BYTES:
         raise UserError(f"larger than {MAX_YAML_BYTES // 1024} KiB: not a config file", where=path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # plain data
+    except RecursionError:
+        raise UserError("nested too deeply: not a config file", where=path) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path} line {mark.line + 1}" if mark is not None else str(path)

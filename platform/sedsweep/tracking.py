@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -170,15 +171,23 @@ def _with_userinfo(uri: str) -> Any:
 
 
 def display_uri(uri: str) -> str:
-    """`uri` without a user name or password, for anything printed, stored or rendered."""
+    """`uri` without a user name or password, for anything printed, stored or rendered; a URI
+    too malformed to parse (a bad port, an unclosed `[`) loses its `user:password@` as text."""
     from urllib.parse import urlunsplit
 
     parts = _with_userinfo(uri)
+    try:
+        port = parts.port if parts is not None else None
+    except ValueError:
+        parts = None
     if parts is None:
-        return uri
+        return _USERINFO.sub(r"\1", uri)
     host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
+    netloc = f"{host}:{port}" if port else host
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")  # scheme://user:password@
 
 
 DEFAULT_UI = "http://127.0.0.1:5000"  # where `sedsweep ui` serves a SQLite store

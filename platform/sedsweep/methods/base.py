@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from sedsweep.config import Strict
+from sedsweep.config import SEED_MAX, Strict
 from sedsweep.data.splits import SplitConfig, Splits, resolve_splits
 from sedsweep.errors import UserError
 from sedsweep.features import FeatureSet
@@ -37,10 +37,11 @@ if TYPE_CHECKING:
 class MethodConfig(Strict):
     """Fields every method has; each method extends it with its paper's settings."""
 
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
     split_seed: int | None = Field(
-        default=None, description="seed of a random validation split (None: seed)"
-    )
+        default=None, ge=0, le=SEED_MAX,
+        description="seed of a random validation split (None: seed)",
+    )  # fmt: skip
     epochs: int = Field(default=100, ge=1)
     batch_size: int = Field(default=8, ge=1)
     amp: bool = Field(default=False, description="bf16 autocast")

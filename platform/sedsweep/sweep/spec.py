@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from sedsweep.config import (
+    SEED_MAX,
     Strict,
     deep_merge,
     flatten,
@@ -92,7 +93,7 @@ class Search(Strict):
     deterministic torch algorithms."""
 
     algorithm: SamplerName = "tpe"
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)  # Optuna's samplers seed numpy with it
     reproducible: bool = Field(default=False, strict=True)
     batch_size: int | None = Field(default=None, ge=1, le=10_000, strict=True)
 
@@ -562,8 +563,26 @@ def load_sweep(
                 where=f"--set {key}",
             )
     raw = read_sweep_file(path, scale)
-    spec = validate(SweepSpec, with_overrides(raw, overrides or {}), source)
-    return plan_sweep(spec, source)
+    try:
+        return plan_sweep(validate(SweepSpec, with_overrides(raw, overrides or {}), source), source)
+    except UserError:
+        if overrides:
+            _blame_an_override(raw, overrides, source)
+        raise
+
+
+def _blame_an_override(raw: dict[str, Any], overrides: dict[str, Any], source: str) -> None:
+    """When the file is valid on its own and one `--set` alone makes it invalid, raise that
+    error as the `--set`'s (else return: the file's own error, or the combination's, stands)."""
+    try:
+        plan_sweep(validate(SweepSpec, raw, source), source)
+    except UserError:
+        return
+    for key, value in overrides.items():
+        try:
+            plan_sweep(validate(SweepSpec, with_overrides(raw, {key: value}), source), source)
+        except UserError as alone:
+            raise UserError(alone.message, where=f"--set {key}") from None
 
 
 def read_sweep_file(path: str | Path, scale: str | None = None) -> dict[str, Any]:
