@@ -212,6 +212,24 @@ BAD_INPUTS = {
         lambda r: _edit(r, "clips.csv", "\naudio/c2.wav,", "\n./audio/c1.wav,"),
         ["clips.csv line 4", "'path' repeats", "./audio/c1.wav"],
     ),
+    # issue 32: tracebacks before
+    "clips_csv_is_a_directory": (
+        lambda r: ((r / "clips.csv").unlink(), (r / "clips.csv").mkdir()),
+        ["clips.csv", "is a directory, not a manifest file"],
+    ),
+    "clips_csv_is_a_fifo": (
+        lambda r: ((r / "clips.csv").unlink(), os.mkfifo(r / "clips.csv")),
+        ["clips.csv", "not a regular file"],
+    ),
+    "nul_byte_in_clips_csv": (
+        lambda r: _edit(r, "clips.csv", "audio/c2.wav,", "audio/c2\0.wav,"),
+        ["clips.csv line 4", "NUL byte"],
+    ),
+    "audio_path_symlink_loop": (
+        lambda r: ((r / "audio" / "c2.wav").unlink(),
+                   (r / "audio" / "c2.wav").symlink_to(r / "audio" / "c2.wav")),
+        ["clips.csv line 4", "'path'", "c2.wav"],
+    ),
     "path_out_of_the_corpus": (
         lambda r: _edit(r, "clips.csv", "\naudio/c2.wav,", "\n../other/audio/c2.wav,"),
         ["clips.csv line 4", "leads outside the corpus directory"],

@@ -334,17 +334,28 @@ def parse_number(text: str, field_name: str, where: str) -> float:
 
 
 def _text(path: Path) -> str:
-    """A manifest's text: UTF-8, a leading byte-order mark allowed; else a UserError."""
+    """A manifest's text: a regular file of UTF-8 without NUL bytes, a leading byte-order mark
+    allowed; else a UserError naming the file (and the line of a NUL)."""
     try:
-        return path.read_bytes().decode("utf-8-sig")
+        if path.is_dir():
+            raise UserError("is a directory, not a manifest file", where=path)
+        if not path.is_file():  # a FIFO, a device: reading it could block forever
+            raise UserError("not a regular file", where=path)
+        text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UserError(
             f"not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8", where=path
         ) from None
+    except OSError as exc:  # a symlink loop, no permission
+        raise UserError(f"unreadable ({exc.strerror or type(exc).__name__})", where=path) from None
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise UserError("contains a NUL byte: not a text manifest", where=f"{path} line {line}")
+    return text
 
 
 def _read_clips(root: Path, path: Path, classes: set[str]) -> list[Clip]:
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise UserError("missing clip manifest", where=path)
     with io.StringIO(_text(path), newline="") as handle:
         reader = csv.reader(handle)
@@ -371,9 +382,13 @@ def _read_clips(root: Path, path: Path, classes: set[str]) -> list[Clip]:
             if not clip_path:
                 raise UserError("field 'path' is empty", where=where)
             audio = Path(clip_path) if Path(clip_path).is_absolute() else root / clip_path
-            if not Path(clip_path).is_absolute() and not audio.resolve().is_relative_to(
-                root.resolve()
-            ):
+            try:
+                resolved = audio.resolve()
+            except (OSError, RuntimeError):  # RuntimeError: Python 3.11's symlink loop
+                raise UserError(
+                    f"field 'path': {clip_path!r} is a symlink loop", where=where
+                ) from None
+            if not Path(clip_path).is_absolute() and not resolved.is_relative_to(root.resolve()):
                 raise UserError(
                     f"field 'path': {clip_path!r} leads outside the corpus directory", where=where
                 )
