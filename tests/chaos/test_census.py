@@ -25,8 +25,9 @@ QUICK = str(ROOT / "search_spaces" / "quickstart.yaml")
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    """Every file and directory below `root` with its size and modification time."""
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+    """Every file, directory and link below `root` with its size and modification time (a
+    link's own: it may lead nowhere, or to itself)."""
+    return {str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns)
             for p in root.rglob("*")}  # fmt: skip
 
 
@@ -88,6 +89,10 @@ CLI: dict[str, tuple[Callable[[Path], list[str]], str]] = {
         lambda t: null_sweep(t, "--address", "nowhere"),
         "expected HOST:PORT",
     ),
+    "address_port_out_of_range": (  # issue 32: was "connection refused"
+        lambda t: null_sweep(t, "--address", "127.0.0.1:99999"),
+        "--address 127.0.0.1:99999: a port is 1 to 65535",
+    ),
     "yaml_is_a_directory": (lambda t: ["sweep", str(t), "--dry-run"], "is a directory"),
     "yaml_missing": (lambda t: ["sweep", str(t / "none.yaml"), "--dry-run"], "file not found"),
     "set_a_space_entry": (
@@ -96,7 +101,7 @@ CLI: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     ),
     "set_unknown_key": (
         lambda t: ["sweep", QUICK, "--dry-run", "--set", "fixed.nope=1"],
-        "unknown key",
+        "--set fixed.nope: unknown key",
     ),
     "scale_unknown": (lambda t: ["sweep", QUICK, "--dry-run", "--scale", "huge"], "--scale"),
     "table_without_store": (

@@ -31,6 +31,8 @@ def check_address(address: str | None) -> None:
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise UserError("expected HOST:PORT (or auto)", where=f"--address {address}")
+    if not 1 <= int(port) <= 65535:
+        raise UserError("a port is 1 to 65535", where=f"--address {address}")
     try:
         socket.create_connection((host, int(port)), timeout=ADDRESS_TIMEOUT_S).close()
     except OSError as exc:

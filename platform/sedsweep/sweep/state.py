@@ -16,6 +16,7 @@ from sedsweep.sweep.record import RECORD_FILE, read_record
 from sedsweep.tracking import SQLITE, sqlite_db
 
 STATE_FILE = "sedsweep.json"
+_FIELD_TYPES = {"spec": dict, "offline": bool}  # every other field of SweepState is a string
 
 
 @dataclass
@@ -54,6 +55,11 @@ class SweepState:
         missing = [n for n in names if not isinstance(data, dict) or n not in data]
         if missing:
             raise UserError(f"sweep state lacks {', '.join(missing)}", where=path)
+        wrong = [f.name for f in dataclasses.fields(cls)
+                 if not isinstance(data[f.name], _FIELD_TYPES.get(f.name, str))]  # fmt: skip
+        if wrong:
+            raise UserError(f"sweep state has fields of the wrong type: {', '.join(wrong)}",
+                            where=path)  # fmt: skip
         state = cls(**{n: data[n] for n in names})
         written, here = Path(state.path), path.parent.resolve()
         if written != here:
