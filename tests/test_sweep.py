@@ -652,3 +652,41 @@ def test_figures_go_to_the_best_trial_of_each_grid_cell_or_of_a_search(tmp_path)
         for i, v in enumerate([0.5, 0.7, 0.9, 0.6])
     ]  # fmt: skip
     assert [r.metrics["trial_id"] for r in figure_trials(tpe, runs)] == ["1"]  # 2: no checkpoint
+
+
+def test_an_address_where_another_service_or_nothing_answers_is_refused_quickly(
+    tmp_path, capsys, monkeypatch
+):
+    """Issue 32: `--address` only checked that TCP connects: an MLflow server's port hung 157 s
+    in ray.init's retries, a proxy that accepts anything ended in a traceback after 41 s. Now
+    the address must answer Ray's GCS handshake (gRPC over HTTP/2) before anything starts."""
+    import http.server
+    import socket
+    import threading
+    import time
+
+    from sedsweep.sweep import cluster
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    monkeypatch.setattr(cluster, "ADDRESS_TIMEOUT_S", 2)
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the backlog), never answers
+    try:
+        for port, message in ((web.server_address[1], "another service answers there, not a "
+                                                      "Ray head (it does not speak gRPC)"),
+                              (silent.getsockname()[1], "something accepts connections there "
+                                                        "but says nothing in 2 s")):  # fmt: skip
+            started = time.monotonic()
+            args = ["sweep", str(NULL), "--scale", "tiny", "--workdir", str(tmp_path),
+                    "--address", f"127.0.0.1:{port}"]  # fmt: skip
+            assert main(args) == 2
+            err = capsys.readouterr().err.strip()
+            assert err.startswith(f"sedsweep: error: --address 127.0.0.1:{port}: {message}"), err
+            assert time.monotonic() - started < 10 and not (tmp_path / "ray").exists()
+    finally:
+        web.shutdown()
+        silent.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 
 from sedsweep.errors import UserError
 from sedsweep.processes import reaped_if_killed
@@ -22,24 +23,61 @@ ADDRESS_TIMEOUT_S = 10
 
 
 def check_address(address: str | None) -> None:
-    """A `--address HOST:PORT` must answer within `ADDRESS_TIMEOUT_S`: Ray itself retries
-    an address where nothing listens for minutes, warning all the while."""
+    """A `--address HOST:PORT` must answer within `ADDRESS_TIMEOUT_S`, and answer as a Ray
+    head's GCS does (gRPC: an HTTP/2 server's SETTINGS frame): Ray itself retries an address
+    where nothing listens, or where another service answers, for minutes."""
     import socket
 
     if not address or address in ("auto", "local") or "://" in address:
         return
     host, _, port = address.rpartition(":")
+    where = f"--address {address}"
     if not host or not port.isdigit():
-        raise UserError("expected HOST:PORT (or auto)", where=f"--address {address}")
+        raise UserError("expected HOST:PORT (or auto)", where=where)
     if not 1 <= int(port) <= 65535:
-        raise UserError("a port is 1 to 65535", where=f"--address {address}")
+        raise UserError("a port is 1 to 65535", where=where)
     try:
-        socket.create_connection((host, int(port)), timeout=ADDRESS_TIMEOUT_S).close()
+        with socket.create_connection((host, int(port)), timeout=ADDRESS_TIMEOUT_S) as sock:
+            first = _http2_reply(sock, ADDRESS_TIMEOUT_S)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
+        raise UserError(f"no Ray head answers there ({reason})", where=where) from None
+    if first is None:
         raise UserError(
-            f"no Ray head answers there ({reason})", where=f"--address {address}"
-        ) from None
+            f"something accepts connections there but says nothing in {ADDRESS_TIMEOUT_S} s: "
+            "not a Ray head", where=where,
+        )  # fmt: skip
+    if len(first) < 9 or first[3] != SETTINGS_FRAME:
+        raise UserError(
+            "another service answers there, not a Ray head (it does not speak gRPC)", where=where
+        )
+
+
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 section 3.4
+SETTINGS_FRAME = 0x4
+
+
+def _http2_reply(sock: socket.socket, timeout: float) -> bytes | None:
+    """Send HTTP/2's client preface and an empty SETTINGS frame; return the first 9 bytes the
+    server sends back (a frame header: a gRPC server's is its SETTINGS frame, an HTTP/1 server
+    answers with text), fewer if it closes, or None if it stays silent for `timeout` s."""
+    import time
+
+    sock.sendall(HTTP2_PREFACE + bytes([0, 0, 0, SETTINGS_FRAME, 0, 0, 0, 0, 0]))
+    got, deadline = b"", time.monotonic() + timeout
+    while len(got) < 9:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(9 - len(got))
+        except TimeoutError:
+            return None
+        if not chunk:
+            break
+        got += chunk
+    return got
 
 
 def start_ray(plan: SweepPlan, address: str | None) -> None:
