@@ -872,10 +872,12 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"sedsweep: error: {exc}", err=True)
         return _exit(2, argv)
     except typer.TyperException as exc:  # the base of click's usage errors (vendored by typer)
-        if hasattr(exc, "show"):
-            exc.show()
-        else:
-            typer.echo(f"sedsweep: error: {exc}", err=True)
+        # one line, as every other input error: the command, what is wrong, where help is
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "sedsweep"
+        text = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        typer.echo(f"sedsweep: error: {command}: {' '.join(text.split())} "
+                   f"(see `{command} --help`)", err=True)  # fmt: skip
         return _exit(getattr(exc, "exit_code", 2), argv)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("sedsweep: interrupted", err=True)

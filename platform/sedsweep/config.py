@@ -72,7 +72,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         raise UserError("is a directory, not a YAML file", where=path)
     if not path.is_file():
-        raise UserError("file not found", where=path)
+        exists = path.exists() or path.is_symlink()
+        raise UserError("not a regular file" if exists else "file not found", where=path)
     if path.stat().st_size > MAX_YAML_BYTES:
         raise UserError(f"larger than {MAX_YAML_BYTES // 1024} KiB: not a config file", where=path)
     try:
