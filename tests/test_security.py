@@ -197,3 +197,38 @@ def test_a_damaged_checkpoint_is_one_line(tmp_path):
         load_state(damaged)
     assert str(err.value).startswith(f"{damaged}: unreadable checkpoint (")
     assert "\n" not in str(err.value)
+
+
+def test_resume_refuses_a_planted_or_damaged_tune_state_before_touching_anything(tmp_path, capsys):
+    """Issue 32: Ray swallowed the searcher's refusal ("Failed to restore the run state"),
+    resumed from an empty state and deleted three child runs as orphans. Now `resume` checks
+    what Tune will read first and stops in one line naming the file; nothing is written."""
+    import json
+    import pickle
+
+    from sedsweep.cli import main
+
+    sweep = tmp_path / "ray" / "quickstart-1"
+    sweep.mkdir(parents=True)
+    (sweep / "sedsweep.json").write_text(json.dumps({
+        "experiment": "quickstart-1", "path": str(sweep), "workdir": str(tmp_path),
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment_id": "1",
+        "parent_run_id": "p", "source": str(QUICK), "spec": {}, "execution": "e",
+        "offline": False,
+    }))  # fmt: skip
+    state = sweep / "experiment_state-2026-12-06_07-00-00.json"
+    state.write_text("{not json")
+    before = sorted(p.name for p in sweep.iterdir())
+    assert main(["resume", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"sedsweep: error: {state}: unreadable Ray Tune experiment state (JSONDecodeError)")
+    state.write_text(json.dumps({"trial_data": []}))
+    marker = tmp_path / "pwned"
+    planted = sweep / "searcher-state-2026-12-06_07-00-00.pkl"
+    planted.write_bytes(pickle.dumps(Planted(marker)))
+    assert main(["resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"sedsweep: error: {planted}: not a sedsweep searcher state"), err
+    assert not marker.exists()
+    assert sorted(p.name for p in sweep.iterdir()) == sorted([*before, planted.name])
+    assert not (tmp_path / "mlflow.db").exists()  # no store opened, no run touched

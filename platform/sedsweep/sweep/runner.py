@@ -31,7 +31,12 @@ from sedsweep.sweep.cluster import check_address, ray_environment, start_ray
 from sedsweep.sweep.execution import Execution, running
 from sedsweep.sweep.outcome import TABLES_HOOK, OnFinish, SweepOutcome, finish
 from sedsweep.sweep.registry import make_scheduler
-from sedsweep.sweep.snapshot import ended_short, recreate_deleted_checkpoints, reopen_ended_short
+from sedsweep.sweep.snapshot import (
+    check_experiment_state,
+    ended_short,
+    recreate_deleted_checkpoints,
+    reopen_ended_short,
+)
 from sedsweep.sweep.spec import (
     CheckpointPolicy,
     SweepPlan,
@@ -202,6 +207,11 @@ def resume_sweep(
     check_address(address)
     state_file = find_state(target)
     state = SweepState.load(state_file)
+    # what Tune will restore is checked first: a refused state stops here, nothing touched
+    from sedsweep.sweep.search import check_saved_state
+
+    check_experiment_state(Path(state.path))
+    check_saved_state(Path(state.path))
     state.save()  # paths as resolved from where the sweep is now (a copy, a move)
     if not state.offline:
         probe(state.tracking_uri)

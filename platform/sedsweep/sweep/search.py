@@ -353,6 +353,17 @@ class OptunaPruningSearch(Searcher):
 STATE_FORMAT = "sedsweep.optuna-search/1"
 
 
+def check_saved_state(experiment: Path) -> None:
+    """The searcher state Tune will restore from a sweep's Ray directory (its newest
+    `searcher-state-*.pkl`, by name, as Tune picks it) must be one this searcher wrote; else
+    a UserError naming it, before Tune reads it. Tune itself logs a refused state and goes on
+    from an empty one, which runs the search again from its first trial and deletes the
+    record's runs as orphans."""
+    found = sorted(experiment.glob(Searcher.CKPT_FILE_TMPL.format("*")))
+    if found:
+        _read_state(found[-1])
+
+
 def random_states(sampler: Any, prefix: str = "") -> Iterator[tuple[str, np.random.RandomState]]:
     """Every numpy RandomState an Optuna sampler draws from, by attribute path: its own (kept
     in a LazyRandomState) and those of the samplers it falls back to (TPE's, NSGA-II's random

@@ -8,9 +8,27 @@ import re
 from collections.abc import Collection
 from pathlib import Path
 
+from sedsweep.errors import UserError
 from sedsweep.fsio import write_json
 from sedsweep.journal import Journal
 from sedsweep.tracking import ENDED_SHORT_TAG
+
+
+def check_experiment_state(experiment: Path) -> None:
+    """Tune's newest experiment snapshot (what `Tuner.restore` reads), when there is one, must
+    be a JSON object with its trials; else a UserError naming it: Tune would log the problem
+    and start the experiment again from nothing. (A driver killed before Tune's first snapshot
+    leaves none: Tune then starts the trials afresh, which is right.)"""
+    states = sorted(experiment.glob("experiment_state-*.json"))  # Tune restores the newest
+    if not states:
+        return
+    try:
+        data = json.loads(states[-1].read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"unreadable Ray Tune experiment state ({type(exc).__name__})",
+                        where=states[-1]) from None  # fmt: skip
+    if not isinstance(data, dict) or not isinstance(data.get("trial_data"), list):
+        raise UserError("not a Ray Tune experiment state (no trial_data)", where=states[-1])
 
 
 def recreate_deleted_checkpoints(experiment: Path) -> list[Path]:
