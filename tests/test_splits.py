@@ -127,13 +127,13 @@ def test_dry_run_prints_the_corpus_its_splits_the_features_and_the_scale(
 ):
     """Issue 16: `--dry-run` printed neither the data source nor the feature parameters, and
     what `--scale` changed showed only in run.yaml after training."""
-    corpus = make_corpus("hand")
+    corpus = make_corpus("hand", n=20)
     path = sweep_file(tmp_path, corpus, "null_load.yaml")
     assert main(["sweep", str(path), "--scale", "tiny", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert f"data: {corpus.resolve()}: corpus 'hand' (fingerprint " in out
-    assert "6 clips in folds [1, 2], 2 classes" in out
-    assert "clips per split: train 3, val 0, test 3" in out  # null: val_fraction 0 (tiny)
+    assert "20 clips in folds [1, 2], 2 classes" in out
+    assert "clips per split: train 8, val 2, test 10" in out  # 15 % of fold 1 validates
     assert "features: sr " in out and "n_mels " in out and "hop_length " in out
     assert "scale 'tiny' sets: config {" in out
 
@@ -167,7 +167,7 @@ def test_staged_on_an_all_verified_training_split_is_refused_before_features(
     """Issue 16: staged on a DCASE import (every clip verified) failed with "stage 2 needs
     unverified training clips" only after feature extraction, and in a sweep after Ray had
     started. Now one line at plan time, with the setting that fixes it."""
-    corpus = make_corpus("verified")  # fold 1 (staged's training folds) is all verified
+    corpus = make_corpus("verified", n=20)  # fold 1 (staged's training folds): all verified
     path = sweep_file(tmp_path, corpus, "staged_k_alpha.yaml")
     assert main(["sweep", str(path), "--scale", "tiny", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
@@ -180,7 +180,19 @@ def test_staged_on_an_all_verified_training_split_is_refused_before_features(
     assert not (workdir / "feature-cache").exists()  # refused before any extraction
     fixed = ["--set", "fixed.staged.verified_only=true"]
     assert main(["sweep", str(path), "--scale", "tiny", "--dry-run", *fixed]) == 0
-    assert "clips per split: train 3" in capsys.readouterr().out
+    assert "clips per split: train 8" in capsys.readouterr().out
+
+
+def test_a_split_without_validation_clips_is_refused_at_plan_time(tmp_path, make_corpus, capsys):
+    """Issue 32: a corpus whose split leaves no validation clips passed the dry run, and Tune
+    crashed after the training (trials are ranked by validation metrics). 6 clips: fold 1
+    has 3, and 15 % of 3 rounds to none."""
+    corpus = make_corpus("small")
+    path = sweep_file(tmp_path, corpus, "null_load.yaml")
+    assert main(["sweep", str(path), "--scale", "tiny", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"sedsweep: error: {path}: split: the validation split is empty, and the "
+                   "objective is a validation metric (the corpus has 6 clips in folds [1, 2])")
 
 
 def test_a_plan_checks_a_corpus_directory_unless_told_not_to(tmp_path):

@@ -41,6 +41,7 @@ from sedsweep.sweep.spec import (
     CheckpointPolicy,
     SweepPlan,
     SweepSpec,
+    check_selection_split,
     conditions,
     data_key,
     plan_sweep,
@@ -113,6 +114,7 @@ def check_method(plan: SweepPlan, features: dict[str, FeatureSet]) -> None:
             splits = method_cls(cfg, fs, torch.device("cpu")).splits
         except ValueError as exc:
             raise split_error(exc, fs.folds, plan.source) from None
+        check_selection_split(plan, splits, fs.folds)
         for note in splits.notes(fs.weak, fs.classes):
             print(f"warning: {plan.source}: {note}", file=sys.stderr, flush=True)
 

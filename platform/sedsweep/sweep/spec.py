@@ -38,6 +38,7 @@ from sedsweep.runspec import (
     check_corpus,
     describe_data,
     resolve,
+    split_error,
 )
 from sedsweep.sweep.registry import (
     SAMPLERS,
@@ -652,8 +653,19 @@ def plan_sweep(spec: SweepSpec, source: str, *, check_data: bool = True) -> Swee
     for variant in plan.data_variants if check_data else []:  # a corpus it cannot split: now
         run = plan.variant_run(variant)
         if run.spec.data.path:
-            check_corpus(run, Corpus.load(run.spec.data.path), source)
+            corpus = Corpus.load(run.spec.data.path)
+            check_selection_split(plan, check_corpus(run, corpus, source),
+                                  [c.fold for c in corpus.clips])  # fmt: skip
     return plan
+
+
+def check_selection_split(plan: SweepPlan, splits: Any, clip_folds: Any) -> None:
+    """Trials are ranked by their objectives, validation metrics: a split with no validation
+    clips is refused with the corpus's fold layout before any trial runs (Tune crashed after
+    the training)."""
+    if len(splits.val) == 0 and any(o.metric.startswith("val/") for o in plan.spec.objectives):
+        raise split_error(ValueError("the validation split is empty, and the objective is a "
+                                     "validation metric"), clip_folds, plan.source)  # fmt: skip
 
 
 def _check_conditions(spec: SweepSpec, source: str) -> None:
