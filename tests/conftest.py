@@ -112,7 +112,8 @@ def local_ray(_ray_of_the_run: None) -> None:
 def quickstart_sweep(_ray_of_the_run: None, tmp_path_factory: pytest.TempPathFactory):
     """The README's quickstart as it is (TPE + ASHA, 8 trials, 6 epochs, its tables logged),
     run once for the tests that read its record: (work directory, plan, outcome). Tests that
-    add to the work directory do so under other experiment names."""
+    add to the work directory do so under other experiment names, or (`best`'s re-training)
+    as a child run of the parent without a trial id."""
     from sedsweep.report.tables import log_sweep_tables
     from sedsweep.sweep.runner import run_sweep
     from sedsweep.sweep.spec import load_sweep

@@ -61,10 +61,12 @@ def test_sigterm_during_a_sweep_marks_parent_and_open_children_killed(tmp_path):
 
 
 def interrupted_sweep(workdir: Path) -> CliProcess:
-    """A 2-trial null sweep, Ctrl-C'd once both trials' runs exist."""
+    """A 2-trial null sweep, Ctrl-C'd once both trials' runs exist. Each trial lasts 20 s
+    (10 epochs of 2 s): on a loaded machine the second trial may start several seconds after
+    the first (8 s-trials let the first finish before the second existed, seen in CI)."""
     args = ["sweep", str(ROOT / "search_spaces" / "null_load.yaml"), "--scale", "tiny",
             "--workdir", str(workdir), "--set", "budget.trials=2",
-            "--set", "fixed.sleep_s=2"]  # fmt: skip
+            "--set", "budget.max_epochs=10", "--set", "fixed.sleep_s=2"]  # fmt: skip
     proc = CliProcess(args, workdir.parent / f"{workdir.name}-sweep.log", cwd=ROOT)
     try:
         proc.wait_for(r"View detailed results here", 120)
