@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 
 from sedsweep.errors import UserError
 from sedsweep.processes import reaped_if_killed
@@ -61,8 +62,6 @@ def _http2_reply(sock: socket.socket, timeout: float) -> bytes | None:
     """Send HTTP/2's client preface and an empty SETTINGS frame; return the first 9 bytes the
     server sends back (a frame header: a gRPC server's is its SETTINGS frame, an HTTP/1 server
     answers with text), fewer if it closes, or None if it stays silent for `timeout` s."""
-    import time
-
     sock.sendall(HTTP2_PREFACE + bytes([0, 0, 0, SETTINGS_FRAME, 0, 0, 0, 0, 0]))
     got, deadline = b"", time.monotonic() + timeout
     while len(got) < 9:

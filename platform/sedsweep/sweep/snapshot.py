@@ -14,21 +14,27 @@ from sedsweep.journal import Journal
 from sedsweep.tracking import ENDED_SHORT_TAG
 
 
+def newest_state(experiment: Path) -> Path | None:
+    """Tune's newest experiment snapshot in `experiment` (the one `Tuner.restore` reads)."""
+    states = sorted(experiment.glob("experiment_state-*.json"))
+    return states[-1] if states else None
+
+
 def check_experiment_state(experiment: Path) -> None:
     """Tune's newest experiment snapshot (what `Tuner.restore` reads), when there is one, must
     be a JSON object with its trials; else a UserError naming it: Tune would log the problem
     and start the experiment again from nothing. (A driver killed before Tune's first snapshot
     leaves none: Tune then starts the trials afresh, which is right.)"""
-    states = sorted(experiment.glob("experiment_state-*.json"))  # Tune restores the newest
-    if not states:
+    newest = newest_state(experiment)
+    if newest is None:
         return
     try:
-        data = json.loads(states[-1].read_text(encoding="utf-8"))
+        data = json.loads(newest.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise UserError(f"unreadable Ray Tune experiment state ({type(exc).__name__})",
-                        where=states[-1]) from None  # fmt: skip
+                        where=newest) from None  # fmt: skip
     if not isinstance(data, dict) or not isinstance(data.get("trial_data"), list):
-        raise UserError("not a Ray Tune experiment state (no trial_data)", where=states[-1])
+        raise UserError("not a Ray Tune experiment state (no trial_data)", where=newest)
 
 
 def recreate_deleted_checkpoints(experiment: Path) -> list[Path]:
@@ -47,9 +53,9 @@ def recreate_deleted_checkpoints(experiment: Path) -> list[Path]:
     JSON; the checkpoint list inside is a pickle, read here as bytes (folder names), never
     unpickled.
     """
-    states = sorted(experiment.glob("experiment_state-*.json"))  # Tune restores the newest
+    newest = newest_state(experiment)
     try:
-        trials = json.loads(states[-1].read_text())["trial_data"] if states else []
+        trials = json.loads(newest.read_text())["trial_data"] if newest else []
     except (OSError, ValueError, KeyError, TypeError):
         return []
     made = []
@@ -91,10 +97,10 @@ def reopen_ended_short(experiment: Path, trial_ids: Collection[str]) -> list[str
     again, so a resume could not finish the sweep. Only the snapshot's plain-JSON status
     field changes; the file is rewritten atomically.
     """
-    states = sorted(experiment.glob("experiment_state-*.json"))  # Tune restores the newest
-    if not trial_ids or not states:
+    newest = newest_state(experiment)
+    if not trial_ids or newest is None:
         return []
-    data = json.loads(states[-1].read_text())
+    data = json.loads(newest.read_text())
     reopened = []
     for entry in data["trial_data"]:
         trial = json.loads(entry[0])
@@ -103,5 +109,5 @@ def reopen_ended_short(experiment: Path, trial_ids: Collection[str]) -> list[str
             entry[0] = json.dumps(trial)
             reopened.append(trial["trial_id"])
     if reopened:
-        write_json(states[-1], data)
+        write_json(newest, data)
     return reopened

@@ -565,23 +565,27 @@ def load_sweep(
             )
     raw = read_sweep_file(path, scale)
     try:
-        return plan_sweep(validate(SweepSpec, with_overrides(raw, overrides or {}), source), source)
+        return _plan(raw, overrides or {}, source)
     except UserError:
         if overrides:
             _blame_an_override(raw, overrides, source)
         raise
 
 
+def _plan(raw: dict[str, Any], overrides: dict[str, Any], source: str) -> SweepPlan:
+    return plan_sweep(validate(SweepSpec, with_overrides(raw, overrides), source), source)
+
+
 def _blame_an_override(raw: dict[str, Any], overrides: dict[str, Any], source: str) -> None:
     """When the file is valid on its own and one `--set` alone makes it invalid, raise that
     error as the `--set`'s (else return: the file's own error, or the combination's, stands)."""
     try:
-        plan_sweep(validate(SweepSpec, raw, source), source)
+        _plan(raw, {}, source)
     except UserError:
         return
     for key, value in overrides.items():
         try:
-            plan_sweep(validate(SweepSpec, with_overrides(raw, {key: value}), source), source)
+            _plan(raw, {key: value}, source)
         except UserError as alone:
             raise UserError(alone.message, where=f"--set {key}") from None
 
