@@ -474,8 +474,9 @@ class Drainer:
             if op in BATCHED:
                 batches.setdefault(key, _Batch()).add(event)
                 continue
-            # what was batched goes first: the run's own batch, or every batch before a hook
-            for other in list(batches) if op == Op.HOOK else [key] if key in batches else []:
+            # what was batched goes first: every batch before a hook, else the run's own
+            before = list(batches) if op == Op.HOOK else [k for k in (key,) if k in batches]
+            for other in before:
                 self._send(other, batches.pop(other))
             APPLY[op](self, key, event)
         for key, batch in batches.items():
