@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,12 @@ import pytest
 import soundfile as sf
 
 SR = 16000
+
+# the sealing key that sweeps make on first use (`sweep.seal`) stays out of the user's ~/.config;
+# one per user, shared by xdist workers and the `sedsweep` processes tests start
+os.environ.setdefault(
+    "SEDSWEEP_SEAL_KEY", str(Path(tempfile.gettempdir()) / f"sedsweep-tests-{os.getuid()}/seal.key")
+)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +153,7 @@ def postgres():
 SERIAL_GROUPS = {
     "kills": ("chaos/test_kill.py", "chaos/test_debris.py", "test_signals.py", "test_slurm.py"),
     "servers": ("test_tracking_outage.py", "test_mlflow_server.py"),
-    "quickstart": ("test_sweep.py", "test_report.py"),  # both read `quickstart_sweep`
+    "quickstart": ("test_sweep.py", "test_report.py", "test_seal.py"),  # `quickstart_sweep`
 }
 
 
@@ -166,4 +174,3 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     # collected first (tests/chaos) and so started first
     config.option.loadscopereorder = False
     return ByWorkUnit(config, log)
-

@@ -226,8 +226,10 @@ BAD_INPUTS = {
         ["clips.csv line 4", "NUL byte"],
     ),
     "audio_path_symlink_loop": (
-        lambda r: ((r / "audio" / "c2.wav").unlink(),
-                   (r / "audio" / "c2.wav").symlink_to(r / "audio" / "c2.wav")),
+        lambda r: (
+            (r / "audio" / "c2.wav").unlink(),
+            (r / "audio" / "c2.wav").symlink_to(r / "audio" / "c2.wav"),
+        ),
         ["clips.csv line 4", "'path'", "c2.wav"],
     ),
     "path_out_of_the_corpus": (

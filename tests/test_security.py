@@ -221,7 +221,8 @@ def test_resume_refuses_a_planted_or_damaged_tune_state_before_touching_anything
     before = sorted(p.name for p in sweep.iterdir())
     assert main(["resume", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"sedsweep: error: {state}: unreadable Ray Tune experiment state (JSONDecodeError)")
+        f"sedsweep: error: {state}: unreadable Ray Tune experiment state (JSONDecodeError)"
+    )
     state.write_text(json.dumps({"trial_data": []}))
     marker = tmp_path / "pwned"
     planted = sweep / "searcher-state-2026-12-06_07-00-00.pkl"

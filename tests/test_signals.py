@@ -111,7 +111,9 @@ def test_ctrl_c_after_every_trial_started_is_interrupted_not_stopped_early(tmp_p
 
 def test_a_copied_or_moved_workdir_resumes_into_itself(tmp_path):
     """Issue 15 F6: `resume` followed the absolute paths in sedsweep.json: a copied work
-    directory resumed into the original; a moved one recreated the old path."""
+    directory resumed into the original; a moved one recreated the old path. Issue 32: its
+    SQLite store still wrote MLflow's artifacts into the original's `mlartifacts`. Every file
+    under the original is fingerprinted: the resume of the copy writes none of them."""
     import hashlib
     import shutil
 
@@ -120,26 +122,29 @@ def test_a_copied_or_moved_workdir_resumes_into_itself(tmp_path):
     assert interrupted_sweep(original).code == 1
 
     def fingerprint(root: Path) -> dict[str, str]:
-        """The runs in its store and every journal and state file (MLflow's artifact
-        directory is left out: a copied SQLite store points at the original's, said below)."""
-        runs = {name: status for name, status in statuses(root).items()}
-        files = {
+        return {
             str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in root.glob("ray/*/**/*") if p.is_file() and p.suffix in (".json", ".jsonl")
+            for p in sorted(root.rglob("*")) if p.is_file()
         }  # fmt: skip
-        return {**runs, **files}
 
     before = fingerprint(original)
+    assert any(name.startswith("mlartifacts/") for name in before)
     copy = tmp_path / "copy"
     shutil.copytree(original, copy, symlinks=True)
     again = CliProcess(["resume", str(copy)], tmp_path / "resume-copy.log", cwd=ROOT)
     assert again.finish(300) == 0, again.output[-3000:]
     assert "2 completed of 2 planned" in again.output and str(copy) in again.output
-    assert f"this store keeps its artifacts in {original / 'mlartifacts'}" in again.output
+    moved_note = (f"artifact locations moved from {original / 'mlartifacts'} "
+                  f"to {copy / 'mlartifacts'}")  # fmt: skip
+    assert moved_note in again.output
     assert fingerprint(original) == before  # the original was not touched
     assert set(statuses(copy).values()) == {"FINISHED"}
+    client = client_for(tracking_uri_for(copy))
+    for run in client.search_runs([e.experiment_id for e in client.search_experiments()]):
+        assert str(copy / "mlartifacts") in run.info.artifact_uri, run.info.artifact_uri
     moved = tmp_path / "moved"
     copy.rename(moved)
     third = CliProcess(["resume", str(moved)], tmp_path / "resume-moved.log", cwd=ROOT)
     assert third.finish(300) == 0, third.output[-3000:]
+    assert f"artifact locations moved from {copy / 'mlartifacts'}" in third.output
     assert not copy.exists()  # the old path is not recreated

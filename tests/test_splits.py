@@ -191,8 +191,10 @@ def test_a_split_without_validation_clips_is_refused_at_plan_time(tmp_path, make
     path = sweep_file(tmp_path, corpus, "null_load.yaml")
     assert main(["sweep", str(path), "--scale", "tiny", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == (f"sedsweep: error: {path}: split: the validation split is empty, and the "
-                   "objective is a validation metric (the corpus has 6 clips in folds [1, 2])")
+    assert err == (
+        f"sedsweep: error: {path}: split: the validation split is empty, and the "
+        "objective is a validation metric (the corpus has 6 clips in folds [1, 2])"
+    )
 
 
 def test_a_plan_checks_a_corpus_directory_unless_told_not_to(tmp_path):

@@ -492,10 +492,23 @@ def test_dry_run_prints_the_plan_without_ray(tmp_path, capsys):
         ("{not json", "unreadable sweep state"),
         ('{"experiment": "x", "path": "/nowhere"}', "sweep state lacks workdir, tracking_uri"),
         ("[1, 2]", "sweep state lacks experiment"),
-        (json.dumps({"experiment": "x", "path": 3, "workdir": "w", "tracking_uri": "u",
-                     "experiment_id": "", "parent_run_id": "", "source": "s", "spec": [],
-                     "execution": "e", "offline": "no"}),
-         "sweep state has fields of the wrong type: path, spec, offline"),
+        (
+            json.dumps(
+                {
+                    "experiment": "x",
+                    "path": 3,
+                    "workdir": "w",
+                    "tracking_uri": "u",
+                    "experiment_id": "",
+                    "parent_run_id": "",
+                    "source": "s",
+                    "spec": [],
+                    "execution": "e",
+                    "offline": "no",
+                }
+            ),
+            "sweep state has fields of the wrong type: path, spec, offline",
+        ),
     ],
     ids=["missing", "corrupt", "incomplete", "not-a-mapping", "wrong-types"],
 )

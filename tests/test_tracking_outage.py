@@ -153,6 +153,7 @@ def acknowledged_epochs(workdir: Path, sweep: CliProcess, events: int) -> None:
 
 def backlog(workdir: Path, sweep: CliProcess, events: int) -> None:
     """Wait until `events` journaled events wait for the store."""
+
     def grown() -> bool:
         journaled, acknowledged = journal_progress(workdir)
         return journaled - acknowledged >= events

@@ -199,9 +199,19 @@ def frozen_store(tmp_path_factory):
     }  # fmt: skip
     trials = []
     for seed in range(3):
-        trials.append({"overrides": {"optim.lr": 3e-3, "seed": seed}, "flat": True, "metrics": {
-            **REFS, "train/loss_when": 0.3, AUC: 0.88 + seed / 100,
-            "best_val/when_frame_auc": 0.88 + seed / 100, "test/when_frame_auc": 0.9}})
+        trials.append(
+            {
+                "overrides": {"optim.lr": 3e-3, "seed": seed},
+                "flat": True,
+                "metrics": {
+                    **REFS,
+                    "train/loss_when": 0.3,
+                    AUC: 0.88 + seed / 100,
+                    "best_val/when_frame_auc": 0.88 + seed / 100,
+                    "test/when_frame_auc": 0.9,
+                },
+            }
+        )
         trials.append({"overrides": {"optim.lr": 1e-8, "seed": seed}, "flat": True, "metrics": {
             **REFS, "train/loss_when": 0.686, AUC: 0.72 + seed / 100,  # BN statistics moved
             "best_val/when_frame_auc": 0.99, "test/when_frame_auc": 0.7}})  # fmt: skip

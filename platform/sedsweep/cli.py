@@ -512,14 +512,23 @@ def resume_cmd(
     target: Annotated[Path, typer.Argument(help="A sweep's Ray directory or a work directory.")],
     address: Address = None,
     drain_timeout: DrainTimeout = 120.0,
+    trust_unsealed: Annotated[
+        bool,
+        typer.Option(
+            "--trust-unsealed",
+            help="Seal the sweep's Ray state as it is, then resume: for a sweep of yours that "
+            "resume refuses as not sealed (one from before sedsweep sealed its state).",
+        ),
+    ] = False,
 ) -> None:
     """Finish an interrupted sweep from its checkpoints, with the searcher state restored."""
     from sedsweep.report.tables import log_sweep_tables
     from sedsweep.sweep.runner import resume_sweep
 
     outcome = resume_sweep(
-        target, address=address, on_finish=log_sweep_tables, drain_timeout=drain_timeout
-    )
+        target, address=address, on_finish=log_sweep_tables, drain_timeout=drain_timeout,
+        trust_unsealed=trust_unsealed,
+    )  # fmt: skip
     _sweep_result(outcome)
 
 

@@ -159,6 +159,51 @@ def artifact_root_for(uri: str) -> Path | None:
     return None if db is None else db.parent / "mlartifacts"
 
 
+ARTIFACT_COLUMNS = (  # where MLflow 3's SQLite schema records artifact locations
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+)
+
+
+def relocate_artifacts(uri: str) -> tuple[Path, Path] | None:
+    """Point a SQLite store's recorded artifact locations at its own artifact root
+    (`artifact_root_for`) when they lie under another directory's `mlartifacts`: the store
+    was copied or moved with its work directory, and MLflow, which records absolute
+    locations, would otherwise write the copy's artifacts into the original (or recreate a
+    moved one's old path). Returns (old root, new root), or None when there was nothing to
+    move or the locations name more than one other root (not guessed). One transaction."""
+    import sqlite3
+
+    db = sqlite_db(uri)
+    if db is None or not db.is_file():
+        return None
+    root = (db.parent / "mlartifacts").resolve()
+    with contextlib.closing(sqlite3.connect(db)) as con, con:
+        tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master")}
+        olds = set()
+        for (location,) in con.execute("SELECT artifact_location FROM experiments"):
+            path = Path(str(location).removeprefix("file://"))
+            if path.is_absolute() and "mlartifacts" in path.parts:
+                last = len(path.parts) - 1 - path.parts[::-1].index("mlartifacts")
+                olds.add(Path(*path.parts[: last + 1]))
+        olds.discard(root)
+        if len(olds) != 1:
+            return None
+        old = olds.pop()
+        for table, column in ARTIFACT_COLUMNS:
+            if table not in tables:
+                continue
+            for before, after in ((old.as_uri(), root.as_uri()), (str(old), str(root))):
+                con.execute(
+                    f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                    f"WHERE substr({column}, 1, ?) = ? "
+                    f"AND (length({column}) = ? OR substr({column}, ?, 1) = '/')",
+                    (after, len(before) + 1, len(before), before, len(before), len(before) + 1),
+                )
+    return old, root
+
+
 def _with_userinfo(uri: str) -> Any:
     """The URI's parts (`urlsplit`) when it carries a user name or password, else None."""
     from urllib.parse import urlsplit

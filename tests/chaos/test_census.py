@@ -96,11 +96,15 @@ CLI: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     ),
     "yaml_is_a_directory": (lambda t: ["sweep", str(t), "--dry-run"], "is a directory"),
     # issue 32: click's usage errors were three lines
-    "unknown_option": (lambda t: ["sweep", QUICK, "--bogus"],
-                       "sedsweep sweep: No such option: --bogus (see `sedsweep sweep --help`)"),
+    "unknown_option": (
+        lambda t: ["sweep", QUICK, "--bogus"],
+        "sedsweep sweep: No such option: --bogus (see `sedsweep sweep --help`)",
+    ),
     "unknown_command": (lambda t: ["swep", QUICK], "No such command 'swep'. Did you mean 'sweep'?"),
-    "yaml_is_a_fifo": (lambda t: (os.mkfifo(t / "f.yaml"), ["sweep", str(t / "f.yaml")])[1],
-                       "f.yaml: not a regular file"),
+    "yaml_is_a_fifo": (
+        lambda t: (os.mkfifo(t / "f.yaml"), ["sweep", str(t / "f.yaml")])[1],
+        "f.yaml: not a regular file",
+    ),
     "yaml_missing": (lambda t: ["sweep", str(t / "none.yaml"), "--dry-run"], "file not found"),
     "set_a_space_entry": (
         lambda t: ["sweep", QUICK, "--dry-run", "--set", "space.optim.lr.low=5"],

@@ -140,9 +140,7 @@ class ComparisonTable:
         if cell.best is None:
             return summary + untrained
         value, trial, epochs = cell.best
-        return (
-            f"best {value:.{d}f} [{trial}, {epochs} ep] · {summary} at ep {cell.rung}{untrained}"
-        )
+        return f"best {value:.{d}f} [{trial}, {epochs} ep] · {summary} at ep {cell.rung}{untrained}"
 
     def paper_text(self, cell: Cell | None) -> str:
         """The published number, or an em dash."""

@@ -31,9 +31,11 @@ from sedsweep.sweep.cluster import check_address, ray_environment, start_ray
 from sedsweep.sweep.execution import Execution, running
 from sedsweep.sweep.outcome import TABLES_HOOK, OnFinish, SweepOutcome, finish
 from sedsweep.sweep.registry import make_scheduler
+from sedsweep.sweep.seal import TRUST_OPTION, TUNER_FILE, pickled_files, seal, verify
 from sedsweep.sweep.snapshot import (
     check_experiment_state,
     ended_short,
+    newest_state,
     recreate_deleted_checkpoints,
     reopen_ended_short,
 )
@@ -60,6 +62,7 @@ from sedsweep.tracking import (
     adopt_credentials,
     display_uri,
     probe,
+    relocate_artifacts,
     run_tags,
     run_url,
     sqlite_db,
@@ -201,9 +204,14 @@ def resume_sweep(
     on_finish: OnFinish | None = None,
     drain_timeout: float = DRAIN_TIMEOUT_S,
     notify: Notify = _print,
+    trust_unsealed: bool = False,
 ) -> SweepOutcome:
     """Restore an interrupted sweep (Tuner.restore) and finish its remaining trials; tracking
-    continues from the journal's last acknowledged event."""
+    continues from the journal's last acknowledged event.
+
+    Every file Ray would unpickle must match the seal its driver wrote (`sweep.seal`), else a
+    UserError before anything is touched; `trust_unsealed` seals them as they are instead
+    (the user vouches for them: a sweep from before sealing)."""
     ray_environment()
     tracking_environment()
     check_address(address)
@@ -212,17 +220,17 @@ def resume_sweep(
     # what Tune will restore is checked first: a refused state stops here, nothing touched
     from sedsweep.sweep.search import check_saved_state
 
-    check_experiment_state(Path(state.path))
+    experiment = Path(state.path)
+    if trust_unsealed:
+        seal(experiment, pickled_files(experiment))
+        notify(f"note: {TRUST_OPTION}: the Ray state in {experiment} is sealed as it is now")
+    verify(experiment)
+    check_experiment_state(experiment)
     check_saved_state(Path(state.path))
     state.save()  # paths as resolved from where the sweep is now (a copy, a move)
     if not state.offline:
         probe(state.tracking_uri)
-        elsewhere = _artifacts_elsewhere(state)
-        if elsewhere:
-            notify(
-                f"note: this store keeps its artifacts in {elsewhere}, outside {state.workdir} "
-                "(MLflow records absolute artifact locations): the resumed runs' artifacts go there"
-            )
+        _relocate_store(state, notify)
     plan = plan_sweep(SweepSpec.model_validate(state.spec), state.source)
     features = _features(plan, Path(state.workdir))
     tracker = Tracker(state, state_file.parent, "async", notify)
@@ -230,18 +238,17 @@ def resume_sweep(
     return _fit(Execution(plan, state, tracker, features, address, True, on_finish, drain_timeout))
 
 
-def _artifacts_elsewhere(state: SweepState) -> Path | None:
-    """The experiment's local artifact directory when it lies outside the sweep's work
-    directory (a copied work directory's SQLite store still points at the original's)."""
-    from sedsweep.tracking import client_for
-
-    if sqlite_db(state.tracking_uri) is None or not state.experiment_id:
-        return None
-    location = client_for(state.tracking_uri).get_experiment(state.experiment_id).artifact_location
-    if not location.startswith(("file://", "/")):
-        return None
-    path = Path(location.removeprefix("file://")).resolve()
-    return None if path.is_relative_to(Path(state.workdir).resolve()) else path
+def _relocate_store(state: SweepState, notify: Notify) -> None:
+    """A copied or moved work directory's own SQLite store writes its artifacts into its own
+    `mlartifacts`, not the original's (`tracking.relocate_artifacts`). A store outside the
+    work directory is shared with the original and left as it is."""
+    db = sqlite_db(state.tracking_uri)
+    if db is None or not db.resolve().is_relative_to(Path(state.workdir).resolve()):
+        return
+    moved = relocate_artifacts(state.tracking_uri)
+    if moved:
+        notify(f"note: the store's artifact locations moved from {moved[0]} to {moved[1]} "
+               "(a copied or moved work directory)")  # fmt: skip
 
 
 @dataclass
@@ -271,6 +278,8 @@ def sync_sweep(
     state = SweepState.load(state_file)
     uri = adopt_credentials(tracking_uri) if tracking_uri else state.tracking_uri
     probe(uri)
+    if not tracking_uri:
+        _relocate_store(state, notify)
 
     def hook(name: str, drainer: Drainer) -> None:
         parent = drainer.run_id(PARENT)
@@ -341,11 +350,14 @@ def _fit(execution: Execution) -> SweepOutcome:
     from ray import tune
 
     from sedsweep.sweep.search import OptunaPruningSearch
-    from sedsweep.sweep.tracking_callback import TrackingCallback
+    from sedsweep.sweep.tracking_callback import SealCallback, TrackingCallback
     from sedsweep.sweep.trainable import run_trial
 
     plan, state, tracker, address = (
-        execution.plan, execution.state, execution.tracker, execution.address
+        execution.plan,
+        execution.state,
+        execution.tracker,
+        execution.address,
     )
     s = plan.spec
     tracker.start()
@@ -364,8 +376,11 @@ def _fit(execution: Execution) -> SweepOutcome:
             {"cpu": s.resources.cpu, "gpu": s.resources.gpu},
         )  # fmt: skip
         if execution.resume:
-            for trial_id in reopen_ended_short(Path(state.path), ended_short(tracker.journal)):
+            reopened = reopen_ended_short(Path(state.path), ended_short(tracker.journal))
+            for trial_id in reopened:
                 tracker.notify(f"trial {trial_id} ended short with no stop decision: running again")
+            if reopened:
+                seal(Path(state.path), [newest_state(Path(state.path))])
             recreate_deleted_checkpoints(Path(state.path))
             tuner = tune.Tuner.restore(
                 state.path, trainable=trainable, resume_unfinished=True, resume_errored=True
@@ -390,12 +405,13 @@ def _fit(execution: Execution) -> SweepOutcome:
                 run_config=tune.RunConfig(
                     name=state.experiment,
                     storage_path=str(Path(state.path).parent),
-                    callbacks=[callback],
+                    callbacks=[callback, SealCallback()],
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                     failure_config=tune.FailureConfig(max_failures=s.budget.max_failures),
                     verbose=0,  # progress comes from the tracking callback
                 ),
             )
+            seal(Path(state.path), [Path(state.path) / TUNER_FILE])  # written by Tuner()
         started = time.perf_counter()
         with running(execution), terminate_as_interrupt():
             results = tuner.fit()
@@ -409,5 +425,3 @@ def _fit(execution: Execution) -> SweepOutcome:
         tracker.stop()
         raise
     return finish(execution, results)
-
-

@@ -59,6 +59,7 @@ from sedsweep.sweep.spec import (
 
 optuna.logging.set_verbosity(logging.WARNING)
 
+
 def trial_outcome(
     result: dict[str, Any] | None, error: bool, metrics: list[str], max_epochs: int
 ) -> str:

@@ -720,7 +720,7 @@ def _check_acyclic(when: dict[str, dict[str, Any]], source: str) -> None:
 
     def visit(key: str, path: list[str]) -> None:
         if key in path:
-            cycle = " → ".join([*path[path.index(key):], key])
+            cycle = " → ".join([*path[path.index(key) :], key])
             raise UserError(f"the conditions form a cycle: {cycle}",
                             where=f"{source}: space.{path[0]}.when")  # fmt: skip
         if key in done:

@@ -78,7 +78,6 @@ def _rebased(old: Path, written: Path, here: Path) -> Path:
     return moved if moved.exists() or not old.exists() else old
 
 
-
 def find_state(target: Path) -> Path:
     """The state file of a sweep directory, or of the newest sweep under a work directory."""
     if (target / STATE_FILE).is_file():

@@ -26,7 +26,6 @@ def tracking_environment() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 
-
 class Tracker:
     """A sweep execution's journal and what sends it to the tracking store: a drainer in a
     child process (async), the journaling thread itself (inline), or nothing (offline)."""

@@ -23,6 +23,7 @@ from sedsweep.journal import DELETED, PARENT, Journal
 from sedsweep.metrics import SELECTED_EPOCH, SELECTED_PREFIX
 from sedsweep.progress import Progress
 from sedsweep.sweep.execution import current
+from sedsweep.sweep.seal import pickled_files, seal
 from sedsweep.sweep.spec import data_part, epoch_of, inactive_keys, trial_config
 from sedsweep.sweep.trainable import NODE_KEY, NONDETERMINISTIC_KEY, RESTORE_NOTE_KEY
 from sedsweep.tracking import (
@@ -43,8 +44,15 @@ from sedsweep.tracking import (
 )
 from sedsweep.validity import CHANCE_PREFIX
 
-METRIC_PREFIXES = ("train/", "val/", "test/", "epoch", SELECTED_PREFIX, SELECTED_EPOCH,
-                   CHANCE_PREFIX)
+METRIC_PREFIXES = (
+    "train/",
+    "val/",
+    "test/",
+    "epoch",
+    SELECTED_PREFIX,
+    SELECTED_EPOCH,
+    CHANCE_PREFIX,
+)
 MAX_RUN_NAME = 240  # MLflow's limit is 250 characters
 
 
@@ -272,3 +280,30 @@ def _error_text(trial: Any) -> str:
     if error is None:
         return "trial failed without an error record"
     return "".join(traceback.format_exception(error))
+
+
+class SealCallback(tune.Callback):
+    """Seals each Tune snapshot as it is taken: Tune asks callbacks for their state after it
+    wrote the snapshot into its staging directory and before it uploads it (`sweep.seal`).
+    Keeps no state of its own, so Tune writes no callback-state pickle."""
+
+    def __init__(self) -> None:
+        self._trials: list = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}  # pickled into tuner.pkl: no paths (a moved sweep), no key
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._trials = []
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        # Tune's own list, which it appends new trials to: the first snapshot comes in the
+        # first step, after that step's trials were added
+        self._trials = trials
+
+    def get_state(self) -> None:
+        if self._trials:
+            storage = self._trials[0].storage
+            staged = Path(storage.experiment_driver_staging_path)
+            seal(Path(storage.experiment_fs_path), pickled_files(staged))
+        return None
