@@ -338,12 +338,18 @@ def test_a_malformed_tracking_uri_is_one_line_without_its_password(tmp_path, cap
     from sedsweep.cli import main
 
     quick = Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml"
-    for uri in ("http://alice:s3cret@127.0.0.1:99999", "http://alice:s3cret@[::1"):
+    # (the URI, the warnings before its error: a password that parses is warned about)
+    for uri, warnings in (("http://alice:s3cret@127.0.0.1:99999", 1),
+                          ("http://alice:s3cret@[::1", 0)):  # fmt: skip
         args = ["sweep", str(quick), "--workdir", str(tmp_path), "--tracking-uri", uri]
         assert main(args) == 2
         err = capsys.readouterr().err.strip()
-        assert "s3cret" not in err and "alice" not in err and err.count("\n") == 0, err
-        assert err.startswith("sedsweep: error: http://"), err
+        assert "s3cret" not in err and "alice" not in err, err
+        *warned, error = err.splitlines()  # one error line
+        assert error.startswith("sedsweep: error: http://"), err
+        assert len(warned) == warnings, err
+        assert all(w.startswith("warning: --tracking-uri carries a password, which `ps` shows")
+                   for w in warned), err  # fmt: skip
 
 
 def test_probe_names_an_unreachable_server_within_seconds():

@@ -151,18 +151,21 @@ def connect(address: str, env: dict[str, str | None], timeout: float) -> str:
 
 @pytest.mark.slow
 def test_a_local_sweep_refuses_clients_without_its_token(tmp_path):
-    """A sweep's local Ray, as the product starts it (token auth on), runs code for a client
-    with the sweep's token and for no other, while the sweep runs (its trials sleep long
-    enough to outlast the clients); the sweep is then Ctrl-C'd and ends as interrupted."""
-    token = tmp_path / "token"
-    token.write_text(secrets.token_hex(32))
-    token.chmod(0o600)
+    """A sweep's local Ray, as the product starts it (token auth on, no token chosen), has a
+    token of its own (issue 32): in the driver's environment only (not in any process's
+    argv, no ~/.ray/auth_token written), so a client with the user's ~/.ray/auth_token is
+    refused like one without a token; with the sweep's token it runs code. The trials sleep
+    long enough to outlast the clients; the sweep is then Ctrl-C'd and ends as interrupted."""
+    home = tmp_path / "home"
+    users_token = home / ".ray" / "auth_token"  # what Ray 2.60 shares among local clusters
+    users_token.parent.mkdir(parents=True)
+    users_token.write_text(secrets.token_hex(32))
     sweep = CliProcess(
         ["sweep", str(ROOT / "search_spaces" / "null_load.yaml"), "--scale", "tiny",
          "--set", "fixed.sleep_s=60", "--set", "budget.trials=2",
          "--workdir", str(tmp_path / "work")],
         tmp_path / "sweep.log",
-        env={"RAY_AUTH_MODE": None, "RAY_AUTH_TOKEN_PATH": str(token)},  # the product default
+        env={"RAY_AUTH_MODE": None, "HOME": str(home)},  # the product default
     )  # fmt: skip
     try:
         sweep.wait_for(r"View detailed results here", timeout=120)
@@ -170,12 +173,17 @@ def test_a_local_sweep_refuses_clients_without_its_token(tmp_path):
         assert ports, sweep.output[-2000:]
         host = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
         address = f"{host[0] if host else '127.0.0.1'}:{ports[0].read_text().strip()}"
+        environ = Path(f"/proc/{sweep.proc.pid}/environ").read_bytes().split(b"\0")
+        token = next(v[15:].decode() for v in environ if v.startswith(b"RAY_AUTH_TOKEN="))
+        assert len(token) == 64 and token != users_token.read_text()
+        argv = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert token not in argv
         # the same address with the token works: the refusals below are the token's doing
-        owner = connect(address, {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}, 60)
+        owner = connect(address, {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}, 60)
         assert "RESULT ran code" in owner, owner[-2000:]
         strangers = (
             {"RAY_AUTH_MODE": "disabled"},
-            {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)},
+            {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(users_token)},
         )
         with ThreadPoolExecutor(len(strangers)) as pool:  # both try at once
             tried = list(pool.map(lambda env: connect(address, env, 30), strangers))
@@ -187,6 +195,7 @@ def test_a_local_sweep_refuses_clients_without_its_token(tmp_path):
         code = sweep.finish(timeout=300)
     assert code == 1, sweep.output[-3000:]
     assert "sweep incomplete; resume with" in sweep.output and "Traceback" not in sweep.output
+    assert [p.name for p in users_token.parent.iterdir()] == ["auth_token"]
 
 
 def test_a_damaged_checkpoint_is_one_line(tmp_path):

@@ -320,3 +320,26 @@ def test_the_head_address_is_one_other_nodes_can_reach():
     assert head_address("localhost", multi_node=True, override="10.0.0.5") == "10.0.0.5"
     with pytest.raises(UserError, match="RAY_HEAD_IP: cannot resolve the head node"):
         head_address("no-such-host.invalid", multi_node=True)
+
+
+def test_the_sweeps_command_line_carries_no_tracking_password(tmp_path, monkeypatch):
+    """Issue 32: SEDSWEEP_TRACKING_URI's credentials reach the sweep through its environment
+    (MLflow's own variables), never its argv (`ps` shows it to every user of every node);
+    Ray's node processes get neither."""
+    from sedsweep.slurm import RayOnSlurm, Settings
+    from sedsweep.tracking import PASSWORD_VAR, USERNAME_VAR
+
+    for var in (USERNAME_VAR, PASSWORD_VAR):
+        monkeypatch.delenv(var, raising=False)
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("name: x\n")
+    env = {"SEDSWEEP_SWEEP": str(sweep), "SEDSWEEP_STORAGE": str(tmp_path / "storage"),
+           "SEDSWEEP_TRACKING_URI": "http://alice:s3cret@mlflow.lab:5000",
+           "SLURM_JOB_ID": "7"}  # fmt: skip
+    settings = Settings.from_env(env)
+    cmd = settings.sweep_command("10.0.0.1:6379")
+    assert cmd[cmd.index("--tracking-uri") + 1] == "http://mlflow.lab:5000"
+    assert "s3cret" not in " ".join(cmd)
+    assert (os.environ[USERNAME_VAR], os.environ[PASSWORD_VAR]) == ("alice", "s3cret")
+    ray = RayOnSlurm(settings, tmp_path / "token", "127.0.0.1")
+    assert ray.env()[PASSWORD_VAR] == "s3cret" and PASSWORD_VAR not in ray.node_env()

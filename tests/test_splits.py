@@ -136,6 +136,31 @@ def test_dry_run_prints_the_corpus_its_splits_the_features_and_the_scale(
     assert "clips per split: train 8, val 2, test 10" in out  # 15 % of fold 1 validates
     assert "features: sr " in out and "n_mels " in out and "hop_length " in out
     assert "scale 'tiny' sets: config {" in out
+    assert "audio samples: 1.2 MB read: all finite" in out
+
+
+def test_dry_run_finds_non_finite_audio_in_one_line(tmp_path, make_corpus, capsys, monkeypatch):
+    """Issue 32: a WAV of NaN passed `--dry-run`. A small corpus's samples are read there;
+    a large one's are said to be checked when features are extracted."""
+    import soundfile as sf
+
+    from sedsweep import runspec
+
+    corpus = make_corpus("hand", n=20)
+    path = sweep_file(tmp_path, corpus, "null_load.yaml")
+    wav = corpus / "audio" / "c5.wav"
+    y, sr = sf.read(wav, dtype="float32")
+    y[100:200] = np.nan
+    sf.write(wav, y, sr, subtype="FLOAT")
+    args = ["sweep", str(path), "--scale", "tiny", "--dry-run"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"sedsweep: error: {wav}: audio file contains NaN or infinite samples"
+    monkeypatch.setattr(runspec, "SAMPLE_CHECK_BYTES", 1000)
+    assert main(args) == 0
+    assert "checked for NaN and infinite values when features are extracted" in (
+        capsys.readouterr().out
+    )
 
 
 def test_train_dry_run_prints_the_same_and_writes_nothing(tmp_path, make_corpus, capsys):

@@ -321,7 +321,7 @@ def test_dry_run_refuses_a_bad_claim(tmp_path, capsys):
 
 def test_misleading_inputs_get_the_real_reason(tmp_path):
     """Issue 15 F15: a directory given as the file, and `--set space.KEY...`."""
-    with pytest.raises(UserError, match="is a directory, not a YAML file"):
+    with pytest.raises(UserError, match="YAML file: is a directory"):
         load_sweep(tmp_path)
     with pytest.raises(UserError) as err:
         load_sweep(ROOT / "search_spaces" / "quickstart.yaml", {"space.optim.lr.low": 5})

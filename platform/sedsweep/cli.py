@@ -406,9 +406,7 @@ def train_cmd(
     workdir: Annotated[
         Path, typer.Option(help="Corpora, feature cache, MLflow store, runs.")
     ] = DEFAULT_WORKDIR,
-    tracking_uri: Annotated[
-        str | None, typer.Option(help="MLflow server instead of SQLite.")
-    ] = None,
+    tracking_uri: TrackingUri = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto).")] = None,
     experiment: Annotated[str | None, typer.Option(help="MLflow experiment name.")] = None,
     dry_run: Annotated[
@@ -453,7 +451,26 @@ def train_cmd(
 
 
 Workdir = Annotated[Path, typer.Option(help="Corpora, feature cache, MLflow store, Ray results.")]
-TrackingUri = Annotated[str | None, typer.Option(help="MLflow server instead of SQLite.")]
+
+
+def _password_in_argv(value: str | None) -> str | None:
+    if value:
+        from sedsweep.tracking import carries_password
+
+        if carries_password(value):
+            typer.echo(
+                "warning: --tracking-uri carries a password, which `ps` shows to every user of "
+                "this machine while this runs: set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD instead",
+                err=True,
+            )
+    return value
+
+
+TrackingUri = Annotated[
+    str | None,
+    typer.Option(help="MLflow server instead of SQLite.", callback=_password_in_argv),
+]
 Address = Annotated[str | None, typer.Option(help="Existing Ray cluster (default: local).")]
 DrainTimeout = Annotated[
     float,
@@ -554,7 +571,10 @@ def compare_cmd(
 def sync_cmd(
     target: Annotated[Path, typer.Argument(help="A sweep's Ray directory or a work directory.")],
     tracking_uri: Annotated[
-        str | None, typer.Option(help="Replay into this store (default: the sweep's own).")
+        str | None,
+        typer.Option(
+            help="Replay into this store (default: the sweep's own).", callback=_password_in_argv
+        ),
     ] = None,
 ) -> None:
     """Send a sweep's tracking journal to MLflow: what an outage or --offline left behind, or

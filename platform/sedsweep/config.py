@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sedsweep.errors import UserError
+from sedsweep.fsio import unusable
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -69,11 +70,8 @@ class UniqueKeyLoader(yaml.SafeLoader):
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing file, bad syntax or a non-mapping is a UserError."""
     path = Path(path)
-    if path.is_dir():
-        raise UserError("is a directory, not a YAML file", where=path)
     if not path.is_file():
-        exists = path.exists() or path.is_symlink()
-        raise UserError("not a regular file" if exists else "file not found", where=path)
+        raise UserError(unusable(path, "YAML file"), where=path)
     if path.stat().st_size > MAX_YAML_BYTES:
         raise UserError(f"larger than {MAX_YAML_BYTES // 1024} KiB: not a config file", where=path)
     try:

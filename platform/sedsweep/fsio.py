@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,6 +74,25 @@ def _cannot_write(dest: Path) -> Iterator[None]:
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise UserError(f"cannot write there ({reason})", where=dest) from None
+
+
+def unusable(path: str | Path, what: str, directory: bool = False) -> str:
+    """Why `path` cannot be read as `what` (e.g. "corpus directory"), for a one-line error:
+    not found, a symbolic link loop, permission denied, or the wrong kind of file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            dangling = os.path.islink(path)
+            return f"{what} not found" + (" (a symbolic link to nothing)" if dangling else "")
+        if exc.errno == errno.ELOOP:
+            return f"{what}: a loop of symbolic links"
+        return f"{what}: {(exc.strerror or str(exc)).lower()}"
+    if directory and not stat.S_ISDIR(mode):
+        return f"{what}: not a directory"
+    if not directory and stat.S_ISDIR(mode):
+        return f"{what}: is a directory"
+    return f"{what}: not a regular file"
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, model_validator
 
 from sedsweep.config import Strict, deep_merge, load_yaml, set_dotted, validate, with_overrides
+from sedsweep.data.audio import read_audio
 from sedsweep.data.corpus import META_FILE, Corpus
 from sedsweep.errors import UserError
 from sedsweep.features import FeatureParams, resolve_params
@@ -209,6 +210,24 @@ def check_corpus(resolved: Resolved, corpus: Corpus, where: str) -> Splits:
     return splits
 
 
+SAMPLE_CHECK_BYTES = 256 << 20  # audio that `--dry-run` reads whole (about a second per 100 MB)
+
+
+def check_samples(corpus: Corpus) -> str:
+    """For `--dry-run`: read every clip's samples when the corpus's audio is at most
+    `SAMPLE_CHECK_BYTES` (a NaN or infinite sample is a UserError naming the file, as when
+    features are extracted); a larger corpus is said to be checked then, which is still
+    before Ray starts and before any run exists."""
+    paths = sorted({corpus.audio_path(clip) for clip in corpus.clips})
+    size = sum(p.stat().st_size for p in paths)
+    if size > SAMPLE_CHECK_BYTES:
+        return (f"{size / 2**20:.0f} MB, checked for NaN and infinite values when features "
+                "are extracted (before Ray starts)")  # fmt: skip
+    for path in paths:
+        read_audio(path)
+    return f"{size / 2**20:.1f} MB read: all finite"
+
+
 def describe_data(resolved: Resolved, where: str) -> list[str]:
     """What a run reads, for `--dry-run`: the data source; for a corpus directory its name,
     fingerprint and clips per split (checked by `check_corpus`); the feature parameters and
@@ -224,6 +243,7 @@ def describe_data(resolved: Resolved, where: str) -> list[str]:
             f"{corpus.folds}, {len(corpus.classes)} classes",
             f"  clips per split: {sizes}",
             *(f"  warning: {n}" for n in splits.notes(corpus.weak_labels(), corpus.classes)),
+            f"  audio samples: {check_samples(corpus)}",
         ]
     elif data.remix is not None:
         r = data.remix

@@ -90,7 +90,7 @@ class Settings:
             sweep=sweep.resolve() if sweep else None,
             storage=storage.resolve(),
             workdir=workdir.resolve(),
-            tracking_uri=env.get("SEDSWEEP_TRACKING_URI") or None,
+            tracking_uri=_credentials_adopted(env.get("SEDSWEEP_TRACKING_URI") or None),
             extra=extra,
             resume=resume,
             node_timeout=timeout,
@@ -110,6 +110,15 @@ class Settings:
         if self.tracking_uri:
             cmd += ["--tracking-uri", self.tracking_uri]
         return cmd + self.extra
+
+
+def _credentials_adopted(uri: str | None) -> str | None:
+    """The URI without its user name and password, which move into this process's
+    environment (`tracking.adopt_credentials`): the sweep inherits them, and its command line,
+    which `ps` shows to every user of every node, carries none."""
+    from sedsweep.tracking import adopt_credentials
+
+    return adopt_credentials(uri) if uri else None
 
 
 def _required(env: dict[str, str], name: str) -> str:
@@ -228,6 +237,13 @@ class RayOnSlurm:
         return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token),
                 "RAY_USAGE_STATS_ENABLED": "0"}  # fmt: skip
 
+    def node_env(self) -> dict[str, str]:
+        """`env()` for Ray's own processes: without MLflow credentials (only the driver
+        tracks)."""
+        from sedsweep.tracking import PASSWORD_VAR, USERNAME_VAR
+
+        return {k: v for k, v in self.env().items() if k not in (USERNAME_VAR, PASSWORD_VAR)}
+
     def start(self) -> None:
         s = self.settings
         resources = ["--num-cpus", str(s.cpus), "--num-gpus", str(s.gpus)]
@@ -236,14 +252,14 @@ class RayOnSlurm:
         head = ["ray", "start", "--head", "--block", "--port", str(s.port),
                 "--node-ip-address", self.head_ip, "--include-dashboard", "false",
                 "--temp-dir", str(self.temp_dir), "--disable-usage-stats", *resources]  # fmt: skip
-        self.procs.append(subprocess.Popen(head, env=self.env(), stdin=subprocess.DEVNULL))
+        self.procs.append(subprocess.Popen(head, env=self.node_env(), stdin=subprocess.DEVNULL))
         workers = s.nodes[1:]
         if workers:
             step = ["srun", "--overlap", f"--nodes={len(workers)}", f"--ntasks={len(workers)}",
                     "--ntasks-per-node=1", f"--nodelist={','.join(workers)}",
                     "ray", "start", "--block", "--address", self.address,
                     "--disable-usage-stats", *resources]  # fmt: skip
-            self.procs.append(subprocess.Popen(step, env=self.env(), stdin=subprocess.DEVNULL))
+            self.procs.append(subprocess.Popen(step, env=self.node_env(), stdin=subprocess.DEVNULL))
 
     def stop(self) -> None:
         """SIGTERM what this job started (`ray start --block` then stops its node's Ray; srun

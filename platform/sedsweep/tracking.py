@@ -152,6 +152,12 @@ def adopt_credentials(uri: str) -> str:
     return display_uri(uri)
 
 
+def carries_password(uri: str) -> bool:
+    """Whether `uri` has a password in it (`http://user:pw@host`)."""
+    parts = _with_userinfo(uri)
+    return parts is not None and parts.password is not None
+
+
 def artifact_root_for(uri: str) -> Path | None:
     """Where artifacts go for a SQLite store: `mlartifacts` beside the database (for the
     embedded store, `<workdir>/mlartifacts`); a tracking server decides for itself (None)."""

@@ -103,9 +103,21 @@ CLI: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "unknown_command": (lambda t: ["swep", QUICK], "No such command 'swep'. Did you mean 'sweep'?"),
     "yaml_is_a_fifo": (
         lambda t: (os.mkfifo(t / "f.yaml"), ["sweep", str(t / "f.yaml")])[1],
-        "f.yaml: not a regular file",
+        "f.yaml: YAML file: not a regular file",
     ),
     "yaml_missing": (lambda t: ["sweep", str(t / "none.yaml"), "--dry-run"], "file not found"),
+    # issue 32: a data path in a symlink loop was "directory not found"
+    "data_path_symlink_loop": (
+        lambda t: (
+            os.symlink(t / "loop", t / "loop"),
+            ["train", "--method", "null", "--data", str(t / "loop"), "--dry-run"],
+        )[1],
+        "loop: corpus directory: a loop of symbolic links",
+    ),
+    "yaml_symlink_loop": (
+        lambda t: (os.symlink(t / "l.yaml", t / "l.yaml"), ["sweep", str(t / "l.yaml")])[1],
+        "l.yaml: YAML file: a loop of symbolic links",
+    ),
     "set_a_space_entry": (
         lambda t: ["sweep", QUICK, "--dry-run", "--set", "space.optim.lr.low=5"],
         "--set space.optim.lr.low",

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from sedsweep.errors import UserError
-from sedsweep.fsio import atomic_file, write_json
+from sedsweep.fsio import atomic_file, unusable, write_json
 
 CLIPS_FILE = "clips.csv"
 EVENTS_FILE = "events.tsv"
@@ -75,7 +75,7 @@ class Corpus:
         """Read and validate a corpus directory; any defect is a UserError naming file and field."""
         root = Path(directory)
         if not root.is_dir():
-            raise UserError("corpus directory not found", where=root)
+            raise UserError(unusable(root, "corpus directory", directory=True), where=root)
         meta = _read_meta(root / META_FILE)
         classes = meta["classes"]
         clips = _read_clips(root, root / CLIPS_FILE, set(classes))
@@ -397,7 +397,8 @@ def _read_clips(root: Path, path: Path, classes: set[str]) -> list[Clip]:
                 raise UserError(f"field 'path' repeats {clip_path!r}", where=where)
             seen.add(same)
             if not audio.is_file():
-                raise UserError(f"field 'path': audio file not found: {audio}", where=where)
+                raise UserError(f"field 'path': {unusable(audio, 'audio file')}: {audio}",
+                                where=where)  # fmt: skip
             labels = tuple(v.strip() for v in row[col["labels"]].split(LABEL_SEP) if v.strip())
             for label in labels:
                 if label not in classes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import socket
 import time
 
@@ -79,6 +80,18 @@ def _http2_reply(sock: socket.socket, timeout: float) -> bytes | None:
     return got
 
 
+def own_token() -> None:
+    """A new local cluster gets a token of its own, in this process's environment (which Ray's
+    processes and workers inherit; readable only by this user, never in argv or a file),
+    unless the user chose one (`RAY_AUTH_TOKEN` / `RAY_AUTH_TOKEN_PATH`) or turned auth off.
+    Ray 2.60 would otherwise make and reuse `~/.ray/auth_token` (mode 0644): one token for
+    every local cluster of the user, and for any process that reads that file."""
+    if os.environ.get("RAY_AUTH_MODE", "token").lower() != "token":
+        return
+    if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+
+
 def start_ray(plan: SweepPlan, address: str | None) -> None:
     """Join (or start) the Ray cluster and check the trials' resources fit one of its nodes:
     done before the sweep's parent run exists, so a sweep that cannot run leaves no record."""
@@ -89,6 +102,8 @@ def start_ray(plan: SweepPlan, address: str | None) -> None:
         # ended by a reaper if this driver is killed and they outlive it (nothing is started
         # here when it joins a cluster)
         local = not address or address == "local"
+        if local:
+            own_token()
         with reaped_if_killed() if local else contextlib.nullcontext():
             ray.init(
                 # No --address: a new local cluster, never one that happens to run on this
