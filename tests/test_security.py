@@ -8,6 +8,7 @@ machine. A client without the token, or with a wrong one, must not get to run co
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -25,7 +26,7 @@ from sedsweep.sweep.search import OptunaPruningSearch
 from sedsweep.sweep.spec import load_sweep
 from sedsweep.sweep.trainable import load_state
 
-from .servers import CliProcess
+from .servers import CliProcess, processes_with_env
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "search_spaces" / "quickstart.yaml"
@@ -149,6 +150,17 @@ def connect(address: str, env: dict[str, str | None], timeout: float) -> str:
     return done.stdout + done.stderr
 
 
+def sweep_token(marker: str) -> str:
+    """The token in the environment of the Ray processes a sweep started (the driver set it
+    after it started, so only the processes it started since show it in /proc)."""
+    for pid in processes_with_env(marker):
+        with contextlib.suppress(OSError):
+            for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                if entry.startswith(b"RAY_AUTH_TOKEN="):
+                    return entry.split(b"=", 1)[1].decode()
+    raise AssertionError("no process of the sweep has RAY_AUTH_TOKEN")
+
+
 @pytest.mark.slow
 def test_a_local_sweep_refuses_clients_without_its_token(tmp_path):
     """A sweep's local Ray, as the product starts it (token auth on, no token chosen), has a
@@ -173,8 +185,7 @@ def test_a_local_sweep_refuses_clients_without_its_token(tmp_path):
         assert ports, sweep.output[-2000:]
         host = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
         address = f"{host[0] if host else '127.0.0.1'}:{ports[0].read_text().strip()}"
-        environ = Path(f"/proc/{sweep.proc.pid}/environ").read_bytes().split(b"\0")
-        token = next(v[15:].decode() for v in environ if v.startswith(b"RAY_AUTH_TOKEN="))
+        token = sweep_token(sweep.marker)
         assert len(token) == 64 and token != users_token.read_text()
         argv = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
         assert token not in argv
