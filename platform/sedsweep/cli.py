@@ -913,6 +913,14 @@ def main(argv: list[str] | None = None) -> int:
         return _exit(130, argv)
     except typer.Exit as exc:
         return _exit(exc.exit_code, argv)
+    except Exception as exc:  # a full disk anywhere: one line, with what is left there
+        from sedsweep.fsio import disk_full, no_space
+
+        full = disk_full(exc)
+        if full is None:
+            raise
+        typer.echo(f"sedsweep: error: {no_space(full.filename)}", err=True)
+        return _exit(2, argv)
     if code == 130:  # typer returns Ctrl-C (KeyboardInterrupt) as exit code 130
         typer.echo("sedsweep: interrupted", err=True)
     return _exit(code if isinstance(code, int) else 0, argv)  # non-standalone: Exit codes

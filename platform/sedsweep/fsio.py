@@ -76,6 +76,36 @@ def _cannot_write(dest: Path) -> Iterator[None]:
         raise UserError(f"cannot write there ({reason})", where=dest) from None
 
 
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(exc: BaseException | None) -> OSError | None:
+    """The "no space left" (or quota) error in `exc` or in what it was raised from or while
+    handling (a Tune error wraps the callback's), if any."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in FULL:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+class NoSpace(UserError):
+    """A full file system (`no_space`)."""
+
+
+def no_space(path: str | Path | None, then: str = "") -> NoSpace:
+    """A one-line error for a full file system at `path`: how much is free there now, and
+    `then` (what to do after freeing some, e.g. the resume command)."""
+    where = Path(path) if path else Path.cwd()
+    probe = next((p for p in (where, *where.parents) if p.exists()), Path("/"))
+    free = shutil.disk_usage(probe).free
+    amount = f"{free / 2**20:.1f} MB" if free >= 2**20 else f"{free / 2**10:.0f} KB"
+    after = f"; free some space, then {then}" if then else ""
+    return NoSpace(f"no space left on the device ({amount} free there){after}", where=where)
+
+
 def unusable(path: str | Path, what: str, directory: bool = False) -> str:
     """Why `path` cannot be read as `what` (e.g. "corpus directory"), for a one-line error:
     not found, a symbolic link loop, permission denied, or the wrong kind of file."""
@@ -110,9 +140,11 @@ def atomic_file(path: str | Path, mode: str = "w", **open_kwargs: Any) -> Iterat
             os.fsync(handle.fileno())
         _plain_mode(Path(tmp), 0o666)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if disk_full(exc):
+            raise no_space(path) from None
         raise
 
 
@@ -180,6 +212,8 @@ def atomic_dir(dest: str | Path, overwrite: bool = False) -> Iterator[Path]:
         os.rename(tmp, dest)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, NoSpace) or disk_full(exc):
+            raise no_space(dest) from None  # the destination, not a file in its temporary
         raise

@@ -26,8 +26,10 @@ This module sits on the base floor: it knows MLflow (lazily, through `tracking`)
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
+import logging
 import os
 import signal
 import threading
@@ -39,7 +41,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from sedsweep.errors import UserError
-from sedsweep.fsio import write_json
+from sedsweep.fsio import disk_full, write_json
 from sedsweep.tracking import (
     EXECUTION_TAG,
     PARENT_TAG,
@@ -152,13 +154,27 @@ class Journal:
         with self._lock:
             if self._fd < 0:
                 raise RuntimeError(f"journal {self.path} is closed")
+            event = {"seq": self.seq + 1, "op": op, "key": key, **fields}
+            self._write((json.dumps(event, separators=(",", ":")) + "\n").encode())
             self.seq += 1
-            event = {"seq": self.seq, "op": op, "key": key, **fields}
-            os.write(self._fd, (json.dumps(event, separators=(",", ":")) + "\n").encode())
             self._index(event)
         if self.after_append is not None:
             self.after_append()
         return event["seq"]
+
+    def _write(self, line: bytes) -> None:
+        """Append `line` whole or not at all: a write cut short (a full disk) is cut off again,
+        so the file never holds half an event with more events after it."""
+        start = os.fstat(self._fd).st_size
+        try:
+            if os.write(self._fd, line) != len(line):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
+            if exc.filename is None:
+                exc.filename = str(self.path)
+            raise
 
     def state(self, key: str) -> KeyState:
         """What has been journaled for run `key` so far."""
@@ -628,6 +644,8 @@ def _fsync(path: Path) -> None:
 def _cause(exc: BaseException) -> str:
     """A short reason for a store error (MLflow's messages can span a page)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
+    if disk_full(exc) or "database or disk is full" in text:
+        return "its disk is full"
     return text if len(text) <= 160 else text[:157] + "..."
 
 
@@ -741,6 +759,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("execution")
     parser.add_argument("--parent", type=int, default=os.getppid())
     args = parser.parse_args(argv)
+    # the store's errors reach the user as one line each ("is not answering (...)"), not as
+    # the tracebacks MLflow's SQL store logs for every failed attempt
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     drainer = Drainer(
         args.directory, args.uri, execution=args.execution,
         notify=lambda line: print(line, file=sys.stderr, flush=True),
@@ -757,7 +778,8 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(OSError):
         os.nice(DRAINER_NICE)  # tracking is background work: lag is cheap, a slower sweep is not
     drainer.run(lambda: stopping.is_set() or os.getppid() != args.parent)
-    write_json(args.directory / STATS_FILE, {"lags": drainer.lags})
+    with contextlib.suppress(UserError, OSError):  # statistics only: a full disk may refuse them
+        write_json(args.directory / STATS_FILE, {"lags": drainer.lags})
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +45,10 @@ def read_audio(path: str | Path, sr: int | None = None) -> tuple[np.ndarray, int
 def write_wav(path: str | Path, y: np.ndarray, sr: int) -> None:
     """Write mono float audio as 16-bit PCM WAV, atomically; clips to [-1, 1]."""
     data = np.clip(np.asarray(y, dtype=np.float32), -1.0, 1.0)
+    encoded = io.BytesIO()  # soundfile meets a short write with an assert, not an OSError
+    sf.write(encoded, data, sr, format="WAV", subtype="PCM_16")
     with atomic_file(path, "wb") as handle:
-        sf.write(handle, data, sr, format="WAV", subtype="PCM_16")
+        handle.write(encoded.getbuffer())
 
 
 def _reason(exc: BaseException, path: str | Path) -> str:

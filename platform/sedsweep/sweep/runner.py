@@ -11,6 +11,7 @@ still away at the end leaves the rest in the journal for `sedsweep sync`.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import time
@@ -22,7 +23,7 @@ import yaml
 
 from sedsweep.errors import UserError
 from sedsweep.features import FeatureSet, build_features
-from sedsweep.fsio import writable_dir
+from sedsweep.fsio import disk_full, no_space, writable_dir
 from sedsweep.journal import JOURNAL_DIR, PARENT, Drainer, Notify
 from sedsweep.metrics import selected_key
 from sedsweep.processes import terminate_as_interrupt
@@ -417,11 +418,17 @@ def _fit(execution: Execution) -> SweepOutcome:
             results = tuner.fit()
         tracker.phases["fit_s"] = time.perf_counter() - started
     except BaseException as exc:
-        # The execution ends here without an outcome: record it as such, as far as possible.
+        # The execution ends here without an outcome: record it as such, as far as possible
+        # (with a full disk the journal may refuse even that: the resume records it).
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-        tracker.close_open_children("KILLED")
-        tracker.journal.status(PARENT, status)
+        full = disk_full(exc)
+        with contextlib.suppress(OSError, UserError) if full else contextlib.nullcontext():
+            tracker.close_open_children("KILLED")
+            tracker.journal.status(PARENT, status)
         tracker.settle(min(execution.drain_timeout, 10.0))
         tracker.stop()
+        if full:
+            resume = f"resume with: sedsweep resume {state.path}"
+            raise no_space(full.filename or state.path, resume) from None
         raise
     return finish(execution, results)
