@@ -232,3 +232,25 @@ def test_a_planted_pickle_in_any_ray_file_is_refused_before_ray_reads_it(
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "does not match its seal" in done.stderr
     assert not marker.exists()
+
+
+def test_trust_unsealed_seals_what_is_there_and_says_so(quickstart_sweep, tmp_path):
+    """A sweep from before sealing (no seal) is refused; with `--trust-unsealed` its files
+    are sealed as they are and the resume goes on (here to the next check, which stops it:
+    an experiment state made unreadable for the purpose, so no Ray is needed)."""
+    from sedsweep.sweep.runner import resume_sweep
+
+    source = Path(quickstart_sweep[2].path)
+    experiment = tmp_path / source.name
+    shutil.copytree(source, experiment)
+    (experiment / SEAL_FILE).unlink()
+    newest = sorted(experiment.glob("experiment_state-*.json"))[-1]
+    newest.write_text("{not json")
+    with pytest.raises(UserError, match=rf"^{experiment}/\S+: not sealed: no {SEAL_FILE}"):
+        resume_sweep(experiment, notify=lambda line: None)
+    assert not (experiment / SEAL_FILE).exists()
+    said: list[str] = []
+    with pytest.raises(UserError, match=rf"^{newest}: unreadable Ray Tune experiment state"):
+        resume_sweep(experiment, notify=said.append, trust_unsealed=True)
+    assert said == [f"note: {TRUST_OPTION}: the Ray state in {experiment} is sealed as it is now"]
+    verify(experiment)

@@ -227,6 +227,7 @@ def test_resume_refuses_a_planted_or_damaged_tune_state_before_touching_anything
     import pickle
 
     from sedsweep.cli import main
+    from sedsweep.sweep.seal import seal
 
     sweep = tmp_path / "ray" / "quickstart-1"
     sweep.mkdir(parents=True)
@@ -238,12 +239,14 @@ def test_resume_refuses_a_planted_or_damaged_tune_state_before_touching_anything
     }))  # fmt: skip
     state = sweep / "experiment_state-2026-12-06_07-00-00.json"
     state.write_text("{not json")
+    seal(sweep, [state])  # as the driver would have (sealing is tested in test_seal.py)
     before = sorted(p.name for p in sweep.iterdir())
     assert main(["resume", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == (
         f"sedsweep: error: {state}: unreadable Ray Tune experiment state (JSONDecodeError)"
     )
     state.write_text(json.dumps({"trial_data": []}))
+    seal(sweep, [state])
     marker = tmp_path / "pwned"
     planted = sweep / "searcher-state-2026-12-06_07-00-00.pkl"
     planted.write_bytes(pickle.dumps(Planted(marker)))
