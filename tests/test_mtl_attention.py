@@ -18,6 +18,7 @@ from sedsweep.features import PRESETS, FeatureSet
 from sedsweep.methods import mtl_attention as mtl
 from sedsweep.methods.mtl_attention import MtlAttention, MtlAttentionConfig, MtlAttentionNet
 from sedsweep.nn.pooling import (
+    STEP2_GAIN,
     AtrousAttention,
     GlobalPooling,
     TwoStepAttention,
@@ -109,6 +110,23 @@ def test_two_step_weights_sum_to_one_over_mel_bins_then_time(form: str) -> None:
     assert out.logits.shape == (2, K) and out.frame_logits.shape == (2, K, T)
     p = torch.sigmoid(out.logits)
     assert torch.all((p > 0) & (p < 1))
+
+
+def test_pass_through_starts_both_forms_as_the_same_pooling() -> None:
+    """At the pass-through init both forms compute p = mean_t σ(8·(mean_f σ(z) − ½)) (by hand
+    below, numpy); PyTorch's default init (the named variant) computes something else."""
+    torch.manual_seed(0)
+    z = torch.randn(3, K, T, F) * 2
+    p1 = (1 / (1 + np.exp(-z.numpy().astype(np.float64)))).mean(axis=3)
+    expected = (1 / (1 + np.exp(-STEP2_GAIN * (p1 - 0.5)))).mean(axis=2)
+    for form in ("pointwise", "axis_linear"):
+        with torch.no_grad():
+            out = TwoStepAttention(K, T, F, form)(z)
+            other = TwoStepAttention(K, T, F, form, "torch_default")(z)
+        np.testing.assert_allclose(torch.sigmoid(out.logits).double().numpy(), expected,
+                                   rtol=1e-5, atol=1e-6)  # fmt: skip
+        np.testing.assert_allclose(torch.sigmoid(out.step1).double().numpy(), p1, rtol=1e-5)
+        assert not np.allclose(torch.sigmoid(other.logits).double().numpy(), expected, atol=1e-3)
 
 
 @pytest.mark.parametrize("name", POOLINGS)

@@ -44,7 +44,7 @@ from sedsweep.methods.evaluation import (
 )
 from sedsweep.metrics import defined_metrics
 from sedsweep.nn.blocks import conv_bn_relu
-from sedsweep.nn.pooling import Pooled, PoolingName, TwoStepForm, make_pooling
+from sedsweep.nn.pooling import Pooled, PoolingName, TwoStepForm, TwoStepInit, make_pooling
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -96,6 +96,11 @@ class MtlAttentionConfig(MethodConfig):
     two_step: TwoStepForm = Field(
         default="pointwise", description="axis_linear: the published fixed-length form"
     )
+    two_step_init: TwoStepInit = Field(
+        default="pass_through",
+        description="pass_through: identity class branches, uniform attention (the paper gives "
+        "no init); torch_default: PyTorch's default init, a named variant",
+    )
     gwrp_r: float = Field(default=0.9998, gt=0, le=1, description="GWRP rank decay r")
     mtl: MtlConfig = Field(default_factory=MtlConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -142,7 +147,7 @@ class MtlAttentionNet(nn.Module):
         self.encoder = nn.Sequential(*(vgg_block(a, b) for a, b in pairwise((1, *c))))
         self.classes = nn.Conv2d(c[-1], n_classes, 1)
         self.pooling = make_pooling(
-            cfg.pooling, n_classes, n_frames, n_mels, cfg.two_step, cfg.gwrp_r
+            cfg.pooling, n_classes, n_frames, n_mels, cfg.two_step, cfg.gwrp_r, cfg.two_step_init
         )
         self.decoder = Decoder(c) if cfg.mtl.alpha > 0 else None  # built last: same init
 

@@ -19,6 +19,7 @@ from torch.nn.functional import log_softmax, logsigmoid
 
 PoolingName = Literal["two_step", "gap", "gmp", "gwrp", "atrous"]
 TwoStepForm = Literal["pointwise", "axis_linear"]
+TwoStepInit = Literal["pass_through", "torch_default"]
 STEP2_GAIN = 8.0  # pointwise init: σ(8·(p − ½)) spans 0.018…0.982 over p ∈ (0, 1)
 
 
@@ -109,11 +110,16 @@ class TwoStepAttention(nn.Module):
     along the pooled axis, so the clip length is fixed at `n_frames`); ``pointwise`` projects
     across classes at each position (1 × 1 convolutions) and accepts any clip length.
 
-    Initialisation (pointwise; the paper gives none): the classification branches start as
-    per-class pass-through, step 2's as σ(g·(Z_p1 − ½)) with g = `STEP2_GAIN`, the attention
-    branches at zero (uniform weights): a mean over F, then a mean over T whose probabilities
-    can already approach 0 and 1. PyTorch's default init mixes classes and keeps step-2 logits
-    within about ±1, which trains far slower. ``axis_linear`` keeps the default init.
+    Initialisation (the paper gives none). ``pass_through`` (the default): the classification
+    branches start as pass-through (per class across classes for pointwise, per mel bin and per
+    frame along the axis for axis_linear), step 2's as σ(g·(Z_p1 − ½)) with g = `STEP2_GAIN`,
+    the attention branches at zero (uniform weights): a mean of σ(Z) over F, then a mean over T
+    whose probabilities can already approach 0 and 1. Both forms then compute the same function
+    at the start. ``torch_default`` is PyTorch's default init (what published code that sets none
+    gets), a named variant: for axis_linear it shares one T × T map of zero-mean weights across
+    classes, so the expected gain from Z_p1 to the clip output is zero and the encoder's
+    gradient cancels in expectation; pointwise mixes classes and keeps step-2 logits within
+    about ±1. Both train far slower.
 
     Localisation map: step 2's classification branch is linear in Z_p1, so Z_p1 may mark an
     event by low as well as high values. The pointwise form therefore localises with σ(Z_c2),
@@ -121,26 +127,35 @@ class TwoStepAttention(nn.Module):
     axis_linear form mixes frames in Z_c2 and localises with Z_p1.
     """
 
-    def __init__(self, n_classes: int, n_frames: int, n_mels: int, form: TwoStepForm) -> None:
+    def __init__(
+        self,
+        n_classes: int,
+        n_frames: int,
+        n_mels: int,
+        form: TwoStepForm,
+        init: TwoStepInit = "pass_through",
+    ) -> None:
         super().__init__()
         self.form = form
         self.cla1 = _projection(form, n_classes, n_mels, 3)
         self.att1 = _projection(form, n_classes, n_mels, 3)
         self.cla2 = _projection(form, n_classes, n_frames, 2)
         self.att2 = _projection(form, n_classes, n_frames, 2)
-        if form == "pointwise":
-            self._pass_through(n_classes)
+        if init == "pass_through":
+            self._pass_through()
 
     @torch.no_grad()
-    def _pass_through(self, k: int) -> None:
-        """Pointwise init: identity class branches (step 2 with gain), zero attention branches."""
-        eye = torch.eye(k)
+    def _pass_through(self) -> None:
+        """Identity classification branches (step 2 with gain), zero attention branches."""
         for cla, gain, centre in ((self.cla1, 1.0, 0.0), (self.cla2, STEP2_GAIN, 0.5)):
-            cla.weight.copy_(gain * eye.view(k, k, *[1] * (cla.weight.ndim - 2)))
-            cla.bias.fill_(-gain * centre)
+            layer = cla.linear if isinstance(cla, _AxisLinear) else cla
+            n = layer.weight.shape[0]
+            layer.weight.copy_(gain * torch.eye(n).view(n, n, *[1] * (layer.weight.ndim - 2)))
+            layer.bias.fill_(-gain * centre)
         for att in (self.att1, self.att2):
-            nn.init.zeros_(att.weight)
-            nn.init.zeros_(att.bias)
+            layer = att.linear if isinstance(att, _AxisLinear) else att
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
 
     def forward(self, z: Tensor) -> Pooled:
         """Clip log-odds Z_p2, the localisation map, Z_p1 (log-odds) and both steps' weights."""
@@ -197,10 +212,11 @@ def make_pooling(
     n_mels: int,
     form: TwoStepForm = "pointwise",
     r: float = 0.9998,
+    init: TwoStepInit = "pass_through",
 ) -> nn.Module:
     """The pooling module `name` for K class maps of n_frames × n_mels."""
     if name == "two_step":
-        return TwoStepAttention(n_classes, n_frames, n_mels, form)
+        return TwoStepAttention(n_classes, n_frames, n_mels, form, init)
     if name == "atrous":
         return AtrousAttention(n_classes)
     return GlobalPooling(name, r)  # GAP, GMP, GWRP; any other name is refused there
