@@ -364,8 +364,9 @@ def test_config_defaults_are_the_papers() -> None:
     cfg = MtlAttentionConfig()
     assert (cfg.optim.lr, cfg.batch_size, cfg.mtl.alpha) == (1e-3, 24, 0.001)
     assert (cfg.pooling, cfg.two_step, cfg.gwrp_r, cfg.monitor) == (
-        "two_step", "pointwise", 0.9998, "ap_micro",
+        "two_step", "axis_linear", 0.9998, "ap_micro",
     )  # fmt: skip
+    assert cfg.two_step_init == "pass_through"  # the paper gives none: a choice, documented
     assert cfg.model.channels == (32, 64, 128, 256) and cfg.optim.plateau
     split = cfg.split
     # the last fold tests, the one before validates, the rest train: 1–2 / 3 / 4 on the

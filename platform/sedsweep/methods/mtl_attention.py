@@ -94,7 +94,9 @@ class MtlAttentionConfig(MethodConfig):
 
     pooling: PoolingName = "two_step"
     two_step: TwoStepForm = Field(
-        default="pointwise", description="axis_linear: the published fixed-length form"
+        default="axis_linear",
+        description="axis_linear: the published form (linear maps along mel bins, then along "
+        "time); pointwise: a named variant (1 × 1 maps across classes at each position)",
     )
     two_step_init: TwoStepInit = Field(
         default="pass_through",
