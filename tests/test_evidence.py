@@ -76,6 +76,13 @@ def test_results_csvs_give_the_stores_claims_and_table(tmp_path):
     stored = load_sweep_runs(parent, uri)
     read = evidence.read_spec(path)
     from_csv, info = evidence.load(path, read)
+    # issue 31: each trial's validation curve travels too (curves.csv), as the store has it
+    curves = (out / "curves.csv").read_text().splitlines()
+    assert curves[0] == f"number,epoch,{stored.objective}"
+    for a, b in zip(stored.trials, from_csv.trials, strict=True):
+        assert from_csv.history(b.run_id, stored.objective) == sorted(
+            stored.history(a.run_id, stored.objective)
+        ) != []
     assert info["parent_run_id"] == parent and info["spec_sha256"] == evidence.spec_sha256(read)
     assert [t.status for t in from_csv.trials] == [t.status for t in stored.trials]
     assert [from_csv.validity(t) for t in from_csv.trials] == [
@@ -93,6 +100,10 @@ def test_results_csvs_give_the_stores_claims_and_table(tmp_path):
     assert "| TESTED (2 vs 2; 1 untrained left out) | **NOT DETECTED** (Holm p" in text
     assert f"`sedsweep evidence {path.as_posix()} --run`" in text
     assert "Stale" not in text
+    assert "![validation curves of ev](" in text and "| arm | trials | valid |" in text
+    arm_rows = [line for line in text.splitlines() if line.startswith("| when_loss=")]
+    assert any("t000: train/loss_when 0.69 is not 5% below" in row for row in arm_rows)
+    assert (out / "curves.png").read_bytes().startswith(b"\x89PNG")
     assert main(["evidence", str(folder), "--out", str(page), "--check"]) == 0
     # the page follows its CSVs only: a changed value is a changed page, and --check says so
     csv_path = out / "trials.csv"

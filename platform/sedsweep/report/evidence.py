@@ -4,11 +4,14 @@ rendered into one page (`EVIDENCE.md`).
 An evidence file is a search-space file with `claims:` (`search_spaces/evidence/*.yaml`). Once
 its sweep has run, `export` writes what the page needs into `results/<file stem>/` beside it:
 `trials.csv` (one row per trial: number, status, epochs reached, the design and replicate
-keys, every final metric) and `run.json` (when and where it ran, the file's hash, the trace
-hash of the reproducibility record). `load` rebuilds a `SweepRuns` from those two files alone,
-so `check_claims` and `build_table` give the same verdicts and tables as they give from the
-tracking store, and `render` writes the page from the CSVs only: the page can be regenerated,
-and checked, on a machine that never ran the sweeps.
+keys, every final metric), `curves.csv` (each trial's objective per epoch: the validation
+curve the gate judged) and `run.json` (when and where it ran, the file's hash, the trace hash
+of the reproducibility record). The page shows each arm's curve (mean and range over its
+replicates, `curves.png` beside the CSVs) and the gate's outcome per arm. `load` rebuilds a
+`SweepRuns` from those files alone, so `check_claims` and `build_table` give the same
+verdicts and tables as they give from the tracking store, and `render` writes the page from
+the CSVs only: the page can be regenerated, and checked, on a machine that never ran the
+sweeps.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ from sedsweep.validity import REASON_TAG, VALID_TAG
 
 RESULTS_DIR = "results"
 TRIALS_CSV = "trials.csv"
+CURVES_CSV = "curves.csv"
+CURVES_PNG = "curves.png"
 RUN_JSON = "run.json"
 FIXED_COLUMNS = ("number", "status", "epochs_reached")
 VALIDITY_COLUMNS = ("valid", "invalid_reason")  # the validity gate's verdict per trial
@@ -111,6 +116,18 @@ def trials_csv(sweep: SweepRuns) -> str:
     return out.getvalue()
 
 
+def curves_csv(sweep: SweepRuns) -> str:
+    """Each trial's objective per epoch (trial number, epoch, value): the validation curve
+    the validity gate's convergence test reads."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["number", "epoch", sweep.objective])
+    for t in sweep.trials:
+        for step, value in sorted(sweep.history(t.run_id, sweep.objective)):
+            writer.writerow([t.number, step, repr(float(value))])
+    return out.getvalue()
+
+
 def _utc(seconds: float) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -147,6 +164,8 @@ def export(
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_file(folder / TRIALS_CSV) as fh:
         fh.write(trials_csv(sweep))
+    with atomic_file(folder / CURVES_CSV) as fh:
+        fh.write(curves_csv(sweep))
     write_json(
         folder / RUN_JSON, {**run_info(sweep, spec_file, spec, ended_ms), "machine": machine}
     )
@@ -207,7 +226,86 @@ def load(spec_file: Path, spec: SweepSpec) -> tuple[SweepRuns, dict[str, Any]] |
         status, kept = row["status"], tags if row.get("valid") else {}
         sweep.trials.append(TrialRun(f"trial-{number}", name, status, params, metrics, kept,
                                      0, number))  # fmt: skip
+    _load_curves(sweep, folder / CURVES_CSV)
     return sweep, info
+
+
+def _load_curves(sweep: SweepRuns, path: Path) -> None:
+    """Put `curves.csv` (when the results have one) where `SweepRuns.history` finds it."""
+    if not path.exists():
+        return
+    curves: dict[str, list[tuple[int, float]]] = {f"trial-{t.number}": [] for t in sweep.trials}
+    try:
+        for row in csv.DictReader(io.StringIO(path.read_text())):
+            curves.setdefault(f"trial-{int(row['number'])}", []).append(
+                (int(row["epoch"]), float(row[sweep.objective]))
+            )
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"cannot be read ({exc})", where=str(path)) from None
+    for run_id, points in curves.items():
+        sweep._histories[(run_id, sweep.objective)] = sorted(points)
+
+
+def has_curves(spec_file: Path) -> bool:
+    """Whether an evidence file's results include learning curves."""
+    return (results_dir(spec_file) / CURVES_CSV).exists()
+
+
+def arms(sweep: SweepRuns) -> dict[str, list[TrialRun]]:
+    """The sweep's trials grouped by design cell (replicates pooled), labelled `k=v, ...`."""
+    keys = [k for k in sweep.searched_keys if k not in sweep.replicate_keys]
+    out: dict[str, list[TrialRun]] = {}
+    for t in sweep.trials:
+        out.setdefault(", ".join(f"{k}={t.value(k)}" for k in keys) or "all", []).append(t)
+    return out
+
+
+def draw_curves(sweep: SweepRuns, path: Path) -> Path:
+    """Each arm's validation curve of the objective: the mean over its trials at each epoch,
+    a band from their minimum to their maximum, and how many of them the gate passed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = arms(sweep)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    colours = plt.get_cmap("tab10")
+    for i, (label, trials) in enumerate(groups.items()):
+        by_epoch: dict[int, list[float]] = {}
+        for t in trials:
+            for step, value in sweep.history(t.run_id, sweep.objective):
+                if math.isfinite(value):
+                    by_epoch.setdefault(step, []).append(value)
+        if not by_epoch:
+            continue
+        epochs = sorted(by_epoch)
+        mean = [sum(by_epoch[e]) / len(by_epoch[e]) for e in epochs]
+        valid = sum(sweep.validity(t).valid for t in trials)
+        colour = colours(i % 10)
+        ax.plot(epochs, mean, color=colour, label=f"{label} (valid {valid}/{len(trials)})")
+        ax.fill_between(epochs, [min(by_epoch[e]) for e in epochs],
+                        [max(by_epoch[e]) for e in epochs], color=colour, alpha=0.15)  # fmt: skip
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(sweep.objective)
+    ax.set_title(f"{sweep.name}: mean and range over replicates", fontsize=10)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    with atomic_file(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=90, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def _gate_rows(sweep: SweepRuns) -> list[str]:
+    """The validity gate's outcome per arm: trials, valid, and the reasons of the others."""
+    lines = ["| arm | trials | valid | not valid: why |", "|---|---:|---:|---|"]
+    for label, trials in arms(sweep).items():
+        verdicts = [sweep.validity(t) for t in trials]
+        why = "; ".join(f"{t.name}: {v.reason}" for t, v in zip(trials, verdicts, strict=True)
+                        if not v.valid)  # fmt: skip
+        lines.append(f"| {label} | {len(trials)} | {sum(v.valid for v in verdicts)} | {why} |")
+    return lines
 
 
 # -- render ------------------------------------------------------------------------------------
@@ -330,6 +428,11 @@ def _section(s: Section, root: Path) -> list[str]:
             "- **Stale**: the file's spec changed since these results were made; run the command "
             "above."
         )
+    if has_curves(s.file):
+        png = _rel(results_dir(s.file) / CURVES_PNG, root)
+        lines += ["", f"![validation curves of {s.file.stem}]({png})", "", *_gate_rows(s.sweep)]
+    else:
+        lines.append("- No learning curves: these results predate `curves.csv`.")
     table = build_table([s.sweep], with_paper=True)
     lines += ["", table.render("md").rstrip(), ""]
     assert s.claims is not None
@@ -381,8 +484,14 @@ def render(files: list[Path], root: Path) -> str:
 
 
 def write_page(files: list[Path], root: Path, out: Path) -> str:
-    """Render the page and write it atomically; return the text."""
+    """Render the page and write it atomically, each file's curves figure beside its CSVs;
+    return the text."""
     text = render(files, root)
+    for f in files:
+        if has_curves(f):
+            loaded = load(f, read_spec(f))
+            assert loaded is not None
+            draw_curves(loaded[0], results_dir(f) / CURVES_PNG)
     with atomic_file(out) as fh:
         fh.write(text)
     return text
