@@ -91,11 +91,7 @@ def disk_full(exc: BaseException | None) -> OSError | None:
     return None
 
 
-class NoSpace(UserError):
-    """A full file system (`no_space`)."""
-
-
-def no_space(path: str | Path | None, then: str = "") -> NoSpace:
+def no_space(path: str | Path | None, then: str = "") -> UserError:
     """A one-line error for a full file system at `path`: how much is free there now, and
     `then` (what to do after freeing some, e.g. the resume command)."""
     where = Path(path) if path else Path.cwd()
@@ -103,7 +99,7 @@ def no_space(path: str | Path | None, then: str = "") -> NoSpace:
     free = shutil.disk_usage(probe).free
     amount = f"{free / 2**20:.1f} MB" if free >= 2**20 else f"{free / 2**10:.0f} KB"
     after = f"; free some space, then {then}" if then else ""
-    return NoSpace(f"no space left on the device ({amount} free there){after}", where=where)
+    return UserError(f"no space left on the device ({amount} free there){after}", where=where)
 
 
 def unusable(path: str | Path, what: str, directory: bool = False) -> str:
@@ -214,6 +210,6 @@ def atomic_dir(dest: str | Path, overwrite: bool = False) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, NoSpace) or disk_full(exc):
+        if disk_full(exc):  # also one `atomic_file` turned into a UserError (its context)
             raise no_space(dest) from None  # the destination, not a file in its temporary
         raise

@@ -184,7 +184,7 @@ def relocate_artifacts(uri: str) -> tuple[Path, Path] | None:
     db = sqlite_db(uri)
     if db is None or not db.is_file():
         return None
-    root = (db.parent / "mlartifacts").resolve()
+    root = artifact_root_for(uri).resolve()  # type: ignore[union-attr]  # SQLite: has one
     with contextlib.closing(sqlite3.connect(db)) as con, con:
         tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master")}
         olds = set()

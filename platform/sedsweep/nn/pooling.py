@@ -102,6 +102,11 @@ def _projection(form: TwoStepForm, k: int, size: int, dim: int) -> nn.Module:
     return (nn.Conv2d if dim == 3 else nn.Conv1d)(k, k, 1)
 
 
+def _parameters_of(projection: nn.Module) -> nn.Module:
+    """The layer holding a projection's weight and bias (an axis map's Linear, or the conv)."""
+    return projection.linear if isinstance(projection, _AxisLinear) else projection
+
+
 class TwoStepAttention(nn.Module):
     """Two-step attention pooling, eqs. 8–15: over mel bins (K × T × F → K × T), then over time.
 
@@ -148,14 +153,13 @@ class TwoStepAttention(nn.Module):
     def _pass_through(self) -> None:
         """Identity classification branches (step 2 with gain), zero attention branches."""
         for cla, gain, centre in ((self.cla1, 1.0, 0.0), (self.cla2, STEP2_GAIN, 0.5)):
-            layer = cla.linear if isinstance(cla, _AxisLinear) else cla
+            layer = _parameters_of(cla)
             n = layer.weight.shape[0]
             layer.weight.copy_(gain * torch.eye(n).view(n, n, *[1] * (layer.weight.ndim - 2)))
             layer.bias.fill_(-gain * centre)
         for att in (self.att1, self.att2):
-            layer = att.linear if isinstance(att, _AxisLinear) else att
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+            nn.init.zeros_(_parameters_of(att).weight)
+            nn.init.zeros_(_parameters_of(att).bias)
 
     def forward(self, z: Tensor) -> Pooled:
         """Clip log-odds Z_p2, the localisation map, Z_p1 (log-odds) and both steps' weights."""

@@ -442,7 +442,10 @@ def _section(s: Section, root: Path) -> list[str]:
 
 def render(files: list[Path], root: Path) -> str:
     """The whole page: the verdicts of every claim first, then one section per file."""
-    items = sections(files)
+    return _page(sections(files), root)
+
+
+def _page(items: list[Section], root: Path) -> str:
     counts: dict[str, dict[str, int]] = {column: {} for column in COLUMN_ORDER}
     total = 0
     for s in items:
@@ -486,12 +489,11 @@ def render(files: list[Path], root: Path) -> str:
 def write_page(files: list[Path], root: Path, out: Path) -> str:
     """Render the page and write it atomically, each file's curves figure beside its CSVs;
     return the text."""
-    text = render(files, root)
-    for f in files:
-        if has_curves(f):
-            loaded = load(f, read_spec(f))
-            assert loaded is not None
-            draw_curves(loaded[0], results_dir(f) / CURVES_PNG)
+    items = sections(files)
+    text = _page(items, root)
+    for s in items:
+        if s.sweep is not None and has_curves(s.file):
+            draw_curves(s.sweep, results_dir(s.file) / CURVES_PNG)
     with atomic_file(out) as fh:
         fh.write(text)
     return text

@@ -227,7 +227,7 @@ def resume_sweep(
         notify(f"note: {TRUST_OPTION}: the Ray state in {experiment} is sealed as it is now")
     verify(experiment)
     check_experiment_state(experiment)
-    check_saved_state(Path(state.path))
+    check_saved_state(experiment)
     state.save()  # paths as resolved from where the sweep is now (a copy, a move)
     if not state.offline:
         probe(state.tracking_uri)
