@@ -3,6 +3,8 @@ page `sedsweep evidence` writes from them."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -32,12 +34,14 @@ CLAIMS = [
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
-def test_each_evidence_file_is_a_reproducible_grid_with_five_seeds_and_claims(path):
+def test_each_evidence_file_is_a_reproducible_grid_with_seeds_claims_and_a_sized_budget(path):
+    """Issue 31: 3–5 seeds, and a budget sized (in its description) to ≤ 75 min a file."""
     plan = load_sweep(path)  # validated against its method, claims' selectors included
     spec = plan.spec
     assert spec.search.algorithm == "grid" and spec.search.reproducible
-    assert len(spec.replicates["seed"]) >= 5 and spec.claims
-    assert spec.description and "60 min on 2 CPU cores" in spec.description
+    assert len(spec.replicates["seed"]) >= 3 and spec.claims
+    sized = re.search(r"(\d+) min on 2 CPU cores", spec.description or "")
+    assert sized and int(sized.group(1)) <= 75
     assert spec.budget.max_concurrent == 2 and spec.resources.cpu == 1
     assert f"sedsweep evidence search_spaces/evidence/{path.name} --run" in path.read_text()
 
@@ -239,11 +243,14 @@ def test_the_committed_page_is_what_the_committed_csvs_give(monkeypatch):
 
 @pytest.mark.slow
 def test_evidence_run_runs_the_sweep_and_writes_its_section(local_ray, tmp_path, capsys):
-    """`sedsweep evidence FILE --run` on the real engines: Ray, Optuna, MLflow on SQLite."""
+    """`sedsweep evidence FILE --run` on the real engines: Ray, Optuna, MLflow on SQLite; the
+    `max` arm has its own budget (3 epochs; the tiny scale's is 2), which its trials run,
+    checkpoint and are counted complete for."""
     spec = {
         **grid_spec("evrun"),
         "description": "a tiny real run",
-        "space": {"when_loss": {"type": "grid", "values": ["mmm", "max"]}},
+        "space": {},
+        "cells": [{"when_loss": "mmm"}, {"when_loss": "max", "epochs": 3}],
         "replicates": {"seed": [0, 1]},
         "search": {"algorithm": "grid", "reproducible": True},
         "budget": {"max_concurrent": 2},
@@ -260,6 +267,11 @@ def test_evidence_run_runs_the_sweep_and_writes_its_section(local_ray, tmp_path,
     assert code == 0, capsys.readouterr().err
     sweep, info = evidence.load(path, evidence.read_spec(path))
     assert sweep.counts["completed"] == 4 and info["trials"]["completed"] == 4
+    reached = {(t.params["when_loss"], t.epochs) for t in sweep.trials}
+    assert reached == {("mmm", 2), ("max", 3)}
+    results = list((work / "ray").glob("*/run_trial_*/result.json"))
+    rows = [[json.loads(line) for line in r.read_text().splitlines()] for r in results]
+    assert len(rows) == 4 and all(r[-1].get("checkpoint_dir_name") for r in rows)  # last epoch
     assert info["trace_sha256"] and info["wall_s"] > 0
     assert {"load_before", "driver_wall_s", "cpus"} <= set(info["machine"])
     text = page.read_text()

@@ -11,7 +11,7 @@ from sedsweep.cli import main
 from sedsweep.errors import UserError
 from sedsweep.methods import REGISTRY
 from sedsweep.sweep.registry import SAMPLERS, SCHEDULERS, make_scheduler
-from sedsweep.sweep.spec import load_sweep
+from sedsweep.sweep.spec import load_sweep, trial_config
 
 from .sweeps import SHIPPED
 
@@ -75,6 +75,10 @@ SEARCH = {**GOOD["space"], "when_loss": LOSS}
 CYCLE = {"space": {"when_loss": {**LOSS, "when": {"mode": "joint"}},
                    "mode": {"type": "categorical", "choices": ["separate", "joint"],
                             "when": {"when_loss": "mmm"}}}}  # fmt: skip
+
+
+OWN_EPOCHS = {"search": {"algorithm": "grid"}, "scheduler": {"type": "none"}, "space": {},
+              "cells": [{"when_loss": "mmm"}, {"when_loss": "max", "epochs": 5}]}  # fmt: skip
 
 
 def claim(**change):
@@ -235,6 +239,22 @@ BAD = {
         "space.when_loss.when: a key cannot act on a condition on itself",
     ),
     "when_cycle": (CYCLE, "the conditions form a cycle: mode → when_loss → mode"),
+    "cell_epochs_with_a_scheduler": (
+        {**OWN_EPOCHS, "scheduler": {"type": "asha"}},
+        "cells[1].epochs: a cell's own epochs need scheduler: none (the asha scheduler",
+    ),
+    "cell_epochs_above_the_budget": (
+        {**OWN_EPOCHS, "budget": {"max_epochs": 3}},
+        "cells[1].epochs: 5 is above budget.max_epochs (3)",
+    ),
+    "cell_epochs_not_whole": (
+        {**OWN_EPOCHS, "cells": [{"when_loss": "mmm", "epochs": 2.5}]},
+        "cells[0].epochs: 2.5 rejected by whenwho",
+    ),
+    "epochs_searched": (
+        {"space": {**SEARCH, "epochs": {"type": "int", "low": 2, "high": 9}}},
+        "space.epochs: epochs are not searched",
+    ),
 }
 
 
@@ -250,6 +270,18 @@ def test_bad_spec_names_file_and_key(tmp_path, case):
     assert "\n" not in text
     if not needle.startswith("--"):
         assert str(path) in text
+
+
+def test_a_cell_may_set_its_own_epochs(tmp_path):
+    """An arm that needs longer to converge gets its own budget; the others keep the sweep's."""
+    path = tmp_path / "own.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, **OWN_EPOCHS}))
+    plan = load_sweep(path)
+    base = plan.base.config.epochs
+    assert [plan.budget(c) for c in plan.grid_cells] == [base, 5]
+    assert plan.epochs == max(base, 5) and plan.base_epochs == base
+    config = trial_config(plan.base.config.model_dump(mode="json"), {"epochs": 5}, base)
+    assert config["epochs"] == 5
 
 
 def test_a_grid_skips_the_combinations_a_condition_rules_out(tmp_path, capsys):
@@ -382,16 +414,17 @@ def _policy(**sets: object):
 def test_checkpoints_fall_on_rungs_the_last_epoch_and_after_the_interval():
     policy = _policy()  # quickstart: ASHA grace 2, rf 2, 6 epochs; 30 s by default
     assert policy.always == {2, 4, 6} and policy.min_interval_s == 30.0
-    assert [e for e in range(1, 7) if policy.due(e, 5.0)] == [2, 4, 6]
-    assert policy.due(1, 30.0) and policy.due(3, 31.0) and not policy.due(3, 29.9)
+    assert [e for e in range(1, 7) if policy.due(e, 5.0, 6)] == [2, 4, 6]
+    assert policy.due(1, 30.0, 6) and policy.due(3, 31.0, 6) and not policy.due(3, 29.9, 6)
+    assert policy.due(3, 5.0, 3)  # a cell of 3 epochs: its own last epoch
     every = _policy(**{"checkpoint.every_epochs": 1})
-    assert all(every.due(e, 0.0) for e in range(1, 7))
+    assert all(every.due(e, 0.0, 6) for e in range(1, 7))
     fifo = _policy(
         **{"scheduler.type": "none", "checkpoint.min_interval_s": None,
                      "checkpoint.every_epochs": 4, "budget.max_epochs": 10},
     )  # fmt: skip
     assert fifo.always == {4, 8, 10}
-    assert not fifo.due(5, 1e9)  # no time rule: only the listed epochs
+    assert not fifo.due(5, 1e9, 10)  # no time rule: only the listed epochs
     hyperband = _policy(**{"scheduler.type": "hyperband"})
     assert hyperband.always == set(range(1, 7))  # it pauses trials at its milestones
 

@@ -177,7 +177,7 @@ def resolved_for(sweep: SweepRuns, trial: TrialRun) -> Resolved:
     plan = plan_sweep(sweep.spec, sweep.name)
     overrides = candidate_overrides(sweep, trial)
     config = trial_config(
-        plan.base.config.model_dump(mode="json"), config_part(overrides), plan.epochs
+        plan.base.config.model_dump(mode="json"), config_part(overrides), plan.base_epochs
     )
     data = plan.data_spec(data_part(overrides))
     run = RunSpec(

@@ -34,7 +34,9 @@ def figure_trials(plan: SweepPlan, results: list[Any]) -> list[Any]:
     done = [
         r
         for r in results
-        if r.error is None and r.checkpoint is not None and epoch_of(r.metrics) >= plan.epochs
+        if r.error is None
+        and r.checkpoint is not None
+        and epoch_of(r.metrics) >= plan.budget(r.config["overrides"])
     ]
     sign = -1.0 if plan.spec.primary.maximise else 1.0
     replicate_keys = set(plan.spec.replicates)
@@ -69,7 +71,7 @@ def draw_figures(
         if FIGURES_TAG in journal.state(key).tags:
             continue
         overrides = result.config["overrides"]
-        cfg = trial_method_config(method_cls, base, overrides, plan.epochs)
+        cfg = trial_method_config(method_cls, base, overrides, plan.base_epochs)
         fs = features[data_key(overrides)]
         make = functools.partial(method_cls, cfg, fs, device)
         trainer, note = restore(make, result.checkpoint)

@@ -92,7 +92,7 @@ def finish(execution: Execution, results: Any) -> SweepOutcome:
         metrics = result.metrics or {}
         if result.error is not None:
             counts["errored"] += 1
-        elif epoch_of(metrics) >= plan.epochs:
+        elif epoch_of(metrics) >= plan.budget(result.config["overrides"]):
             counts["completed"] += 1
             value = plan.objective_value(metrics)
             if value is not None and (

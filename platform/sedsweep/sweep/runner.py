@@ -113,7 +113,7 @@ def check_method(plan: SweepPlan, features: dict[str, FeatureSet]) -> None:
     base = plan.base.config.model_dump(mode="json")
     for variant in plan.data_variants:
         fs = features[data_key(variant)]
-        cfg = trial_method_config(method_cls, base, variant, plan.epochs)
+        cfg = trial_method_config(method_cls, base, variant, plan.base_epochs)
         try:
             splits = method_cls(cfg, fs, torch.device("cpu")).splits
         except ValueError as exc:
@@ -370,7 +370,7 @@ def _fit(execution: Execution) -> SweepOutcome:
                 run_trial,
                 features=transported(execution.features, s.resources.features, address is None),
                 method=s.method, base_config=base_config,
-                epochs=plan.epochs, threads=int(s.resources.cpu),
+                epochs=plan.base_epochs, threads=int(s.resources.cpu),
                 policy=CheckpointPolicy.of(s, plan.epochs),
                 deterministic=s.search.reproducible,
             ),
@@ -389,7 +389,7 @@ def _fit(execution: Execution) -> SweepOutcome:
         else:
             callback = TrackingCallback(
                 str(tracker.journal.directory), method=s.method, base_config=base_config,
-                epochs=plan.epochs, tags={METHOD_TAG: s.method, SWEEP_NAME_TAG: s.name},
+                epochs=plan.base_epochs, tags={METHOD_TAG: s.method, SWEEP_NAME_TAG: s.name},
                 when=conditions(s.space),
             )  # fmt: skip
             search = OptunaPruningSearch(plan)

@@ -54,6 +54,7 @@ from sedsweep.sweep.spec import (
     finite,
     is_active,
     rung_epochs,
+    trial_budget,
     trial_seed,
 )
 
@@ -85,7 +86,7 @@ class OptunaPruningSearch(Searcher):
         super().__init__(metric=selected_key(s.primary.metric), mode=s.primary.mode)
         self.objectives = [selected_key(o.metric) for o in s.objectives]
         self.multi = s.multi_objective
-        self.max_epochs = plan.epochs
+        self.max_epochs = plan.base_epochs  # a cell's own `epochs` overrides it (`budget`)
         # Trials in flight at once. Kept here, not by Tune's ConcurrencyLimiter: that wrapper
         # drops the completion of a trial it does not count as live, and a trial that errored
         # and runs again after a resume never is, so Optuna would never hear how it ended.
@@ -221,9 +222,12 @@ class OptunaPruningSearch(Searcher):
         outcome: Optuna cannot change a finished trial, and the sampler must see the value,
         not the failure.
         """
-        outcome = trial_outcome(result, error, self.objectives, self.max_epochs)
-        passed = self.passed.pop(trial_id, None)
         live = self.trials.get(trial_id)
+        budget = (
+            self.max_epochs if live is None else trial_budget(self.overrides(live), self.max_epochs)
+        )
+        outcome = trial_outcome(result, error, self.objectives, budget)
+        passed = self.passed.pop(trial_id, None)
         if live is not None and self.reproducible:
             self.halving.ended_trial(live.number)
             if live.number in self.halving.pruned and not error:  # halving's decision (a trial it

@@ -279,6 +279,7 @@ class SweepSpec(Strict):
 
 DATA_PREFIX = "data."
 EPOCH_KEY = "epoch"  # the method's own epoch in every result: the sweep's time axis
+EPOCHS = "epochs"  # the config key of a trial's budget; explicit cells may set their own
 
 
 def finite(value: Any) -> bool:
@@ -332,11 +333,11 @@ class CheckpointPolicy:
             always |= set(range(c.every_epochs, epochs + 1, c.every_epochs))
         return cls(frozenset(always), c.min_interval_s)
 
-    def due(self, epoch: int, since_last_s: float) -> bool:
-        """Whether `epoch`, `since_last_s` seconds after the trial's last checkpoint (or its
-        start), writes one."""
+    def due(self, epoch: int, since_last_s: float, last: int) -> bool:
+        """Whether `epoch` of a trial of `last` epochs, `since_last_s` seconds after its last
+        checkpoint (or its start), writes one; its last epoch always does."""
         timed = self.min_interval_s is not None and since_last_s >= self.min_interval_s
-        return epoch in self.always or timed
+        return epoch in self.always or epoch == last or timed
 
 
 def data_part(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -413,8 +414,14 @@ def condition_order(space: dict[str, Param]) -> list[str]:
 def trial_config(
     base_config: dict[str, Any], overrides: dict[str, Any], epochs: int
 ) -> dict[str, Any]:
-    """The full config of one trial: the sweep's base config, the trial's values, the epochs."""
-    return with_overrides(base_config, {**config_part(overrides), "epochs": epochs})
+    """The full config of one trial: the sweep's base config, the sweep's `epochs` and the
+    trial's values (a cell that sets `epochs` has its own budget: `trial_budget`)."""
+    return with_overrides(base_config, {"epochs": epochs, **config_part(overrides)})
+
+
+def trial_budget(overrides: dict[str, Any], epochs: int) -> int:
+    """The epochs a trial runs when nothing stops it: its cell's `epochs`, else the sweep's."""
+    return int(overrides.get(EPOCHS, epochs))
 
 
 def trial_method_config(
@@ -431,7 +438,16 @@ class SweepPlan:
     spec: SweepSpec
     source: str
     base: Resolved
-    epochs: int
+    epochs: int  # the longest trial's budget (`trial_budget`; the same for all unless cells differ)
+
+    def budget(self, overrides: dict[str, Any]) -> int:
+        """The epochs the trial with these overrides runs when nothing stops it early."""
+        return trial_budget(overrides, self.base_epochs)
+
+    @property
+    def base_epochs(self) -> int:
+        """The budget of a trial whose cell sets no `epochs`."""
+        return self.spec.budget.max_epochs or self.base.config.epochs
 
     def objective_value(self, metrics: dict[str, Any] | None) -> float | None:
         """A trial's primary objective in `metrics` (its selected value, what trials are
@@ -647,12 +663,21 @@ def plan_sweep(spec: SweepSpec, source: str, *, check_data: bool = True) -> Swee
             if key in fixed or key in spec.space:
                 raise UserError("is also fixed or searched", where=where)
             _check_value(base, key, value, where)
+            if key == EPOCHS:
+                _check_cell_budget(spec, value, where)
+    if EPOCHS in spec.space:
+        raise UserError(
+            "epochs are not searched: a scheduler stops trials early, and explicit cells may "
+            "each set their own",
+            where=f"{source}: space.{EPOCHS}",
+        )
     for key, values in spec.replicates.items():
         for value in values:
             _check_value(base, key, value, f"{source}: replicates.{key}")
     _check_reproducible(spec, source)
     epochs = spec.budget.max_epochs or base.config.epochs
     plan = SweepPlan(spec=spec, source=source, base=base, epochs=epochs)
+    plan.epochs = max(plan.budget(cell) for cell in plan.grid_cells)
     _check_claims(plan)
     for variant in plan.data_variants if check_data else []:  # a corpus it cannot split: now
         run = plan.variant_run(variant)
@@ -661,6 +686,21 @@ def plan_sweep(spec: SweepSpec, source: str, *, check_data: bool = True) -> Swee
             check_selection_split(plan, check_corpus(run, corpus, source),
                                   [c.fold for c in corpus.clips])  # fmt: skip
     return plan
+
+
+def _check_cell_budget(spec: SweepSpec, value: Any, where: str) -> None:
+    """A cell's own `epochs` (an arm that needs longer to converge; the method's config has
+    checked the number): within the budget's `max_epochs`, and with no scheduler (its rungs
+    and `max_t` assume one budget)."""
+    if spec.budget.max_epochs and value > spec.budget.max_epochs:
+        raise UserError(f"{value} is above budget.max_epochs ({spec.budget.max_epochs})",
+                        where=where)  # fmt: skip
+    if spec.scheduler.type != "none":
+        raise UserError(
+            f"a cell's own epochs need scheduler: none (the {spec.scheduler.type} scheduler "
+            "compares trials on one budget)",
+            where=where,
+        )
 
 
 def check_selection_split(plan: SweepPlan, splits: Any, clip_folds: Any) -> None:

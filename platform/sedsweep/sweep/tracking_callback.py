@@ -24,7 +24,13 @@ from sedsweep.metrics import SELECTED_EPOCH, SELECTED_PREFIX
 from sedsweep.progress import Progress
 from sedsweep.sweep.execution import current
 from sedsweep.sweep.seal import pickled_files, seal
-from sedsweep.sweep.spec import data_part, epoch_of, inactive_keys, trial_config
+from sedsweep.sweep.spec import (
+    data_part,
+    epoch_of,
+    inactive_keys,
+    trial_budget,
+    trial_config,
+)
 from sedsweep.sweep.trainable import NODE_KEY, NONDETERMINISTIC_KEY, RESTORE_NOTE_KEY
 from sedsweep.tracking import (
     ENDED_SHORT_TAG,
@@ -210,7 +216,8 @@ class TrackingCallback(tune.Callback):
         key = self.open(trial)
         self._recovered(key)
         done = epoch_of(trial.last_result)
-        if done >= self.epochs:  # its figures, if it gets any, come at the end (figures.py)
+        budget = trial_budget(trial.config["overrides"], self.epochs)
+        if done >= budget:  # its figures, if it gets any, come at the end (figures.py)
             self.journal.status(key, "FINISHED")
             self._progress(trial, f"finished ({done} epochs)")
         elif trial.trial_id in self._stop_decided or trial.status == "PAUSED":
@@ -219,7 +226,7 @@ class TrackingCallback(tune.Callback):
             self.journal.status(key, "KILLED")
             self._progress(trial, f"stopped early by the scheduler after epoch {done}")
         else:
-            why = f"ended after epoch {done} of {self.epochs} with no stop decision"
+            why = f"ended after epoch {done} of {budget} with no stop decision"
             _warn(trial, why)
             self.journal.tags(
                 key, {ERROR_TAG: why, ENDED_SHORT_TAG: "true", EPOCHS_RUN_TAG: str(done)}

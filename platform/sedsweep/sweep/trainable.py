@@ -136,7 +136,7 @@ def run_trial(
             result[RESTORE_NOTE_KEY], note = note, None
         if pinned(flagged):
             result[NONDETERMINISTIC_KEY] = "; ".join(sorted(flagged))
-        if not policy.due(epoch, time.monotonic() - last_saved):
+        if not policy.due(epoch, time.monotonic() - last_saved, cfg.epochs):
             tune.report(result)
             return
         with tempfile.TemporaryDirectory() as folder:
@@ -146,7 +146,7 @@ def run_trial(
 
     flagged: set[str] = set()
     with _nondeterminism(deterministic) as pinned:
-        run_epochs(trainer, epochs, on_epoch=report)
+        run_epochs(trainer, cfg.epochs, on_epoch=report)
 
 
 @contextlib.contextmanager
