@@ -452,3 +452,62 @@ def test_presets_cover_every_kind():
         assert set(kinds) == set(synth.GENERATORS), scale
     assert synth.SCALES["paper"]["noisy"]["clips"] == 24785
     assert synth.SCALES["paper"]["remix"] == {"clips": 8000, "classes": 41}
+
+
+# -- lowres, hard variant (issue 31) -------------------------------------------------------------
+def test_lowres_hard_variant_keeps_the_annotation_and_hides_the_calls(lowres, tmp_path):
+    """The same clips, labels and events as the calibrated corpus; calls at −15…0 dB (span power
+    under twice the surroundings', where the calibrated median is over 2); unlabelled sounds
+    in the clips without events; `event_activity` as a brute-force union of the plan's events."""
+    quiet = synth.make_lowres(tmp_path / "q", clips=60, sr=SR, seed=1, variant="hard",
+                              distractors=0)  # fmt: skip
+    assert quiet.clips == lowres.clips and quiet.events_by_clip() == lowres.events_by_clip()
+    ratios = []
+    for clip, events in zip(quiet.clips, quiet.events_by_clip(), strict=True):
+        y = _read(quiet.audio_path(clip))
+        active = np.zeros(y.size, dtype=bool)
+        spans = [(round(e.onset * SR), round(e.offset * SR)) for e in events]
+        for a, b in spans:
+            active[a:b] = True
+        if events and not active.all():
+            ratios += [np.mean(y[a:b] ** 2) / np.mean(y[~active] ** 2) for a, b in spans]
+    assert len(ratios) > 100 and np.median(ratios) < 1.5
+    assert quiet.generator["snr_db_range"] == [-15.0, 0.0]
+    assert quiet.generator["scenes"] == ["wind", "rain"]
+    hard = synth.make_lowres(tmp_path / "h", clips=60, sr=SR, seed=1, variant="hard")
+    assert hard.generator["distractors_per_chunk"] == pytest.approx(5775 / 569, abs=0.01)
+    assert len(hard.generator["distractor_signatures"]) == synth.DISTRACTOR_CLASSES
+    empty = [c for c, e in zip(hard.clips, hard.events_by_clip(), strict=True) if not e]
+    changed = [not np.array_equal(_read(hard.audio_path(c)), _read(quiet.audio_path(c)))
+               for c in empty]  # fmt: skip
+    assert empty and sum(changed) >= len(empty) // 2  # Poisson(≈ 10 per chunk): nearly all
+    plan = synth.lowres_plan(1, 60, len(lowres.classes), 5.0039, SR)
+    shares = []
+    for clip in plan:
+        if clip.events:  # union length by sweeping the sorted intervals
+            covered, end = 0, 0
+            for start, length, _ in sorted(clip.events):
+                covered += max(0, start + length - max(start, end))
+                end = max(end, start + length)
+            shares.append(covered / clip.samples)
+    assert hard.generator["event_activity"] == pytest.approx(
+        {"mean": np.mean(shares), "median": np.median(shares)}
+    )
+    assert lowres.generator["event_activity"] == hard.generator["event_activity"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "option"),
+    [
+        ({"variant": "harder"}, "--variant"),
+        ({"snr_db": (5.0, -5.0)}, "data.options.snr_db"),
+        ({"snr_db": (0.0,)}, "data.options.snr_db"),
+        ({"distractors": -1.0}, "data.options.distractors"),
+        ({"scenes": ["moon"]}, "data.options.scenes"),
+    ],
+)
+def test_lowres_rejects_bad_variant_options(kwargs, option, tmp_path):
+    with pytest.raises(UserError) as info:
+        synth.make_lowres(tmp_path / "out", clips=4, sr=SR, **kwargs)
+    assert info.value.where == option and "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists()

@@ -16,6 +16,7 @@ from sedsweep.config import deep_merge, validate
 from sedsweep.errors import UserError
 from sedsweep.features import PRESETS, FeatureSet
 from sedsweep.methods.whenwho import WhenWho, WhenWhoConfig, WhenWhoNet, l2_coefficient
+from sedsweep.metrics import frames_to_events
 from sedsweep.nn.blocks import frame_mask
 from sedsweep.nn.mil import half_and_half, max_loss, mmm_loss, noisy_or_loss
 
@@ -400,6 +401,8 @@ def test_frame_metrics_leave_out_clips_without_a_strong_annotation():
     from sedsweep.methods.evaluation import detection_candidates
     from sedsweep.metrics import defined_metrics
 
+    from .reference import sed_eval_segment_scores
+
     fs = make_features(n=12, seed=4)
     idx = np.arange(len(fs))
     rng = np.random.default_rng(5)
@@ -424,3 +427,16 @@ def test_frame_metrics_leave_out_clips_without_a_strong_annotation():
         roc_auc_score(np.concatenate([any_event(i) for i in idx]), np.concatenate(frames))
     )
     assert "strong_excluded" not in every and every["frame_auc"] != pytest.approx(expected)
+    # issue 31: the frame AUC inside the clips that hold an event, and F1 on 100 ms segments
+    held = [i for i in idx if any_event(i).any()]
+    assert 0 < len(held) < len(idx)
+    assert every["frame_auc_pos"] == pytest.approx(
+        roc_auc_score(np.concatenate([any_event(i) for i in held]),
+                      np.concatenate([frames[i] for i in held]))
+    )  # fmt: skip
+    reference = [(float(fs.durations[i]), [(a, b, 0) for a, b, _ in fs.events[i]]) for i in idx]
+    estimated = [(d, frames_to_events(frames[i] >= 0.5, fs.times(i), fs.params.hop_s))
+                 for i, (d, _) in zip(idx, reference, strict=True)]  # fmt: skip
+    for key, length in (("segment_f1", 1.0), ("segment_f1_100ms", 0.1)):
+        want = sed_eval_segment_scores(reference, estimated, length, 1)["f1"]
+        assert every[key] == pytest.approx(want)

@@ -132,6 +132,10 @@ def data_make(
     ] = None,
     min_duration: Annotated[float | None, typer.Option(help="noisy: shortest clip (s).")] = None,
     max_duration: Annotated[float | None, typer.Option(help="noisy: longest clip (s).")] = None,
+    variant: Annotated[
+        str | None,
+        typer.Option(help="lowres: calibrated (default) or hard (quiet calls, distractors)."),
+    ] = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Generate a deterministic synthetic corpus (WAVs, clips.csv, events.tsv, corpus.json)."""
@@ -154,6 +158,10 @@ def data_make(
                     where=f"--{name.replace('_', '-')}",
                 )
             options[name] = value
+    if variant is not None:
+        if kind is not Kind.lowres:
+            raise UserError(f"only applies to 'lowres', not {kind.value!r}", where="--variant")
+        options["variant"] = variant
     if snr:
         if kind is not Kind.remix:
             raise UserError(f"only applies to 'remix', not {kind.value!r}", where="--snr")

@@ -15,6 +15,7 @@ import numpy as np
 from sedsweep.data.splits import Splits
 from sedsweep.features import FeatureSet
 from sedsweep.metrics import (
+    UndefinedMetric,
     clip_auc,
     defined_metrics,
     frame_auc,
@@ -28,9 +29,13 @@ Candidates = dict[str, Callable[[], float]]
 
 TAGGING = ("auc_micro", "auc_macro", "ap_micro", "ap_macro", "lwlrap")
 """The names `tagging_candidates` reports (before its prefix)."""
-DETECTION = ("frame_auc", "segment_f1", "segment_er", "strong_excluded")
+DETECTION = (
+    "frame_auc", "frame_auc_pos", "segment_f1", "segment_er", "segment_f1_100ms",
+    "strong_excluded",
+)  # fmt: skip
 """The names `detection_candidates` reports (before its prefix); strong_excluded, the number
 of the split's clips left out for lack of a complete strong annotation, only when some are."""
+FINE_SEGMENT_S = 0.1  # the finer segment length of `segment_f1_100ms`
 
 
 def names(prefix: str, family: tuple[str, ...]) -> set[str]:
@@ -61,7 +66,10 @@ def detection_candidates(
     prefix: str = "",
 ) -> Candidates:
     """Frame-level ROC AUC and segment-based F1 / error rate (1 s segments, threshold 0.5) of
-    frame probabilities against the strong labels; none without strong labels.
+    frame probabilities against the strong labels; none without strong labels. Beside them,
+    for corpora where telling clips apart is most of the task: `frame_auc_pos`, the frame AUC
+    over the clips that hold an event only (where in a positive clip, not which clips), and
+    `segment_f1_100ms`, segment F1 on 100 ms segments.
 
     Only clips whose strong annotation is complete are scored (`FeatureSet.strong`): a clip with
     weak labels only has no "no event" frames to count its detections against. How many were
@@ -90,16 +98,27 @@ def detection_candidates(
         annotated = [events[i] for i in idx]
     reference = list(zip(fs.durations[idx].tolist(), annotated, strict=True))
     times = [fs.times(int(i)) for i in idx]
+    hop = fs.params.hop_s
     segment = functools.cache(
-        lambda: segment_f1_from_frames(list(frames), times, fs.params.hop_s, reference)
+        lambda length: segment_f1_from_frames(
+            list(frames), times, hop, reference, segment_length=length
+        )
     )
-    metrics: list[Callable[[], float]] = [
-        lambda: frame_auc(list(frames), targets),
-        lambda: segment()["f1"],
-        lambda: segment()["error_rate"],
-    ]
-    scored = {f"{prefix}{k}": v for k, v in zip(DETECTION[:3], metrics, strict=True)}
-    return scored | excluded
+
+    def within_positive_clips() -> float:
+        held = [k for k, t in enumerate(targets) if np.asarray(t).any()]
+        if not held:
+            raise UndefinedMetric("no clip of the split holds an event")
+        return frame_auc([frames[k] for k in held], [targets[k] for k in held])
+
+    metrics: dict[str, Callable[[], float]] = {
+        "frame_auc": lambda: frame_auc(list(frames), targets),
+        "frame_auc_pos": within_positive_clips,
+        "segment_f1": lambda: segment(1.0)["f1"],
+        "segment_er": lambda: segment(1.0)["error_rate"],
+        "segment_f1_100ms": lambda: segment(FINE_SEGMENT_S)["f1"],
+    }
+    return {f"{prefix}{k}": v for k, v in metrics.items()} | excluded
 
 
 COUNTS = ("strong_excluded",)  # reported beside the metrics, but not scores: no chance level
