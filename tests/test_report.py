@@ -167,6 +167,16 @@ def test_with_paper_matches_published_cells(tmp_path):
     assert paper == {("gap", 0.0): 0.3295, ("gap", 20.0): 0.5067,
                      ("two_step", 0.0): 0.6986, ("two_step", 20.0): 0.7829}  # fmt: skip
     assert "(paper)" in table.render("md") and "Table IV" in table.render("md")
+    # a file that fixes the SNR and the pooling (Table V at 0 dB): read from the spec
+    fixed = {**spec, "name": "t5", "space": {}, "data": {"options": {"snr_db": 0.0}},
+             "fixed": {"pooling": "two_step"}, "cells": [{"mtl.alpha": 0.0}, {"mtl.alpha": 0.01}],
+             "table": {"rows": ["mtl.alpha"], "metrics": ["test/ap_micro"]}}  # fmt: skip
+    scores = {"val/ap_micro": 0.5, "test/ap_micro": 0.4}
+    trials = [{"overrides": {"mtl.alpha": a}, "metrics": scores} for a in (0, 0.01)]
+    parent = log_sweep(tmp_path, fixed, trials, epochs=1)
+    table = build_table([load_sweep_runs(parent, tracking_uri_for(tmp_path))], with_paper=True)
+    paper = [table.cell(r, (), "test/ap_micro").paper for r in table.rows]
+    assert paper == [0.6937, 0.6792]
 
 
 def test_published_pooling_numbers_are_the_paper_texts():

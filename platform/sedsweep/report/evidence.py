@@ -367,7 +367,8 @@ def _paper_pair(section: Section, check: ClaimCheck) -> str:
     sides = []
     for selector in (check.a, check.b):
         trials = select_trials(completed, selector)
-        sides.append(paper_value(methods, trials, check.claim.metric) if trials else None)
+        fixed = section.sweep.fixed_values
+        sides.append(paper_value(methods, trials, check.claim.metric, fixed) if trials else None)
     if None in sides:
         return "—"
     return f"{sides[0]:.3f} vs {sides[1]:.3f}"

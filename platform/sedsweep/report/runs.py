@@ -193,6 +193,14 @@ class SweepRuns:
         """The sweep's name (its MLflow experiment)."""
         return self.spec.name
 
+    @cached_property
+    def fixed_values(self) -> dict[str, Any]:
+        """What the whole sweep sets, as dotted keys: its `fixed` config and its generator
+        options (`data.options.snr_db: 0.0`); a trial logs only the data keys its cell varies,
+        and an evidence CSV only the keys the design varies."""
+        data = {f"{DATA_PREFIX}options.{k}": v for k, v in flatten(self.spec.data.options).items()}
+        return flatten(self.spec.fixed) | data
+
     @property
     def objective(self) -> str:
         """The metric trials are ranked by (a Pareto sweep's primary objective)."""

@@ -265,7 +265,9 @@ def build_table(
                 cell.rung = min(rung[s.name] for s, _ in group if s.name in rung)
                 cell.best = _best_of(group, metric)
             if with_paper:
-                cell.paper = paper_value(methods, trials, metric)
+                fixed = [s.fixed_values for s, _ in group]
+                common = {k: v for k, v in fixed[0].items() if all(f.get(k) == v for f in fixed)}
+                cell.paper = paper_value(methods, trials, metric, common)
             table.cells[(row, col, metric)] = cell
     _mark(table, sweeps[0])
     _mark_front(table, sweeps[0])
@@ -480,8 +482,18 @@ def paper_tables() -> list[dict[str, Any]]:
     return yaml.safe_load(text)
 
 
-def paper_value(methods: set[str], trials: list[TrialRun], metric: str) -> float | None:
-    """The published number for a cell: the most specific entry all its trials match."""
+def paper_value(
+    methods: set[str], trials: list[TrialRun], metric: str, fixed: dict[str, Any] | None = None
+) -> float | None:
+    """The published number for a cell: the most specific entry all its trials match. A key
+    the trials do not vary is read from `fixed` (`SweepRuns.fixed_values`: a data option the
+    whole sweep sets, such as the SNR of a file that runs one)."""
+    fixed = fixed or {}
+
+    def value(trial: TrialRun, key: str) -> Any:
+        found = trial.value(key)
+        return fixed.get(key) if found is None else found
+
     best: tuple[int, float] | None = None
     for table in paper_tables():
         if table["method"] not in methods or metric not in table["columns"]:
@@ -490,7 +502,7 @@ def paper_value(methods: set[str], trials: list[TrialRun], metric: str) -> float
             if metric not in entry["values"]:
                 continue
             if all(
-                same_value(t.value(k), v)
+                same_value(value(t, k), v)
                 and t.params.get("method", table["method"]) == table["method"]
                 for t in trials
                 for k, v in entry["match"].items()
