@@ -337,7 +337,8 @@ def test_evaluate_reports_finite_metrics(
     metrics = method.evaluate("test")
     assert set(metrics) == {
         "loss", "loss_bce", "loss_mse", "ap_micro", "ap_macro", "auc_micro", "auc_macro",
-        "lwlrap", "frame_auc", "segment_f1", "segment_er", "selected_epoch",
+        "lwlrap", "frame_auc", "frame_auc_pos", "segment_f1", "segment_er", "segment_f1_100ms",
+        "selected_epoch",
     }  # fmt: skip
     assert all(math.isfinite(v) for v in (*train.values(), *metrics.values()))
     assert set(method.evaluate("val")) == set(metrics) - {"selected_epoch"}

@@ -346,8 +346,10 @@ def test_evaluate_reports_finite_metrics(features: FeatureSet, amp: bool) -> Non
     assert set(metrics) == {
         "loss",
         "when_frame_auc",
+        "when_frame_auc_pos",
         "when_segment_f1",
         "when_segment_er",
+        "when_segment_f1_100ms",
         "who_auc_micro",
         "who_auc_macro",
         "who_lwlrap",
