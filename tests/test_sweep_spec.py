@@ -243,10 +243,6 @@ BAD = {
         {**OWN_EPOCHS, "scheduler": {"type": "asha"}},
         "cells[1].epochs: a cell's own epochs need scheduler: none (the asha scheduler",
     ),
-    "cell_epochs_above_the_budget": (
-        {**OWN_EPOCHS, "budget": {"max_epochs": 3}},
-        "cells[1].epochs: 5 is above budget.max_epochs (3)",
-    ),
     "cell_epochs_not_whole": (
         {**OWN_EPOCHS, "cells": [{"when_loss": "mmm", "epochs": 2.5}]},
         "cells[0].epochs: 2.5 rejected by whenwho",
@@ -282,6 +278,8 @@ def test_a_cell_may_set_its_own_epochs(tmp_path):
     assert plan.epochs == max(base, 5) and plan.base_epochs == base
     config = trial_config(plan.base.config.model_dump(mode="json"), {"epochs": 5}, base)
     assert config["epochs"] == 5
+    capped = load_sweep(path, {"budget.max_epochs": 1})  # budget.max_epochs caps every arm
+    assert [capped.budget(c) for c in capped.grid_cells] == [1, 1] and capped.epochs == 1
 
 
 def test_a_grid_skips_the_combinations_a_condition_rules_out(tmp_path, capsys):

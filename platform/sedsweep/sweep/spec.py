@@ -665,6 +665,8 @@ def plan_sweep(spec: SweepSpec, source: str, *, check_data: bool = True) -> Swee
             _check_value(base, key, value, where)
             if key == EPOCHS:
                 _check_cell_budget(spec, value, where)
+                if spec.budget.max_epochs:  # the budget caps every arm (a smoke run's 1 epoch)
+                    cell[EPOCHS] = min(value, spec.budget.max_epochs)
     if EPOCHS in spec.space:
         raise UserError(
             "epochs are not searched: a scheduler stops trials early, and explicit cells may "
@@ -690,11 +692,7 @@ def plan_sweep(spec: SweepSpec, source: str, *, check_data: bool = True) -> Swee
 
 def _check_cell_budget(spec: SweepSpec, value: Any, where: str) -> None:
     """A cell's own `epochs` (an arm that needs longer to converge; the method's config has
-    checked the number): within the budget's `max_epochs`, and with no scheduler (its rungs
-    and `max_t` assume one budget)."""
-    if spec.budget.max_epochs and value > spec.budget.max_epochs:
-        raise UserError(f"{value} is above budget.max_epochs ({spec.budget.max_epochs})",
-                        where=where)  # fmt: skip
+    checked the number) needs no scheduler (its rungs and `max_t` assume one budget)."""
     if spec.scheduler.type != "none":
         raise UserError(
             f"a cell's own epochs need scheduler: none (the {spec.scheduler.type} scheduler "
