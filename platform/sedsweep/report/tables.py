@@ -486,8 +486,8 @@ def paper_value(
     methods: set[str], trials: list[TrialRun], metric: str, fixed: dict[str, Any] | None = None
 ) -> float | None:
     """The published number for a cell: the most specific entry all its trials match. A key
-    the trials do not vary is read from `fixed` (`SweepRuns.fixed_values`: a data option the
-    whole sweep sets, such as the SNR of a file that runs one)."""
+    the trials do not carry is read from `fixed` (`SweepRuns.fixed_values`: what the whole
+    sweep sets, such as the SNR of a file that runs one)."""
     fixed = fixed or {}
 
     def value(trial: TrialRun, key: str) -> Any:

@@ -12,6 +12,7 @@ import itertools
 import json
 import math
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -438,7 +439,11 @@ class SweepPlan:
     spec: SweepSpec
     source: str
     base: Resolved
-    epochs: int  # the longest trial's budget (`trial_budget`; the same for all unless cells differ)
+
+    @cached_property
+    def epochs(self) -> int:
+        """The longest trial's budget (the same for all unless cells set their own)."""
+        return max(self.budget(cell) for cell in self.grid_cells)
 
     def budget(self, overrides: dict[str, Any]) -> int:
         """The epochs the trial with these overrides runs when nothing stops it early."""
@@ -677,9 +682,7 @@ def plan_sweep(spec: SweepSpec, source: str, *, check_data: bool = True) -> Swee
         for value in values:
             _check_value(base, key, value, f"{source}: replicates.{key}")
     _check_reproducible(spec, source)
-    epochs = spec.budget.max_epochs or base.config.epochs
-    plan = SweepPlan(spec=spec, source=source, base=base, epochs=epochs)
-    plan.epochs = max(plan.budget(cell) for cell in plan.grid_cells)
+    plan = SweepPlan(spec=spec, source=source, base=base)
     _check_claims(plan)
     for variant in plan.data_variants if check_data else []:  # a corpus it cannot split: now
         run = plan.variant_run(variant)
