@@ -36,6 +36,7 @@ def figure_trials(plan: SweepPlan, results: list[Any]) -> list[Any]:
         for r in results
         if r.error is None
         and r.checkpoint is not None
+        and epoch_of(r.metrics)
         and epoch_of(r.metrics) >= plan.budget(r.config["overrides"])
     ]
     sign = -1.0 if plan.spec.primary.maximise else 1.0

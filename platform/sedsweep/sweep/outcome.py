@@ -92,7 +92,9 @@ def finish(execution: Execution, results: Any) -> SweepOutcome:
         metrics = result.metrics or {}
         if result.error is not None:
             counts["errored"] += 1
-        elif epoch_of(metrics) >= plan.budget(result.config["overrides"]):
+        # a trial with no epoch reported is not completed and may have no config in its
+        # result (Tune reads it from the last report): no budget to look up
+        elif epoch_of(metrics) and epoch_of(metrics) >= plan.budget(result.config["overrides"]):
             counts["completed"] += 1
             value = plan.objective_value(metrics)
             if value is not None and (
