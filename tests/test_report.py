@@ -239,6 +239,11 @@ def test_cross_sweep_merge_and_mismatch(tmp_path):
         (["table", "grid", "--rows", "nosuch.key"], "table key nosuch.key: no completed trial"),
         (["table", "grid", "--metrics", "val/nosuch"], "table metric val/nosuch: no completed"),
         (["best", "nosuch"], "nosuch: no sweep"),
+        (
+            ["best", "gird"],
+            "gird: no sweep (MLflow experiment or parent run id) of this name "
+            "(did you mean 'grid'?)",
+        ),
     ],
 )
 def test_bad_table_input_is_one_line_exit_2(grid_store, capsys, args, message):

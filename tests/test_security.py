@@ -205,7 +205,8 @@ def test_a_local_sweep_refuses_clients_without_its_token(tmp_path):
     finally:
         code = sweep.finish(timeout=300)
     assert code == 1, sweep.output[-3000:]
-    assert "sweep incomplete; resume with" in sweep.output and "Traceback" not in sweep.output
+    assert "sweep incomplete: " in sweep.output and "resume with" in sweep.output
+    assert "Traceback" not in sweep.output
     assert [p.name for p in users_token.parent.iterdir()] == ["auth_token"]
 
 

@@ -52,7 +52,8 @@ def test_sigterm_during_a_sweep_marks_parent_and_open_children_killed(tmp_path):
         proc.cleanup()
     out = proc.output
     assert code == 1, out[-3000:]
-    assert "sweep incomplete; resume with: sedsweep resume" in out and "Traceback" not in out
+    assert "sweep incomplete: " in out and "; resume with: sedsweep resume" in out
+    assert "Traceback" not in out and "\nbest" not in out
     found = statuses(tmp_path)
     parent = [name for name in found if name.startswith("null_load-")]
     assert len(parent) == 1 and found[parent[0]] == "KILLED", found
@@ -96,7 +97,8 @@ def test_ctrl_c_after_every_trial_started_is_interrupted_not_stopped_early(tmp_p
     out = proc.output
     assert code == 1, out[-3000:]
     assert "2 interrupted of 2 planned" in out and "stopped early" not in out
-    assert "sweep incomplete; resume with: sedsweep resume" in out and "Traceback" not in out
+    assert "sweep incomplete: " in out and "; resume with: sedsweep resume" in out
+    assert "Traceback" not in out and "\nbest" not in out
     found = statuses(tmp_path)
     parent = next(name for name in found if name.startswith("null_load-"))
     assert found[parent] == "KILLED" and "RUNNING" not in found.values(), found

@@ -96,7 +96,29 @@ def claim(**change):
 
 BAD = {
     "unknown_method": ({"method": "nope"}, "method: unknown method 'nope'"),
-    "unknown_top_key": ({"colour": 1}, "unknown key 'colour'"),
+    "unknown_top_key": ({"colour": 1}, "unknown key 'colour' (known: name, description"),
+    "misspelt_top_key": ({"budgett": {}}, "unknown key 'budgett' (did you mean 'budget'?"),
+    "misspelt_nested_key": (
+        {"budget": {"trails": 3}},
+        "unknown key 'budget.trails' (did you mean 'budget.trials'? known under 'budget': ",
+    ),
+    "misspelt_key_in_union": (  # objective: one or a list of objectives
+        {"objective": {"metricc": "val/when_frame_auc"}},
+        "unknown key 'objective.metricc' (did you mean 'objective.metric'?",
+    ),
+    "unknown_key_in_tagged_param": (
+        {"space": {"optim.lr": {"type": "float", "low": 0.1, "high": 0.2, "lo": 0.1}}},
+        "unknown key 'space.optim.lr.lo' (did you mean 'space.optim.lr.low'? "
+        "known under 'space.optim.lr': when, type, low, high, log, step)",
+    ),
+    "misspelt_algorithm": (
+        {"search": {"algorithm": "tpee"}},
+        "key 'search.algorithm': unknown value 'tpee' (did you mean 'tpe'? known: tpe, random",
+    ),
+    "misspelt_scheduler": (
+        {"scheduler": {"type": "ashaa"}},
+        "key 'scheduler.type': unknown value 'ashaa' (did you mean 'asha'?",
+    ),
     "unknown_space_key": (
         {"space": {"optim.lrr": {"type": "float", "low": 0.1, "high": 0.2}}},
         "space.optim.lrr: 0.1 rejected by whenwho: unknown key 'optim.lrr'",

@@ -61,11 +61,12 @@ def test_run_yaml_reproduces_the_run(trained, capsys):
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [
-        (["--set", "mmm.w_mx=1"], "unknown key 'mmm.w_mx'"),
+        (["--set", "mmm.w_mx=1"], "unknown key 'mmm.w_mx' (did you mean 'mmm.w_max'? known"),
         (["--set", "mmm.w_max=-1"], "key 'mmm.w_max'"),
         (["--set", "mode=sideways"], "key 'mode'"),
-        (["--scale", "huge"], "--scale: unknown scale 'huge'"),
-        (["--set", "features.n_melz=3"], "unknown feature field 'n_melz'"),
+        (["--scale", "huge"], "--scale: unknown scale 'huge' (known: tiny, small, paper)"),
+        (["--scale", "smal"], "--scale: unknown scale 'smal' (did you mean 'small'?"),
+        (["--set", "features.n_melz=3"], "unknown feature field 'n_melz' (did you mean 'n_mels'?"),
     ],
 )
 def test_bad_settings_fail_before_anything_is_written(tmp_path, capsys, extra, needle):
@@ -84,7 +85,11 @@ def test_bad_config_file_and_method(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{bad} line" in err and "malformed YAML" in err
     assert main(["train", "--method", "nope", "--workdir", str(tmp_path / "w")]) == 2
-    assert "--method: unknown method 'nope'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--method: unknown method 'nope' (known: " in err and "did you mean" not in err
+    assert "null (load generator, not a paper method)" in err
+    assert main(["train", "--method", "whenwo", "--workdir", str(tmp_path / "w")]) == 2
+    assert "unknown method 'whenwo' (did you mean 'whenwho'?" in capsys.readouterr().err
     other = tmp_path / "other.yaml"
     other.write_text("method: whenwho\nconfig: {mode: joint}\n")
     assert main(["train", "--config", str(other), "--method", "staged"]) == 2

@@ -15,6 +15,7 @@ import typer
 from sedsweep import __version__
 from sedsweep.config import DEFAULT_WORKDIR
 from sedsweep.errors import UserError
+from sedsweep.methods import method_names
 from sedsweep.progress import Progress
 
 if TYPE_CHECKING:
@@ -399,7 +400,7 @@ def _epoch_text(epoch: int, metrics: dict[str, float], epochs: int | None) -> st
 
 @app.command("train")
 def train_cmd(
-    method: Annotated[str | None, typer.Option(help="Method name, e.g. whenwho.")] = None,
+    method: Annotated[str | None, typer.Option(help=f"Method: {method_names()}.")] = None,
     data: Annotated[
         Path | None, typer.Option(help="Corpus directory (default: the method's synthetic one).")
     ] = None,
@@ -603,22 +604,28 @@ def sync_cmd(
 
 
 def _sweep_result(outcome) -> None:
-    from sedsweep.tracking import display_uri
+    from sedsweep.tracking import display_uri, ui_hint
 
     typer.echo(outcome.summary())
     best = outcome.best
-    if best and best.get("checked", True):
+    # an incomplete sweep names no best: the best of the trials that happened to finish is no
+    # answer (its closing line says how many did)
+    if outcome.complete and best:
         (metric, value), *_ = best["metrics"].items()
-        typer.echo(f"best trained trial: {best['trial']} ({metric} {value:.4g}) {best['config']}")
-    elif best:
-        typer.echo(f"best: {best['config']} (not checked for training validity: no tables)")
-    elif outcome.counts.get("completed"):
+        score = f"({metric} {value:.4g}) {best['config']}"
+        if best.get("checked", True):
+            typer.echo(f"best trained trial: {best['trial']} {score}")
+        else:
+            typer.echo(f"best: {score} (not checked for training validity: no tables)")
+    elif outcome.complete and outcome.counts.get("completed"):
         typer.echo("best: none: no completed trial trained (see the lines above)")
     if outcome.parent_run_id:
         typer.echo(
             f"MLflow parent run {outcome.parent_run_id} in {display_uri(outcome.tracking_uri)}: "
             f"{outcome.ui_url}"
         )
+        if serve := ui_hint(outcome.tracking_uri):
+            typer.echo(serve)
     typer.echo(f"Ray results in {outcome.path}")
     if outcome.trace_sha256:
         typer.echo(f"trace {outcome.trace_sha256[:16]} (compare executions: sedsweep compare A B)")
@@ -626,7 +633,11 @@ def _sweep_result(outcome) -> None:
     if hint:
         typer.echo(hint, err=True)
     if not outcome.complete:
-        typer.echo(f"sweep incomplete; resume with: sedsweep resume {outcome.path}", err=True)
+        typer.echo(
+            f"sweep incomplete: {outcome.finished} of {outcome.expected} trials finished, "
+            f"no best yet; resume with: sedsweep resume {outcome.path}",
+            err=True,
+        )
         raise typer.Exit(1)
     if hint and not outcome.offline:
         raise typer.Exit(1)
@@ -659,6 +670,10 @@ Sweeps = Annotated[
     list[str], typer.Argument(help="Sweep name(s) (MLflow experiment) or parent run id(s).")
 ]
 Keys = Annotated[str | None, typer.Option(help="Comma-separated config keys.")]
+Metrics = Annotated[
+    str | None,
+    typer.Option(help="Comma-separated metric names, e.g. test/when_frame_auc,val/loss."),
+]
 
 
 def _keys(text: str | None) -> list[str] | None:
@@ -670,7 +685,7 @@ def table_cmd(
     sweeps: Sweeps,
     rows: Keys = None,
     cols: Keys = None,
-    metrics: Keys = None,
+    metrics: Metrics = None,
     with_paper: Annotated[
         bool, typer.Option("--with-paper", help="Add the papers' published numbers.")
     ] = False,

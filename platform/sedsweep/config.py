@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import re
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -10,7 +13,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from sedsweep.errors import UserError
+from sedsweep.errors import UserError, unknown_name
 from sedsweep.fsio import unusable
 
 M = TypeVar("M", bound=BaseModel)
@@ -182,8 +185,75 @@ def validate(model: type[M], data: Mapping[str, Any], where: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        errors = exc.errors()
+        # a misspelt key is also a missing one: name the unknown key, which says both
+        err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        parts, parent = _walk(model, err["loc"][:-1])
+        key = ".".join([*parts, str(err["loc"][-1])] if err["loc"] else parts) or "(root)"
         if err["type"] == "extra_forbidden":
-            raise UserError(f"unknown key {key!r}", where=where) from None
+            if parent is None:
+                raise UserError(f"unknown key {key!r}", where=where) from None
+            prefix = "".join(f"{p}." for p in parts)
+            message = unknown_name("key", key, parent.model_fields, prefix=prefix)
+            raise UserError(message, where=where) from None
+        if err["type"] == "literal_error":  # one of a fixed set of names
+            known = re.findall(r"'([^']*)'", err["ctx"]["expected"])
+            message = unknown_name("value", err["input"], known)
+            raise UserError(f"key {key!r}: {message}", where=where) from None
         raise UserError(f"key {key!r}: {err['msg']}", where=where) from None
+
+
+_UNIONS = (typing.Union, types.UnionType)
+
+
+def _walk(model: type[BaseModel], loc: Sequence[Any]) -> tuple[list[str], type[BaseModel] | None]:
+    """Follow a validation error's location `loc` from `model` through nested models, optional
+    ones, dicts, lists and unions: the location as the user wrote it (without the names
+    pydantic gives a union's members or tags), and the model that validates the value there
+    (None when the path leads to something else)."""
+    parts: list[str] = []
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        members = typing.get_args(current) if typing.get_origin(current) in _UNIONS else ()
+        if chosen := [m for m in members if _names_member(m, part)]:
+            current = chosen[0]  # pydantic names the union member (or tag) it tried
+            continue
+        parts.append(str(part))
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            current = field.annotation if field is not None else None
+        elif typing.get_origin(current) in (dict, list, Mapping, Sequence):
+            current = typing.get_args(current)[-1]  # the value (or item) type
+        else:
+            current = None
+    current = _unwrap(current)
+    found = isinstance(current, type) and issubclass(current, BaseModel)
+    return parts, current if found else None
+
+
+def _names_member(member: Any, part: Any) -> bool:
+    """True when `part` of an error location names this union member: its class name, or the
+    value of one of its Literal fields (a discriminated union's tag)."""
+    if getattr(member, "__name__", None) == part:
+        return True
+    fields = (
+        member.model_fields.values()
+        if isinstance(member, type) and issubclass(member, BaseModel)
+        else ()
+    )
+    return any(
+        typing.get_origin(f.annotation) is typing.Literal and part in typing.get_args(f.annotation)
+        for f in fields
+    )
+
+
+def _unwrap(annotation: Any) -> Any:
+    """`X` for `X | None` and `Annotated[X, ...]`; anything else as it is."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in _UNIONS:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _unwrap(args[0]) if len(args) == 1 else annotation
+    return annotation

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -13,3 +15,33 @@ class UserError(Exception):
         self.message = " ".join(message.split())
         text = f"{self.where}: {message}" if self.where else message
         super().__init__(" ".join(text.split()))
+
+
+def unknown_name(
+    kind: str,
+    name: object,
+    known: Iterable[str],
+    notes: dict[str, str] | None = None,
+    prefix: str = "",
+) -> str:
+    """The message for a name that is not one of `known`: "unknown method 'whenwo' (did you
+    mean 'whenwho'? known: a, b, c)". The suggestion is the closest known name by difflib's
+    ratio (at least 0.6), if any; `notes` annotate some known names in the list. With a
+    `prefix` (a dotted key's parent, "budget."), `known` are the names under it and `name`
+    is matched without it."""
+    names = list(known)
+    hint = did_you_mean(str(name), names, prefix)
+    under = f" under {prefix[:-1]!r}" if prefix else ""
+    return f"unknown {kind} {str(name)!r} ({hint}known{under}: {listed(names, notes)})"
+
+
+def did_you_mean(name: str, known: Iterable[str], prefix: str = "") -> str:
+    """ "did you mean 'x'? " for the known name closest to `name` (difflib's ratio at least
+    0.6; with a `prefix`, `name` is matched without it and the answer given with it), else ""."""
+    close = difflib.get_close_matches(name.removeprefix(prefix), list(known), n=1)
+    return f"did you mean {prefix + close[0]!r}? " if close else ""
+
+
+def listed(names: Iterable[str], notes: dict[str, str] | None = None) -> str:
+    """Names joined by commas, each followed by its note in parentheses where it has one."""
+    return ", ".join(f"{n} ({notes[n]})" if notes and n in notes else n for n in names)

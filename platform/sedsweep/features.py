@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from sedsweep.data.audio import read_audio
 from sedsweep.data.corpus import CLIPS_FILE, Clip, Corpus, check_duration
-from sedsweep.errors import UserError
+from sedsweep.errors import UserError, unknown_name
 from sedsweep.fsio import temp_dir_for, write_json
 
 log = logging.getLogger(__name__)
@@ -119,14 +119,13 @@ def resolve_params(
     """A preset with field overrides applied and validated; bad names/values are UserErrors
     naming `where` (the option, or the file's `features` key)."""
     if preset not in PRESETS:
-        raise UserError(
-            f"unknown preset {preset!r} (known: {', '.join(PRESETS)})", where="--preset"
-        )
+        raise UserError(unknown_name("preset", preset, PRESETS), where="--preset")
     overrides = dict(overrides or {})
     unknown = [k for k in overrides if k not in FeatureParams.model_fields]
     if unknown:
-        known = ", ".join(FeatureParams.model_fields)
-        raise UserError(f"unknown feature field {unknown[0]!r} (fields: {known})", where=where)
+        raise UserError(
+            unknown_name("feature field", unknown[0], FeatureParams.model_fields), where=where
+        )
     try:
         return FeatureParams.model_validate({**PRESETS[preset].model_dump(), **overrides})
     except ValidationError as exc:

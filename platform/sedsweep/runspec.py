@@ -27,7 +27,7 @@ from pydantic import Field, model_validator
 from sedsweep.config import Strict, deep_merge, load_yaml, set_dotted, validate, with_overrides
 from sedsweep.data.audio import read_audio
 from sedsweep.data.corpus import META_FILE, Corpus
-from sedsweep.errors import UserError
+from sedsweep.errors import UserError, unknown_name
 from sedsweep.features import FeatureParams, resolve_params
 from sedsweep.methods import get_method
 
@@ -168,10 +168,7 @@ def resolve(spec: RunSpec, where: str = "run spec", section: str = "config") -> 
             raise
         raise UserError(exc.message, where=f"{where}: method") from None
     if spec.scale not in method_cls.scales:
-        known = ", ".join(method_cls.scales)
-        raise UserError(
-            f"unknown scale {spec.scale!r} for {spec.method} (known: {known})", where="--scale"
-        )
+        raise UserError(unknown_name("scale", spec.scale, method_cls.scales), where="--scale")
     scale = method_cls.scales[spec.scale]
     merged = deep_merge(with_overrides({}, scale.config), spec.config)
     config = validate(method_cls.Config, merged, f"{where}: {section}")
@@ -281,7 +278,7 @@ def corpus_for(resolved: Resolved, workdir: Path) -> Corpus:
     kind = data.synthetic or resolved.method_cls.synthetic_kind
     if kind not in GENERATORS:
         raise UserError(
-            f"unknown synthetic corpus {kind!r} (known: {', '.join(GENERATORS)})",
+            unknown_name("synthetic corpus", kind, GENERATORS),
             where="data.synthetic",
         )
     options = {**resolved.scale.corpus, **data.options}

@@ -259,6 +259,13 @@ def run_url(base: str, experiment_id: str, run_id: str) -> str:
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
+def ui_hint(uri: str) -> str | None:
+    """How to serve the UI that a run link points at, for an embedded SQLite store (no server
+    runs for it); None for a tracking server, whose link works as it is."""
+    db = sqlite_db(uri)
+    return None if db is None else f"(open it with: sedsweep ui --workdir {db.parent})"
+
+
 PROBE_TIMEOUT_S = 10
 
 

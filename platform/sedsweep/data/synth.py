@@ -33,7 +33,7 @@ from sedsweep.data.mixing import (
     snr_values,
     trim_event,
 )
-from sedsweep.errors import UserError
+from sedsweep.errors import UserError, unknown_name
 from sedsweep.fsio import atomic_dir
 
 # bumped per kind when its output changes for the same arguments
@@ -453,9 +453,7 @@ def _rng(seed: int, kind: str, *keys: int) -> np.random.Generator:
 
 def _preset(scale: str, kind: str, seed: int, sr: int) -> dict[str, Any]:
     if scale not in SCALES:
-        raise UserError(
-            f"unknown scale {scale!r} (choose from {', '.join(SCALES)})", where="--scale"
-        )
+        raise UserError(unknown_name("scale", scale, SCALES), where="--scale")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UserError(f"must be a non-negative integer, not {seed!r}", where="--seed")
     if isinstance(sr, bool) or not isinstance(sr, int) or not 8000 <= sr <= 192000:
@@ -812,8 +810,7 @@ def make_lowres(
     """
     preset = _preset(scale, "lowres", seed, sr)
     if variant not in LOWRES_VARIANTS:
-        raise UserError(f"unknown variant {variant!r} (choose from {', '.join(LOWRES_VARIANTS)})",
-                        where="--variant")  # fmt: skip
+        raise UserError(unknown_name("variant", variant, LOWRES_VARIANTS), where="--variant")
     knobs = LOWRES_VARIANTS[variant]
     snr_db = knobs["snr_db"] if snr_db is None else snr_db
     distractors = knobs["distractors"] if distractors is None else distractors

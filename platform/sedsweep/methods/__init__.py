@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from sedsweep.errors import UserError
+from sedsweep.errors import UserError, listed, unknown_name
 
 if TYPE_CHECKING:
     from sedsweep.methods.base import Method
@@ -19,15 +19,20 @@ REGISTRY: dict[str, str] = {
     "whenwho": "sedsweep.methods.whenwho:WhenWho",
     "staged": "sedsweep.methods.staged:Staged",
     "mtl_attention": "sedsweep.methods.mtl_attention:MtlAttention",
-    "null": "sedsweep.methods.null:Null",  # a load generator for benchmarks and chaos tests
+    "null": "sedsweep.methods.null:Null",
 }
+NOTES = {"null": "load generator, not a paper method"}
+"""What a registered name is when it is not a paper's method (shown where methods are listed)."""
+
+
+def method_names() -> str:
+    """The registered names, for help texts: "mtl_attention, null (load generator, ...), ..."."""
+    return listed(sorted(REGISTRY), NOTES)
 
 
 def get_method(name: str) -> type[Method]:
     """The Method class registered under `name`; an unknown name is a UserError."""
     if name not in REGISTRY:
-        raise UserError(
-            f"unknown method {name!r} (known: {', '.join(sorted(REGISTRY))})", where="--method"
-        )
+        raise UserError(unknown_name("method", name, sorted(REGISTRY), NOTES), where="--method")
     module, _, attr = REGISTRY[name].partition(":")
     return getattr(importlib.import_module(module), attr)

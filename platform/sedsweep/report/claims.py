@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sedsweep.config import flatten
-from sedsweep.errors import UserError
+from sedsweep.errors import UserError, unknown_name
 from sedsweep.metrics import lower_is_better
 from sedsweep.report.design import hashable
 from sedsweep.report.runs import COMPLETED, SweepRuns, TrialRun, short_name
@@ -156,7 +156,7 @@ class ClaimsReport:
         """Markdown, CSV, JSON or HTML."""
         renderers = {"md": _markdown, "csv": _csv, "json": _json, "html": _html}
         if fmt not in renderers:
-            raise UserError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})", "--format")
+            raise UserError(unknown_name("format", fmt, FORMATS), where="--format")
         return renderers[fmt](self)
 
     def counts(self, column: str) -> dict[str, int]:

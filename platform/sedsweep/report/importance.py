@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sedsweep.errors import UserError
+from sedsweep.errors import UserError, unknown_name
 from sedsweep.fsio import atomic_file
 from sedsweep.report.design import Factor, check_design, hashable
 from sedsweep.report.runs import COMPLETED, FAILED, PRUNED, SweepRuns, TrialRun
@@ -80,7 +80,7 @@ def _evaluator(name: str, seed: int) -> Any:
         return PedAnovaImportanceEvaluator()
     if name == "fanova":
         return FanovaImportanceEvaluator(seed=seed)
-    raise UserError(f"unknown evaluator {name!r} (known: {', '.join(EVALUATORS)})", "--evaluator")
+    raise UserError(unknown_name("evaluator", name, EVALUATORS), where="--evaluator")
 
 
 def _continuous(sweep: SweepRuns) -> list[str]:

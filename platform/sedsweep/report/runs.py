@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from sedsweep.config import flatten
-from sedsweep.errors import UserError
+from sedsweep.errors import UserError, did_you_mean
 from sedsweep.metrics import SELECTED_EPOCH, SELECTED_PREFIX, lower_is_better, selected_key
 from sedsweep.sweep.spec import DATA_PREFIX, SweepSpec, rung_epochs
 from sedsweep.tracking import (
@@ -451,7 +451,12 @@ def _find_parent(client: Any, target: str) -> tuple[Any, list[Any]]:
             return run, _search(client, run.info.experiment_id, None)
     experiment = client.get_experiment_by_name(target)
     if experiment is None:
-        raise UserError("no sweep (MLflow experiment or parent run id) of this name", where=target)
+        hint = did_you_mean(target, (e.name for e in client.search_experiments())).strip()
+        raise UserError(
+            "no sweep (MLflow experiment or parent run id) of this name"
+            + (f" ({hint})" if hint else ""),
+            where=target,
+        )
     runs = _search(client, experiment.experiment_id, None)
     parents = _parents(runs)
     if not parents:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from sedsweep.errors import UserError
+from sedsweep.errors import UserError, unknown_name
 from sedsweep.report.design import check_design, hashable
 from sedsweep.report.runs import (
     COMPLETED,
@@ -109,7 +109,7 @@ class ComparisonTable:
         """The table as Markdown, CSV, HTML or LaTeX."""
         renderers = {"md": _markdown, "csv": _csv, "html": _html, "tex": _latex}
         if fmt not in renderers:
-            raise UserError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})", "--format")
+            raise UserError(unknown_name("format", fmt, FORMATS), where="--format")
         return renderers[fmt](self)
 
     # -- shared pieces of the renderers ------------------------------------------------------

@@ -51,10 +51,14 @@ class SweepOutcome:
     trace_sha256: str | None = None  # the reproducibility record's trace (sweep/record.py)
 
     @property
+    def finished(self) -> int:
+        """Trials that ran to their end or were stopped by the scheduler."""
+        return self.counts.get("completed", 0) + self.counts.get("stopped_early", 0)
+
+    @property
     def complete(self) -> bool:
         """Every trial ran (to the end or stopped by the scheduler) and none errored."""
-        finished = self.counts.get("completed", 0) + self.counts.get("stopped_early", 0)
-        return all_finished(finished, self.counts.get("errored", 0), self.expected)
+        return all_finished(self.finished, self.counts.get("errored", 0), self.expected)
 
     def summary(self) -> str:
         """One line for the terminal."""
@@ -121,7 +125,7 @@ def finish(execution: Execution, results: Any) -> SweepOutcome:
     if best is not None:  # the best completed trial: a cut-short one is no candidate
         value, result = best
         outcome.best = {  # Tune's best; the tables hook replaces it with the best trained one
-            "config": result.config["overrides"], "metrics": dict(result.metrics),
+            "config": result.config["overrides"], "metrics": {primary.metric: value},
             "checked": False,
         }  # fmt: skip
         # at step = trials completed so far: the history shows the best value as the sweep
