@@ -53,7 +53,7 @@ def test_sigterm_during_a_sweep_marks_parent_and_open_children_killed(tmp_path):
     out = proc.output
     assert code == 1, out[-3000:]
     assert "sweep incomplete: " in out and "; resume with: sedsweep resume" in out
-    assert "Traceback" not in out and "\nbest" not in out
+    assert "Traceback" not in out and "\nbest" not in out and "Tuner.restore" not in out
     found = statuses(tmp_path)
     parent = [name for name in found if name.startswith("null_load-")]
     assert len(parent) == 1 and found[parent[0]] == "KILLED", found
@@ -98,7 +98,7 @@ def test_ctrl_c_after_every_trial_started_is_interrupted_not_stopped_early(tmp_p
     assert code == 1, out[-3000:]
     assert "2 interrupted of 2 planned" in out and "stopped early" not in out
     assert "sweep incomplete: " in out and "; resume with: sedsweep resume" in out
-    assert "Traceback" not in out and "\nbest" not in out
+    assert "Traceback" not in out and "\nbest" not in out and "Tuner.restore" not in out
     found = statuses(tmp_path)
     parent = next(name for name in found if name.startswith("null_load-"))
     assert found[parent] == "KILLED" and "RUNNING" not in found.values(), found

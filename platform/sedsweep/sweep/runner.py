@@ -12,10 +12,12 @@ still away at the end leaves the rest in the journal for `sedsweep sync`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -345,6 +347,27 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+class _TuneRestoreHint(logging.Filter):
+    """Drops Tune's "Resume experiment with: Tuner.restore(...)" warning after an interrupt: a
+    sweep resumes with `sedsweep resume DIR` (seals verified, tracking reopened), the one
+    recipe the CLI prints."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tuner.restore(" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_tune_restore_hint() -> Iterator[None]:
+    """While `fit()` runs, Tune's own resume hint is not logged."""
+    hint = _TuneRestoreHint()
+    tune_logger = logging.getLogger("ray.tune.tune")
+    tune_logger.addFilter(hint)
+    try:
+        yield
+    finally:
+        tune_logger.removeFilter(hint)
+
+
 def _fit(execution: Execution) -> SweepOutcome:
     """Run the execution's trials with Ray Tune (a new Tuner, or `Tuner.restore` of its Ray
     directory) and close its record (`outcome.finish`)."""
@@ -414,7 +437,7 @@ def _fit(execution: Execution) -> SweepOutcome:
             )
             seal(Path(state.path), [Path(state.path) / TUNER_FILE])  # written by Tuner()
         started = time.perf_counter()
-        with running(execution), terminate_as_interrupt():
+        with running(execution), terminate_as_interrupt(), _without_tune_restore_hint():
             results = tuner.fit()
         tracker.phases["fit_s"] = time.perf_counter() - started
     except BaseException as exc:
