@@ -84,9 +84,11 @@ def test_results_csvs_give_the_stores_claims_and_table(tmp_path):
     curves = (out / "curves.csv").read_text().splitlines()
     assert curves[0] == f"number,epoch,{stored.objective}"
     for a, b in zip(stored.trials, from_csv.trials, strict=True):
-        assert from_csv.history(b.run_id, stored.objective) == sorted(
-            stored.history(a.run_id, stored.objective)
-        ) != []
+        assert (
+            from_csv.history(b.run_id, stored.objective)
+            == sorted(stored.history(a.run_id, stored.objective))
+            != []
+        )
     assert info["parent_run_id"] == parent and info["spec_sha256"] == evidence.spec_sha256(read)
     assert [t.status for t in from_csv.trials] == [t.status for t in stored.trials]
     assert [from_csv.validity(t) for t in from_csv.trials] == [

@@ -43,7 +43,7 @@ from sedsweep.config import flatten
 from sedsweep.errors import UserError, unknown_name
 from sedsweep.metrics import lower_is_better
 from sedsweep.report.design import hashable
-from sedsweep.report.runs import COMPLETED, SweepRuns, TrialRun, short_name
+from sedsweep.report.runs import COMPLETED, SweepRuns, TrialRun, md_text, short_name
 from sedsweep.report.stats import (
     ALPHA,
     Shift,
@@ -490,9 +490,9 @@ def _markdown(report: ClaimsReport) -> str:
             f"| {power} |"
         )
     notes = [c.wilcoxon_note for c in report.checks if c.wilcoxon_note]
-    lines += ["", *[f"- {n}" for n in _legend(report)]]
+    lines += ["", *[f"- {md_text(n)}" for n in _legend(report)]]
     if notes:
-        lines.append(f"- {notes[0]}.")
+        lines.append(f"- {md_text(notes[0])}.")
     return "\n".join(lines) + "\n"
 
 

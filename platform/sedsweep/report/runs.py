@@ -127,6 +127,12 @@ def short_name(trial: TrialRun) -> str:
     return trial.name.split(" ", 1)[0]
 
 
+def md_text(text: str) -> str:
+    """Plain text for a Markdown page: its asterisks escaped, so that `val/*` … `test/*` in a
+    note is not read as emphasis (MLflow's artifact viewer ate them)."""
+    return text.replace("*", "\\*")
+
+
 def trial_status(mlflow_status: str, tags: dict[str, str]) -> str:
     """completed / pruned (stopped by the scheduler) / failed (errored or interrupted) / running."""
     if mlflow_status == "FINISHED":

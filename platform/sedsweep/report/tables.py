@@ -38,6 +38,7 @@ from sedsweep.report.runs import (
     SweepRuns,
     TrialRun,
     load_sweep_runs,
+    md_text,
     short_name,
 )
 from sedsweep.report.stats import pair_up, paired_p, welch_p
@@ -573,7 +574,7 @@ def _markdown(table: ComparisonTable) -> str:
             if table.with_paper:
                 values.append(table.paper_text(cell))
         lines.append("| " + " | ".join(values) + " |")
-    lines += ["", table.legend(), *[f"- {n}" for n in table.notes]]
+    lines += ["", md_text(table.legend()), *[f"- {md_text(n)}" for n in table.notes]]
     return "\n".join(lines) + "\n"
 
 
