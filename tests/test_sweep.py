@@ -15,9 +15,10 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from sedsweep.cli import main
-from sedsweep.sweep.runner import run_sweep
+from sedsweep.sweep.runner import earlier_executions, run_sweep
 from sedsweep.sweep.search import OptunaPruningSearch, trial_outcome
 from sedsweep.sweep.spec import CheckpointPolicy, load_sweep
+from sedsweep.sweep.state import STATE_FILE
 from sedsweep.tracking import tracking_uri_for
 
 from .sweeps import SHIPPED
@@ -27,6 +28,24 @@ QUICK = ROOT / "search_spaces" / "quickstart.yaml"
 
 
 # -- the searcher alone ----------------------------------------------------------------------
+def test_earlier_executions_of_a_name_are_its_saved_states_oldest_first(tmp_path):
+    """Starting a sweep whose name ran here before says which execution this is."""
+    names = {
+        "grid-20261206-101500-0a1b2c": True,
+        "grid-20261205-090000-ffffff": True,
+        "grid-20261206-120000-123456": False,  # failed before saving its state
+        "grid-big-20261206-101500-0a1b2c": True,
+        "grid-notes": True,
+    }  # other names
+    for name, saved in names.items():
+        (tmp_path / name).mkdir()
+        if saved:
+            (tmp_path / name / STATE_FILE).write_text("{}")
+    found = [d.name for d in earlier_executions(tmp_path, "grid")]
+    assert found == ["grid-20261205-090000-ffffff", "grid-20261206-101500-0a1b2c"]
+    assert earlier_executions(tmp_path / "absent", "grid") == []
+
+
 def test_early_stopped_trials_reach_optuna_as_pruned():
     plan = load_sweep(QUICK, {"budget.max_epochs": 4, "budget.max_concurrent": 5})
     search = OptunaPruningSearch(plan)

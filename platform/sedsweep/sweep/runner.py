@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import shutil
 import sys
 import time
@@ -52,7 +53,7 @@ from sedsweep.sweep.spec import (
     plan_sweep,
     trial_method_config,
 )
-from sedsweep.sweep.state import SweepState, find_state
+from sedsweep.sweep.state import STATE_FILE, SweepState, find_state
 from sedsweep.sweep.tracker import DRAIN_TIMEOUT_S, Tracker, TrackingMode, tracking_environment
 from sedsweep.tracking import (
     GIT_COMMIT_TAG,
@@ -173,6 +174,12 @@ def run_sweep(
         execution=execution,
         offline=tracking == "offline",
     )
+    if earlier := earlier_executions(storage_path, plan.spec.name):
+        notify(
+            f"sweep {plan.spec.name} has {len(earlier)} earlier execution(s) in {storage_path} "
+            f"(newest {earlier[-1].name}): this is execution {len(earlier) + 1}, {exp_name}; "
+            "tables of the name read the newest"
+        )
     start_ray(plan, address)
     tracker = Tracker(state, Path(state.path), tracking, notify)
     state.save()  # resumable from here: a driver killed now leaves a journal to finish
@@ -193,6 +200,14 @@ def run_sweep(
         tracker.record_ids()  # saves the state with the store's ids
         notify(_where(state))
     return _fit(Execution(plan, state, tracker, features, address, False, on_finish, drain_timeout))
+
+
+def earlier_executions(storage: Path, name: str) -> list[Path]:
+    """The Ray directories of earlier executions of sweep `name` under `storage` (those that
+    got as far as saving their state), oldest first."""
+    stamp = re.compile(re.escape(name) + r"-\d{8}-\d{6}-[0-9a-f]{6}")
+    found = [d for d in storage.glob("*") if stamp.fullmatch(d.name)]
+    return sorted((d for d in found if (d / STATE_FILE).is_file()), key=lambda d: d.name)
 
 
 def _where(state: SweepState) -> str:
