@@ -125,3 +125,22 @@ def test_tiny_run_of_each_method_is_tracked(method, tmp_path):
     assert set(keys) <= set(run.data.metrics)
     figures = client.list_artifacts(run.info.run_id, "figures")
     assert figures and all(f.path.endswith(".png") for f in figures)
+
+
+def test_train_runs_with_the_threads_it_is_given_and_sets_them_back(tmp_path):
+    """`sedsweep best` retrains with a trial's threads (issue 35: 40 s an epoch on every core
+    of a loaded machine against 1.5 s with one thread); torch's setting is restored after."""
+    import torch
+
+    from sedsweep.runspec import RunSpec, resolve
+    from sedsweep.train import train
+
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    resolved = resolve(RunSpec(method="null", scale="tiny", config={"epochs": 2}))
+    on_epoch = lambda epoch, metrics: seen.append(torch.get_num_threads())  # noqa: E731
+    train(resolved, workdir=tmp_path, progress=False, on_epoch=on_epoch, threads=1)
+    assert seen == [1, 1] and torch.get_num_threads() == before
+    if before > 1:  # without `threads` the loop keeps torch's own setting
+        train(resolved, workdir=tmp_path, progress=False, on_epoch=on_epoch)
+        assert seen[2:] == [before, before]

@@ -260,6 +260,7 @@ def select_best(
         progress=False,
         on_epoch=on_epoch,
         log_model=True,
+        threads=sweep.spec.resources.threads,  # as its trial ran, not on every core
         tags={
             PARENT_TAG: sweep.parent_run_id,
             ROLE_TAG: "best",

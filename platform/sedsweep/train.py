@@ -6,8 +6,9 @@ The run spec itself (`RunSpec`, `resolve`, `corpus_for`) is `sedsweep.runspec`; 
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,20 @@ class TrainResult:
     model_uri: str | None = None
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to `threads` inside the block (None: left as they are)."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train(
     resolved: Resolved,
     *,
@@ -44,11 +59,15 @@ def train(
     progress: bool = True,
     tags: Mapping[str, str] | None = None,
     log_model: bool = False,
+    threads: int | None = None,
 ) -> TrainResult:
     """Run the epoch loop once, logging params, per-epoch metrics and artifacts to MLflow.
 
     With `log_model` the trained network is also logged with `mlflow.pytorch.log_model`.
+    `threads`: torch's threads while it trains (a sweep trial's, for `best`'s retrain; torch's
+    default, every core, otherwise), set back after.
     """
+
     from sedsweep.loop import run_epochs
     from sedsweep.tracking import (
         DEVICE_TAG,
@@ -100,7 +119,8 @@ def train(
                 if on_epoch is not None:
                     on_epoch(epoch, metrics)
 
-            metrics = run_epochs(method, resolved.config.epochs, on_epoch=log_epoch)
+            with torch_threads(threads):
+                metrics = run_epochs(method, resolved.config.epochs, on_epoch=log_epoch)
             save_checkpoint(method, run_dir / "checkpoint.pt")
             figures = run_dir / FIGURES_DIR
             figures.mkdir(exist_ok=True)

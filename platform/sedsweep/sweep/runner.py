@@ -408,7 +408,7 @@ def _fit(execution: Execution) -> SweepOutcome:
                 run_trial,
                 features=transported(execution.features, s.resources.features, address is None),
                 method=s.method, base_config=base_config,
-                epochs=plan.base_epochs, threads=int(s.resources.cpu),
+                epochs=plan.base_epochs, threads=s.resources.threads,
                 policy=CheckpointPolicy.of(s, plan.epochs),
                 deterministic=s.search.reproducible,
             ),

@@ -139,6 +139,12 @@ class Resources(Strict):
         "Ray's object store), auto (map on a local cluster or above 2 GiB, else object_store)",
     )
 
+    @property
+    def threads(self) -> int:
+        """The torch threads of a trial's process: its whole CPUs, at least one (the retrain of
+        `sedsweep best` uses as many)."""
+        return max(int(self.cpu), 1)
+
 
 class Conditional(Strict):
     """A searched key that acts only under a condition: `when: {when_loss: mmm}` (the key is

@@ -111,7 +111,7 @@ def run_trial(
     fixed workspace on a GPU); an operation that has none warns instead of failing, and its
     name is reported once under `NONDETERMINISTIC_KEY` (the run's `sweep.nondeterministic`).
     """
-    torch.set_num_threads(max(threads, 1))
+    torch.set_num_threads(threads)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts
         torch.use_deterministic_algorithms(True, warn_only=True)
