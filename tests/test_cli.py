@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -197,3 +198,18 @@ def test_an_address_where_nothing_answers_is_one_line_before_anything_runs(tmp_p
     err = capsys.readouterr().err.strip()
     assert err.startswith("sedsweep: error: --address 127.0.0.1:1: no Ray head answers there")
     assert "\n" not in err and not (tmp_path / "w" / "mlflow.db").exists()
+
+
+def test_dry_run_of_a_shipped_real_audio_file_without_shared_beside_it(
+    tmp_path, capsys, monkeypatch
+):
+    """Issue 35: `--dry-run` passed in a clone without ../shared, and the sweep then failed."""
+    root = Path(__file__).resolve().parents[1]
+    clone = tmp_path / "clone"
+    (clone / "search_spaces").mkdir(parents=True)
+    shutil.copy(root / "search_spaces" / "mtl_realaudio.yaml", clone / "search_spaces")
+    monkeypatch.chdir(clone)
+    assert main(["sweep", "search_spaces/mtl_realaudio.yaml", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "mtl_realaudio.yaml: data.remix.events: " in err, err
+    assert f"not found (looked in {tmp_path / 'shared'}" in err and "synthetic corpus" in err

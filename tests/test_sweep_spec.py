@@ -111,6 +111,14 @@ BAD = {
         "unknown key 'space.optim.lr.lo' (did you mean 'space.optim.lr.low'? "
         "known under 'space.optim.lr': when, type, low, high, log, step)",
     ),
+    "missing_corpus_directory": (
+        {"data": {"path": "no/such/corpus"}},
+        "data.path: no/such/corpus not found (looked in /",
+    ),
+    "missing_shared_recordings": (  # a shipped file run where ../shared is not beside it
+        {"data": {"remix": {"events": "../shared/absent/esc10", "backgrounds": "."}}},
+        "data.remix.events: ../shared/absent/esc10 not found (looked in /",
+    ),
     "misspelt_algorithm": (
         {"search": {"algorithm": "tpee"}},
         "key 'search.algorithm': unknown value 'tpee' (did you mean 'tpe'? known: tpe, random",

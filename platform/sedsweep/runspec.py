@@ -225,11 +225,40 @@ def check_samples(corpus: Corpus) -> str:
     return f"{size / 2**20:.1f} MB read: all finite"
 
 
+def check_sources(data: DataSpec, where: str) -> None:
+    """The paths a run reads its data from exist (`data.path`, `data.remix.events` and
+    `.backgrounds`): a missing one is a one-line UserError naming its key, before anything is
+    built. Paths through a `shared` folder are those of the files shipped with sedsweep that
+    read the real recordings of `../shared/realaudio` beside a checkout: the message says so,
+    and what runs without them."""
+    paths = [("path", data.path)] if data.path else []
+    if data.remix is not None:
+        paths += [
+            ("remix.events", data.remix.events),
+            ("remix.backgrounds", data.remix.backgrounds),
+        ]
+    for key, value in paths:
+        if Path(value).exists():
+            continue
+        shared = (
+            "; this file reads the shared real recordings beside a sedsweep checkout (run it "
+            "from the repository root with ../shared next to it), or drop its `data` section "
+            "to run on the method's synthetic corpus"
+            if "shared" in Path(value).parts
+            else ""
+        )
+        raise UserError(
+            f"{value} not found (looked in {Path(value).resolve()}){shared}",
+            where=f"{where}: data.{key}",
+        )
+
+
 def describe_data(resolved: Resolved, where: str) -> list[str]:
     """What a run reads, for `--dry-run`: the data source; for a corpus directory its name,
     fingerprint and clips per split (checked by `check_corpus`); the feature parameters and
     what the scale changed."""
     data = resolved.spec.data
+    check_sources(data, where)
     if data.path:
         corpus = Corpus.load(data.path)
         splits = check_corpus(resolved, corpus, where)
@@ -269,6 +298,7 @@ def corpus_for(resolved: Resolved, workdir: Path) -> Corpus:
     """Load the spec's corpus, or make its remix or the method's synthetic one once into the
     workdir."""
     data = resolved.spec.data
+    check_sources(data, "data")
     if data.path:
         return Corpus.load(data.path)
     if data.remix is not None:

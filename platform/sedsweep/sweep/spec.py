@@ -37,6 +37,7 @@ from sedsweep.runspec import (
     Resolved,
     RunSpec,
     check_corpus,
+    check_sources,
     describe_data,
     resolve,
     split_error,
@@ -692,6 +693,7 @@ def plan_sweep(spec: SweepSpec, source: str, *, check_data: bool = True) -> Swee
     _check_claims(plan)
     for variant in plan.data_variants if check_data else []:  # a corpus it cannot split: now
         run = plan.variant_run(variant)
+        check_sources(run.spec.data, source)
         if run.spec.data.path:
             corpus = Corpus.load(run.spec.data.path)
             check_selection_split(plan, check_corpus(run, corpus, source),
