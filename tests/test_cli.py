@@ -212,4 +212,7 @@ def test_dry_run_of_a_shipped_real_audio_file_without_shared_beside_it(
     assert main(["sweep", "search_spaces/mtl_realaudio.yaml", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "mtl_realaudio.yaml: data.remix.events: " in err, err
-    assert f"not found (looked in {tmp_path / 'shared'}" in err and "synthetic corpus" in err
+    assert (
+        f"events folder not found: ../shared/realaudio/esc10 (looked in {tmp_path}/shared/" in err
+    )
+    assert "synthetic corpus" in err

@@ -113,11 +113,11 @@ BAD = {
     ),
     "missing_corpus_directory": (
         {"data": {"path": "no/such/corpus"}},
-        "data.path: no/such/corpus not found (looked in /",
+        "data.path: corpus directory not found: no/such/corpus (looked in /",
     ),
     "missing_shared_recordings": (  # a shipped file run where ../shared is not beside it
         {"data": {"remix": {"events": "../shared/absent/esc10", "backgrounds": "."}}},
-        "data.remix.events: ../shared/absent/esc10 not found (looked in /",
+        "data.remix.events: events folder not found: ../shared/absent/esc10 (looked in /",
     ),
     "misspelt_algorithm": (
         {"search": {"algorithm": "tpee"}},

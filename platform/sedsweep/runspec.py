@@ -231,13 +231,13 @@ def check_sources(data: DataSpec, where: str) -> None:
     built. Paths through a `shared` folder are those of the files shipped with sedsweep that
     read the real recordings of `../shared/realaudio` beside a checkout: the message says so,
     and what runs without them."""
-    paths = [("path", data.path)] if data.path else []
+    paths = [("path", data.path, "corpus directory")] if data.path else []
     if data.remix is not None:
         paths += [
-            ("remix.events", data.remix.events),
-            ("remix.backgrounds", data.remix.backgrounds),
+            ("remix.events", data.remix.events, "events folder"),
+            ("remix.backgrounds", data.remix.backgrounds, "backgrounds folder"),
         ]
-    for key, value in paths:
+    for key, value, what in paths:
         if Path(value).exists():
             continue
         shared = (
@@ -248,7 +248,7 @@ def check_sources(data: DataSpec, where: str) -> None:
             else ""
         )
         raise UserError(
-            f"{value} not found (looked in {Path(value).resolve()}){shared}",
+            f"{what} not found: {value} (looked in {Path(value).resolve()}){shared}",
             where=f"{where}: data.{key}",
         )
 
