@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from sedsweep.cli import main
 from sedsweep.data.audio import read_audio
 from sedsweep.data.corpus import Clip, Corpus
 from sedsweep.data.importers import (
@@ -488,6 +489,49 @@ def test_dcase_fold_column_gives_the_folds(tmp_path):
     ]
 
 
+def held_out_layout(src: Path, strong_extra: str = "") -> None:
+    """A real layout (issue 35): weak.csv (`path,labels,fold,...`, labels separated by ';')
+    and strong.csv (`path,onset,offset,label,...`, no fold column) for the same clips."""
+    for name in ("a.wav", "b.wav", "c.wav"):
+        wav(src / "audio" / name, 2.0)
+    write(src / "weak.csv",
+          "path,labels,fold,source\naudio/a.wav,doorslam;keys;phone,1,x\n"
+          "audio/b.wav,keys,2,y\naudio/c.wav,,3,z\n")  # fmt: skip
+    write(src / "strong.csv",
+          "path,onset,offset,label,annotator\naudio/a.wav,0.1,0.5,doorslam,1\n"
+          "audio/a.wav,0.6,0.9,keys,1\naudio/a.wav,1.0,1.5,phone,2\n"
+          f"audio/b.wav,0.2,1.2,keys,1\naudio/c.wav,,,,1\n{strong_extra}")  # fmt: skip
+
+
+def test_dcase_joins_a_weak_and_a_strong_file_by_clip_path(tmp_path, capsys):
+    src, out = tmp_path / "src", tmp_path / "out"
+    held_out_layout(src)
+    assert main(["data", "import", "dcase", str(src), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "weak.csv: labels separated by ';'" in printed and "3 clips" in printed
+    corpus = Corpus.load(out)
+    clips = {Path(c.path).name: c for c in corpus.clips}
+    assert {n: (c.labels, c.fold, c.strong) for n, c in clips.items()} == {
+        "a.wav": (("doorslam", "keys", "phone"), 1, True),
+        "b.wav": (("keys",), 2, True),
+        "c.wav": ((), 3, True),
+    }
+    events = sorted((Path(e.filename).name, e.onset, e.offset, e.label) for e in corpus.events)
+    assert events == [("a.wav", 0.1, 0.5, "doorslam"), ("a.wav", 0.6, 0.9, "keys"),
+                      ("a.wav", 1.0, 1.5, "phone"), ("b.wav", 0.2, 1.2, "keys")]  # fmt: skip
+
+
+@pytest.mark.parametrize("separator", [",", ";", "|"])
+def test_dcase_weak_labels_take_the_separator_their_file_uses(tmp_path, separator):
+    src = tmp_path / "src"
+    wav(src / "a.wav", 1.0)
+    wav(src / "b.wav", 1.0)
+    write(src / "weak.tsv", f"filename\tlabels\na.wav\tDog{separator} Cat\nb.wav\tCat\n")
+    corpus = import_dcase(src, tmp_path / "out")
+    assert [c.labels for c in corpus.clips] == [("Dog", "Cat"), ("Cat",)]
+    assert corpus.generator["label_separators"] == {"weak.tsv": separator}
+
+
 @pytest.mark.parametrize(
     ("files", "fragments"),
     [
@@ -513,7 +557,16 @@ def test_dcase_fold_column_gives_the_folds(tmp_path):
         ),
         (
             {"a.csv": "filename,labels,fold\na.wav,Dog,1\n", "b.csv": "filename,labels\nb.wav,\n"},
-            ["b.csv", "no fold column, but a.csv has one"],
+            ["b.csv line 2", "'b.wav' has no fold: its file has no fold column and no file"],
+        ),
+        (
+            {"m.tsv": "filename\tlabels\na.wav\tDog;Cat\nb.wav\tDog,Cat\n"},
+            ["m.tsv", "label lists use both ',' and ';': use one separator per file"],
+        ),
+        (
+            {"a.csv": "filename,labels,fold\na.wav,Dog,1\n",
+             "b.csv": "filename,onset,offset,event_label,fold\na.wav,0,1,Dog,2\n"},
+            ["b.csv line 2", "fold 2 differs from fold 1 of 'a.wav' at ", "a.csv line 2"],
         ),
     ],
     ids=[
@@ -523,6 +576,8 @@ def test_dcase_fold_column_gives_the_folds(tmp_path):
         "fold-zero",
         "fold-differs",
         "fold-in-one-file",
+        "mixed-separators",
+        "joined-folds-differ",
     ],
 )
 def test_dcase_bad_columns_and_folds_are_one_line_errors(tmp_path, files, fragments):
@@ -533,6 +588,16 @@ def test_dcase_bad_columns_and_folds_are_one_line_errors(tmp_path, files, fragme
         write(src / name, text)
     out = tmp_path / "out"
     assert_fails(lambda: import_dcase(src, out), out, *fragments)
+
+
+def test_dcase_a_strong_clip_no_weak_file_names_is_an_error_naming_it(tmp_path):
+    src = tmp_path / "src"
+    held_out_layout(src)
+    wav(src / "audio" / "d.wav", 2.0)
+    write(src / "strong.csv", (src / "strong.csv").read_text() + "audio/d.wav,0.1,0.2,keys,1\n")
+    out = tmp_path / "out"
+    assert_fails(lambda: import_dcase(src, out), out, "strong.csv line 7",
+                 "'audio/d.wav' has no fold: its file has no fold column")  # fmt: skip
 
 
 def test_events_past_the_clip_end_are_cut_or_dropped_and_counted_unless_strict(dcase, tmp_path):

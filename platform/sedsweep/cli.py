@@ -74,6 +74,8 @@ def _report(corpora: list, started: float) -> None:
             f"wrote {corpus.root}: {len(corpus.clips)} clips, {len(corpus.classes)} classes, "
             f"folds {corpus.folds}, {len(corpus.events or [])} strong events"
         )
+        for file, separator in corpus.generator.get("label_separators", {}).items():
+            typer.echo(f"{file}: labels separated by {separator!r}")
         clipped = corpus.generator.get("events_clipped", 0)
         dropped = corpus.generator.get("events_dropped", 0)
         if clipped or dropped:

@@ -328,9 +328,12 @@ def import_dcase(
     (`_DCASE_SYNONYMS`: filename|path|file, event_label|label, event_labels|labels); other
     columns are ignored. Strong rows `filename onset offset event_label` (a row with empty
     onset, offset and label lists a clip without events: a negative), weak rows
-    `filename event_labels` (comma-separated; empty: a negative). With a `fold` column (an
-    integer ≥ 1, the same on every row of a clip) in every file, the folds are read from it;
-    without one, metadata file i (the `meta` order, else sorted by name) is fold i+1.
+    `filename event_labels` (separated by ',', ';' or '|', one of them per file; empty: a
+    negative). The files are joined by file name: a weak file's labels and a strong file's
+    events for one clip make one clip. With a `fold` column (an integer ≥ 1, the same on
+    every row of a clip) the folds are read from it, and a file without one takes the folds
+    of the files that name its clips (a clip none of them names is an error); with no fold
+    column anywhere, metadata file i (the `meta` order, else sorted by name) is fold i.
     Strong events also give the clip's weak labels; one running past its clip's end is cut
     there, one starting beyond it dropped (counted; `strict` refuses both).
     Clips are verified; classes are the sorted union of the labels. events.tsv is written when
@@ -362,35 +365,69 @@ def import_dcase(
     manifest = _Manifest(strict=strict)
     events: list[Event] = []
     tables = [(path, *_dcase_table(path)) for path in files]
-    with_folds = [path for path, _, _, folded in tables if folded]
-    if with_folds and len(with_folds) < len(files):
-        without = next(path for path, _, _, folded in tables if not folded)
-        raise UserError(
-            f"no fold column, but {with_folds[0].name} has one: give every metadata file a "
-            "fold column, or none (then file i is fold i)",
-            where=without,
+    clips = _join_by_clip(tables)
+    any_strong = any(strong for _, _, strong, _, _ in tables)
+    for file, entry in clips.items():
+        clip = manifest.add(
+            find(file, entry.where),
+            tuple(entry.labels),
+            entry.fold,
+            True,
+            entry.where,
+            strong=entry.strong or not any_strong,  # a corpus of weak files has no events.tsv
         )
-    any_strong = any(strong for _, _, strong, _ in tables)
-    for index, (_, table, strong, _) in enumerate(tables, start=1):
-        for file, (labels, spans, where, fold) in table.items():
-            clip = manifest.add(
-                find(file, where),
-                tuple(labels),
-                fold or index,
-                True,
-                where,
-                strong=strong or not any_strong,  # a corpus of weak files has no events.tsv
-            )
-            for onset, offset, label, w in spans:
-                events += manifest.event(clip, onset, offset, label, w)
+        for onset, offset, label, w in entry.spans:
+            events += manifest.event(clip, onset, offset, label, w)
     classes = sorted({label for clip in manifest.clips for label in clip.labels})
     generator = {
         "importer": "dcase",
         "source": str(root),
         "meta": [str(p.resolve()) for p in files],
         "audio_dir": None if audio_dir is None else str(audio_dir.resolve()),
+        "label_separators": {p.name: sep for p, _, _, _, sep in tables if sep is not None},
     }
     return manifest.write(out, overwrite, name, classes, events if any_strong else None, generator)
+
+
+@dataclass
+class _Joined:
+    """One clip as all metadata files describe it together."""
+
+    labels: dict[str, None]  # ordered set: weak labels, then strong events' labels
+    spans: _Spans
+    where: str  # the first row naming it
+    fold: int | None
+    strong: bool  # a strong file names it: its events are complete
+
+
+def _join_by_clip(tables: list[tuple[Path, dict, bool, bool, str | None]]) -> dict[str, _Joined]:
+    """The clips of several metadata files joined by file name: a weak file's labels and a
+    strong file's events for the same clip make one clip. Folds come from the fold columns of
+    the files that have one (a clip's must agree); a clip that only files without one name
+    then has no fold, an error naming it. When no file has a fold column, metadata file i is
+    fold i (a clip takes the first file naming it)."""
+    folded = any(has_folds for _, _, _, has_folds, _ in tables)
+    joined: dict[str, _Joined] = {}
+    for index, (_, table, strong, has_folds, _) in enumerate(tables, start=1):
+        for file, (labels, spans, where, fold) in table.items():
+            fold = fold if has_folds else (None if folded else index)
+            entry = joined.setdefault(file, _Joined({}, [], where, fold, strong))
+            if fold is not None and entry.fold is not None and fold != entry.fold:
+                raise UserError(
+                    f"fold {fold} differs from fold {entry.fold} of {file!r} at {entry.where}",
+                    where=where,
+                )
+            entry.fold = entry.fold if entry.fold is not None else fold
+            entry.labels.update(labels)
+            entry.spans += spans
+            entry.strong = entry.strong or strong
+    for file, entry in joined.items():
+        if entry.fold is None:
+            raise UserError(
+                f"{file!r} has no fold: its file has no fold column and no file with one names it",
+                where=entry.where,
+            )
+    return joined
 
 
 _Spans = list[tuple[float, float, str, str]]
@@ -398,9 +435,10 @@ _Spans = list[tuple[float, float, str, str]]
 
 def _dcase_table(
     path: Path,
-) -> tuple[dict[str, tuple[dict[str, None], _Spans, str, int | None]], bool, bool]:
+) -> tuple[dict[str, tuple[dict[str, None], _Spans, str, int | None]], bool, bool, str | None]:
     """Rows grouped by file name: (ordered label set, events, first row, fold or None), whether
-    the file is strong, and whether it has a fold column."""
+    the file is strong, whether it has a fold column, and the separator of a weak file's label
+    lists (`LABEL_SEPARATORS`; the one its rows use, "," when none has two labels)."""
     rows = _read_rows(path)
     if not rows:
         raise UserError("metadata file is empty", where=path)
@@ -419,6 +457,9 @@ def _dcase_table(
         )
     col = _dcase_columns(path, header)
     strong = "onset" in col
+    separator = (
+        None if strong else _label_separator(path, [f[col["event_labels"]] for _, f in body])
+    )
     table: dict[str, tuple[dict[str, None], _Spans, str, int | None]] = {}
     for line, f in body:
         where = f"{path} line {line}"
@@ -430,8 +471,8 @@ def _dcase_table(
                 f"fold {fold} differs from fold {first_fold} on an earlier row of {name!r}",
                 where=where,
             )
-        if not strong:
-            labels.update(dict.fromkeys(_split_labels(f[col["event_labels"]], where)))
+        if separator is not None:
+            labels.update(dict.fromkeys(_split_labels(f[col["event_labels"]], where, separator)))
             continue
         onset, offset, label = (f[col[k]] for k in _DCASE_STRONG[1:])
         if not (onset or offset or label):
@@ -449,7 +490,23 @@ def _dcase_table(
                 where,
             )
         )
-    return table, strong, "fold" in col
+    return table, strong, "fold" in col, separator
+
+
+LABEL_SEPARATORS = (",", ";", "|")
+"""What may separate the labels of a clip in a weak metadata file (one of them per file)."""
+
+
+def _label_separator(path: Path, fields: list[str]) -> str:
+    """The one of `LABEL_SEPARATORS` that a weak file's label fields use ("," when none holds
+    two labels); fields that use two different ones are a UserError naming the file."""
+    used = [sep for sep in LABEL_SEPARATORS if any(sep in field for field in fields)]
+    if len(used) > 1:
+        raise UserError(
+            f"label lists use both {used[0]!r} and {used[1]!r}: use one separator per file",
+            where=path,
+        )
+    return used[0] if used else ","
 
 
 def _dcase_columns(path: Path, header: list[str]) -> dict[str, int]:
@@ -813,8 +870,8 @@ def _columns(path: Path, header: list[str], names: Sequence[str]) -> dict[str, i
     return {name: header.index(name) for name in names}
 
 
-def _split_labels(text: str, where: str) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(_label(v, where) for v in text.split(",") if v.strip()))
+def _split_labels(text: str, where: str, separator: str = ",") -> tuple[str, ...]:
+    return tuple(dict.fromkeys(_label(v, where) for v in text.split(separator) if v.strip()))
 
 
 def _label(text: str, where: str) -> str:
