@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import re
 
-from sedsweep.progress import Progress, is_terminal
+from sedsweep import progress as progress_module
+from sedsweep.progress import Progress, is_terminal, phase
 
 
 class Terminal(io.StringIO):
@@ -51,3 +53,29 @@ def test_closed_or_odd_streams_are_not_terminals():
     assert not is_terminal(closed)
     assert not is_terminal(object())  # type: ignore[arg-type]
     assert is_terminal(Terminal())
+
+
+def test_off_a_terminal_counted_steps_print_a_count_line_now_and_then(monkeypatch):
+    """Issue 35: the first run said nothing for ~47 s while it extracted features."""
+    monkeypatch.setattr(progress_module, "EVERY_S", 0.0)  # every step due, for the test
+    log = io.StringIO()
+    with Progress(4, "log-mel lowres", "clip", log) as progress:
+        progress.advance()
+        progress.advance(steps=3)
+    first, last = log.getvalue().splitlines()
+    assert re.fullmatch(r"log-mel lowres: 1/4 clips \([0-9.]+/s, about \d+ s left\)", first)
+    assert last.startswith("log-mel lowres: 4/4 clips (") and last.endswith(", about 0 s left)")
+    quiet = io.StringIO()
+    with Progress(2, "x", "clip", quiet, enabled=False) as progress:
+        progress.advance("a line")
+        progress.advance()
+    assert quiet.getvalue() == ""
+
+
+def test_a_phase_is_announced_before_and_timed_after():
+    log = io.StringIO()
+    with phase("starting a local Ray cluster", log):
+        log.write("(inside)\n")
+    lines = log.getvalue().splitlines()
+    assert lines[:2] == ["starting a local Ray cluster …", "(inside)"]
+    assert re.fullmatch(r"starting a local Ray cluster: done in \d+\.\d s", lines[2])

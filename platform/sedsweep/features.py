@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -9,6 +10,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -23,6 +25,7 @@ from sedsweep.data.audio import read_audio
 from sedsweep.data.corpus import CLIPS_FILE, Clip, Corpus, check_duration
 from sedsweep.errors import UserError, unknown_name
 from sedsweep.fsio import temp_dir_for, write_json
+from sedsweep.progress import Progress, phase
 
 log = logging.getLogger(__name__)
 
@@ -437,15 +440,8 @@ def _extract_entry(
     as each clip is done (the driver never holds the corpus's features, in any precision),
     offsets and frame times as .npy files. Returns the entry's description (shapes, sizes,
     checksums). Each clip's audio length is checked as it arrives (`check_audio_length`)."""
-    from tqdm import tqdm
-
     tasks = [(str(corpus.audio_path(c)), params) for c in corpus.clips]
-    bar = tqdm(
-        total=len(tasks),
-        desc=f"log-mel {corpus.name}",
-        unit="clip",
-        disable=None if progress else True,
-    )  # None: only on a terminal
+    bar = Progress(len(tasks), f"log-mel {corpus.name}", "clip", sys.stderr, enabled=progress)
     lengths, times = [], []
     where = corpus.root / CLIPS_FILE
     dtype = np.dtype(params.dtype)
@@ -458,7 +454,7 @@ def _extract_entry(
                 out.write(np.ascontiguousarray(feats, dtype=dtype).tobytes())
                 lengths.append(feats.shape[0])
                 times.append(frame_times)
-                bar.update()
+                bar.advance()
             out.flush()
             os.fsync(out.fileno())
     finally:
@@ -523,7 +519,9 @@ def build_features(
             shutil.rmtree(path, ignore_errors=True)
     if arrays is None:
         jobs = jobs or os.cpu_count() or 1
-        path = _write_entry(corpus, params, key, fingerprint, root, jobs, progress)
+        what = f"extracting log-mel features of {corpus.name} ({len(corpus.clips)} clips)"
+        with phase(what, sys.stderr) if progress else contextlib.nullcontext():
+            path = _write_entry(corpus, params, key, fingerprint, root, jobs, progress)
         arrays = _map_entry(path, json.loads((path / ENTRY_FILE).read_text()))
     return _feature_set(corpus, params, arrays, fingerprint, key, path, hit)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from sedsweep.data.corpus import META_FILE, Corpus
 from sedsweep.errors import UserError, unknown_name
 from sedsweep.features import FeatureParams, resolve_params
 from sedsweep.methods import get_method
+from sedsweep.progress import phase
 
 if TYPE_CHECKING:
     from sedsweep.data.splits import Splits
@@ -315,7 +317,8 @@ def corpus_for(resolved: Resolved, workdir: Path) -> Corpus:
     out = workdir / "corpora" / f"{kind}-{_digest(options)}"
     if not (out / META_FILE).exists():
         try:
-            made = GENERATORS[kind](out, **options)
+            with phase(f"making the synthetic {kind!r} corpus into {out}", sys.stderr):
+                made = GENERATORS[kind](out, **options)
         except TypeError as exc:
             raise UserError(
                 f"bad generator option for {kind!r}: {exc}", where="data.options"
@@ -342,9 +345,10 @@ def _remix_corpus(remix: RemixSource, sr: int, workdir: Path) -> Corpus:
     options = {**remix.model_dump(), "events": str(events), "backgrounds": str(backgrounds)}
     out = workdir / "corpora" / f"remix-{_digest({**options, 'sr': sr})}"
     if not (out / META_FILE).exists():
-        remix_user(
-            events, backgrounds, out, snr_db=[remix.snr_db], clips=remix.clips,
-            clip_s=remix.clip_s, max_event_s=remix.max_event_s,
-            events_per_clip=remix.events_per_clip, folds=remix.folds, sr=sr, seed=remix.seed,
-        )  # fmt: skip
+        with phase(f"remixing {events} into {backgrounds}: {out}", sys.stderr):
+            remix_user(
+                events, backgrounds, out, snr_db=[remix.snr_db], clips=remix.clips,
+                clip_s=remix.clip_s, max_event_s=remix.max_event_s,
+                events_per_clip=remix.events_per_clip, folds=remix.folds, sr=sr, seed=remix.seed,
+            )  # fmt: skip
     return Corpus.load(out)

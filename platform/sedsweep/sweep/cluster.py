@@ -8,10 +8,12 @@ import logging
 import os
 import secrets
 import socket
+import sys
 import time
 
 from sedsweep.errors import UserError
 from sedsweep.processes import reaped_if_killed
+from sedsweep.progress import phase
 from sedsweep.sweep.spec import SweepPlan
 
 
@@ -104,7 +106,8 @@ def start_ray(plan: SweepPlan, address: str | None) -> None:
         local = not address or address == "local"
         if local:
             own_token()
-        with reaped_if_killed() if local else contextlib.nullcontext():
+        what = "starting a local Ray cluster" if local else f"joining the Ray cluster at {address}"
+        with reaped_if_killed() if local else contextlib.nullcontext(), phase(what, sys.stderr):
             ray.init(
                 # No --address: a new local cluster, never one that happens to run on this
                 # machine (Ray's default attaches to the last `ray start` cluster it finds).

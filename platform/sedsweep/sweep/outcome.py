@@ -5,6 +5,7 @@ figures, the tables hook, the final drain and the parent's status."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sedsweep.journal import PARENT
+from sedsweep.progress import phase
 from sedsweep.sweep.figures import draw_figures
 from sedsweep.sweep.record import RECORD_FILE, write_record
 from sedsweep.sweep.spec import epoch_of
@@ -141,7 +143,8 @@ def finish(execution: Execution, results: Any) -> SweepOutcome:
         journal.text(PARENT, json.dumps(record, indent=2) + "\n", RECORD_FILE)
         journal.tags(PARENT, {TRACE_TAG: record["trace_sha256"]})
     started = time.perf_counter()
-    draw_figures(plan, features, journal, list(results))
+    with phase("drawing the figures of the best trials", sys.stderr):
+        draw_figures(plan, features, journal, list(results))
     tracker.phases["figures_s"] = time.perf_counter() - started
     cut = counts["missing"] or counts["interrupted"]
     if cut:  # interrupted: trials still open were stopped with the driver
@@ -152,7 +155,8 @@ def finish(execution: Execution, results: Any) -> SweepOutcome:
     tracker.phases["drain_s"] = time.perf_counter() - started
     if drained and on_finish is not None:
         started = time.perf_counter()
-        on_finish(outcome)
+        with phase("writing the tables, claims and dashboard", sys.stderr):
+            on_finish(outcome)
         tracker.phases["tables_s"] = time.perf_counter() - started
     if cut:
         journal.status(PARENT, "KILLED")
