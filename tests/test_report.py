@@ -29,7 +29,7 @@ from sedsweep.report.runs import load_sweep_runs, parse_param
 from sedsweep.report.tables import build_table, log_sweep_tables, paper_tables, welch_p
 from sedsweep.sweep.runner import run_sweep
 from sedsweep.sweep.spec import load_sweep
-from sedsweep.tracking import PARENT_TAG, tracking_uri_for
+from sedsweep.tracking import PARENT_TAG, UI_VIEW, tracking_uri_for
 
 from .chromium import browser_or_skip, parse_dom, render
 from .sweeps import AUC, ER, grid_spec, grid_trials, log_sweep
@@ -543,6 +543,14 @@ def test_ui_serves_the_workdir_store(grid_store, tmp_path, capsys):
         query = f"{url}/api/2.0/mlflow/experiments/get-by-name?experiment_name=grid"
         with urllib.request.urlopen(query, timeout=10) as r:
             assert json.load(r)["experiment"]["name"] == "grid"
+        # the UI this server sends reads the view from the query our run links carry
+        # (issue 35: it opened sweeps in its GenAI view, whatever the experiment's kind tag)
+        with urllib.request.urlopen(f"{url}/", timeout=10) as r:
+            main_js = re.search(r'src="([^"]*static/js/main\.[0-9a-f]+\.js)"', r.read().decode())
+        with urllib.request.urlopen(f"{url}/{main_js.group(1).lstrip('./')}", timeout=30) as r:
+            code = r.read().decode()
+        key, value = UI_VIEW.split("=")
+        assert f'.get("{key}")' in code and f'="{value}"' in code
     finally:
         os.kill(proc.pid, signal.SIGTERM)  # `kill PID` of sedsweep ui alone
         try:

@@ -254,9 +254,16 @@ def ui_base(tracking_uri: str, override: str | None = None) -> str:
     return DEFAULT_UI
 
 
+UI_VIEW = "workflowType=machine_learning"
+"""The query that opens MLflow's UI (3.17) in its model-training view. With its workflow
+switch on, the UI picks the view from this parameter, then from the browser's last choice,
+then GenAI (Traces, Judges, Prompts): it ignores the experiment's `mlflow.experimentKind`
+there (read from the UI's code: the `workflowType` search parameter of the hash route)."""
+
+
 def run_url(base: str, experiment_id: str, run_id: str) -> str:
-    """The MLflow UI page of a run."""
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    """The MLflow UI page of a run, in the model-training view (`UI_VIEW`)."""
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{UI_VIEW}"
 
 
 def ui_hint(uri: str) -> str | None:
@@ -520,7 +527,7 @@ def serve_ui(workdir: str | Path, host: str, port: int) -> int:
         "--default-artifact-root", (Path(workdir) / "mlartifacts").resolve().as_uri(),
         "--host", host, "--port", str(port),
     ]  # fmt: skip
-    print(f"MLflow UI on http://{host}:{port} (store {db})", flush=True)
+    print(f"MLflow UI on http://{host}:{port}/#/experiments?{UI_VIEW} (store {db})", flush=True)
     # A browsing UI needs no background job runner (MLflow 3 starts one by default).
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     # its own process group: when this command ends (Ctrl-C, SIGTERM), `mlflow ui` and its
