@@ -311,6 +311,8 @@ def test_best_exports_tests_once_and_moves_the_champion(disagree_store, tmp_path
     assert str(champion.version) == "1"
     final = client.get_run(champion.run_id)
     assert final.data.tags["sweep.role"] == "best" and final.data.tags[PARENT_TAG] == parent
+    chosen = next(line for line in phases if line.startswith("re-training t")).split()[1]
+    assert final.info.run_name == f"best {chosen} mmm.w_min=0.5 optim.lr=0.003 when_loss=max"
     assert "test/when_frame_auc" in final.data.metrics
     arts = {a.path for a in client.list_artifacts(parent, "best")}
     assert arts == {"best/best.md", "best/best.yaml"}

@@ -31,7 +31,14 @@ from sedsweep.report.best import (
     render_report,
 )
 from sedsweep.report.importance import Importance, param_importance, plot_importance
-from sedsweep.report.runs import COMPLETED, PRUNED, SweepRuns, TrialRun, load_sweep_runs
+from sedsweep.report.runs import (
+    COMPLETED,
+    PRUNED,
+    SweepRuns,
+    TrialRun,
+    load_sweep_runs,
+    short_name,
+)
 from sedsweep.report.tables import log_sweep_tables
 from sedsweep.runspec import Resolved, RunSpec, resolve
 from sedsweep.sweep.runner import run_sweep
@@ -58,6 +65,7 @@ from sedsweep.tracking import (
     ROLE_TAG,
     RunWriter,
     register_champion,
+    run_name,
 )
 from sedsweep.train import train
 
@@ -261,6 +269,10 @@ def select_best(
         on_epoch=on_epoch,
         log_model=True,
         threads=sweep.spec.resources.threads,  # as its trial ran, not on every core
+        run_name=run_name(  # "best t003 when_loss=max optim.lr=0.003 …"
+            f"best {short_name(report.chosen.trial)}",
+            candidate_overrides(sweep, report.chosen.trial),
+        ),
         tags={
             PARENT_TAG: sweep.parent_run_id,
             ROLE_TAG: "best",

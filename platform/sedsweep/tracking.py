@@ -254,6 +254,20 @@ def ui_base(tracking_uri: str, override: str | None = None) -> str:
     return DEFAULT_UI
 
 
+MAX_RUN_NAME = 240  # MLflow's limit is 250 characters
+
+
+def run_name(head: str, overrides: Mapping[str, Any]) -> str:
+    """`head` and the values, within MLflow's length: `t007 pooling=gap mtl.alpha=0.001` (a
+    trial), `best t007 …` (its retrain by `sedsweep best`)."""
+    name = " ".join([head] + [f"{k}={_short(v)}" for k, v in overrides.items()])
+    return name if len(name) <= MAX_RUN_NAME else name[: MAX_RUN_NAME - 3] + "..."
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
 UI_VIEW = "workflowType=machine_learning"
 """The query that opens MLflow's UI (3.17) in its model-training view. With its workflow
 switch on, the UI picks the view from this parameter, then from the browser's last choice,

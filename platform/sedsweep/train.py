@@ -60,10 +60,12 @@ def train(
     tags: Mapping[str, str] | None = None,
     log_model: bool = False,
     threads: int | None = None,
+    run_name: str | None = None,
 ) -> TrainResult:
     """Run the epoch loop once, logging params, per-epoch metrics and artifacts to MLflow.
 
     With `log_model` the trained network is also logged with `mlflow.pytorch.log_model`.
+    `run_name` (default `<method>-<scale>-seed<seed>`) names the MLflow run.
     `threads`: torch's threads while it trains (a sweep trial's, for `best`'s retrain; torch's
     default, every core, otherwise), set back after.
     """
@@ -99,7 +101,8 @@ def train(
     run = RunWriter.start(
         client,
         exp_id,
-        run_name=f"{resolved.spec.method}-{resolved.spec.scale}-seed{resolved.config.seed}",
+        run_name=run_name
+        or f"{resolved.spec.method}-{resolved.spec.scale}-seed{resolved.config.seed}",
         tags={
             **run_tags(resolved.spec.method, resolved.spec.scale, features.corpus_fingerprint),
             DEVICE_TAG: str(dev),

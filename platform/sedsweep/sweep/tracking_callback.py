@@ -47,6 +47,7 @@ from sedsweep.tracking import (
     STOPPED_EARLY_TAG,
     TRIAL_TAG,
     flat_params,
+    run_name,
 )
 from sedsweep.validity import CHANCE_PREFIX
 
@@ -59,21 +60,12 @@ METRIC_PREFIXES = (
     SELECTED_EPOCH,
     CHANCE_PREFIX,
 )
-MAX_RUN_NAME = 240  # MLflow's limit is 250 characters
 
 
 def trial_run_name(number: int, overrides: dict[str, Any]) -> str:
     """A child run's name: its trial number and searched values, e.g.
     `t007 pooling=gap mtl.alpha=0.001`."""
-    parts = [f"t{number:03d}"] + [f"{k}={_short(v)}" for k, v in overrides.items()]
-    name = " ".join(parts)
-    return name if len(name) <= MAX_RUN_NAME else name[: MAX_RUN_NAME - 3] + "..."
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
+    return run_name(f"t{number:03d}", overrides)
 
 
 class TrackingCallback(tune.Callback):
