@@ -150,3 +150,19 @@ def test_a_copied_or_moved_workdir_resumes_into_itself(tmp_path):
     assert third.finish(300) == 0, third.output[-3000:]
     assert f"artifact locations moved from {copy / 'mlartifacts'}" in third.output
     assert not copy.exists()  # the old path is not recreated
+
+
+def test_ctrl_c_while_ray_starts_leaves_nothing_running(tmp_path):
+    """Issue 35: Ctrl-C at 22 s, while Ray started, left two Ray agents alive for minutes."""
+    args = ["sweep", str(ROOT / "search_spaces" / "null_load.yaml"), "--scale", "tiny",
+            "--workdir", str(tmp_path)]  # fmt: skip
+    proc = CliProcess(args, tmp_path / "sweep.log", cwd=ROOT)
+    try:
+        proc.wait_for(r"starting a local Ray cluster …", 120)
+        time.sleep(3.5)  # Ray is up (about 5 s here), its agents on their way
+        proc.proc.send_signal(signal.SIGINT)
+        code = proc.finish(90)
+    finally:
+        proc.cleanup()
+    assert code != 0 and "Traceback" not in proc.output, proc.output[-3000:]
+    assert proc.leftovers == "", proc.leftovers  # within 20 s of the exit, nothing of ours
