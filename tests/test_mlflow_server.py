@@ -236,7 +236,8 @@ def test_one_parent_with_a_child_per_trial_through_rest(servers, plain_sweep, po
     for child in children:
         ctags, params = kv(child["data"]["tags"]), kv(child["data"].get("params"))
         stopped = ctags.get("sweep.stopped_early") == "true"
-        assert child["info"]["status"] == ("KILLED" if stopped else "FINISHED")
+        assert child["info"]["status"] == "FINISHED"  # pruned ones too, tagged sweep.pruned
+        assert (ctags.get("sweep.pruned") == "true") == stopped
         assert params["method"] == "whenwho" and params["mode"] == "separate"
         assert params["epochs"] == str(EPOCHS)
         assert params["when_loss"] in {"mmm", "max"}
@@ -293,7 +294,7 @@ def test_artifacts_are_stored_and_served_by_the_server(servers, plain_sweep):
     on_disk = list(servers.plain.artifacts.rglob("sweep.yaml"))
     assert len(on_disk) == 1 and on_disk[0].read_bytes() == text
 
-    finished = [c for c in children if c["info"]["status"] == "FINISHED"]
+    finished = [c for c in children if "sweep.pruned" not in kv(c["data"]["tags"])]
     assert finished, "no trial ran its full budget"
     figures = list_artifacts(servers.plain, finished[0]["info"]["run_id"], "figures")
     assert figures and all(f["path"].startswith("figures/") for f in figures)

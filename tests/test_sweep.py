@@ -207,10 +207,13 @@ def test_tpe_asha_sweep_tracks_one_parent_and_every_trial(tpe_sweep):
         assert child.data.params["mode"] == "separate"
         assert child.data.params["epochs"] == str(plan.epochs)
         stopped = child.data.tags.get("sweep.stopped_early") == "true"
-        assert child.info.status == ("KILLED" if stopped else "FINISHED")
+        assert child.info.status == "FINISHED"  # pruned ones too, tagged as such (issue 35)
+        assert (child.data.tags.get("sweep.pruned") == "true") == stopped
+        if stopped:
+            assert child.data.tags["sweep.pruned_at_epoch"] == str(len(steps))
         assert len(steps) < plan.epochs if stopped else len(steps) == plan.epochs
         assert child.data.tags["sweep.node_id"]
-    finished = [c for c in children if c.info.status == "FINISHED"]
+    finished = [c for c in children if "sweep.pruned" not in c.data.tags]
     assert finished
     # issue 17: figures are drawn at the end, for the search's best completed trial only
     finished.sort(key=lambda c: -c.data.metrics["best_val/when_frame_auc"])

@@ -55,7 +55,12 @@ OPTUNA_NUMBER_TAG = "optuna.trial_number"
 NODE_TAG = "sweep.node_id"  # the Ray node that ran it
 TRACE_TAG = "sweep.trace_sha256"  # hash of the reproducibility record's trace (sweep/record.py)
 NONDETERMINISTIC_TAG = "sweep.nondeterministic"  # torch ops a reproducible trial could not pin
-STOPPED_EARLY_TAG = "sweep.stopped_early"  # "true" when the scheduler stopped it (KILLED)
+STOPPED_EARLY_TAG = "sweep.stopped_early"  # "true" when the scheduler stopped it
+# A trial the scheduler stopped (pruned) ends FINISHED, as in MLflow's UI a run that did
+# what it was asked to: these tags say it was pruned and at which rung (epoch). Sweeps before
+# them ended such trials KILLED with STOPPED_EARLY_TAG; readers accept both.
+PRUNED_TAG = "sweep.pruned"
+PRUNED_RUNG_TAG = "sweep.pruned_at_epoch"
 EPOCHS_RUN_TAG = "sweep.epochs_run"
 # "true" when it ended before its budget with no stop decision (FAILED, with sweep.error)
 ENDED_SHORT_TAG = "sweep.ended_short"

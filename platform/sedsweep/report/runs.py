@@ -135,10 +135,11 @@ def md_text(text: str) -> str:
 
 def trial_status(mlflow_status: str, tags: dict[str, str]) -> str:
     """completed / pruned (stopped by the scheduler) / failed (errored or interrupted) / running."""
+    pruned = tags.get(STOPPED_EARLY_TAG) == "true"  # FINISHED, or KILLED before PRUNED_TAG
+    if mlflow_status in ("FINISHED", "KILLED") and pruned:
+        return PRUNED
     if mlflow_status == "FINISHED":
         return COMPLETED
-    if mlflow_status == "KILLED" and tags.get(STOPPED_EARLY_TAG) == "true":
-        return PRUNED
     if mlflow_status in ("RUNNING", "SCHEDULED"):
         return RUNNING
     return FAILED

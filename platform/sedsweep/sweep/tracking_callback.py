@@ -42,6 +42,8 @@ from sedsweep.tracking import (
     NONDETERMINISTIC_TAG,
     OPTUNA_NUMBER_TAG,
     ORPHANED_TAG,
+    PRUNED_RUNG_TAG,
+    PRUNED_TAG,
     RECOVERED_ERROR_TAG,
     RESTORE_NOTE_TAG,
     STOPPED_EARLY_TAG,
@@ -202,9 +204,10 @@ class TrackingCallback(tune.Callback):
         self.journal.result_seconds.append(time.perf_counter() - started)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """FINISHED after the full budget; KILLED (tag sweep.stopped_early) when the scheduler
-        stopped it; FAILED when it ended short with no stop decision (its trainable returned
-        early): a trial cut short by nobody's decision is neither finished nor stopped early."""
+        """FINISHED after the full budget; FINISHED with the pruned tags (`PRUNED_TAG`, the
+        epoch it reached) when the scheduler stopped it; FAILED when it ended short with no
+        stop decision (its trainable returned early): a trial cut short by nobody's decision
+        is neither finished nor stopped early."""
         key = self.open(trial)
         self._recovered(key)
         done = epoch_of(trial.last_result)
@@ -214,8 +217,13 @@ class TrackingCallback(tune.Callback):
             self._progress(trial, f"finished ({done} epochs)")
         elif trial.trial_id in self._stop_decided or trial.status == "PAUSED":
             # a scheduler stops a paused trial (HyperBand, synchronous halving) with no result
-            self.journal.tags(key, {STOPPED_EARLY_TAG: "true", EPOCHS_RUN_TAG: str(done)})
-            self.journal.status(key, "KILLED")
+            reached = str(done)
+            self.journal.tags(
+                key,
+                {STOPPED_EARLY_TAG: "true", PRUNED_TAG: "true", PRUNED_RUNG_TAG: reached,
+                 EPOCHS_RUN_TAG: reached},
+            )  # fmt: skip
+            self.journal.status(key, "FINISHED")
             self._progress(trial, f"stopped early by the scheduler after epoch {done}")
         else:
             why = f"ended after epoch {done} of {budget} with no stop decision"
