@@ -307,6 +307,9 @@ def test_one_worker_two_workers_and_two_nodes_run_the_same_sweep(executions):
         s["number"]: {k: v for k, v in s["overrides"].items() if k not in ("seed", "split_seed")}
         for s in one["trace"]["suggestions"]
     }
+    # with the times the live journal saw (issue 35: all trials had one start and end time)
+    assert all(t.datetime_start < t.datetime_complete for t in trials)
+    assert len({t.datetime_complete for t in trials}) == len(trials)
 
 
 @pytest.mark.slow

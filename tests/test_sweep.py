@@ -7,6 +7,7 @@ import math
 import re
 from pathlib import Path
 
+import optuna
 import pytest
 import ray
 import yaml
@@ -118,6 +119,53 @@ def test_a_pareto_search_tells_optuna_every_objective():
     full, stopped = search.study.trials
     assert full.state == TrialState.COMPLETE and full.values == [0.8, 0.6]
     assert stopped.state == TrialState.PRUNED and not stopped.intermediate_values
+
+
+def test_a_running_searcher_mirrors_its_study_into_a_live_optuna_journal(tmp_path):
+    """Issue 35: optuna-dashboard could not follow a running sweep (the journal was written
+    once, at the end, every trial with the same start and end time)."""
+    import time
+
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from sedsweep.sweep.live_journal import mirrored, timed, times
+
+    def journal_trials() -> list:
+        storage = JournalStorage(JournalFileBackend(str(path)))
+        return optuna.load_study(study_name="quickstart", storage=storage).trials
+
+    path = tmp_path / "optuna-journal.log"
+    plan = load_sweep(QUICK, {"budget.max_epochs": 3})
+    search = OptunaPruningSearch(plan)
+    with mirrored(path):
+        search.suggest("a")
+        time.sleep(0.05)
+        search.suggest("b")
+        search.on_trial_result("a", {"best_val/when_frame_auc": 0.6, "epoch": 1})
+        [a, b] = journal_trials()  # what optuna-dashboard reads while the sweep runs
+        assert a.state == b.state == TrialState.RUNNING and a.intermediate_values == {1: 0.6}
+        assert a.params == search.trials["a"].params and a.datetime_start < b.datetime_start
+        time.sleep(0.05)
+        search.on_trial_complete("a", {"best_val/when_frame_auc": 0.7, "epoch": 3})
+        search.save(str(tmp_path / "s.json"))
+    again = OptunaPruningSearch(plan)  # a resumed driver: the same journal, the same trials
+    with mirrored(path):
+        again.restore(str(tmp_path / "s.json"))
+        again.on_trial_complete("b", {"best_val/when_frame_auc": 0.5, "epoch": 1})
+    a, b = journal_trials()
+    assert (a.state, a.value, b.state) == (TrialState.COMPLETE, 0.7, TrialState.PRUNED)
+    assert a.datetime_start < a.datetime_complete < b.datetime_complete
+    assert len(journal_trials()) == 2
+    # the rewrite at the end keeps these times, in number order
+    when = times(path)
+    kept = [timed(t, when) for t in again.study.get_trials(deepcopy=False)]
+    assert [(t.datetime_start, t.datetime_complete) for t in kept] == [
+        (a.datetime_start, a.datetime_complete),
+        (b.datetime_start, b.datetime_complete),
+    ]
+    OptunaPruningSearch(plan).suggest("elsewhere")  # outside a sweep's fit(): no journal
+    assert len(journal_trials()) == 2
 
 
 def test_searcher_state_survives_save_and_restore(tmp_path):

@@ -8,7 +8,9 @@ At the end of every execution the runner writes, in the sweep's directory:
   trial's objective at every epoch and its outcome. It is also logged on the parent run, with
   the trace's hash as the tag `sweep.trace_sha256`.
 - `optuna-journal.log`: the Optuna study in Optuna's own journal format (JSON lines), for
-  `optuna-dashboard <sweep dir>/optuna-journal.log`.
+  `optuna-dashboard <sweep dir>/optuna-journal.log`. While the sweep runs the same file is
+  written live (`live_journal.py`); this rewrite puts the trials in number order and keeps
+  the start and end times the live journal saw.
 
 Both are made from the searcher's last saved state (the JSON Tune snapshots with the
 experiment), so they describe what the search saw, whichever execution finished the sweep.
@@ -125,6 +127,7 @@ def write_record(
     from optuna.storages.journal import JournalFileBackend
 
     from sedsweep.fsio import temp_dir_for
+    from sedsweep.sweep.live_journal import timed, times
     from sedsweep.sweep.search import OptunaPruningSearch
 
     saved = newest_searcher_state(experiment)
@@ -135,13 +138,14 @@ def write_record(
     record = build_record(plan, features, search)
     write_json(experiment / RECORD_FILE, record)
     journal = experiment / JOURNAL_FILE
+    when = times(journal)  # what the live journal saw (live_journal.py), kept
     folder = temp_dir_for(journal)  # Optuna appends to a journal: written whole, then renamed
     try:
         storage = JournalStorage(JournalFileBackend(str(folder / JOURNAL_FILE)))
         study = optuna.create_study(
             storage=storage, study_name=plan.spec.name, directions=search.directions
         )
-        study.add_trials(search.study.get_trials(deepcopy=False))
+        study.add_trials([timed(t, when) for t in search.study.get_trials(deepcopy=False)])
         (folder / JOURNAL_FILE).replace(journal)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

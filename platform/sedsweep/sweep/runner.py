@@ -33,7 +33,9 @@ from sedsweep.processes import terminate_as_interrupt
 from sedsweep.runspec import corpus_for, split_error
 from sedsweep.sweep.cluster import check_address, ray_environment, start_ray
 from sedsweep.sweep.execution import Execution, running
+from sedsweep.sweep.live_journal import mirrored
 from sedsweep.sweep.outcome import TABLES_HOOK, OnFinish, SweepOutcome, finish
+from sedsweep.sweep.record import JOURNAL_FILE
 from sedsweep.sweep.registry import make_scheduler
 from sedsweep.sweep.seal import TRUST_OPTION, TUNER_FILE, pickled_files, seal, verify
 from sedsweep.sweep.snapshot import (
@@ -452,7 +454,8 @@ def _fit(execution: Execution) -> SweepOutcome:
             )
             seal(Path(state.path), [Path(state.path) / TUNER_FILE])  # written by Tuner()
         started = time.perf_counter()
-        with running(execution), terminate_as_interrupt(), _without_tune_restore_hint():
+        live = mirrored(Path(state.path) / JOURNAL_FILE)  # optuna-dashboard follows the sweep
+        with running(execution), terminate_as_interrupt(), _without_tune_restore_hint(), live:
             results = tuner.fit()
         tracker.phases["fit_s"] = time.perf_counter() - started
     except BaseException as exc:

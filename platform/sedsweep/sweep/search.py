@@ -39,6 +39,8 @@ from ray.tune.search import Searcher
 
 from sedsweep.errors import UserError
 from sedsweep.metrics import selected_key
+from sedsweep.sweep.live_journal import LiveJournal, open_live
+from sedsweep.sweep.live_journal import target as live_target
 from sedsweep.sweep.registry import make_sampler
 from sedsweep.sweep.rungs import HalvingRecord
 from sedsweep.sweep.spec import (
@@ -59,6 +61,7 @@ from sedsweep.sweep.spec import (
 )
 
 optuna.logging.set_verbosity(logging.WARNING)
+log = logging.getLogger(__name__)
 
 
 def trial_outcome(
@@ -134,6 +137,7 @@ class OptunaPruningSearch(Searcher):
             batch, plan.n_trials, rungs, s.scheduler.reduction_factor, s.primary.maximise
         )
         self.queue: list[Trial] = []  # a reproducible batch's trials not yet handed to Tune
+        self._live: tuple[Path, LiveJournal | None] | None = None  # (see `_mirror`)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Tune pickles the searcher with the experiment and `Tuner.restore` unpickles it
@@ -141,6 +145,7 @@ class OptunaPruningSearch(Searcher):
         each attribute added since as it behaved before it existed. (The one place that knows
         the older forms.)"""
         state = dict(state)
+        state["_live"] = None  # never pickled (`__getstate__`); opened again where it runs
         state.setdefault("queue", [])  # before reproducible searches
         state.setdefault("reproducible", False)
         state.setdefault("max_concurrent", None)  # before the searcher limited concurrency
@@ -153,6 +158,25 @@ class OptunaPruningSearch(Searcher):
                 state.get("reduction_factor", 2.0), state.get("_mode") == "max",
             )  # fmt: skip
         self.__dict__.update(state)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_live": None}  # an open journal is the driver's, not state
+
+    def _mirror(self, event: str, *args: Any) -> None:
+        """Tell the live Optuna journal (`live_journal`) what just happened to the study, when
+        this searcher runs in a sweep's driver; a failure there is logged, never raised."""
+        path = live_target()
+        if path is None:
+            return
+        if self._live is None or self._live[0] != path:
+            self._live = (path, open_live(self.study_name, self.directions))
+        journal = self._live[1]
+        if journal is None:
+            return
+        try:
+            getattr(journal, event)(*args)
+        except Exception as exc:  # an output only
+            log.warning("the live Optuna journal %s missed an event (%s)", path, exc)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         """Ask Optuna for the next trial: {'overrides': {dotted key: value}, 'optuna_trial': n}.
@@ -174,6 +198,7 @@ class OptunaPruningSearch(Searcher):
         else:
             trial = self._ask()
         self.trials[trial_id] = trial
+        self._mirror("started", trial)
         return {"overrides": self.overrides(trial), "optuna_trial": trial.number}
 
     def _ask(self) -> Trial:
@@ -210,6 +235,7 @@ class OptunaPruningSearch(Searcher):
         value = result.get(self.metric)
         if not self.multi and finite(value):
             trial.report(float(value), step)
+            self._mirror("reported", trial.number, step, float(value))
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -262,6 +288,8 @@ class OptunaPruningSearch(Searcher):
         else:
             self.study.tell(trial, state=TrialState.FAIL)
             self.failed[trial_id] = trial.number
+        told = self.study.trials[trial.number]
+        self._mirror("ended", trial.number, told.state, told.values)
 
     def _add_again(self, earlier: FrozenTrial, outcome: str, result: dict[str, Any] | None) -> None:
         """A failed trial's configuration as a new trial with the outcome it reached later."""
@@ -275,6 +303,7 @@ class OptunaPruningSearch(Searcher):
                 values=values if outcome == "complete" or not self.multi else None,
             )
         )
+        self._mirror("added", self.study.trials[-1])
 
     def _new_study(self) -> optuna.Study:
         return optuna.create_study(
@@ -341,6 +370,7 @@ class OptunaPruningSearch(Searcher):
                 queue.append(trial)
             else:  # running when saved but no longer Tune's: it will never report
                 study.tell(trial, state=TrialState.FAIL)
+                self._mirror("ended", trial.number, TrialState.FAIL, None)
         asked = int(data["asked"])
         for cell in self.cells[asked:]:
             study.enqueue_trial(cell)
