@@ -178,8 +178,11 @@ class RequestTrap:
         self._thread.join(timeout=5)
 
 
-def chromium_args(user_data_dir: Path, proxy_port: int, budget_ms: int) -> list[str]:
-    """Flags for an isolated, quiet, offline-by-proxy headless run."""
+def chromium_args(
+    user_data_dir: Path, proxy_port: int, budget_ms: int, allow: str | None = None
+) -> list[str]:
+    """Flags for an isolated, quiet, offline-by-proxy headless run; `allow` ("host:port", a
+    local server under test) is reached directly, everything else goes to the trap."""
     return [
         "--headless",
         "--no-sandbox",
@@ -203,7 +206,7 @@ def chromium_args(user_data_dir: Path, proxy_port: int, budget_ms: int) -> list[
         "--disable-features=" + ",".join(QUIET_FEATURES),
         f"--user-data-dir={user_data_dir}",
         f"--proxy-server=http://127.0.0.1:{proxy_port}",
-        "--proxy-bypass-list=<-loopback>",
+        "--proxy-bypass-list=<-loopback>" + (f";{allow}" if allow else ""),
         f"--virtual-time-budget={budget_ms}",
     ]
 
@@ -256,8 +259,12 @@ def render(
     chromium: str | None = None,
     budget_ms: int = 5000,
     window_size: tuple[int, int] = (1400, 3000),
+    allow: str | None = None,
 ) -> Rendered:
     """Load `html_path` in headless Chromium; return (dumped DOM, request lines seen by the trap).
+
+    `html_path` may be an http URL of a local server named by `allow` ("127.0.0.1:PORT"),
+    which the page then reaches directly (the MLflow UI under test).
 
     The DOM is dumped after `budget_ms` of virtual time (scripts have run, images loaded). With
     `screenshot_path`, a second run writes a PNG of `window_size`. Both runs go through the same
@@ -267,10 +274,12 @@ def render(
     exe = chromium or find_chromium()
     if exe is None:
         raise RuntimeError(f"headless Chromium not found (install: {INSTALL_HINT})")
-    url = Path(html_path).resolve().as_uri()
+    url = (
+        str(html_path) if str(html_path).startswith("http") else Path(html_path).resolve().as_uri()
+    )
     with RequestTrap() as trap:
         with _profile_dir() as profile:
-            cmd = [exe, *chromium_args(profile, trap.port, budget_ms), "--dump-dom", url]
+            cmd = [exe, *chromium_args(profile, trap.port, budget_ms, allow), "--dump-dom", url]
             done = _run(cmd, timeout)
         if done.returncode != 0 or "<html" not in done.stdout.lower():
             raise RuntimeError(
@@ -283,7 +292,7 @@ def render(
             with _profile_dir() as profile:
                 cmd = [
                     exe,
-                    *chromium_args(profile, trap.port, budget_ms),
+                    *chromium_args(profile, trap.port, budget_ms, allow),
                     f"--screenshot={shot}",
                     f"--window-size={window_size[0]},{window_size[1]}",
                     url,

@@ -29,7 +29,7 @@ from sedsweep.report.runs import load_sweep_runs, parse_param
 from sedsweep.report.tables import build_table, log_sweep_tables, paper_tables, welch_p
 from sedsweep.sweep.runner import run_sweep
 from sedsweep.sweep.spec import load_sweep
-from sedsweep.tracking import PARENT_TAG, UI_VIEW, tracking_uri_for
+from sedsweep.tracking import PARENT_TAG, UI_VIEW, run_url, tracking_uri_for
 
 from .chromium import browser_or_skip, parse_dom, render
 from .sweeps import AUC, ER, grid_spec, grid_trials, log_sweep
@@ -506,6 +506,7 @@ def test_dashboard_renders_offline_in_chromium(real_sweep, tmp_path):
 def test_ui_serves_the_workdir_store(grid_store, tmp_path, capsys):
     import json
     import os
+    import shutil
     import signal
     import socket
     import subprocess
@@ -553,6 +554,27 @@ def test_ui_serves_the_workdir_store(grid_store, tmp_path, capsys):
             code = r.read().decode()
         key, value = UI_VIEW.split("=")
         assert f'.get("{key}")' in code and f'="{value}"' in code
+        # and as a user sees it: the run list, the parent run and a child run (issue 35)
+        client = MlflowClient(tracking_uri_for(workdir))
+        exp = client.get_experiment_by_name("grid").experiment_id
+        parent = client.get_run(grid_store[1])
+        child = next(r for r in client.search_runs([exp]) if r.info.run_name == "t001")
+        pages = {
+            "runs": f"{url}/#/experiments/{exp}?{UI_VIEW}",
+            "parent": run_url(url, exp, parent.info.run_id),
+            "child": run_url(url, exp, child.info.run_id),
+        }
+        browser = browser_or_skip()
+        for name, page in pages.items():
+            shot = tmp_path / f"mlflow-{name}.png"
+            dom, requests = render(page, shot, chromium=browser, budget_ms=20000,
+                                   allow=f"127.0.0.1:{port}")[:2]  # fmt: skip
+            text = parse_dom(dom).text()
+            assert parent.info.run_name in text and "Judges" not in text, (name, text[:2000])
+            assert name == "runs" or "t001" in text, (name, text[:2000])
+            assert requests == [] and shot.stat().st_size > 10_000
+            if os.environ.get("SEDSWEEP_SCREENSHOT_DIR"):
+                shutil.copy(shot, Path(os.environ["SEDSWEEP_SCREENSHOT_DIR"]) / shot.name)
     finally:
         os.kill(proc.pid, signal.SIGTERM)  # `kill PID` of sedsweep ui alone
         try:
