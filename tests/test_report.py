@@ -177,6 +177,20 @@ def test_with_paper_matches_published_cells(tmp_path):
     table = build_table([load_sweep_runs(parent, tracking_uri_for(tmp_path))], with_paper=True)
     paper = [table.cell(r, (), "test/ap_micro").paper for r in table.rows]
     assert paper == [0.6937, 0.6792]
+    # Table 3's separate row is MMM's: the quickstart's max-MIL row gets no number beside it
+    # (issue 35: both rows showed 0.90); an MMM row matches through the method's default loss
+    quick = {"name": "q", "method": "whenwho", "scale": "tiny",
+             "objective": {"metric": "val/when_frame_auc"}, "search": {"algorithm": "grid"},
+             "space": {"when_loss": {"type": "grid", "values": ["mmm", "max"]}},
+             "table": {"rows": ["when_loss"], "metrics": ["test/when_frame_auc"]}}  # fmt: skip
+    scores = {"val/when_frame_auc": 0.5, "test/when_frame_auc": 0.4}
+    trials = [{"overrides": {"when_loss": v}, "metrics": scores} for v in ("mmm", "max")]
+    table = build_table([load_sweep_runs(log_sweep(tmp_path, quick, trials, epochs=1),
+                                         tracking_uri_for(tmp_path))], with_paper=True)  # fmt: skip
+    assert {r[0]: table.cell(r, (), "test/when_frame_auc").paper for r in table.rows} == {
+        "mmm": 0.90, "max": None}
+    runs = load_sweep_runs("q", tracking_uri_for(tmp_path))
+    assert runs.fixed_values["when_loss"] == "mmm" and runs.fixed_values["mode"] == "separate"
 
 
 def test_published_pooling_numbers_are_the_paper_texts():
