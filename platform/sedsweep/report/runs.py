@@ -202,15 +202,11 @@ class SweepRuns:
 
     @cached_property
     def fixed_values(self) -> dict[str, Any]:
-        """What the whole sweep sets, as dotted keys: its method's config at its scale with
-        its `fixed` values (the MMM loss a Morfi file never names), and its generator options
-        (`data.options.snr_db: 0.0`); a trial logs only the data keys its cell varies, and an
-        evidence CSV only the keys the design varies."""
-        from sedsweep.sweep.spec import plan_sweep
-
-        base = plan_sweep(self.spec, self.name, check_data=False).base.config
+        """What the whole sweep sets, as dotted keys: its `fixed` config and its generator
+        options (`data.options.snr_db: 0.0`); a trial logs only the data keys its cell varies,
+        and an evidence CSV only the keys the design varies."""
         data = {f"{DATA_PREFIX}options.{k}": v for k, v in flatten(self.spec.data.options).items()}
-        return flatten(base.model_dump(mode="json")) | data
+        return flatten(self.spec.fixed) | data
 
     @property
     def objective(self) -> str:

@@ -488,7 +488,9 @@ def paper_value(
 ) -> float | None:
     """The published number for a cell: the most specific entry all its trials match. A key
     the trials do not carry is read from `fixed` (`SweepRuns.fixed_values`: what the whole
-    sweep sets, such as the SNR of a file that runs one)."""
+    sweep sets, such as the SNR of a file that runs one). A table's `form` (what every row of
+    it used, such as Morfi's MMM loss) rules it out for a cell whose trials are known to use
+    something else; a key nothing names is at the method's default, the paper's form."""
     fixed = fixed or {}
 
     def value(trial: TrialRun, key: str) -> Any:
@@ -498,6 +500,12 @@ def paper_value(
     best: tuple[int, float] | None = None
     for table in paper_tables():
         if table["method"] not in methods or metric not in table["columns"]:
+            continue
+        if any(
+            value(t, k) is not None and not same_value(value(t, k), v)
+            for t in trials
+            for k, v in table.get("form", {}).items()
+        ):
             continue
         for entry in table["entries"]:
             if metric not in entry["values"]:
