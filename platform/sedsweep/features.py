@@ -10,7 +10,6 @@ import logging
 import multiprocessing
 import os
 import shutil
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -441,7 +440,7 @@ def _extract_entry(
     offsets and frame times as .npy files. Returns the entry's description (shapes, sizes,
     checksums). Each clip's audio length is checked as it arrives (`check_audio_length`)."""
     tasks = [(str(corpus.audio_path(c)), params) for c in corpus.clips]
-    bar = Progress(len(tasks), f"log-mel {corpus.name}", "clip", sys.stderr, enabled=progress)
+    bar = Progress(len(tasks), f"log-mel {corpus.name}", "clip", enabled=progress)
     lengths, times = [], []
     where = corpus.root / CLIPS_FILE
     dtype = np.dtype(params.dtype)
@@ -520,7 +519,7 @@ def build_features(
     if arrays is None:
         jobs = jobs or os.cpu_count() or 1
         what = f"extracting log-mel features of {corpus.name} ({len(corpus.clips)} clips)"
-        with phase(what, sys.stderr) if progress else contextlib.nullcontext():
+        with phase(what) if progress else contextlib.nullcontext():
             path = _write_entry(corpus, params, key, fingerprint, root, jobs, progress)
         arrays = _map_entry(path, json.loads((path / ENTRY_FILE).read_text()))
     return _feature_set(corpus, params, arrays, fingerprint, key, path, hit)

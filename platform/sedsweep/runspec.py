@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -317,7 +316,7 @@ def corpus_for(resolved: Resolved, workdir: Path) -> Corpus:
     out = workdir / "corpora" / f"{kind}-{_digest(options)}"
     if not (out / META_FILE).exists():
         try:
-            with phase(f"making the synthetic {kind!r} corpus into {out}", sys.stderr):
+            with phase(f"making the synthetic {kind!r} corpus into {out}"):
                 made = GENERATORS[kind](out, **options)
         except TypeError as exc:
             raise UserError(
@@ -345,7 +344,7 @@ def _remix_corpus(remix: RemixSource, sr: int, workdir: Path) -> Corpus:
     options = {**remix.model_dump(), "events": str(events), "backgrounds": str(backgrounds)}
     out = workdir / "corpora" / f"remix-{_digest({**options, 'sr': sr})}"
     if not (out / META_FILE).exists():
-        with phase(f"remixing {events} into {backgrounds}: {out}", sys.stderr):
+        with phase(f"remixing {events} into {backgrounds}: {out}"):
             remix_user(
                 events, backgrounds, out, snr_db=[remix.snr_db], clips=remix.clips,
                 clip_s=remix.clip_s, max_event_s=remix.max_event_s,

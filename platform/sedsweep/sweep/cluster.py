@@ -8,7 +8,6 @@ import logging
 import os
 import secrets
 import socket
-import sys
 import time
 
 from sedsweep.errors import UserError
@@ -107,7 +106,7 @@ def start_ray(plan: SweepPlan, address: str | None) -> None:
         if local:
             own_token()
         what = "starting a local Ray cluster" if local else f"joining the Ray cluster at {address}"
-        with reaped_if_killed() if local else contextlib.nullcontext(), phase(what, sys.stderr):
+        with reaped_if_killed() if local else contextlib.nullcontext(), phase(what):
             ray.init(
                 # No --address: a new local cluster, never one that happens to run on this
                 # machine (Ray's default attaches to the last `ray start` cluster it finds).

@@ -5,7 +5,6 @@ figures, the tables hook, the final drain and the parent's status."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -143,7 +142,7 @@ def finish(execution: Execution, results: Any) -> SweepOutcome:
         journal.text(PARENT, json.dumps(record, indent=2) + "\n", RECORD_FILE)
         journal.tags(PARENT, {TRACE_TAG: record["trace_sha256"]})
     started = time.perf_counter()
-    with phase("drawing the figures of the best trials", sys.stderr):
+    with phase("drawing the figures of the best trials"):
         draw_figures(plan, features, journal, list(results))
     tracker.phases["figures_s"] = time.perf_counter() - started
     cut = counts["missing"] or counts["interrupted"]
@@ -155,7 +154,7 @@ def finish(execution: Execution, results: Any) -> SweepOutcome:
     tracker.phases["drain_s"] = time.perf_counter() - started
     if drained and on_finish is not None:
         started = time.perf_counter()
-        with phase("writing the tables, claims and dashboard", sys.stderr):
+        with phase("writing the tables, claims and dashboard"):
             on_finish(outcome)
         tracker.phases["tables_s"] = time.perf_counter() - started
     if cut:
