@@ -239,7 +239,7 @@ def check_sources(data: DataSpec, where: str) -> None:
             ("remix.backgrounds", data.remix.backgrounds, "backgrounds folder"),
         ]
     for key, value, what in paths:
-        if Path(value).exists():
+        if Path(value).exists() or Path(value).is_symlink():  # a bad link: its loader says how
             continue
         shared = (
             "; this file reads the shared real recordings beside a sedsweep checkout (run it "
