@@ -166,6 +166,13 @@ def test_a_running_searcher_mirrors_its_study_into_a_live_optuna_journal(tmp_pat
     ]
     OptunaPruningSearch(plan).suggest("elsewhere")  # outside a sweep's fit(): no journal
     assert len(journal_trials()) == 2
+    # a driver killed mid-append leaves a partial line: the next driver cuts it and goes on
+    with open(path, "ab") as f:
+        f.write(b'{"op_code": 5, "wor')
+    again._live = None  # as a new driver process opens it
+    with mirrored(path):
+        assert again.suggest("c") is not None
+    assert [t.state for t in journal_trials()][2:] == [TrialState.RUNNING]
 
 
 def test_searcher_state_survives_save_and_restore(tmp_path):

@@ -61,6 +61,7 @@ class LiveJournal:
         from optuna.storages.journal import JournalFileBackend
 
         self.path = path
+        _drop_broken_tail(path)
         self.storage = JournalStorage(JournalFileBackend(str(path)))
         study = optuna.create_study(
             storage=self.storage, study_name=study_name, directions=list(directions),
@@ -103,6 +104,17 @@ class LiveJournal:
         self.ids[trial.number] = self.storage.create_new_trial(self.study_id, template)
 
 
+def _drop_broken_tail(path: Path) -> None:
+    """Cut a journal back to its last whole line: a driver killed while appending leaves a
+    partial one, after which Optuna can read but not append."""
+    if not path.is_file():
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+
+
 def open_live(study_name: str, directions: Sequence[str]) -> LiveJournal | None:
     """The live journal for the current sweep (None outside one, or when it cannot be
     opened: the sweep goes on without it, with one warning)."""
@@ -118,20 +130,25 @@ def open_live(study_name: str, directions: Sequence[str]) -> LiveJournal | None:
 
 def times(path: Path) -> dict[int, tuple[dt.datetime | None, dt.datetime | None]]:
     """Start and end times of the trials a live journal at `path` mirrored, by Optuna number
-    (empty when there is none)."""
+    (empty when there is none, or when it cannot be read: a driver killed mid-write may leave
+    a broken line, and the rewrite then goes on without the times)."""
     if not path.is_file():
         return {}
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    storage = JournalStorage(JournalFileBackend(str(path)))
     out: dict[int, tuple[dt.datetime | None, dt.datetime | None]] = {}
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        study_id = storage.get_study_id_from_name(summary.study_name)
-        for t in storage.get_all_trials(study_id, deepcopy=False):
-            if NUMBER_ATTR in t.user_attrs:
-                out[int(t.user_attrs[NUMBER_ATTR])] = (t.datetime_start, t.datetime_complete)
+    try:
+        storage = JournalStorage(JournalFileBackend(str(path)))
+        for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+            study_id = storage.get_study_id_from_name(summary.study_name)
+            for t in storage.get_all_trials(study_id, deepcopy=False):
+                if NUMBER_ATTR in t.user_attrs:
+                    out[int(t.user_attrs[NUMBER_ATTR])] = (t.datetime_start, t.datetime_complete)
+    except Exception as exc:  # an output only
+        log.warning("the live Optuna journal %s cannot be read (%s); its times are lost", path, exc)
+        return {}
     return out
 
 
