@@ -99,7 +99,7 @@ def finish(execution: Execution, results: Any) -> SweepOutcome:
             counts["errored"] += 1
         # a trial with no epoch reported is not completed and may have no config in its
         # result (Tune reads it from the last report): no budget to look up
-        elif epoch_of(metrics) and epoch_of(metrics) >= plan.budget(result.config["overrides"]):
+        elif (done := epoch_of(metrics)) and done >= plan.budget(result.config["overrides"]):
             counts["completed"] += 1
             value = plan.objective_value(metrics)
             if value is not None and (

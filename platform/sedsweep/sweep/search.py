@@ -288,7 +288,7 @@ class OptunaPruningSearch(Searcher):
         else:
             self.study.tell(trial, state=TrialState.FAIL)
             self.failed[trial_id] = trial.number
-        told = self.study.trials[trial.number]
+        told = self.study.get_trials(deepcopy=False)[trial.number]  # `trials` copies them all
         self._mirror("ended", trial.number, told.state, told.values)
 
     def _add_again(self, earlier: FrozenTrial, outcome: str, result: dict[str, Any] | None) -> None:
@@ -303,7 +303,7 @@ class OptunaPruningSearch(Searcher):
                 values=values if outcome == "complete" or not self.multi else None,
             )
         )
-        self._mirror("added", self.study.trials[-1])
+        self._mirror("added", self.study.get_trials(deepcopy=False)[-1])
 
     def _new_study(self) -> optuna.Study:
         return optuna.create_study(
