@@ -564,8 +564,10 @@ def test_dcase_weak_labels_take_the_separator_their_file_uses(tmp_path, separato
             ["m.tsv", "label lists use both ',' and ';': use one separator per file"],
         ),
         (
-            {"a.csv": "filename,labels,fold\na.wav,Dog,1\n",
-             "b.csv": "filename,onset,offset,event_label,fold\na.wav,0,1,Dog,2\n"},
+            {
+                "a.csv": "filename,labels,fold\na.wav,Dog,1\n",
+                "b.csv": "filename,onset,offset,event_label,fold\na.wav,0,1,Dog,2\n",
+            },
             ["b.csv line 2", "fold 2 differs from fold 1 of 'a.wav' at ", "a.csv line 2"],
         ),
     ],

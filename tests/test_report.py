@@ -188,7 +188,9 @@ def test_with_paper_matches_published_cells(tmp_path):
     table = build_table([load_sweep_runs(log_sweep(tmp_path, quick, trials, epochs=1),
                                          tracking_uri_for(tmp_path))], with_paper=True)  # fmt: skip
     assert {r[0]: table.cell(r, (), "test/when_frame_auc").paper for r in table.rows} == {
-        "mmm": 0.90, "max": None}
+        "mmm": 0.90,
+        "max": None,
+    }
 
 
 def test_published_pooling_numbers_are_the_paper_texts():

@@ -160,20 +160,12 @@ def test_ctrl_c_while_ray_starts_leaves_nothing_running(tmp_path):
     proc = CliProcess(args, tmp_path / "sweep.log", cwd=ROOT)
     try:
         proc.wait_for(r"starting a local Ray cluster …", 120)
-        time.sleep(2.5)  # Ray's start takes 4.5-8 s here: its first processes are up
-        proc.proc.send_signal(signal.SIGINT)
-        # A Ctrl-C that lands inside ray.init can be swallowed (seen once in CI: the sweep
-        # then ran to its end); a user presses it again once the sweep is under way
-        deadline = time.monotonic() + 60
-        while proc.proc.poll() is None and time.monotonic() < deadline:
-            if "MLflow parent run" in proc.output:  # Ray started and the sweep went on
-                time.sleep(1.0)
-                if proc.proc.poll() is None:
-                    proc.proc.send_signal(signal.SIGINT)
-                break
-            time.sleep(0.2)
+        time.sleep(1.0)  # Ray's start takes 2.5-8 s here: its first processes are up
+        proc.proc.send_signal(signal.SIGINT)  # held until ray.init returns, then acted on
         code = proc.finish(90)
     finally:
         proc.cleanup()
-    assert code != 0 and "Traceback" not in proc.output, proc.output[-3000:]
+    # one Ctrl-C is enough (CI once saw one lost inside ray.init: the sweep ran to its end)
+    assert code == 130 and "Traceback" not in proc.output, proc.output[-3000:]
+    assert "interrupted: stopping after starting a local Ray cluster" in proc.output
     assert proc.leftovers == "", proc.leftovers  # within 20 s of the exit, nothing of ours

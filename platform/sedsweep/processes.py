@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Collection, Iterator
 from typing import Any, ClassVar
@@ -34,6 +35,41 @@ def terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def interrupt_held(what: str) -> Iterator[None]:
+    """A Ctrl-C (or a SIGTERM that `terminate_as_interrupt` forwards) inside is held, and
+    acted on as soon as the block ends: by the handler that was in place, or as a
+    KeyboardInterrupt. A second one inside raises KeyboardInterrupt at once (a block that
+    hangs, such as joining an unreachable cluster, can still be stopped).
+
+    For `ray.init`: a KeyboardInterrupt raised in the middle of it can be lost in Ray's own
+    callbacks (the sweep then runs to its end) or crash the process while its core worker
+    is being set up. Only the main thread can install handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[Any] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        if held:
+            raise KeyboardInterrupt
+        held.append(frame)
+        print(f"interrupted: stopping after {what} (Ctrl-C again to stop now)",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:  # the block ended normally: an exception from it would have passed through
+        if callable(previous):
+            previous(signal.SIGINT, held[0])
+        elif previous != signal.SIG_IGN:
+            raise KeyboardInterrupt
 
 
 # -- what a killed driver leaves behind ----------------------------------------------------------

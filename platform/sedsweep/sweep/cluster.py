@@ -11,7 +11,7 @@ import socket
 import time
 
 from sedsweep.errors import UserError
-from sedsweep.processes import reaped_if_killed
+from sedsweep.processes import interrupt_held, reaped_if_killed
 from sedsweep.progress import phase
 from sedsweep.sweep.spec import SweepPlan
 
@@ -106,7 +106,8 @@ def start_ray(plan: SweepPlan, address: str | None) -> None:
         if local:
             own_token()
         what = "starting a local Ray cluster" if local else f"joining the Ray cluster at {address}"
-        with reaped_if_killed() if local else contextlib.nullcontext(), phase(what):
+        reaper = reaped_if_killed() if local else contextlib.nullcontext()
+        with reaper, phase(what), interrupt_held(what):
             ray.init(
                 # No --address: a new local cluster, never one that happens to run on this
                 # machine (Ray's default attaches to the last `ray start` cluster it finds).
