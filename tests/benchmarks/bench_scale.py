@@ -1,0 +1,259 @@
+"""Short trials: sedsweep against stock Ray Tune + OptunaSearch on the same workload, and how
+TPE's suggestion time grows with the study.
+
+The workload is the `null` method's landscape (search_spaces/null_load.yaml): `--trials`
+trials of `--epochs` epochs, each epoch sleeping `--sleep` s, `--concurrent` at once, 0.1 CPU
+each, TPE (seed 0), no scheduler. Arms, each a separate process started from here:
+
+- stock:         a plain Ray Tune 2.60 script (`Tuner` + `OptunaSearch`, default settings, no
+                 tracking, no checkpoints), the same landscape computed inline;
+- stock-mlflow:  the same with Ray's `MLflowLoggerCallback` on a SQLite store;
+- sedsweep:      `sedsweep sweep search_spaces/null_load.yaml --set ...` (journaled tracking
+                 on SQLite, checkpoints, tables, figures, dashboard: everything it does).
+
+The arms run interleaved (A B C A B C ...: `--rounds` times) so that drift on a shared machine
+lands on every arm alike. Printed per run: the load average before and after, process wall,
+trials/s, results/s (trials × epochs / wall), the driver's CPU seconds and peak RSS (sampled
+from /proc every 0.2 s; its Ray workers and servers are not counted); then the medians per arm
+and each arm's wall over the first arm's, and over the ideal (trials × epochs × sleep /
+concurrent). Every run's process tree is its own: a run's Ray is started and stopped by it.
+
+`--tpe-growth 100,1000,10000` also times Optuna's TPE `ask` on this search space with a study
+already holding that many finished trials (added without running them), since TPE reads every
+finished trial at each suggestion.
+
+    .venv/bin/python tests/benchmarks/bench_scale.py [--trials 200] [--epochs 1] [--sleep 1.0]
+        [--concurrent 8] [--rounds 2] [--arms stock,stock-mlflow,sedsweep]
+        [--tpe-growth 100,1000,10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+NULL = ROOT / "search_spaces" / "null_load.yaml"
+ARMS = ("stock", "stock-mlflow", "sedsweep")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+# -- the stock arm, run in its own process ---------------------------------------------------
+def stock_main(args: argparse.Namespace) -> None:
+    """A stock Ray Tune + OptunaSearch sweep of the null landscape; prints a JSON summary."""
+    import optuna
+    import ray
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    bonus = {"a": 0.0, "b": 0.04, "c": -0.04}
+
+    def trainable(config: dict) -> None:
+        peak = math.exp(-((math.log10(config["optim.lr"]) + 3.0) ** 2) / 2.0)
+        final = 0.55 + 0.3 * peak + 0.1 * config["quality"] + bonus[config["choice"]]
+        for epoch in range(1, args.epochs + 1):
+            time.sleep(args.sleep)
+            tune.report({"score": final * (1.0 - math.exp(-epoch / 3.0)), "epoch": epoch})
+
+    space = {
+        "optim.lr": optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True),
+        "quality": optuna.distributions.FloatDistribution(0.0, 1.0),
+        "choice": optuna.distributions.CategoricalDistribution(["a", "b", "c"]),
+    }
+    search = OptunaSearch(
+        space, metric="score", mode="max", sampler=optuna.samplers.TPESampler(seed=0)
+    )
+    callbacks = []
+    if args.mlflow:
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        callbacks.append(
+            MLflowLoggerCallback(
+                tracking_uri=f"sqlite:///{args.workdir}/mlflow.db", experiment_name="stock"
+            )
+        )
+    ray.init(include_dashboard=False, log_to_driver=False)
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": 0.1}),
+        tune_config=tune.TuneConfig(
+            search_alg=search, num_samples=args.trials, max_concurrent_trials=args.concurrent
+        ),
+        run_config=tune.RunConfig(
+            storage_path=str(Path(args.workdir) / "ray"), callbacks=callbacks, verbose=0
+        ),
+    )
+    grid = tuner.fit()
+    done = sum(1 for r in grid if r.metrics and r.metrics.get("epoch") == args.epochs)
+    print("STOCK " + json.dumps({"trials": done}), flush=True)
+    ray.shutdown()
+
+
+# -- measuring one run -----------------------------------------------------------------------
+class Sampler(threading.Thread):
+    """Polls a process's CPU time and peak RSS from /proc until it ends."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.cpu_s, self.peak_mb = pid, 0.0, 0.0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                stat = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                self.cpu_s = (int(stat[11]) + int(stat[12])) / TICK
+                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.peak_mb = int(line.split()[1]) / 1024
+            except (OSError, IndexError, ValueError):
+                pass
+            self.stop.wait(0.2)
+
+
+def run_arm(arm: str, args: argparse.Namespace, workdir: Path) -> dict:
+    """Start one arm's process, wait for it, and return what was measured."""
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(ROOT / "platform"))
+    if arm == "sedsweep":
+        sets = {"budget.trials": args.trials, "budget.max_epochs": args.epochs,
+                "budget.max_concurrent": args.concurrent, "fixed.sleep_s": args.sleep,
+                "fixed.epochs": args.epochs}  # fmt: skip
+        cmd = [str(Path(sys.executable).parent / "sedsweep"), "sweep", str(NULL)]
+        cmd += ["--workdir", str(workdir)]
+        for key, value in sets.items():
+            cmd += ["--set", f"{key}={value}"]
+    else:
+        cmd = [sys.executable, __file__, "--_stock", "--workdir", str(workdir),
+               "--trials", str(args.trials), "--epochs", str(args.epochs),
+               "--sleep", str(args.sleep), "--concurrent", str(args.concurrent)]  # fmt: skip
+        cmd += ["--_mlflow"] if arm == "stock-mlflow" else []
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    log = workdir / "run.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        sampler = Sampler(proc.pid)
+        sampler.start()
+        code = proc.wait()
+    wall = time.perf_counter() - started
+    sampler.stop.set()
+    sampler.join()
+    text = log.read_text(errors="replace")
+    if arm == "sedsweep":
+        found = re.search(r"sweep null_load: (\d+) completed", text)
+        trials = int(found.group(1)) if found else 0
+    else:
+        found = re.search(r"^STOCK (.*)$", text, re.M)
+        trials = json.loads(found.group(1))["trials"] if found else 0
+    if code != 0 or trials != args.trials:
+        print(f"  {arm}: exit {code}, {trials} of {args.trials} trials:\n{text[-2000:]}")
+    return {
+        "arm": arm,
+        "wall": wall,
+        "trials": trials,
+        "cpu": sampler.cpu_s,
+        "rss": sampler.peak_mb,
+        "load": (load_before, os.getloadavg()[0]),
+    }
+
+
+def tpe_growth(sizes: list[int]) -> None:
+    """Time TPE's ask on the null space with a study holding n finished trials."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = {
+        "optim.lr": optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True),
+        "quality": optuna.distributions.FloatDistribution(0.0, 1.0),
+        "choice": optuna.distributions.CategoricalDistribution(["a", "b", "c"]),
+    }
+    print("\nTPE ask time with n finished trials in the study (seed 0, default settings)")
+    print(f"{'n':>7} {'ask ms (median of 20)':>22} {'vs n=' + str(sizes[0]):>10}")
+    first = None
+    for n in sizes:
+        rng = optuna.samplers.RandomSampler(seed=n)
+        study = optuna.create_study(direction="maximize", sampler=rng)
+        study.add_trials(
+            optuna.trial.create_trial(
+                params={k: rng.sample_independent(study, None, k, d) for k, d in space.items()},
+                distributions=space,
+                value=float(i % 97) / 97,
+            )
+            for i in range(n)
+        )
+        study.sampler = optuna.samplers.TPESampler(seed=0)
+        times = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            trial = study.ask(space)
+            times.append(time.perf_counter() - t0)
+            study.tell(trial, 0.5)
+        ms = statistics.median(times) * 1e3
+        first = first or ms
+        print(f"{n:>7} {ms:>22.1f} {ms / first:>9.1f}×", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--trials", type=int, default=200)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--sleep", type=float, default=1.0)
+    ap.add_argument("--concurrent", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--arms", default=",".join(ARMS))
+    ap.add_argument("--tpe-growth", default="", help="e.g. 100,1000,10000")
+    ap.add_argument("--workdir", help=argparse.SUPPRESS)
+    ap.add_argument("--_stock", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--_mlflow", dest="mlflow", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._stock:
+        stock_main(args)
+        return
+    arms = [a for a in args.arms.split(",") if a]
+    unknown = set(arms) - set(ARMS)
+    if unknown:
+        ap.error(f"--arms: unknown {sorted(unknown)} (known: {', '.join(ARMS)})")
+    ideal = args.trials * args.epochs * args.sleep / args.concurrent
+    threads = os.environ.get("OMP_NUM_THREADS", "unset")
+    print(f"{args.trials} trials × {args.epochs} epoch(s) × {args.sleep} s, "
+          f"{args.concurrent} at once: ideal {ideal:.0f} s; "
+          f"OMP_NUM_THREADS={threads}; {os.cpu_count()} CPUs")  # fmt: skip
+    header = f"{'run':<16} {'load':>11} {'wall s':>7} {'×ideal':>7} {'trials/s':>8} "
+    header += f"{'results/s':>9} {'drv CPU s':>9} {'drv RSS MB':>10}"
+    print(header, flush=True)
+    runs: list[dict] = []
+    for r in range(args.rounds):
+        for arm in arms:
+            with tempfile.TemporaryDirectory(prefix=f"bench_scale_{arm}_") as tmp:
+                m = run_arm(arm, args, Path(tmp))
+            runs.append(m)
+            print(f"{arm + ' #' + str(r + 1):<16} {m['load'][0]:>5.1f}→{m['load'][1]:<5.1f} "
+                  f"{m['wall']:>7.1f} {m['wall'] / ideal:>7.2f} {m['trials'] / m['wall']:>8.2f} "
+                  f"{m['trials'] * args.epochs / m['wall']:>9.2f} {m['cpu']:>9.1f} "
+                  f"{m['rss']:>10.0f}", flush=True)  # fmt: skip
+    if runs:
+        print("\nmedians per arm, and wall against the first arm")
+        base = statistics.median(m["wall"] for m in runs if m["arm"] == arms[0])
+        for arm in arms:
+            mine = [m for m in runs if m["arm"] == arm]
+            wall = statistics.median(m["wall"] for m in mine)
+            cpu = statistics.median(m["cpu"] for m in mine)
+            rss = max(m["rss"] for m in mine)
+            print(f"{arm:<14} wall {wall:7.1f} s  ({wall / base:.2f} × {arms[0]}, "
+                  f"{wall / ideal:.2f} × ideal)  driver CPU {cpu:6.1f} s "
+                  f"({cpu / args.trials * 1e3:.0f} ms/trial)  peak RSS {rss:.0f} MB")  # fmt: skip
+    if args.tpe_growth:
+        tpe_growth([int(n) for n in args.tpe_growth.split(",")])
+
+
+if __name__ == "__main__":
+    main()
