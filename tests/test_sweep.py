@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -707,6 +708,34 @@ def test_the_searcher_keeps_at_most_max_concurrent_trials_in_flight():
     assert search.suggest("c") is None
     search.on_trial_complete("a", None, error=True)
     assert search.suggest("c")["optuna_trial"] == 2
+
+
+def test_tune_starts_the_actors_of_the_trials_in_flight_together(local_ray, monkeypatch):
+    """Issue 34: Tune assumes 1 pending trial for a searcher without its ConcurrencyLimiter, so
+    short trials started one actor at a time and `fit()` waited 5 s at its end for the actors
+    of trials that had taken a freed one; the sweep sets Tune's limit to its own."""
+    from ray.tune.execution.tune_controller import _get_max_pending_trials
+    from ray.tune.search import SearchGenerator
+
+    from sedsweep.sweep.cluster import PENDING_VAR, pending_trials
+
+    monkeypatch.delenv(PENDING_VAR, raising=False)
+    plan = load_sweep(QUICK)  # max_concurrent: 2
+    tune_sees = SearchGenerator(OptunaPruningSearch(plan))
+    assert _get_max_pending_trials(tune_sees) == 1
+    with pending_trials(plan) as limit:
+        assert limit == 2 == _get_max_pending_trials(tune_sees)
+    assert PENDING_VAR not in os.environ
+    # no max_concurrent: as many as the cluster holds (2 CPUs, 0.1 each), at most the trials
+    unlimited = load_sweep(NULL, {"budget.max_concurrent": None, "budget.trials": 50})
+    with pending_trials(unlimited) as limit:
+        assert limit == 20
+    few = load_sweep(NULL, {"budget.max_concurrent": None, "budget.trials": 5})
+    with pending_trials(few) as limit:
+        assert limit == 5
+    monkeypatch.setenv(PENDING_VAR, "3")  # the user's own choice stands
+    with pending_trials(plan) as limit:
+        assert limit == 3 and os.environ[PENDING_VAR] == "3"
 
 
 def test_figures_go_to_the_best_trial_of_each_grid_cell_or_of_a_search(tmp_path):

@@ -8,6 +8,7 @@ each, TPE (seed 0), no scheduler. Arms, each a separate process started from her
 - stock:         a plain Ray Tune 2.60 script (`Tuner` + `OptunaSearch`, default settings, no
                  tracking, no checkpoints), the same landscape computed inline;
 - stock-mlflow:  the same with Ray's `MLflowLoggerCallback` on a SQLite store;
+- stock-reuse:   stock with `reuse_actors=True` (as sedsweep sets it; Tune's default is False);
 - sedsweep:      `sedsweep sweep search_spaces/null_load.yaml --set ...` (journaled tracking
                  on SQLite, checkpoints, tables, figures, dashboard: everything it does).
 
@@ -23,7 +24,7 @@ already holding that many finished trials (added without running them), since TP
 finished trial at each suggestion.
 
     .venv/bin/python tests/benchmarks/bench_scale.py [--trials 200] [--epochs 1] [--sleep 1.0]
-        [--concurrent 8] [--rounds 2] [--arms stock,stock-mlflow,sedsweep]
+        [--concurrent 8] [--rounds 2] [--arms stock,stock-mlflow,stock-reuse,sedsweep]
         [--tpe-growth 100,1000,10000]
 """
 
@@ -44,7 +45,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 NULL = ROOT / "search_spaces" / "null_load.yaml"
-ARMS = ("stock", "stock-mlflow", "sedsweep")
+ARMS = ("stock", "stock-mlflow", "stock-reuse", "sedsweep")
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -86,7 +87,10 @@ def stock_main(args: argparse.Namespace) -> None:
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": 0.1}),
         tune_config=tune.TuneConfig(
-            search_alg=search, num_samples=args.trials, max_concurrent_trials=args.concurrent
+            search_alg=search,
+            num_samples=args.trials,
+            max_concurrent_trials=args.concurrent,
+            reuse_actors=args.reuse,
         ),
         run_config=tune.RunConfig(
             storage_path=str(Path(args.workdir) / "ray"), callbacks=callbacks, verbose=0
@@ -135,7 +139,7 @@ def run_arm(arm: str, args: argparse.Namespace, workdir: Path) -> dict:
         cmd = [sys.executable, __file__, "--_stock", "--workdir", str(workdir),
                "--trials", str(args.trials), "--epochs", str(args.epochs),
                "--sleep", str(args.sleep), "--concurrent", str(args.concurrent)]  # fmt: skip
-        cmd += ["--_mlflow"] if arm == "stock-mlflow" else []
+        cmd += {"stock-mlflow": ["--_mlflow"], "stock-reuse": ["--_reuse"]}.get(arm, [])
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     log = workdir / "run.log"
@@ -214,6 +218,7 @@ def main() -> None:
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
     ap.add_argument("--_stock", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--_mlflow", dest="mlflow", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--_reuse", dest="reuse", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._stock:
         stock_main(args)

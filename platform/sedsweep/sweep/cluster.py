@@ -9,6 +9,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Iterator
 
 from sedsweep.errors import UserError
 from sedsweep.processes import interrupt_held, reaped_if_killed
@@ -126,3 +127,45 @@ def start_ray(plan: SweepPlan, address: str | None) -> None:
                 f"asks for {wanted:g} {name.upper()} per trial but the Ray cluster has {has}",
                 where=f"{plan.source}: resources.{name}",
             )
+
+
+PENDING_VAR = "TUNE_MAX_PENDING_TRIALS_PG"  # Ray Tune's setting, read when `fit()` starts
+
+
+def trial_slots(plan: SweepPlan) -> int:
+    """How many of the plan's trials the cluster's live nodes hold at once (at least 1)."""
+    import ray
+
+    r = plan.spec.resources
+    total = 0
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        has = node.get("Resources", {})
+        wants = {"CPU": r.cpu, "GPU": r.gpu}
+        fits = [int(has.get(key, 0.0) / want + 1e-9) for key, want in wants.items() if want > 0]
+        total += min(fits) if fits else 0
+    return max(1, total)
+
+
+@contextlib.contextmanager
+def pending_trials(plan: SweepPlan) -> Iterator[int]:
+    """Let Tune start the actors of as many trials ahead as may run at once.
+
+    Tune starts at most `TUNE_MAX_PENDING_TRIALS_PG` trials' actors ahead of time, and for a
+    searcher it does not see limited by its ConcurrencyLimiter (ours limits itself: see
+    `search.py`) it assumes 1. Trials then start one actor at a time: trials shorter than an
+    actor's start never overlap, and the actors started for trials that took a freed actor
+    meanwhile are left stopping, which `fit()` waits 5 s for at its end. Inside, the limit is
+    `budget.max_concurrent` (or the trials the cluster holds at once), unless the user set
+    the variable; yields the limit in force.
+    """
+    if os.environ.get(PENDING_VAR):
+        yield int(os.environ[PENDING_VAR])
+        return
+    limit = max(1, min(plan.spec.budget.max_concurrent or trial_slots(plan), plan.n_trials))
+    os.environ[PENDING_VAR] = str(limit)
+    try:
+        yield limit
+    finally:
+        os.environ.pop(PENDING_VAR, None)

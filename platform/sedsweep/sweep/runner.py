@@ -31,7 +31,7 @@ from sedsweep.journal import JOURNAL_DIR, PARENT, Drainer, Notify
 from sedsweep.metrics import selected_key
 from sedsweep.processes import terminate_as_interrupt
 from sedsweep.runspec import corpus_for, split_error
-from sedsweep.sweep.cluster import check_address, ray_environment, start_ray
+from sedsweep.sweep.cluster import check_address, pending_trials, ray_environment, start_ray
 from sedsweep.sweep.execution import Execution, running
 from sedsweep.sweep.live_journal import mirrored
 from sedsweep.sweep.outcome import TABLES_HOOK, OnFinish, SweepOutcome, finish
@@ -455,7 +455,9 @@ def _fit(execution: Execution) -> SweepOutcome:
             seal(Path(state.path), [Path(state.path) / TUNER_FILE])  # written by Tuner()
         started = time.perf_counter()
         live = mirrored(Path(state.path) / JOURNAL_FILE)  # optuna-dashboard follows the sweep
-        with running(execution), terminate_as_interrupt(), _without_tune_restore_hint(), live:
+        ahead = pending_trials(plan)  # the actors of trials that may run at once start together
+        quiet = _without_tune_restore_hint()
+        with running(execution), terminate_as_interrupt(), quiet, live, ahead:
             results = tuner.fit()
         tracker.phases["fit_s"] = time.perf_counter() - started
     except BaseException as exc:
