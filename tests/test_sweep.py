@@ -23,6 +23,7 @@ from sedsweep.sweep.spec import CheckpointPolicy, load_sweep
 from sedsweep.sweep.state import STATE_FILE
 from sedsweep.tracking import tracking_uri_for
 
+from .conftest import _ensure_local_ray
 from .sweeps import SHIPPED
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -710,7 +711,7 @@ def test_the_searcher_keeps_at_most_max_concurrent_trials_in_flight():
     assert search.suggest("c")["optuna_trial"] == 2
 
 
-def test_tune_starts_the_actors_of_the_trials_in_flight_together(local_ray, monkeypatch):
+def test_tune_starts_the_actors_of_the_trials_in_flight_together(monkeypatch):
     """Issue 34: Tune assumes 1 pending trial for a searcher without its ConcurrencyLimiter, so
     short trials started one actor at a time and `fit()` waited 5 s at its end for the actors
     of trials that had taken a freed one; the sweep sets Tune's limit to its own."""
@@ -727,6 +728,7 @@ def test_tune_starts_the_actors_of_the_trials_in_flight_together(local_ray, monk
         assert limit == 2 == _get_max_pending_trials(tune_sees)
     assert PENDING_VAR not in os.environ
     # no max_concurrent: as many as the cluster holds (2 CPUs, 0.1 each), at most the trials
+    _ensure_local_ray()  # an earlier test of the module may have shut it down
     unlimited = load_sweep(NULL, {"budget.max_concurrent": None, "budget.trials": 50})
     with pending_trials(unlimited) as limit:
         assert limit == 20
