@@ -305,6 +305,14 @@ class SweepRuns:
         status the valid trials first."""
         return list(self._leaderboard)
 
+    def rank(self, run_id: str) -> int:
+        """A trial's place in `leaderboard()` (0: first), found in O(1)."""
+        return self._ranks[run_id]
+
+    @cached_property
+    def _ranks(self) -> dict[str, int]:
+        return {t.run_id: i for i, t in enumerate(self._leaderboard)}
+
     @cached_property
     def _leaderboard(self) -> list[TrialRun]:
         order = {COMPLETED: 0, PRUNED: 1, RUNNING: 2, FAILED: 3}

@@ -216,6 +216,7 @@ def build_table(
     )
     table.search = any(sweep.spec.search.algorithm != "grid" for sweep in sweeps)
     members: dict[tuple[tuple, tuple], list[tuple[SweepRuns, TrialRun]]] = {}
+    seen_rows, seen_columns = set(table.rows), set(table.columns)
     rung: dict[str, int] = {}
     for sweep in sweeps:
         statuses = (COMPLETED, PRUNED) if table.search else (COMPLETED,)
@@ -240,9 +241,11 @@ def build_table(
         for trial in kept:
             row = tuple(sweep.name if k == "sweep" else trial.value(k) for k in row_keys)
             col = tuple(trial.value(k) for k in col_keys)
-            if row not in table.rows:
+            if row not in seen_rows:  # sets beside the ordered lists: O(1) per trial
+                seen_rows.add(row)
                 table.rows.append(row)
-            if col not in table.columns:
+            if col not in seen_columns:
+                seen_columns.add(col)
                 table.columns.append(col)
             members.setdefault((row, col), []).append((sweep, trial))
     table.columns.sort(key=_sort_key)
@@ -284,11 +287,11 @@ def _best_of(group: list[tuple[SweepRuns, TrialRun]], metric: str) -> tuple[floa
     """The cell's best trial by the sweep's leaderboard order: (its value of `metric`, name,
     epochs reached)."""
     sweep = group[0][0]
-    ids = {t.run_id for _, t in group}
-    for trial in sweep.leaderboard():
+    mine = [t for s, t in group if s is sweep]
+    for trial in sorted(mine, key=lambda t: sweep.rank(t.run_id)):
         if not sweep.validity(trial).valid:
             continue
-        if trial.run_id in ids and (value := trial.metric(metric)) is not None:
+        if (value := trial.metric(metric)) is not None:
             return value, short_name(trial), trial.epochs
     return None
 
