@@ -257,6 +257,28 @@ def test_tables_warn_about_confounds_and_pooled_cells(nested_store):
     assert not any("cells pool" in n for n in both)
 
 
+def test_a_key_aliased_with_the_rows_pools_nothing(tmp_path):
+    """Each arm with its own alpha and budget (Table IV's evidence file): no cell pools two
+    configurations, though both keys are hidden."""
+    spec = {
+        "name": "aliased", "method": "mtl_attention", "scale": "tiny",
+        "objective": {"metric": "val/ap_micro"}, "search": {"algorithm": "grid"},
+        "scheduler": {"type": "none"},
+        "cells": [{"pooling": "gap", "mtl.alpha": 0.0, "epochs": 3},
+                  {"pooling": "two_step", "mtl.alpha": 0.001, "epochs": 2}],
+        "replicates": {"seed": [0, 1]},
+        "table": {"rows": ["pooling"], "metrics": ["val/ap_micro"], "replicates": ["seed"]},
+    }  # fmt: skip
+    trials = [
+        {"overrides": {**cell, "seed": seed}, "metrics": {"val/ap_micro": 0.5 + seed / 100}}
+        for cell in spec["cells"]
+        for seed in (0, 1)
+    ]
+    notes = build_table([load(tmp_path, log_sweep(tmp_path, spec, trials))]).notes
+    assert sum("are aliased" in n for n in notes) == 3, notes  # pooling, mtl.alpha, epochs
+    assert not any("cells pool" in n for n in notes), notes
+
+
 # -- paired significance marks -----------------------------------------------------------------
 def loss_grid(name: str, values: dict[str, list[float]], seeds: dict[str, list[int]] | None = None,
               claims: list[dict[str, Any]] | None = None) -> tuple[dict, list[dict]]:  # fmt: skip

@@ -303,7 +303,17 @@ def _design_notes(
     keys = [k for k in sweep.searched_keys if k != "sweep"]
     design = check_design(trials, keys, [k for k in keys if k not in shown] if search else [])
     notes = [f"{sweep.name}: {w}" for w in design.warnings()]
-    pooled = [k for k in design.varying if k not in shown and k not in sweep.replicate_keys]
+    hidden = [k for k in design.varying if k not in shown and k not in sweep.replicate_keys]
+    cells: dict[tuple, list[TrialRun]] = {}
+    for trial in trials:
+        cell = tuple(hashable(trial.value(k)) for k in shown if k != "sweep")
+        cells.setdefault(cell, []).append(trial)
+    # a hidden key pools configurations only where it takes two values in one cell (one
+    # aliased with the rows, such as each arm's own budget, does not)
+    pooled = [
+        k for k in hidden
+        if any(len({hashable(t.value(k)) for t in group}) > 1 for group in cells.values())
+    ]  # fmt: skip
     if pooled and not search:
         notes.append(
             f"{sweep.name}: cells pool trials that differ in {', '.join(pooled)}: they are not "
