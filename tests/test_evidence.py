@@ -125,7 +125,10 @@ def test_results_csvs_give_the_stores_claims_and_table(tmp_path):
     spec["replicates"]["seed"] = [0, 1, 2, 3]
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     assert main(["evidence", str(folder), "--out", str(page)]) == 0
-    assert "**Stale**" in page.read_text()
+    stale = page.read_text()
+    assert "**Stale**" in stale and "0 of 1 evidence files have run" in stale
+    assert "stale: its results were made from an earlier spec; no verdict until" in stale
+    assert "**NOT DETECTED**" not in stale and "| TESTED" not in stale  # no verdict anywhere
 
 
 def test_an_incomplete_sweep_is_not_exported(tmp_path, capsys):

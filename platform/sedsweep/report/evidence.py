@@ -383,6 +383,12 @@ def _summary_rows(items: list[Section], root: Path) -> list[str]:
         if s.claims is None:
             lines.append(f"| {name} | not run yet: `{command(s.file, root)}` |" + " |" * 7)
             continue
+        if s.stale:  # made from another spec: no verdict stands on them
+            lines.append(
+                f"| {name} | stale: its results were made from an earlier spec; no verdict "
+                f"until `{command(s.file, root)}` |" + " |" * 7
+            )
+            continue
         for c in s.claims.checks:
             ours = (
                 f"{_num(_mean(c.values_a))} vs {_num(_mean(c.values_b))} "
@@ -427,7 +433,7 @@ def _section(s: Section, root: Path) -> list[str]:
     if s.stale:
         lines.append(
             "- **Stale**: the file's spec changed since these results were made; run the command "
-            "above."
+            "above. Their numbers are shown as found; their claims are not judged."
         )
     if has_curves(s.file):
         png = _rel(results_dir(s.file) / CURVES_PNG, root)
@@ -437,7 +443,8 @@ def _section(s: Section, root: Path) -> list[str]:
     table = build_table([s.sweep], with_paper=True)
     lines += ["", table.render("md").rstrip(), ""]
     assert s.claims is not None
-    lines += [s.claims.render("md").rstrip(), ""]
+    if not s.stale:
+        lines += [s.claims.render("md").rstrip(), ""]
     return lines
 
 
@@ -450,7 +457,7 @@ def _page(items: list[Section], root: Path) -> str:
     counts: dict[str, dict[str, int]] = {column: {} for column in COLUMN_ORDER}
     total = 0
     for s in items:
-        if s.claims is None:
+        if s.claims is None or s.stale:
             continue
         total += len(s.claims.checks)
         for column in COLUMN_ORDER:
@@ -461,7 +468,7 @@ def _page(items: list[Section], root: Path) -> str:
         for column, found in counts.items()
         if found
     )
-    ran = [s for s in items if s.sweep is not None]
+    ran = [s for s in items if s.sweep is not None and not s.stale]
     lines = [
         "# Evidence: the papers' claims re-tested",
         "",
