@@ -233,6 +233,14 @@ def _as_user(user: str | None) -> dict[str, Any]:
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """In the child before exec: SIGINT does what it does for a command typed in a terminal.
+    A test run started in the background by a non-interactive shell (CI's, `nohup ... &`)
+    ignores SIGINT, and an ignored signal stays ignored across exec: the child's Python would
+    then install no KeyboardInterrupt handler, and a test's Ctrl-C would test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class CliProcess:
     """`sedsweep ARGS` as a subprocess in its own session, output to a log file, with a unique
     marker in its environment: Ray processes it starts inherit the marker, so `finish()` can
@@ -264,6 +272,7 @@ class CliProcess:
             self.proc = subprocess.Popen(
                 [venv_tool("sedsweep"), *args], cwd=cwd, env=base, stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=_ctrl_c_as_in_a_terminal,
             )  # fmt: skip
         self.seconds = 0.0
         self.leftovers = ""

@@ -16,6 +16,14 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_raises():
+    """SIGINT as a terminal's command has it (a test run in the background ignores it)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def press(signum: int = signal.SIGINT) -> None:
     """Send a signal to this process and let its handler run (the next bytecode does)."""
     os.kill(os.getpid(), signum)
@@ -64,3 +72,11 @@ def test_nothing_is_held_when_no_signal_came_or_the_block_raised():
         press()
         raise ValueError("its own error passes through; the held Ctrl-C is dropped")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_process_that_ignores_ctrl_c_keeps_ignoring_it(capsys):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # `sedsweep sweep ... &` from a script
+    with interrupt_held("starting a local Ray cluster"):
+        press()
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    assert capsys.readouterr().err == ""  # nothing promised

@@ -296,10 +296,17 @@ def test_artifacts_are_stored_and_served_by_the_server(servers, plain_sweep):
 
     finished = [c for c in children if "sweep.pruned" not in kv(c["data"]["tags"])]
     assert finished, "no trial ran its full budget"
-    figures = list_artifacts(servers.plain, finished[0]["info"]["run_id"], "figures")
-    assert figures and all(f["path"].startswith("figures/") for f in figures)
+    # a search draws the figures of its best trial only (which one that is, is the search's)
+    drawn = [
+        (child, figures)
+        for child in finished
+        if (figures := list_artifacts(servers.plain, child["info"]["run_id"], "figures"))
+    ]
+    assert len(drawn) == 1, [c["info"]["run_name"] for c, _ in drawn]
+    child, figures = drawn[0]
+    assert all(f["path"].startswith("figures/") for f in figures)
     png = next(f["path"] for f in figures if f["path"].endswith(".png"))
-    assert download(servers.plain, finished[0], png).startswith(b"\x89PNG\r\n\x1a\n")
+    assert download(servers.plain, child, png).startswith(b"\x89PNG\r\n\x1a\n")
 
 
 # -- the basic-auth server ----------------------------------------------------------------------

@@ -44,11 +44,15 @@ def interrupt_held(what: str) -> Iterator[None]:
     KeyboardInterrupt. A second one inside raises KeyboardInterrupt at once (a block that
     hangs, such as joining an unreachable cluster, can still be stopped).
 
-    For `ray.init`: a KeyboardInterrupt raised in the middle of it can be lost in Ray's own
-    callbacks (the sweep then runs to its end) or crash the process while its core worker
-    is being set up. Only the main thread can install handlers; elsewhere this does nothing.
+    For `ray.init`: a KeyboardInterrupt raised in the middle of it can crash the process while
+    Ray's core worker is being set up. Only the main thread can install handlers; elsewhere,
+    and in a process that ignores SIGINT (a background job of a non-interactive shell),
+    this does nothing.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # started ignoring it (`cmd &`)
+    ):
         yield
         return
     held: list[Any] = []
