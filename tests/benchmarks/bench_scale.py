@@ -6,7 +6,8 @@ trials of `--epochs` epochs, each epoch sleeping `--sleep` s, `--concurrent` at 
 each, TPE (seed 0), no scheduler. Arms, each a separate process started from here:
 
 - stock:         a plain Ray Tune 2.60 script (`Tuner` + `OptunaSearch`, default settings, no
-                 tracking, no checkpoints), the same landscape computed inline;
+                 tracking, no checkpoints), the same landscape computed inline (not
+                 imported from sedsweep: that would load torch into stock's driver);
 - stock-mlflow:  the same with Ray's `MLflowLoggerCallback` on a SQLite store;
 - stock-reuse:   stock with `reuse_actors=True` (as sedsweep sets it; Tune's default is False);
 - sedsweep:      `sedsweep sweep search_spaces/null_load.yaml --set ...` (journaled tracking
@@ -49,6 +50,17 @@ ARMS = ("stock", "stock-mlflow", "stock-reuse", "sedsweep")
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def null_space() -> dict:
+    """search_spaces/null_load.yaml's space as Optuna distributions."""
+    import optuna
+
+    return {
+        "optim.lr": optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True),
+        "quality": optuna.distributions.FloatDistribution(0.0, 1.0),
+        "choice": optuna.distributions.CategoricalDistribution(["a", "b", "c"]),
+    }
+
+
 # -- the stock arm, run in its own process ---------------------------------------------------
 def stock_main(args: argparse.Namespace) -> None:
     """A stock Ray Tune + OptunaSearch sweep of the null landscape; prints a JSON summary."""
@@ -66,11 +78,7 @@ def stock_main(args: argparse.Namespace) -> None:
             time.sleep(args.sleep)
             tune.report({"score": final * (1.0 - math.exp(-epoch / 3.0)), "epoch": epoch})
 
-    space = {
-        "optim.lr": optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True),
-        "quality": optuna.distributions.FloatDistribution(0.0, 1.0),
-        "choice": optuna.distributions.CategoricalDistribution(["a", "b", "c"]),
-    }
+    space = null_space()
     search = OptunaSearch(
         space, metric="score", mode="max", sampler=optuna.samplers.TPESampler(seed=0)
     )
@@ -175,11 +183,7 @@ def tpe_growth(sizes: list[int]) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = {
-        "optim.lr": optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True),
-        "quality": optuna.distributions.FloatDistribution(0.0, 1.0),
-        "choice": optuna.distributions.CategoricalDistribution(["a", "b", "c"]),
-    }
+    space = null_space()
     print("\nTPE ask time with n finished trials in the study (seed 0, default settings)")
     print(f"{'n':>7} {'ask ms (median of 20)':>22} {'vs n=' + str(sizes[0]):>10}")
     first = None

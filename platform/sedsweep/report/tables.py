@@ -237,7 +237,7 @@ def build_table(
                 "cell shows its best trial and the mean ± std over its trials at epoch "
                 f"{rung[sweep.name]}, the highest rung all {len(valid)} trials reached"
             )
-        table.notes += _design_notes(sweep, kept, row_keys + col_keys, table.search)
+        cells: dict[tuple[tuple, tuple], list[TrialRun]] = {}  # this sweep's trials per cell
         for trial in kept:
             row = tuple(sweep.name if k == "sweep" else trial.value(k) for k in row_keys)
             col = tuple(trial.value(k) for k in col_keys)
@@ -248,6 +248,8 @@ def build_table(
                 seen_columns.add(col)
                 table.columns.append(col)
             members.setdefault((row, col), []).append((sweep, trial))
+            cells.setdefault((row, col), []).append(trial)
+        table.notes += _design_notes(sweep, kept, row_keys + col_keys, table.search, cells)
     table.columns.sort(key=_sort_key)
     methods = {s.spec.method for s in sweeps}
     replicate_keys = sweeps[0].replicate_keys
@@ -297,17 +299,17 @@ def _best_of(group: list[tuple[SweepRuns, TrialRun]], metric: str) -> tuple[floa
 
 
 def _design_notes(
-    sweep: SweepRuns, trials: list[TrialRun], shown: list[str], search: bool
+    sweep: SweepRuns,
+    trials: list[TrialRun],
+    shown: list[str],
+    search: bool,
+    cells: dict[tuple[tuple, tuple], list[TrialRun]],
 ) -> list[str]:
     """Confounded keys, and cells that pool trials of different configurations (grids)."""
     keys = [k for k in sweep.searched_keys if k != "sweep"]
     design = check_design(trials, keys, [k for k in keys if k not in shown] if search else [])
     notes = [f"{sweep.name}: {w}" for w in design.warnings()]
     hidden = [k for k in design.varying if k not in shown and k not in sweep.replicate_keys]
-    cells: dict[tuple, list[TrialRun]] = {}
-    for trial in trials:
-        cell = tuple(hashable(trial.value(k)) for k in shown if k != "sweep")
-        cells.setdefault(cell, []).append(trial)
     # a hidden key pools configurations only where it takes two values in one cell (one
     # aliased with the rows, such as each arm's own budget, does not)
     pooled = [

@@ -117,7 +117,7 @@ def start_ray(plan: SweepPlan, address: str | None) -> None:
                 logging_level=logging.WARNING,
                 log_to_driver=False,  # trial errors reach the driver (and MLflow) through Tune
             )
-    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    nodes = live_nodes()
     r = plan.spec.resources
     for name, wanted in (("gpu", r.gpu), ("cpu", r.cpu)):
         most = max((n.get(name.upper(), 0.0) for n in nodes), default=0.0)
@@ -132,17 +132,19 @@ def start_ray(plan: SweepPlan, address: str | None) -> None:
 PENDING_VAR = "TUNE_MAX_PENDING_TRIALS_PG"  # Ray Tune's setting, read when `fit()` starts
 
 
-def trial_slots(plan: SweepPlan) -> int:
-    """How many of the plan's trials the cluster's live nodes hold at once (at least 1)."""
+def live_nodes() -> list[dict[str, float]]:
+    """The resources (CPU, GPU, ...) of each live node of the connected Ray cluster."""
     import ray
 
+    return [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+
+
+def trial_slots(plan: SweepPlan) -> int:
+    """How many of the plan's trials the cluster's live nodes hold at once (at least 1)."""
     r = plan.spec.resources
+    wants = {"CPU": r.cpu, "GPU": r.gpu}
     total = 0
-    for node in ray.nodes():
-        if not node.get("Alive"):
-            continue
-        has = node.get("Resources", {})
-        wants = {"CPU": r.cpu, "GPU": r.gpu}
+    for has in live_nodes():
         fits = [int(has.get(key, 0.0) / want + 1e-9) for key, want in wants.items() if want > 0]
         total += min(fits) if fits else 0
     return max(1, total)
