@@ -4,9 +4,11 @@ exactly. Shared by the report, layer and packaging tests."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from sedsweep.sweep.spec import SweepSpec, plan_sweep, trial_config
@@ -45,6 +47,7 @@ def log_sweep(
     exp = ensure_experiment(client, sweep.name, workdir / "mlartifacts")
     parent = RunWriter.start(client, exp, f"{sweep.name}-x", tags={PLANNED_TAG: str(len(trials))})
     client.log_dict(parent.run_id, sweep.model_dump(mode="json"), SPEC_ARTIFACT)
+    now = int(time.time() * 1000)
     for n, trial in enumerate(trials):
         child = RunWriter.start(
             client, exp, f"t{n:03d}",
@@ -53,18 +56,31 @@ def log_sweep(
         )  # fmt: skip
         data = {k: v for k, v in trial["overrides"].items() if k.startswith("data.")}
         full = trial_config(plan_base, trial["overrides"], epochs)
-        child.log_params(flat_params({"method": sweep.method, **full, **data}))
+        params = flat_params({"method": sweep.method, **full, **data})
         n = trial.get("epochs", epochs)  # a pruned trial stops early
+        history = []
         for step in range(1, n + 1):
             scale = 1.0 if trial.get("flat") else step / n
-            child.log_metrics(
-                {k: v if k.startswith("chance/") else v * scale
-                 for k, v in trial["metrics"].items()}, step=step,
-            )  # fmt: skip
-            child.log_metrics({"epoch": step}, step=step)
+            values = {k: v if k.startswith("chance/") else v * scale
+                      for k, v in trial["metrics"].items()}  # fmt: skip
+            history += [
+                Metric(k, float(v), now, step) for k, v in {**values, "epoch": step}.items()
+            ]
+        _log(client, child.run_id, [Param(k, v) for k, v in params.items()], history)
         child.finish(trial.get("status", "FINISHED"))
     parent.finish("FINISHED")
     return parent.run_id
+
+
+def _log(client: MlflowClient, run_id: str, params: list[Param], metrics: list[Metric]) -> None:
+    """Params and metrics in as few `log_batch` calls as MLflow's limits allow (100 params,
+    1,000 values a call)."""
+    for i in range(max(-(-len(params) // 100), -(-len(metrics) // 1000))):
+        client.log_batch(
+            run_id,
+            params=params[i * 100 : (i + 1) * 100],
+            metrics=metrics[i * 1000 : (i + 1) * 1000],
+        )
 
 
 def grid_spec(name: str = "grid", columns: list[str] | None = None) -> dict[str, Any]:

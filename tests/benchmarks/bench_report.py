@@ -1,10 +1,16 @@
-"""How reading a sweep back from MLflow scales: load, table, importance, dashboard payload.
+"""How reading a sweep back from MLflow scales: load, table, importance, dashboard, claims,
+best's ranking, and the MLflow UI's run list.
 
 Logs constructed sweeps of N trials (params as the engine writes them, E epochs of metrics) to
-a fresh SQLite store, then times each step of `sedsweep table` / `dashboard` and prints the
-cost per trial and the ratio to the smallest sweep.
+a fresh SQLite store, then times each step in this process: `load` (the sweep's runs read back,
+as every report command starts), `table` (`sedsweep table`, rendered), `importance`,
+`dashboard` (the whole page, `sedsweep dashboard`, with its size), `claims` (`sedsweep claims`
+on one claim), `rank` (`sedsweep best`'s ranking on validation; best then re-trains one trial,
+which does not grow with N) and `mlflow ui` (the run search the MLflow UI makes for its first
+page of an experiment: 100 runs, newest first). Prints the cost per trial and its ratio to the
+smallest sweep's (1.00: linear).
 
-    .venv/bin/python tests/benchmarks/bench_report.py --trials 25 100 400 --epochs 10
+    .venv/bin/python tests/benchmarks/bench_report.py --trials 100 400 1000 --epochs 10
 """
 
 from __future__ import annotations
@@ -17,13 +23,16 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from mlflow.tracking import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.sweeps import log_sweep  # noqa: E402
 
-from sedsweep.report.dashboard import sweep_payload  # noqa: E402
+from sedsweep.report.best import rank_by_validation  # noqa: E402
+from sedsweep.report.claims import check_claims  # noqa: E402
+from sedsweep.report.dashboard import build_dashboard  # noqa: E402
 from sedsweep.report.importance import param_importance  # noqa: E402
 from sedsweep.report.runs import load_sweep_runs  # noqa: E402
 from sedsweep.report.tables import build_table  # noqa: E402
@@ -32,69 +41,97 @@ from sedsweep.tracking import tracking_uri_for  # noqa: E402
 QUICK = ROOT / "search_spaces" / "quickstart.yaml"
 
 
-def constructed(n: int, seed: int) -> list[dict]:
-    rng = np.random.default_rng(seed)
-    trials = []
-    for _ in range(n):
-        lr = float(10 ** rng.uniform(np.log10(3e-4), -2))
-        trials.append(
-            {
-                "overrides": {
-                    "when_loss": str(rng.choice(["mmm", "max"])),
-                    "optim.lr": lr,
-                    "mmm.w_min": float(rng.uniform()),
-                },
-                "metrics": {
-                    "val/when_frame_auc": float(0.9 + np.log10(lr) / 50 + rng.normal(0, 0.01)),
-                    "test/when_frame_auc": float(rng.uniform(0.6, 0.9)),
-                    "test/who_auc_macro": float(rng.uniform(0.4, 0.8)),
-                    "train/loss": float(rng.uniform(0.1, 1.0)),
-                },
-            }
-        )
-    return trials
+LRS = [3e-4, 1e-3, 3e-3, 6e-3, 1e-2]
+
+
+def grid(n: int) -> tuple[dict, list[dict]]:
+    """quickstart.yaml's space as a grid (when_loss × 5 learning rates) with enough replicate
+    seeds for about `n` trials, a claim on it (claims compare grid cells), and its trials."""
+    spec = yaml.safe_load(QUICK.read_text())
+    seeds = list(range(max(1, round(n / (2 * len(LRS))))))
+    spec["search"] = {"algorithm": "grid", "seed": 0}
+    spec["scheduler"] = {"type": "none"}
+    spec["space"] = {
+        "when_loss": {"type": "grid", "values": ["mmm", "max"]},
+        "optim.lr": {"type": "grid", "values": LRS},
+    }
+    spec["replicates"] = {"seed": seeds}
+    spec["table"]["replicates"] = ["seed"]
+    spec["claims"] = [
+        {"name": "mmm beats max", "source": "bench", "metric": "val/when_frame_auc",
+         "direction": "higher", "a": {"when_loss": "mmm", "optim.lr": 1e-3},
+         "b": {"when_loss": "max", "optim.lr": 1e-3}, "min_effect": 0.01}
+    ]  # fmt: skip
+    rng = np.random.default_rng(n)
+    trials = [
+        {
+            "overrides": {"when_loss": loss, "optim.lr": lr, "seed": seed},
+            "metrics": {
+                "val/when_frame_auc": float(
+                    0.9 + np.log10(lr) / 50 + (loss == "mmm") * 0.01 + rng.normal(0, 0.01)
+                ),
+                "test/when_frame_auc": float(rng.uniform(0.6, 0.9)),
+                "test/who_auc_macro": float(rng.uniform(0.4, 0.8)),
+                "train/loss": float(rng.uniform(0.1, 1.0)),
+            },
+        }
+        for loss in ("mmm", "max")
+        for lr in LRS
+        for seed in seeds
+    ]
+    return spec, trials
+
+
+def measure(n: int, epochs: int) -> tuple[int, float, float, dict[str, float]]:
+    """Log a sweep of about `n` trials to a fresh store and time each reading step."""
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        t0 = time.perf_counter()
+        spec, trials = grid(n)
+        parent = log_sweep(workdir, spec, trials, epochs=epochs)
+        logged = time.perf_counter() - t0
+        uri = tracking_uri_for(workdir)
+        timings: dict[str, float] = {}
+
+        def timed(name: str, step):
+            t = time.perf_counter()
+            value = step()
+            timings[name] = time.perf_counter() - t
+            return value
+
+        sweep = timed("load", lambda: load_sweep_runs(parent, uri))
+        timed("table", lambda: build_table([sweep]).render("html"))
+        timed("importance", lambda: param_importance(sweep))
+        page = timed("dashboard", lambda: build_dashboard(sweep, workdir / "dashboard"))
+        timed("claims", lambda: check_claims(sweep).render("md"))
+        timed("rank", lambda: rank_by_validation(sweep))
+        timed("mlflow ui", lambda: MlflowClient(uri).search_runs(
+            [sweep.experiment_id], max_results=100, order_by=["attributes.start_time DESC"]
+        ))  # fmt: skip
+        return len(trials), logged, page.stat().st_size / 1024, timings
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--trials", type=int, nargs="+", default=[25, 100, 400])
+    parser.add_argument("--trials", type=int, nargs="+", default=[100, 400, 1000])
     parser.add_argument("--epochs", type=int, default=10)
     args = parser.parse_args()
-    spec = yaml.safe_load(QUICK.read_text())
+    measure(10, 1)  # imports and first-call caches, not counted
     rows = []
-    for n in args.trials:
-        with tempfile.TemporaryDirectory() as tmp:
-            workdir = Path(tmp)
-            t0 = time.perf_counter()
-            parent = log_sweep(workdir, spec, constructed(n, n), epochs=args.epochs)
-            logged = time.perf_counter() - t0
-            uri = tracking_uri_for(workdir)
-            timings = {}
-            t = time.perf_counter()
-            sweep = load_sweep_runs(parent, uri)
-            timings["load"] = time.perf_counter() - t
-            t = time.perf_counter()
-            build_table([sweep]).render("html")
-            timings["table"] = time.perf_counter() - t
-            t = time.perf_counter()
-            param_importance(sweep)
-            timings["importance"] = time.perf_counter() - t
-            t = time.perf_counter()
-            sweep_payload(sweep)
-            timings["payload"] = time.perf_counter() - t
-            rows.append((n, logged, timings))
-            print(
-                f"N={n:5d}  (logging {logged:6.1f} s)  "
-                + "  ".join(f"{k} {v * 1000:8.1f} ms" for k, v in timings.items()),
-                flush=True,
-            )
-    n0, _, base = rows[0]
-    print("\nper-trial cost relative to the smallest sweep (1.00 = linear scaling):")
-    for n, _, timings in rows:
+    for target in args.trials:
+        n, logged, kb, timings = measure(target, args.epochs)
+        rows.append((n, timings))
+        print(f"N={n:6d}  (logging {logged:7.1f} s; dashboard page {kb:6.0f} KB)  "
+              + "  ".join(f"{k} {v * 1000:.1f} ms" for k, v in timings.items()),
+              flush=True)  # fmt: skip
+    n0, base = rows[0]
+    print("\nper-trial cost relative to the smallest sweep (1.00: linear scaling; the MLflow")
+    print("UI's first page holds at most 100 runs, so its time should stay flat instead)")
+    for n, timings in rows:
         ratio = "  ".join(
             f"{k} {(v / n) / (base[k] / n0):5.2f}" for k, v in timings.items() if base[k] > 0
         )
-        print(f"N={n:5d}  {ratio}")
+        print(f"N={n:6d}  {ratio}")
 
 
 if __name__ == "__main__":

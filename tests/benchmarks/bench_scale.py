@@ -15,10 +15,12 @@ each, TPE (seed 0), no scheduler. Arms, each a separate process started from her
 
 The arms run interleaved (A B C A B C ...: `--rounds` times) so that drift on a shared machine
 lands on every arm alike. Printed per run: the load average before and after, process wall,
-trials/s, results/s (trials × epochs / wall), the driver's CPU seconds and peak RSS (sampled
-from /proc every 0.2 s; its Ray workers and servers are not counted); then the medians per arm
-and each arm's wall over the first arm's, and over the ideal (trials × epochs × sleep /
-concurrent). Every run's process tree is its own: a run's Ray is started and stopped by it.
+trials/s, results/s (trials × epochs / wall), the driver's CPU seconds and peak RSS, and the
+CPU seconds of the run's whole process tree (all sampled from /proc every 0.2 s); then the
+medians per arm, each arm's wall over the first arm's and over the ideal (trials × epochs ×
+sleep / concurrent), and its CPU per trial by process: driver, Ray workers, raylet, GCS and
+the rest (sedsweep's tracking drainer, Ray's log monitor). On a machine with fewer cores than
+trials in flight, CPU per trial is what sets the wall. Every run's process tree is its own: a run's Ray is started and stopped by it.
 
 `--tpe-growth 100,1000,10000` also times Optuna's TPE `ask` on this search space with a study
 already holding that many finished trials (added without running them), since TPE reads every
@@ -48,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NULL = ROOT / "search_spaces" / "null_load.yaml"
 ARMS = ("stock", "stock-mlflow", "stock-reuse", "sedsweep")
 TICK = os.sysconf("SC_CLK_TCK")
+KINDS = ("driver", "workers", "raylet", "gcs_server", "other")
 
 
 def null_space() -> dict:
@@ -112,24 +115,68 @@ def stock_main(args: argparse.Namespace) -> None:
 
 # -- measuring one run -----------------------------------------------------------------------
 class Sampler(threading.Thread):
-    """Polls a process's CPU time and peak RSS from /proc until it ends."""
+    """Polls a process's CPU time and peak RSS from /proc until it ends, and the CPU time of
+    every process started under it (its Ray: GCS, raylet, workers; sedsweep's tracking
+    drainer), by kind: a process's last reading before it ends counts, so one that lives under
+    0.2 s is missed."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         self.pid, self.cpu_s, self.peak_mb = pid, 0.0, 0.0
+        self.tree: dict[tuple[int, str], tuple[str, float]] = {}  # (pid, start): (kind, CPU s)
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.is_set():
             try:
-                stat = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-                self.cpu_s = (int(stat[11]) + int(stat[12])) / TICK
                 for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
                     if line.startswith("VmHWM:"):
                         self.peak_mb = int(line.split()[1]) / 1024
             except (OSError, IndexError, ValueError):
                 pass
+            self._walk()
             self.stop.wait(0.2)
+
+    def _walk(self) -> None:
+        stats: dict[int, tuple[int, str, float, str]] = {}  # pid: (ppid, comm, CPU s, start)
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                text = (entry / "stat").read_text()
+            except OSError:
+                continue
+            head, _, tail = text.rpartition(")")
+            fields = tail.split()
+            comm = head.split("(", 1)[1]
+            cpu = (int(fields[11]) + int(fields[12])) / TICK
+            stats[int(entry.name)] = (int(fields[1]), comm, cpu, fields[19])
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, *_) in stats.items():
+            children.setdefault(ppid, []).append(pid)
+        todo = [self.pid]
+        while todo:
+            pid = todo.pop()
+            todo.extend(children.get(pid, []))
+            if pid not in stats:
+                continue
+            _, comm, cpu, start = stats[pid]
+            if pid == self.pid:
+                self.cpu_s, kind = cpu, "driver"
+            elif comm.startswith("ray::"):
+                kind = "workers"
+            elif comm in ("raylet", "gcs_server"):
+                kind = comm
+            else:
+                kind = "other"
+            self.tree[pid, start] = (kind, max(cpu, self.tree.get((pid, start), ("", 0.0))[1]))
+
+    def by_kind(self) -> dict[str, float]:
+        """CPU seconds of the process tree, by kind of process."""
+        kinds = dict.fromkeys(KINDS, 0.0)
+        for kind, cpu in self.tree.values():
+            kinds[kind] += cpu
+        return kinds
 
 
 def run_arm(arm: str, args: argparse.Namespace, workdir: Path) -> dict:
@@ -173,6 +220,7 @@ def run_arm(arm: str, args: argparse.Namespace, workdir: Path) -> dict:
         "wall": wall,
         "trials": trials,
         "cpu": sampler.cpu_s,
+        "tree": sampler.by_kind(),
         "rss": sampler.peak_mb,
         "load": (load_before, os.getloadavg()[0]),
     }
@@ -237,7 +285,7 @@ def main() -> None:
           f"{args.concurrent} at once: ideal {ideal:.0f} s; "
           f"OMP_NUM_THREADS={threads}; {os.cpu_count()} CPUs")  # fmt: skip
     header = f"{'run':<16} {'load':>11} {'wall s':>7} {'×ideal':>7} {'trials/s':>8} "
-    header += f"{'results/s':>9} {'drv CPU s':>9} {'drv RSS MB':>10}"
+    header += f"{'results/s':>9} {'drv CPU s':>9} {'all CPU s':>9} {'drv RSS MB':>10}"
     print(header, flush=True)
     runs: list[dict] = []
     for r in range(args.rounds):
@@ -248,6 +296,7 @@ def main() -> None:
             print(f"{arm + ' #' + str(r + 1):<16} {m['load'][0]:>5.1f}→{m['load'][1]:<5.1f} "
                   f"{m['wall']:>7.1f} {m['wall'] / ideal:>7.2f} {m['trials'] / m['wall']:>8.2f} "
                   f"{m['trials'] * args.epochs / m['wall']:>9.2f} {m['cpu']:>9.1f} "
+                  f"{sum(m['tree'].values()):>9.1f} "
                   f"{m['rss']:>10.0f}", flush=True)  # fmt: skip
     if runs:
         print("\nmedians per arm, and wall against the first arm")
@@ -260,6 +309,13 @@ def main() -> None:
             print(f"{arm:<14} wall {wall:7.1f} s  ({wall / base:.2f} × {arms[0]}, "
                   f"{wall / ideal:.2f} × ideal)  driver CPU {cpu:6.1f} s "
                   f"({cpu / args.trials * 1e3:.0f} ms/trial)  peak RSS {rss:.0f} MB")  # fmt: skip
+        print("\nCPU ms per trial by process (medians per arm; all: the run's whole process tree)")
+        print(f"{'arm':<14} " + " ".join(f"{k:>10}" for k in (*KINDS, "all")))
+        for arm in arms:
+            mine = [m for m in runs if m["arm"] == arm]
+            cols = [statistics.median(m["tree"][k] for m in mine) for k in KINDS]
+            cols.append(statistics.median(sum(m["tree"].values()) for m in mine))
+            print(f"{arm:<14} " + " ".join(f"{c / args.trials * 1e3:>10.0f}" for c in cols))
     if args.tpe_growth:
         tpe_growth([int(n) for n in args.tpe_growth.split(",")])
 

@@ -12,6 +12,7 @@ still away at the end leaves the rest in the journal for `sedsweep sync`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import shutil
@@ -405,17 +406,22 @@ def _fit(execution: Execution) -> SweepOutcome:
     try:
         start_ray(plan, address)
         base_config = plan.base.config.model_dump(mode="json")
+        # The small arguments travel with the function; only the features go through the
+        # object store, which `with_parameters` reads again at every trial (an actor's reuse
+        # included): one `ray.get` per trial instead of one per argument.
+        bound = functools.partial(
+            run_trial, method=s.method, base_config=base_config, epochs=plan.base_epochs,
+            threads=s.resources.threads, policy=CheckpointPolicy.of(s, plan.epochs),
+            deterministic=s.search.reproducible,
+        )  # fmt: skip
+        bound.__name__ = run_trial.__name__  # names the trials' folders: run_trial_<id>
         trainable = tune.with_resources(
             tune.with_parameters(
-                run_trial,
+                bound,
                 features=transported(execution.features, s.resources.features, address is None),
-                method=s.method, base_config=base_config,
-                epochs=plan.base_epochs, threads=s.resources.threads,
-                policy=CheckpointPolicy.of(s, plan.epochs),
-                deterministic=s.search.reproducible,
             ),
             {"cpu": s.resources.cpu, "gpu": s.resources.gpu},
-        )  # fmt: skip
+        )
         if execution.resume:
             reopened = reopen_ended_short(Path(state.path), ended_short(tracker.journal))
             for trial_id in reopened:
