@@ -11,6 +11,11 @@ page of an experiment: 100 runs, newest first). Prints the cost per trial and it
 smallest sweep's (1.00: linear).
 
     .venv/bin/python tests/benchmarks/bench_report.py --trials 100 400 1000 --epochs 10
+        [--store DIR [--log-only]]
+
+`--store` keeps each logged sweep (logging 10,000 trials takes tens of minutes on SQLite) and
+reuses it on the next run; `--log-only` only logs, so the timing can run later on a quiet
+machine.
 """
 
 from __future__ import annotations
@@ -82,48 +87,77 @@ def grid(n: int) -> tuple[dict, list[dict]]:
     return spec, trials
 
 
-def measure(n: int, epochs: int) -> tuple[int, float, float, dict[str, float]]:
-    """Log a sweep of about `n` trials to a fresh store and time each reading step."""
+def record(n: int, epochs: int, store: Path) -> tuple[Path, str, int, float]:
+    """A constructed sweep of about `n` trials in a SQLite store in `store/<n>-<epochs>`
+    (reused when it is there). Returns the work folder, the parent run id, the trial count
+    and the seconds logging took (0: reused)."""
+    spec, trials = grid(n)
+    workdir = store / f"{n}-{epochs}"
+    done = workdir / "parent.txt"
+    if done.is_file():
+        return workdir, done.read_text().strip(), len(trials), 0.0
+    workdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    parent = log_sweep(workdir, spec, trials, epochs=epochs)
+    logged = time.perf_counter() - t0
+    done.write_text(parent)
+    return workdir, parent, len(trials), logged
+
+
+def measure(workdir: Path, parent: str) -> tuple[float, dict[str, float]]:
+    """Time each reading step on a logged sweep; returns the dashboard page's KB too."""
+    uri = tracking_uri_for(workdir)
+    timings: dict[str, float] = {}
+
+    def timed(name: str, step):
+        t = time.perf_counter()
+        value = step()
+        timings[name] = time.perf_counter() - t
+        return value
+
+    sweep = timed("load", lambda: load_sweep_runs(parent, uri))
+    timed("table", lambda: build_table([sweep]).render("html"))
+    timed("importance", lambda: param_importance(sweep))
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        t0 = time.perf_counter()
-        spec, trials = grid(n)
-        parent = log_sweep(workdir, spec, trials, epochs=epochs)
-        logged = time.perf_counter() - t0
-        uri = tracking_uri_for(workdir)
-        timings: dict[str, float] = {}
-
-        def timed(name: str, step):
-            t = time.perf_counter()
-            value = step()
-            timings[name] = time.perf_counter() - t
-            return value
-
-        sweep = timed("load", lambda: load_sweep_runs(parent, uri))
-        timed("table", lambda: build_table([sweep]).render("html"))
-        timed("importance", lambda: param_importance(sweep))
-        page = timed("dashboard", lambda: build_dashboard(sweep, workdir / "dashboard"))
-        timed("claims", lambda: check_claims(sweep).render("md"))
-        timed("rank", lambda: rank_by_validation(sweep))
-        timed("mlflow ui", lambda: MlflowClient(uri).search_runs(
-            [sweep.experiment_id], max_results=100, order_by=["attributes.start_time DESC"]
-        ))  # fmt: skip
-        return len(trials), logged, page.stat().st_size / 1024, timings
+        page = timed("dashboard", lambda: build_dashboard(sweep, Path(tmp) / "dashboard"))
+        kb = page.stat().st_size / 1024
+    timed("claims", lambda: check_claims(sweep).render("md"))
+    timed("rank", lambda: rank_by_validation(sweep))
+    timed("mlflow ui", lambda: MlflowClient(uri).search_runs(
+        [sweep.experiment_id], max_results=100, order_by=["attributes.start_time DESC"]
+    ))  # fmt: skip
+    return kb, timings
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, nargs="+", default=[100, 400, 1000])
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--store", type=Path, help="keep the logged sweeps here (and reuse them)")
+    parser.add_argument("--log-only", action="store_true", help="log the sweeps, time nothing")
     args = parser.parse_args()
-    measure(10, 1)  # imports and first-call caches, not counted
+    with tempfile.TemporaryDirectory() as tmp:
+        run(args, args.store or Path(tmp), Path(tmp))
+
+
+def run(args: argparse.Namespace, store: Path, scratch: Path) -> None:
+    """Log (or reuse) each sweep, time the reading steps, print the growth."""
+    if not args.log_only:
+        warm, parent, _, _ = record(10, 1, scratch)
+        measure(warm, parent)  # imports and first-call caches, not counted
     rows = []
     for target in args.trials:
-        n, logged, kb, timings = measure(target, args.epochs)
+        workdir, parent, n, logged = record(target, args.epochs, store)
+        if args.log_only:
+            print(f"N={n:6d}  logged in {logged:.1f} s into {workdir}", flush=True)
+            continue
+        kb, timings = measure(workdir, parent)
         rows.append((n, timings))
         print(f"N={n:6d}  (logging {logged:7.1f} s; dashboard page {kb:6.0f} KB)  "
               + "  ".join(f"{k} {v * 1000:.1f} ms" for k, v in timings.items()),
               flush=True)  # fmt: skip
+    if not rows:
+        return
     n0, base = rows[0]
     print("\nper-trial cost relative to the smallest sweep (1.00: linear scaling; the MLflow")
     print("UI's first page holds at most 100 runs, so its time should stay flat instead)")

@@ -18,9 +18,12 @@ lands on every arm alike. Printed per run: the load average before and after, pr
 trials/s, results/s (trials × epochs / wall), the driver's CPU seconds and peak RSS, and the
 CPU seconds of the run's whole process tree (all sampled from /proc every 0.2 s); then the
 medians per arm, each arm's wall over the first arm's and over the ideal (trials × epochs ×
-sleep / concurrent), and its CPU per trial by process: driver, Ray workers, raylet, GCS and
-the rest (sedsweep's tracking drainer, Ray's log monitor). On a machine with fewer cores than
-trials in flight, CPU per trial is what sets the wall. Every run's process tree is its own: a run's Ray is started and stopped by it.
+sleep / concurrent), the same for its trial loop (from the first trial's start to the last
+result, read from the trials' results; the rest of the wall is start-up, Ray and the
+end-of-sweep work, and `actors` counts the worker processes that ran trials), and its CPU
+per trial by process (`proctree.CpuSampler`: driver, trial workers, idle workers, GCS,
+raylet, Ray's agents, and the rest: sedsweep's tracking drainer, Ray's log monitor). Every
+run's process tree is its own: a run's Ray is started and stopped by it.
 
 `--tpe-growth 100,1000,10000` also times Optuna's TPE `ask` on this search space with a study
 already holding that many finished trials (added without running them), since TPE reads every
@@ -42,15 +45,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from proctree import KINDS, CpuSampler
 
 ROOT = Path(__file__).resolve().parents[2]
 NULL = ROOT / "search_spaces" / "null_load.yaml"
 ARMS = ("stock", "stock-mlflow", "stock-reuse", "sedsweep")
-TICK = os.sysconf("SC_CLK_TCK")
-KINDS = ("driver", "workers", "raylet", "gcs_server", "other")
 
 
 def null_space() -> dict:
@@ -114,71 +116,6 @@ def stock_main(args: argparse.Namespace) -> None:
 
 
 # -- measuring one run -----------------------------------------------------------------------
-class Sampler(threading.Thread):
-    """Polls a process's CPU time and peak RSS from /proc until it ends, and the CPU time of
-    every process started under it (its Ray: GCS, raylet, workers; sedsweep's tracking
-    drainer), by kind: a process's last reading before it ends counts, so one that lives under
-    0.2 s is missed."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.cpu_s, self.peak_mb = pid, 0.0, 0.0
-        self.tree: dict[tuple[int, str], tuple[str, float]] = {}  # (pid, start): (kind, CPU s)
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        self.peak_mb = int(line.split()[1]) / 1024
-            except (OSError, IndexError, ValueError):
-                pass
-            self._walk()
-            self.stop.wait(0.2)
-
-    def _walk(self) -> None:
-        stats: dict[int, tuple[int, str, float, str]] = {}  # pid: (ppid, comm, CPU s, start)
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                text = (entry / "stat").read_text()
-            except OSError:
-                continue
-            head, _, tail = text.rpartition(")")
-            fields = tail.split()
-            comm = head.split("(", 1)[1]
-            cpu = (int(fields[11]) + int(fields[12])) / TICK
-            stats[int(entry.name)] = (int(fields[1]), comm, cpu, fields[19])
-        children: dict[int, list[int]] = {}
-        for pid, (ppid, *_) in stats.items():
-            children.setdefault(ppid, []).append(pid)
-        todo = [self.pid]
-        while todo:
-            pid = todo.pop()
-            todo.extend(children.get(pid, []))
-            if pid not in stats:
-                continue
-            _, comm, cpu, start = stats[pid]
-            if pid == self.pid:
-                self.cpu_s, kind = cpu, "driver"
-            elif comm.startswith("ray::"):
-                kind = "workers"
-            elif comm in ("raylet", "gcs_server"):
-                kind = comm
-            else:
-                kind = "other"
-            self.tree[pid, start] = (kind, max(cpu, self.tree.get((pid, start), ("", 0.0))[1]))
-
-    def by_kind(self) -> dict[str, float]:
-        """CPU seconds of the process tree, by kind of process."""
-        kinds = dict.fromkeys(KINDS, 0.0)
-        for kind, cpu in self.tree.values():
-            kinds[kind] += cpu
-        return kinds
-
-
 def run_arm(arm: str, args: argparse.Namespace, workdir: Path) -> dict:
     """Start one arm's process, wait for it, and return what was measured."""
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(ROOT / "platform"))
@@ -200,12 +137,9 @@ def run_arm(arm: str, args: argparse.Namespace, workdir: Path) -> dict:
     log = workdir / "run.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        sampler = Sampler(proc.pid)
-        sampler.start()
-        code = proc.wait()
+        with CpuSampler(proc.pid) as sampler:
+            code = proc.wait()
     wall = time.perf_counter() - started
-    sampler.stop.set()
-    sampler.join()
     text = log.read_text(errors="replace")
     if arm == "sedsweep":
         found = re.search(r"sweep null_load: (\d+) completed", text)
@@ -218,12 +152,28 @@ def run_arm(arm: str, args: argparse.Namespace, workdir: Path) -> dict:
     return {
         "arm": arm,
         "wall": wall,
+        **trial_loop(workdir),
         "trials": trials,
-        "cpu": sampler.cpu_s,
+        "cpu": sampler.driver_s(),
         "tree": sampler.by_kind(),
         "rss": sampler.peak_mb,
         "load": (load_before, os.getloadavg()[0]),
     }
+
+
+def trial_loop(workdir: Path) -> dict:
+    """From the trials' own results (both arms store them under `workdir/ray`): the span from
+    the first trial's start to the last result (`loop`; Tune's timestamps are whole seconds),
+    what the run spent outside it (`fixed`: start-up, Ray, the end-of-sweep work), and how
+    many worker processes ran trials (`actors`)."""
+    starts, ends, pids = [], [], set()
+    for path in workdir.glob("ray/*/*/result.json"):
+        for line in path.read_text().splitlines():
+            result = json.loads(line)
+            starts.append(result["timestamp"] - result["time_total_s"])
+            ends.append(result["timestamp"])
+            pids.add(result["pid"])
+    return {"loop": max(ends) - min(starts) if ends else math.nan, "actors": len(pids)}
 
 
 def tpe_growth(sizes: list[int]) -> None:
@@ -285,7 +235,8 @@ def main() -> None:
           f"{args.concurrent} at once: ideal {ideal:.0f} s; "
           f"OMP_NUM_THREADS={threads}; {os.cpu_count()} CPUs")  # fmt: skip
     header = f"{'run':<16} {'load':>11} {'wall s':>7} {'×ideal':>7} {'trials/s':>8} "
-    header += f"{'results/s':>9} {'drv CPU s':>9} {'all CPU s':>9} {'drv RSS MB':>10}"
+    header += f"{'results/s':>9} {'drv CPU s':>9} {'all CPU s':>9} {'drv RSS MB':>10} "
+    header += f"{'loop s':>6} {'fixed s':>7} {'actors':>6}"
     print(header, flush=True)
     runs: list[dict] = []
     for r in range(args.rounds):
@@ -297,18 +248,23 @@ def main() -> None:
                   f"{m['wall']:>7.1f} {m['wall'] / ideal:>7.2f} {m['trials'] / m['wall']:>8.2f} "
                   f"{m['trials'] * args.epochs / m['wall']:>9.2f} {m['cpu']:>9.1f} "
                   f"{sum(m['tree'].values()):>9.1f} "
-                  f"{m['rss']:>10.0f}", flush=True)  # fmt: skip
+                  f"{m['rss']:>10.0f} {m['loop']:>6.0f} {m['wall'] - m['loop']:>7.0f} "
+                  f"{m['actors']:>6}", flush=True)  # fmt: skip
     if runs:
         print("\nmedians per arm, and wall against the first arm")
         base = statistics.median(m["wall"] for m in runs if m["arm"] == arms[0])
+        loop_base = statistics.median(m["loop"] for m in runs if m["arm"] == arms[0])
         for arm in arms:
             mine = [m for m in runs if m["arm"] == arm]
             wall = statistics.median(m["wall"] for m in mine)
             cpu = statistics.median(m["cpu"] for m in mine)
             rss = max(m["rss"] for m in mine)
+            loop = statistics.median(m["loop"] for m in mine)
             print(f"{arm:<14} wall {wall:7.1f} s  ({wall / base:.2f} × {arms[0]}, "
                   f"{wall / ideal:.2f} × ideal)  driver CPU {cpu:6.1f} s "
                   f"({cpu / args.trials * 1e3:.0f} ms/trial)  peak RSS {rss:.0f} MB")  # fmt: skip
+            print(f"{'':<14} trial loop {loop:5.0f} s ({loop / loop_base:.2f} × {arms[0]}'s, "
+                  f"{loop / ideal:.2f} × ideal); outside it {wall - loop:5.1f} s")  # fmt: skip
         print("\nCPU ms per trial by process (medians per arm; all: the run's whole process tree)")
         print(f"{'arm':<14} " + " ".join(f"{k:>10}" for k in (*KINDS, "all")))
         for arm in arms:

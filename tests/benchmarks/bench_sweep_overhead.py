@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import yaml
+from proctree import CpuSampler
 
 from sedsweep import features as F
 from sedsweep.runspec import RunSpec, resolve
@@ -172,102 +173,6 @@ def _history(uri: str, run_id: str, key: str):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(uri).get_metric_history(run_id, key)
-
-
-class CpuSampler:
-    """CPU seconds used by this process and its descendants, by kind (driver, trial workers,
-    idle or starting workers, gcs_server, raylet, Ray's agents, other), sampled from /proc
-    every 0.2 s while running: what a sweep costs beside its trials, on the cores the trials
-    share. A worker's title is the last one seen (a trial's worker reads ray::IDLE between
-    trials), so the trial/idle split is approximate."""
-
-    def __init__(self) -> None:
-        import threading
-
-        self.seen: dict[int, tuple[str, float]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> CpuSampler:
-        import os
-
-        self._sample()
-        self.baseline = {os.getpid(): self.seen.get(os.getpid(), ("", 0.0))[1]}
-        self.seen.clear()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.2):
-            self._sample()
-
-    def _sample(self) -> None:
-        import os
-
-        tick = os.sysconf("SC_CLK_TCK")
-        me = os.getpid()
-        parents: dict[int, int] = {}
-        stats: dict[int, tuple[str, float]] = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                raw = (entry / "stat").read_text()
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-                title = " ".join(a.decode(errors="replace") for a in argv[:3] if a)
-            except OSError:
-                continue
-            fields = raw[raw.rindex(")") + 2 :].split()
-            pid = int(entry.name)
-            parents[pid] = int(fields[1])
-            stats[pid] = (title, (int(fields[11]) + int(fields[12])) / tick)
-        for pid, (title, cpu) in stats.items():
-            p, depth = pid, 0
-            while p not in (me, 0, 1) and depth < 64:
-                p, depth = parents.get(p, 0), depth + 1
-            if p == me:  # an exiting process's cmdline reads empty: keep its last title
-                last_title, last_cpu = self.seen.get(pid, ("", 0.0))
-                self.seen[pid] = (title or last_title, max(cpu, last_cpu))
-
-    def by_kind(self) -> dict[str, float]:
-        import os
-
-        kinds = ("driver", "trials", "idle_work", "gcs_server", "raylet", "agents", "other")
-        out = dict.fromkeys(kinds, 0.0)
-        for pid, (title, cpu) in self.seen.items():
-            if pid == os.getpid():
-                kind = "driver"
-            elif title.startswith("ray::IDLE"):
-                kind = "idle_work"  # a worker starting (imports) or waiting for a task
-            elif title.startswith("ray::"):
-                kind = "trials"
-            elif "gcs_server" in title:
-                kind = "gcs_server"
-            elif "raylet" in title:
-                kind = "raylet"
-            elif "agent" in title or "dashboard" in title:
-                kind = "agents"
-            else:
-                kind = "other"
-            out[kind] += cpu - self.baseline.get(pid, 0.0)
-        return out
-
-    def top_other(self, n: int = 4) -> list[tuple[str, float]]:
-        """The busiest processes that are none of the named kinds (title, CPU seconds)."""
-        import os
-
-        named = ("ray::", "gcs_server", "raylet", "agent", "dashboard")
-        other = [
-            (title[:90], cpu)
-            for pid, (title, cpu) in self.seen.items()
-            if pid != os.getpid() and not any(k in title for k in named)
-        ]
-        return sorted(other, key=lambda x: -x[1])[:n]
 
 
 def _checkpoints_written(experiment: Path) -> int:
