@@ -204,6 +204,14 @@ def test_report_modules_never_import_torch_or_ray():
     assert loaded_after(code, {"torch", "ray"}) == set()
 
 
+def test_an_actor_loads_the_trainable_without_torch():
+    """Tune loads the trainable's module into every actor it starts, also into actors that
+    never get a trial (short trials go to the actor that frees up first): torch comes with
+    the first trial an actor runs (bench_scale: 100 half-second trials took 56 s with torch
+    loaded at actor start, 33 s without)."""
+    assert loaded_after("import sedsweep.sweep.trainable", {"torch"}) == set()
+
+
 def test_spec_and_registry_load_no_method():
     code = "import sedsweep.runspec, sedsweep.sweep.spec, sedsweep.methods"
     assert loaded_after(code, {"torch", "ray", "mlflow"}) == set()

@@ -1,4 +1,10 @@
-"""The Ray Tune trainable: the generic epoch loop, a result every epoch, checkpoints by policy."""
+"""The Ray Tune trainable: the generic epoch loop, a result every epoch, checkpoints by policy.
+
+torch and the methods are imported when a trial runs, not with this module: Tune loads this
+module into every actor it starts, and with trials shorter than an actor's start-up it
+starts actors that never get a trial (their trials went to an actor that freed up first);
+those then cost a Ray worker's start, not torch's import as well.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +17,16 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
-import torch
 from ray import tune
 
 from sedsweep.errors import UserError
-from sedsweep.features import FeatureSet
-from sedsweep.loop import run_epochs
-from sedsweep.methods import get_method
-from sedsweep.methods.base import pick_device
 from sedsweep.sweep.spec import CheckpointPolicy, data_key, trial_method_config
+
+if TYPE_CHECKING:
+    from sedsweep.features import FeatureSet
 
 STATE_FILE = "state.pt"
 NODE_KEY = "node_id"  # which Ray node ran the trial (a string, not logged as a metric)
@@ -34,6 +38,8 @@ def load_state(path: Path) -> dict[str, Any]:
     """A trial checkpoint's state, loaded as data only (`weights_only`: tensors, numbers,
     strings, lists, dicts): a pickle planted in the storage cannot run code in a worker; it
     is refused, as is a damaged file, with a one-line error naming the file."""
+    import torch
+
     try:
         return torch.load(path, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -111,6 +117,12 @@ def run_trial(
     fixed workspace on a GPU); an operation that has none warns instead of failing, and its
     name is reported once under `NONDETERMINISTIC_KEY` (the run's `sweep.nondeterministic`).
     """
+    import torch
+
+    from sedsweep.loop import run_epochs
+    from sedsweep.methods import get_method
+    from sedsweep.methods.base import pick_device
+
     torch.set_num_threads(threads)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts
