@@ -11,6 +11,7 @@ from typing import Any
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
+from sedsweep.journal import MAX_BATCH_METRICS, MAX_BATCH_PARAMS
 from sedsweep.sweep.spec import SweepSpec, plan_sweep, trial_config
 from sedsweep.tracking import (
     OPTUNA_NUMBER_TAG,
@@ -73,13 +74,12 @@ def log_sweep(
 
 
 def _log(client: MlflowClient, run_id: str, params: list[Param], metrics: list[Metric]) -> None:
-    """Params and metrics in as few `log_batch` calls as MLflow's limits allow (100 params,
-    1,000 values a call)."""
-    for i in range(max(-(-len(params) // 100), -(-len(metrics) // 1000))):
+    """Params and metrics in as few `log_batch` calls as MLflow's limits allow (the journal's
+    drainer keeps to the same ones)."""
+    p, m = MAX_BATCH_PARAMS, MAX_BATCH_METRICS
+    for i in range(max(-(-len(params) // p), -(-len(metrics) // m))):
         client.log_batch(
-            run_id,
-            params=params[i * 100 : (i + 1) * 100],
-            metrics=metrics[i * 1000 : (i + 1) * 1000],
+            run_id, params=params[i * p : (i + 1) * p], metrics=metrics[i * m : (i + 1) * m]
         )
 
 

@@ -163,9 +163,9 @@ def run_arm(arm: str, args: argparse.Namespace, workdir: Path) -> dict:
 
 def trial_loop(workdir: Path) -> dict:
     """From the trials' own results (both arms store them under `workdir/ray`): the span from
-    the first trial's start to the last result (`loop`; Tune's timestamps are whole seconds),
-    what the run spent outside it (`fixed`: start-up, Ray, the end-of-sweep work), and how
-    many worker processes ran trials (`actors`)."""
+    the first trial's start to the last result (`loop`; Tune's timestamps are whole seconds;
+    the wall outside it is start-up, Ray and the end-of-sweep work), and how many worker
+    processes ran trials (`actors`)."""
     starts, ends, pids = [], [], set()
     for path in workdir.glob("ray/*/*/result.json"):
         for line in path.read_text().splitlines():

@@ -317,7 +317,7 @@ class Section:
     spec: SweepSpec
     sweep: SweepRuns | None
     info: dict[str, Any]
-    claims: ClaimsReport | None
+    claims: ClaimsReport | None  # None: not run, or stale (no verdict stands on its results)
 
     @property
     def stale(self) -> bool:
@@ -335,7 +335,10 @@ def sections(files: list[Path]) -> list[Section]:
             out.append(Section(f, spec, None, {}, None))
             continue
         sweep, info = loaded
-        out.append(Section(f, spec, sweep, info, check_claims(sweep)))
+        section = Section(f, spec, sweep, info, None)
+        if not section.stale:
+            section.claims = check_claims(sweep)
+        out.append(section)
     return out
 
 
@@ -380,10 +383,10 @@ def _summary_rows(items: list[Section], root: Path) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in items:
         name = f"[{s.file.stem}](#{s.file.stem.replace('_', '-')})"
-        if s.claims is None:
+        if s.sweep is None:
             lines.append(f"| {name} | not run yet: `{command(s.file, root)}` |" + " |" * 7)
             continue
-        if s.stale:  # made from another spec: no verdict stands on them
+        if s.claims is None:  # stale: made from another spec, no verdict stands on them
             lines.append(
                 f"| {name} | stale: its results were made from an earlier spec; no verdict "
                 f"until `{command(s.file, root)}` |" + " |" * 7
@@ -442,8 +445,7 @@ def _section(s: Section, root: Path) -> list[str]:
         lines.append("- No learning curves: these results predate `curves.csv`.")
     table = build_table([s.sweep], with_paper=True)
     lines += ["", table.render("md").rstrip(), ""]
-    assert s.claims is not None
-    if not s.stale:
+    if s.claims is not None:
         lines += [s.claims.render("md").rstrip(), ""]
     return lines
 
@@ -457,7 +459,7 @@ def _page(items: list[Section], root: Path) -> str:
     counts: dict[str, dict[str, int]] = {column: {} for column in COLUMN_ORDER}
     total = 0
     for s in items:
-        if s.claims is None or s.stale:
+        if s.claims is None:
             continue
         total += len(s.claims.checks)
         for column in COLUMN_ORDER:
@@ -468,7 +470,7 @@ def _page(items: list[Section], root: Path) -> str:
         for column, found in counts.items()
         if found
     )
-    ran = [s for s in items if s.sweep is not None and not s.stale]
+    ran = [s for s in items if s.claims is not None]
     lines = [
         "# Evidence: the papers' claims re-tested",
         "",
