@@ -131,7 +131,7 @@ def test_a_running_searcher_mirrors_its_study_into_a_live_optuna_journal(tmp_pat
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    from sedsweep.sweep.live_journal import mirrored, timed, times
+    from sedsweep.sweep.live_journal import flush, mirrored, timed, times
 
     def journal_trials() -> list:
         storage = JournalStorage(JournalFileBackend(str(path)))
@@ -145,6 +145,7 @@ def test_a_running_searcher_mirrors_its_study_into_a_live_optuna_journal(tmp_pat
         time.sleep(0.05)
         search.suggest("b")
         search.on_trial_result("a", {"best_val/when_frame_auc": 0.6, "epoch": 1})
+        flush()  # a thread writes the queued events
         [a, b] = journal_trials()  # what optuna-dashboard reads while the sweep runs
         assert a.state == b.state == TrialState.RUNNING and a.intermediate_values == {1: 0.6}
         assert a.params == search.trials["a"].params and a.datetime_start < b.datetime_start
@@ -171,8 +172,7 @@ def test_a_running_searcher_mirrors_its_study_into_a_live_optuna_journal(tmp_pat
     # a driver killed mid-append leaves a partial line: the next driver cuts it and goes on
     with open(path, "ab") as f:
         f.write(b'{"op_code": 5, "wor')
-    again._live = None  # as a new driver process opens it
-    with mirrored(path):
+    with mirrored(path):  # as a new driver process opens it
         assert again.suggest("c") is not None
     assert [t.state for t in journal_trials()][2:] == [TrialState.RUNNING]
 

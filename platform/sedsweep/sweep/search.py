@@ -25,6 +25,7 @@ metric is told as PRUNED.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from collections.abc import Iterator
@@ -39,8 +40,7 @@ from ray.tune.search import Searcher
 
 from sedsweep.errors import UserError
 from sedsweep.metrics import selected_key
-from sedsweep.sweep.live_journal import LiveJournal, open_live
-from sedsweep.sweep.live_journal import target as live_target
+from sedsweep.sweep.live_journal import mirror
 from sedsweep.sweep.registry import make_sampler
 from sedsweep.sweep.rungs import HalvingRecord
 from sedsweep.sweep.spec import (
@@ -61,7 +61,6 @@ from sedsweep.sweep.spec import (
 )
 
 optuna.logging.set_verbosity(logging.WARNING)
-log = logging.getLogger(__name__)
 
 
 def trial_outcome(
@@ -137,7 +136,6 @@ class OptunaPruningSearch(Searcher):
             batch, plan.n_trials, rungs, s.scheduler.reduction_factor, s.primary.maximise
         )
         self.queue: list[Trial] = []  # a reproducible batch's trials not yet handed to Tune
-        self._live: tuple[Path, LiveJournal | None] | None = None  # (see `_mirror`)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Tune pickles the searcher with the experiment and `Tuner.restore` unpickles it
@@ -145,7 +143,7 @@ class OptunaPruningSearch(Searcher):
         each attribute added since as it behaved before it existed. (The one place that knows
         the older forms.)"""
         state = dict(state)
-        state["_live"] = None  # never pickled (`__getstate__`); opened again where it runs
+        state.pop("_live", None)  # before the live journal had a writer of its own
         state.setdefault("queue", [])  # before reproducible searches
         state.setdefault("reproducible", False)
         state.setdefault("max_concurrent", None)  # before the searcher limited concurrency
@@ -159,24 +157,10 @@ class OptunaPruningSearch(Searcher):
             )  # fmt: skip
         self.__dict__.update(state)
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_live": None}  # an open journal is the driver's, not state
-
     def _mirror(self, event: str, *args: Any) -> None:
         """Tell the live Optuna journal (`live_journal`) what just happened to the study, when
-        this searcher runs in a sweep's driver; a failure there is logged, never raised."""
-        path = live_target()
-        if path is None:
-            return
-        if self._live is None or self._live[0] != path:
-            self._live = (path, open_live(self.study_name, self.directions))
-        journal = self._live[1]
-        if journal is None:
-            return
-        try:
-            getattr(journal, event)(*args)
-        except Exception as exc:  # an output only
-            log.warning("the live Optuna journal %s missed an event (%s)", path, exc)
+        this searcher runs in a sweep's driver (queued: a thread writes it)."""
+        mirror(self.study_name, self.directions, event, *args)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         """Ask Optuna for the next trial: {'overrides': {dotted key: value}, 'optuna_trial': n}.
@@ -198,7 +182,8 @@ class OptunaPruningSearch(Searcher):
         else:
             trial = self._ask()
         self.trials[trial_id] = trial
-        self._mirror("started", trial)
+        self._mirror("started", trial.number, dict(trial.params), dict(trial.distributions),
+                     dt.datetime.now())  # fmt: skip
         return {"overrides": self.overrides(trial), "optuna_trial": trial.number}
 
     def _ask(self) -> Trial:
