@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from sedsweep.journal import PARENT
 from sedsweep.progress import phase
-from sedsweep.sweep.figures import draw_figures
 from sedsweep.sweep.record import RECORD_FILE, write_record
 from sedsweep.sweep.spec import epoch_of
 from sedsweep.tracking import (
@@ -141,6 +140,8 @@ def finish(execution: Execution, results: Any) -> SweepOutcome:
         outcome.trace_sha256 = record["trace_sha256"]
         journal.text(PARENT, json.dumps(record, indent=2) + "\n", RECORD_FILE)
         journal.tags(PARENT, {TRACE_TAG: record["trace_sha256"]})
+    from sedsweep.sweep.figures import draw_figures  # Tune and torch: not at the runner's import
+
     started = time.perf_counter()
     with phase("drawing the figures of the best trials"):
         draw_figures(plan, features, journal, list(results))
