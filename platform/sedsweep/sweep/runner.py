@@ -162,11 +162,13 @@ PREPARE_JOIN_S = 60.0  # the longest a failed start waits for `_prepare` (second
 def _prepare(plan: SweepPlan, features: dict[str, FeatureSet]) -> list[str]:
     """What the driver does before `fit()` that needs no Ray, run while `start_ray` starts a
     local cluster (a CPU-bound 6 s on 2 cores that leaves a third of them idle): Tune's modules
-    imported (2.8 s) and `check_method` (3.2 s: a first optimiser imports `torch._dynamo`).
-    Returns `check_method`'s warnings."""
+    imported (2.8 s), matplotlib's for the figures at the end (0.6 s) and `check_method`
+    (3.2 s: a first optimiser imports `torch._dynamo`). Returns `check_method`'s warnings."""
+    import matplotlib.backends.backend_agg  # the figures use Figure, never pyplot
+    import matplotlib.figure  # noqa: F401
     from ray import tune  # noqa: F401
 
-    from sedsweep.sweep import search, tracking_callback, trainable  # noqa: F401
+    from sedsweep.sweep import figures, search, tracking_callback, trainable  # noqa: F401
 
     return check_method(plan, features)
 
