@@ -10,6 +10,11 @@ each, TPE (seed 0), no scheduler. Arms, each a separate process started from her
                  imported from sedsweep: that would load torch into stock's driver);
 - stock-mlflow:  the same with Ray's `MLflowLoggerCallback` on a SQLite store;
 - stock-reuse:   stock with `reuse_actors=True` (as sedsweep sets it; Tune's default is False);
+- stock-torch:   stock-reuse whose trainable also imports torch and builds an Adam optimiser
+                 per trial, as every torch trainable does: an actor's first trial then pays
+                 torch's import and the `torch._dynamo` import a first optimiser triggers
+                 (3 s of CPU together on this machine), as sedsweep's trials do (its
+                 trainable imports torch for every method, the null one included);
 - sedsweep:      `sedsweep sweep search_spaces/null_load.yaml --set ...` (journaled tracking
                  on SQLite, checkpoints, tables, figures, dashboard: everything it does).
 
@@ -30,7 +35,7 @@ already holding that many finished trials (added without running them), since TP
 finished trial at each suggestion.
 
     .venv/bin/python tests/benchmarks/bench_scale.py [--trials 200] [--epochs 1] [--sleep 1.0]
-        [--concurrent 8] [--rounds 2] [--arms stock,stock-mlflow,stock-reuse,sedsweep]
+        [--concurrent 8] [--rounds 2] [--arms stock,stock-mlflow,stock-reuse,stock-torch,sedsweep]
         [--tpe-growth 100,1000,10000]
 """
 
@@ -52,7 +57,7 @@ from proctree import KINDS, CpuSampler
 
 ROOT = Path(__file__).resolve().parents[2]
 NULL = ROOT / "search_spaces" / "null_load.yaml"
-ARMS = ("stock", "stock-mlflow", "stock-reuse", "sedsweep")
+ARMS = ("stock", "stock-mlflow", "stock-reuse", "stock-torch", "sedsweep")
 
 
 def null_space() -> dict:
@@ -77,6 +82,10 @@ def stock_main(args: argparse.Namespace) -> None:
     bonus = {"a": 0.0, "b": 0.04, "c": -0.04}
 
     def trainable(config: dict) -> None:
+        if args.torch:  # a model's optimiser (imports torch, and torch._dynamo, once per actor)
+            import torch
+
+            torch.optim.Adam([torch.zeros(1, requires_grad=True)])
         peak = math.exp(-((math.log10(config["optim.lr"]) + 3.0) ** 2) / 2.0)
         final = 0.55 + 0.3 * peak + 0.1 * config["quality"] + bonus[config["choice"]]
         for epoch in range(1, args.epochs + 1):
@@ -131,7 +140,8 @@ def run_arm(arm: str, args: argparse.Namespace, workdir: Path) -> dict:
         cmd = [sys.executable, __file__, "--_stock", "--workdir", str(workdir),
                "--trials", str(args.trials), "--epochs", str(args.epochs),
                "--sleep", str(args.sleep), "--concurrent", str(args.concurrent)]  # fmt: skip
-        cmd += {"stock-mlflow": ["--_mlflow"], "stock-reuse": ["--_reuse"]}.get(arm, [])
+        cmd += {"stock-mlflow": ["--_mlflow"], "stock-reuse": ["--_reuse"],
+                "stock-torch": ["--_reuse", "--_torch"]}.get(arm, [])  # fmt: skip
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     log = workdir / "run.log"
@@ -221,6 +231,7 @@ def main() -> None:
     ap.add_argument("--_stock", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--_mlflow", dest="mlflow", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--_reuse", dest="reuse", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--_torch", dest="torch", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._stock:
         stock_main(args)
