@@ -171,8 +171,13 @@ def log_mel(y: np.ndarray, params: FeatureParams) -> np.ndarray:
 
 
 def extract_clip(path: str | Path, params: FeatureParams) -> tuple[np.ndarray, np.ndarray]:
-    """Features [T, n_mels] and each frame's centre time (s, in the original clip) for one file."""
-    feats, times, _ = _extract(path, params)
+    """Features [T, n_mels] and each frame's centre time (s, in the original clip) for one file,
+    bit for bit as the cache stores them: on one BLAS thread, as `build_features` extracts (the
+    mel filterbank's matrix product rounds differently in the last bit on two threads)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        feats, times, _ = _extract(path, params)
     return feats, times
 
 

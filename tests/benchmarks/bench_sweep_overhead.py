@@ -8,7 +8,9 @@ every trial the same config, so all should take the same time), and prints per-t
 ratios, the sweep's fixed cost (wall minus the ideal), the driver's peak memory and how many
 times features were extracted. Each sweep runs under each `--checkpoint` policy: `epoch`
 (a checkpoint every epoch, the behaviour before issue 17) and `policy` (the default: at most
-one per 30 s, the rungs and the last epoch).
+one per 30 s, the rungs and the last epoch). `--rounds R` runs the plain trains and the
+sweeps R times, alternating, and compares each sweep with its own round's trains: on a shared
+machine whose speed drifts, a baseline measured once flatters or penalises every ratio.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import resource
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -32,13 +35,14 @@ from sedsweep.train import train
 
 
 def main() -> None:
-    """Run the three measurements and print the ratios."""
+    """Run the measurements, `--rounds` times, and print the ratios."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--clips", type=int, default=64)
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--checkpoint", choices=["epoch", "policy", "both"], default="both")
+    ap.add_argument("--rounds", type=int, default=1)
     args = ap.parse_args()
     policies = ["epoch", "policy"] if args.checkpoint == "both" else [args.checkpoint]
 
@@ -62,89 +66,151 @@ def main() -> None:
         spec = RunSpec(method="whenwho", scale="tiny", data=data, config=config)
         resolved = resolve(spec)
         train(resolved, workdir=workdir, progress=False)  # warm: corpus, features, MLflow tables
-        started = time.perf_counter()
-        result = train(resolved, workdir=workdir, progress=False)
-        train_wall = time.perf_counter() - started
-        train_loop = sum(
-            m.value for m in _history(result.tracking_uri, result.run_id, "epoch_time_s")
-        )
-        print(f"train (no Ray): wall {train_wall:.1f} s, epoch loop {train_loop:.1f} s")
         slots = min(args.trials, os.cpu_count() or 1)
-        together = _trains_at_once(resolved, workdir, slots)
-        print(
-            f"train ×{slots} at once (no Ray, own processes): epoch loops "
-            + ", ".join(f"{t:.1f} s" for t in together)
-            + f"; mean / alone = {statistics.mean(together) / train_loop:.3f} (what sharing "
-            "the machine's cores and memory costs without any platform)"
-        )
-
         rows, others = [], []
-        for policy, trials in [(p, t) for t in (1, args.trials) for p in policies]:
-            sweep = {
-                "name": f"overhead{trials}-{policy}",
-                "method": "whenwho",
-                "scale": "tiny",
-                "data": data,
-                "objective": {"metric": "val/when_frame_auc"},
-                "budget": {"trials": trials, "max_epochs": args.epochs},
-                "search": {"algorithm": "random"},
-                "scheduler": {"type": "none"},
-                "resources": {"cpu": 1},
-                "fixed": config,
-                "checkpoint": {"every_epochs": 1} if policy == "epoch" else {},
-            }
-            path = workdir / f"s{trials}-{policy}.yaml"
-            path.write_text(yaml.safe_dump(sweep))
-            plan = load_sweep(path)
-            started = time.perf_counter()
-            with CpuSampler() as cpu:
-                outcome = run_sweep(plan, workdir=workdir)
-            wall = time.perf_counter() - started
-            assert outcome.complete, outcome.summary()
-            loops = _trial_loop_times(outcome.path)
-            saved = _checkpoints_written(outcome.path)
-            rows.append((policy, trials, wall, statistics.mean(loops), saved, cpu.by_kind()))
-            others.append((policy, trials, cpu.top_other()))
+        for rnd in range(1, args.rounds + 1):
+            base = _baseline(resolved, workdir, slots)
+            print(
+                f"round {rnd}: train (no Ray): wall {base.wall:.1f} s, epoch loop {base.loop:.1f} s"
+                f"; ×{slots} at once (own processes): epoch loops "
+                + ", ".join(f"{t:.1f} s" for t in base.together)
+                + f"; mean / alone = {statistics.mean(base.together) / base.loop:.3f} (what "
+                "sharing the machine's cores and memory costs without any platform)"
+            )
+            for policy, trials in [(p, t) for t in (1, args.trials) for p in policies]:
+                sweep = {
+                    "name": f"overhead{trials}-{policy}",
+                    "method": "whenwho",
+                    "scale": "tiny",
+                    "data": data,
+                    "objective": {"metric": "val/when_frame_auc"},
+                    "budget": {"trials": trials, "max_epochs": args.epochs},
+                    "search": {"algorithm": "random"},
+                    "scheduler": {"type": "none"},
+                    "resources": {"cpu": 1},
+                    "fixed": config,
+                    "checkpoint": {"every_epochs": 1} if policy == "epoch" else {},
+                }
+                path = workdir / f"s{trials}-{policy}.yaml"
+                path.write_text(yaml.safe_dump(sweep))
+                plan = load_sweep(path)
+                started = time.perf_counter()
+                with CpuSampler() as cpu:
+                    outcome = run_sweep(plan, workdir=workdir)
+                wall = time.perf_counter() - started
+                assert outcome.complete, outcome.summary()
+                loop = statistics.mean(_trial_loop_times(outcome.path))
+                saved = _checkpoints_written(outcome.path)
+                rows.append(_Row(rnd, policy, trials, wall, loop, saved, cpu.by_kind(), base))
+                others.append((rnd, policy, trials, cpu.top_other()))
         import ray
 
         cpus = int(ray.cluster_resources().get("CPU", 1))
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(
-            f"\n{'checkpoint':>10} {'trials':>6} {'sweep wall':>10} {'trial loop':>10} "
-            f"{'loop ratio':>10} {'wall ratio':>10} {'fixed cost':>10} {'ckpts':>6}"
+            f"\n{'round':>5} {'checkpoint':>10} {'trials':>6} {'sweep wall':>10} "
+            f"{'trial loop':>10} {'loop ratio':>10} {'wall ratio':>10} {'fixed cost':>10} "
+            f"{'ckpts':>6} {'vs at once':>10}"
         )
-        for policy, trials, wall, loop, saved, _ in rows:
-            ideal = train_wall * trials / min(trials, cpus)
+        for r in rows:
             print(
-                f"{policy:>10} {trials:>6} {wall:>9.1f}s {loop:>9.1f}s {loop / train_loop:>10.3f} "
-                f"{wall / ideal:>10.3f} {wall - ideal:>9.1f}s {saved:>6}"
+                f"{r.round:>5} {r.policy:>10} {r.trials:>6} {r.wall:>9.1f}s {r.loop:>9.1f}s "
+                f"{r.loop_ratio:>10.3f} {r.wall_ratio(cpus):>10.3f} {r.fixed(cpus):>9.1f}s "
+                f"{r.saved:>6} {r.share:>10.3f}"
             )
-        for policy, trials, _, loop, _, _ in rows:
-            if trials >= slots:
+        if args.rounds > 1:
+            print("\nmedians over the rounds")
+            for policy, trials in dict.fromkeys((r.policy, r.trials) for r in rows):
+                mine = [r for r in rows if (r.policy, r.trials) == (policy, trials)]
+                med = {
+                    name: statistics.median(getattr(r, name)(cpus) for r in mine)
+                    for name in ("wall_ratio", "fixed")
+                }
+                shares = [r.share for r in mine if r.trials >= slots]
                 print(
-                    f"{policy}/{trials}: trial loop / the loop of {slots} trains at once = "
-                    f"{loop / statistics.mean(together):.3f} (the platform's share)"
-                )
+                    f"{policy:>10} {trials:>6}: loop ratio "
+                    f"{statistics.median(r.loop_ratio for r in mine):.3f}, wall ratio "
+                    f"{med['wall_ratio']:.3f}, fixed cost {med['fixed']:.1f} s"
+                    + (f", trial loop / trains at once {statistics.median(shares):.3f}"
+                       if shares else "")
+                )  # fmt: skip
         print(f"\nCPU seconds during each sweep ({cpus} CPUs × its wall available):")
-        print(f"{'checkpoint':>10} {'trials':>6} " + " ".join(f"{k:>10}" for k in rows[0][5]))
-        for policy, trials, wall, _, _, used in rows:
-            cells = " ".join(f"{v:>9.1f}s" for v in used.values())
-            print(
-                f"{policy:>10} {trials:>6} {cells}   (non-trial share of the cores: "
-                f"{(sum(used.values()) - used['trials']) / (cpus * wall):.1%})"
-            )
-        for policy, trials, top in others:
-            print(f"  'other' in {policy}/{trials}: " + "; ".join(f"{t} {c:.1f}s" for t, c in top))
+        kinds = rows[0].used
         print(
-            "\nloop ratio = a trial's epoch loop inside Ray / the same loop in `sedsweep train`;"
+            f"{'round':>5} {'checkpoint':>10} {'trials':>6} " + " ".join(f"{k:>10}" for k in kinds)
+        )
+        for r in rows:
+            cells = " ".join(f"{v:>9.1f}s" for v in r.used.values())
+            print(
+                f"{r.round:>5} {r.policy:>10} {r.trials:>6} {cells}   (non-trial share of the "
+                f"cores: {(sum(r.used.values()) - r.used['trials']) / (cpus * r.wall):.1%})"
+            )
+        for rnd, policy, trials, top in others:
+            print(
+                f"  'other' in {rnd}/{policy}/{trials}: "
+                + "; ".join(f"{t} {c:.1f}s" for t, c in top)
+            )
+        print(
+            "\nloop ratio = a trial's epoch loop inside Ray / the same loop in `sedsweep train`"
+            " (the round's own);"
             f"\nwall ratio = sweep wall / (train wall × trials / min(trials, {cpus} CPUs));"
-            "\nfixed cost = sweep wall − that ideal; ckpts = checkpoints the sweep's trials wrote"
+            "\nfixed cost = sweep wall − that ideal; ckpts = checkpoints the sweep's trials wrote;"
+            f"\nvs at once = trial loop / the mean loop of {slots} trains at once (the platform's"
+            " share, for sweeps that fill the slots); the first sweep of round 1 starts Ray"
         )
         print(f"driver peak RSS: {peak_mib:.0f} MiB")
         print(
             f"feature extractions in the driver: {extractions} "
             f"(cache entries: {len(list((workdir / 'feature-cache').iterdir()))})"
         )
+
+
+@dataclass
+class _Baseline:
+    """A round's plain trains: one alone (wall, epoch loop) and `slots` at once (epoch loops)."""
+
+    wall: float
+    loop: float
+    together: list[float]
+
+
+def _baseline(resolved: object, workdir: Path, slots: int) -> _Baseline:
+    started = time.perf_counter()
+    result = train(resolved, workdir=workdir, progress=False)
+    wall = time.perf_counter() - started
+    loop = sum(m.value for m in _history(result.tracking_uri, result.run_id, "epoch_time_s"))
+    return _Baseline(wall, loop, _trains_at_once(resolved, workdir, slots))
+
+
+@dataclass
+class _Row:
+    """One sweep, measured against the baseline of its round."""
+
+    round: int
+    policy: str
+    trials: int
+    wall: float
+    loop: float  # a trial's epoch loop (mean over its trials)
+    saved: int
+    used: dict[str, float]
+    base: _Baseline
+
+    @property
+    def loop_ratio(self) -> float:
+        return self.loop / self.base.loop
+
+    def ideal(self, cpus: int) -> float:
+        return self.base.wall * self.trials / min(self.trials, cpus)
+
+    def wall_ratio(self, cpus: int) -> float:
+        return self.wall / self.ideal(cpus)
+
+    def fixed(self, cpus: int) -> float:
+        return self.wall - self.ideal(cpus)
+
+    @property
+    def share(self) -> float:
+        return self.loop / statistics.mean(self.base.together)
 
 
 def _train_loop(job: tuple[object, Path]) -> float:
