@@ -229,7 +229,9 @@ def _trains_at_once(resolved: object, workdir: Path, n: int) -> list[float]:
     copies = []
     for i in range(n):
         copy = workdir / f"together-{i}"
-        shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns("together-*", "mlflow.db*"))
+        shutil.rmtree(copy, ignore_errors=True)  # an earlier round's
+        skip = shutil.ignore_patterns("together-*", "mlflow.db*", "ray", "mlartifacts")
+        shutil.copytree(workdir, copy, ignore=skip)
         copies.append(copy)
     with multiprocessing.get_context("spawn").Pool(n) as pool:
         return pool.map(_train_loop, [(resolved, c) for c in copies])
