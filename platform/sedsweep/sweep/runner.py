@@ -17,13 +17,13 @@ import logging
 import re
 import shutil
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -132,30 +132,6 @@ def check_method(plan: SweepPlan, features: dict[str, FeatureSet]) -> list[str]:
     return notes
 
 
-class _Beside(threading.Thread):
-    """`fn(*args)` on a thread of its own; `result()` waits for it and returns its value or
-    raises its exception."""
-
-    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
-        super().__init__(name="sedsweep-prepare", daemon=True)
-        self.fn, self.args = fn, args
-        self.value: Any = None
-        self.error: BaseException | None = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self.value = self.fn(*self.args)
-        except BaseException as exc:  # handed to the caller by result()
-            self.error = exc
-
-    def result(self) -> Any:
-        self.join()
-        if self.error is not None:
-            raise self.error
-        return self.value
-
-
 PREPARE_JOIN_S = 60.0  # the longest a failed start waits for `_prepare` (seconds, usually 3)
 
 
@@ -204,7 +180,9 @@ def run_sweep(
     if tracking != "offline":
         probe(uri)
     features = _features(plan, workdir)
-    prepared = _Beside(_prepare, plan, features)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="sedsweep-prepare")
+    prepared = pool.submit(_prepare, plan, features)  # while Ray starts
+    pool.shutdown(wait=False)  # the one task still runs
     execution = uuid.uuid4().hex
     # unique per execution: two sweeps of one file started in the same second get two
     # directories (and two resumable states), never one shared Ray experiment
@@ -230,7 +208,7 @@ def run_sweep(
     try:
         start_ray(plan, address)
     except BaseException:
-        prepared.join(PREPARE_JOIN_S)  # not torch half-imported when the interpreter exits
+        futures.wait([prepared], PREPARE_JOIN_S)  # not torch half-imported at the exit
         raise
     for line in prepared.result():  # its errors after Ray's: the cluster is the cheaper check
         print(line, file=sys.stderr, flush=True)
