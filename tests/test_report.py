@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 from sedsweep.cli import main
+from sedsweep.journal import Journal
 from sedsweep.report.best import fresh_seeds, rank_by_validation
 from sedsweep.report.claims import check_claims
 from sedsweep.report.importance import param_importance
@@ -29,7 +30,7 @@ from sedsweep.report.runs import load_sweep_runs, parse_param
 from sedsweep.report.tables import build_table, log_sweep_tables, paper_tables, welch_p
 from sedsweep.sweep.runner import run_sweep
 from sedsweep.sweep.spec import load_sweep
-from sedsweep.tracking import PARENT_TAG, UI_VIEW, run_url, tracking_uri_for
+from sedsweep.tracking import PARENT_TAG, TRIAL_TAG, UI_VIEW, run_url, tracking_uri_for
 
 from .chromium import browser_or_skip, parse_dom, render
 from .sweeps import AUC, ER, grid_spec, grid_trials, log_sweep
@@ -396,9 +397,15 @@ def test_sweep_logs_its_table_at_the_end(real_sweep):
     trained = sweep.valid("completed", "pruned")
     counts = [int(n) for n in re.findall(r"\(n=(\d+)\)[^|]* at ep", md)]
     assert sum(counts) == 3 * len(trained)  # three metrics per cell
+    journal = Journal.at(outcome.journal)
     for trial in sweep.with_status("completed", "pruned"):
         assert trial.tags["sweep.valid"] == sweep.validity(trial).tag
         assert any(k.startswith("chance/val/") for k in trial.metrics)
+        # the tags were journaled as the trial ended (the end-of-sweep tagging writes to the
+        # store directly), with the verdict the end of the sweep reached on the record
+        journaled = journal.state(trial.tags[TRIAL_TAG]).tags
+        for tag in ("sweep.valid", "sweep.invalid_reason"):
+            assert journaled.get(tag) == trial.tags.get(tag), (trial.name, tag)
     # the best line is the best trained trial's
     assert outcome.best["checked"]
     best = rank_by_validation(sweep)[0].trial

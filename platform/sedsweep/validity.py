@@ -30,7 +30,7 @@ Pure Python on numbers already logged: the sweep driver, reports and `best` all 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sedsweep.metrics import SELECTED_PREFIX, lower_is_better
@@ -57,6 +57,10 @@ class Validity:
     def tag(self) -> str:
         """The value of `VALID_TAG`."""
         return "unjudged" if not self.judged else "true" if self.valid else "false"
+
+    def tags(self, max_chars: int) -> dict[str, str]:
+        """The run tags that record it (`VALID_TAG`, `REASON_TAG` cut to `max_chars`)."""
+        return {VALID_TAG: self.tag, REASON_TAG: self.reason[:max_chars]}
 
 
 NOT_JUDGED = Validity(True, "not judged: the trial logged no chance/* reference levels", False)
@@ -99,6 +103,22 @@ def tail_gain(curve: Sequence[float], maximise: bool) -> float | None:
     if total <= 0:
         return None
     return max(0.0, max(values[-tail:]) - max(values[:-tail])) / total
+
+
+def judge_trial(
+    metrics: Mapping[str, float],
+    objective: str,
+    *,
+    maximise: bool | None,
+    completed: bool,
+    curve: Callable[[], Sequence[float]],
+) -> Validity:
+    """`judge` for a trial of a sweep: its convergence is judged when it ran its whole budget
+    (`completed`; a pruned trial is judged at its rung) and logged reference levels, and only
+    then is `curve` called for its objective's per-epoch validation values."""
+    judged = any(k.startswith(CHANCE_PREFIX) for k in metrics)
+    values = curve() if completed and judged else None
+    return judge(metrics, objective, maximise=maximise, curve=values)
 
 
 def judge(

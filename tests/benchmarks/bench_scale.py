@@ -21,7 +21,9 @@ each, TPE (seed 0), no scheduler. Arms, each a separate process started from her
 The arms run interleaved (A B C A B C ...: `--rounds` times) so that drift on a shared machine
 lands on every arm alike. Printed per run: the load average before and after, process wall,
 trials/s, results/s (trials × epochs / wall), the driver's CPU seconds and peak RSS, and the
-CPU seconds of the run's whole process tree (all sampled from /proc every 0.2 s); then the
+CPU seconds of the run's whole process tree (all sampled from /proc every 0.2 s), the journal
+bytes per result (sedsweep's tracking journal and Optuna live journal) and the size of Tune's
+newest experiment snapshot; then the
 medians per arm, each arm's wall over the first arm's and over the ideal (trials × epochs ×
 sleep / concurrent), the same for its trial loop (from the first trial's start to the last
 result, read from the trials' results; the rest of the wall is start-up, Ray and the
@@ -163,6 +165,7 @@ def run_arm(arm: str, args: argparse.Namespace, workdir: Path) -> dict:
         "arm": arm,
         "wall": wall,
         **trial_loop(workdir),
+        **record_bytes(workdir),
         "trials": trials,
         "cpu": sampler.driver_s(),
         "tree": sampler.by_kind(),
@@ -184,6 +187,23 @@ def trial_loop(workdir: Path) -> dict:
             ends.append(result["timestamp"])
             pids.add(result["pid"])
     return {"loop": max(ends) - min(starts) if ends else math.nan, "actors": len(pids)}
+
+
+def record_bytes(workdir: Path) -> dict:
+    """Bytes a run left on disk that grow with its trials: sedsweep's tracking journal and
+    Optuna live journal (`journal`; none for stock) and Tune's newest experiment snapshot
+    (`snapshot`, rewritten whole as the sweep goes)."""
+    journal = [
+        *workdir.glob("ray/*/tracking/journal.jsonl"),
+        *workdir.glob("ray/*/optuna-journal.log"),
+    ]
+    snapshots = sorted(
+        workdir.glob("ray/*/experiment_state-*.json"), key=lambda p: p.stat().st_mtime
+    )
+    return {
+        "journal": sum(p.stat().st_size for p in journal),
+        "snapshot": snapshots[-1].stat().st_size if snapshots else 0,
+    }
 
 
 def tpe_growth(sizes: list[int]) -> None:
@@ -247,7 +267,7 @@ def main() -> None:
           f"OMP_NUM_THREADS={threads}; {os.cpu_count()} CPUs")  # fmt: skip
     header = f"{'run':<16} {'load':>11} {'wall s':>7} {'×ideal':>7} {'trials/s':>8} "
     header += f"{'results/s':>9} {'drv CPU s':>9} {'all CPU s':>9} {'drv RSS MB':>10} "
-    header += f"{'loop s':>6} {'fixed s':>7} {'actors':>6}"
+    header += f"{'loop s':>6} {'fixed s':>7} {'actors':>6} {'jrnl B/res':>10} {'snap KB':>7}"
     print(header, flush=True)
     runs: list[dict] = []
     for r in range(args.rounds):
@@ -255,12 +275,14 @@ def main() -> None:
             with tempfile.TemporaryDirectory(prefix=f"bench_scale_{arm}_") as tmp:
                 m = run_arm(arm, args, Path(tmp))
             runs.append(m)
+            results = m["trials"] * args.epochs
             print(f"{arm + ' #' + str(r + 1):<16} {m['load'][0]:>5.1f}→{m['load'][1]:<5.1f} "
                   f"{m['wall']:>7.1f} {m['wall'] / ideal:>7.2f} {m['trials'] / m['wall']:>8.2f} "
                   f"{m['trials'] * args.epochs / m['wall']:>9.2f} {m['cpu']:>9.1f} "
                   f"{sum(m['tree'].values()):>9.1f} "
                   f"{m['rss']:>10.0f} {m['loop']:>6.0f} {m['wall'] - m['loop']:>7.0f} "
-                  f"{m['actors']:>6}", flush=True)  # fmt: skip
+                  f"{m['actors']:>6} {m['journal'] / max(results, 1):>10.0f} "
+                  f"{m['snapshot'] / 1e3:>7.0f}", flush=True)  # fmt: skip
     if runs:
         print("\nmedians per arm, and wall against the first arm")
         base = statistics.median(m["wall"] for m in runs if m["arm"] == arms[0])

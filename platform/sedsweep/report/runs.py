@@ -46,7 +46,7 @@ from sedsweep.tracking import (
     all_finished,
     client_for,
 )
-from sedsweep.validity import CHANCE_PREFIX, REASON_TAG, VALID_TAG, Validity, judge
+from sedsweep.validity import REASON_TAG, VALID_TAG, Validity, judge_trial
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -267,11 +267,11 @@ class SweepRuns:
             tag = trial.tags[VALID_TAG]
             found = Validity(tag != "false", trial.tags.get(REASON_TAG, ""), tag != "unjudged")
         if found is None:
-            curve = None
-            judged = any(k.startswith(CHANCE_PREFIX) for k in trial.metrics)
-            if trial.status == COMPLETED and judged:
-                curve = [v for _, v in sorted(self.history(trial.run_id, self.objective))]
-            found = judge(trial.metrics, self.objective, maximise=self.maximise, curve=curve)
+            found = judge_trial(
+                trial.metrics, self.objective, maximise=self.maximise,
+                completed=trial.status == COMPLETED,
+                curve=lambda: [v for _, v in sorted(self.history(trial.run_id, self.objective))],
+            )  # fmt: skip
             self._validity[trial.run_id] = found
         return found
 

@@ -44,7 +44,6 @@ from sedsweep.report.runs import (
 from sedsweep.report.stats import pair_up, paired_p, welch_p
 from sedsweep.sweep.spec import same_value
 from sedsweep.tracking import MAX_TAG_CHARS, TABLE_ERROR_TAG, TABLES_DIR, client_for
-from sedsweep.validity import REASON_TAG, VALID_TAG
 
 if TYPE_CHECKING:
     from sedsweep.sweep.outcome import SweepOutcome
@@ -415,7 +414,7 @@ def tag_validity(sweep: SweepRuns) -> int:
     tagged = 0
     for trial in sweep.with_status(COMPLETED, PRUNED):
         verdict = sweep.validity(trial)
-        wanted = {VALID_TAG: verdict.tag, REASON_TAG: verdict.reason[:MAX_TAG_CHARS]}
+        wanted = verdict.tags(MAX_TAG_CHARS)
         if all(trial.tags.get(k, "") == v for k, v in wanted.items()):
             continue
         sweep.client.log_batch(trial.run_id, tags=[RunTag(k, v) for k, v in wanted.items()])

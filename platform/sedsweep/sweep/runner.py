@@ -464,7 +464,7 @@ def _fit(execution: Execution) -> SweepOutcome:
             callback = TrackingCallback(
                 str(tracker.journal.directory), method=s.method, base_config=base_config,
                 epochs=plan.base_epochs, tags={METHOD_TAG: s.method, SWEEP_NAME_TAG: s.name},
-                when=conditions(s.space),
+                when=conditions(s.space), objective=s.primary.metric, maximise=s.primary.maximise,
             )  # fmt: skip
             search = OptunaPruningSearch(plan)
             tuner = tune.Tuner(

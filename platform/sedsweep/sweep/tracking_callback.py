@@ -3,9 +3,13 @@
 Tune calls these hooks on its controller thread, so they never touch the network: each one
 appends events to the sweep's tracking journal (`sedsweep.journal`) and returns, and the
 journal's drainer writes them to MLflow in the background. Only the driver tracks (one writer;
-workers need no MLflow access). The callback keeps no state of its own: what was journaled
-before (on a resumed sweep, by an earlier driver) is read back from the journal, so a resumed
-trial continues its run and never logs an epoch twice.
+workers need no MLflow access). What was journaled before (on a resumed sweep, by an earlier
+driver) is read back from the journal, so a resumed trial continues its run and never logs an
+epoch twice. The one state of its own: a running trial's journaled metrics, kept until it
+ends so that its validity tags (`sedsweep.validity`) go with its end, drained during the sweep
+instead of written one run at a time after it; a trial this driver did not see from its first
+epoch is left to the end-of-sweep tagging (`report.tables.tag_validity`), which rewrites only
+tags that differ from the record.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import sys
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +56,7 @@ from sedsweep.tracking import (
     flat_params,
     run_name,
 )
-from sedsweep.validity import CHANCE_PREFIX
+from sedsweep.validity import CHANCE_PREFIX, judge_trial
 
 METRIC_PREFIXES = (
     "train/",
@@ -70,8 +75,20 @@ def trial_run_name(number: int, overrides: dict[str, Any]) -> str:
     return run_name(f"t{number:03d}", overrides)
 
 
+@dataclass
+class _Seen:
+    """What a trial journaled in this driver, as the store will hold it: each metric's latest
+    value, the objective's per-epoch values, and whether its epochs ran on from the first."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    curve: list[float] = field(default_factory=list)
+    last: int = 0
+    whole: bool = True
+
+
 class TrackingCallback(tune.Callback):
-    """Journals child runs, their params, per-epoch metrics, status and artifacts."""
+    """Journals child runs, their params, per-epoch metrics, status and artifacts, and a
+    trial's validity tags when it ends (with `objective`, the sweep's, and its `maximise`)."""
 
     def __init__(
         self,
@@ -82,6 +99,8 @@ class TrackingCallback(tune.Callback):
         epochs: int,
         tags: dict[str, str],
         when: dict[str, dict[str, Any]] | None = None,
+        objective: str | None = None,
+        maximise: bool | None = None,
     ) -> None:
         self.journal_dir = journal_dir
         self.method = method
@@ -89,6 +108,9 @@ class TrackingCallback(tune.Callback):
         self.epochs = epochs
         self.tags = tags
         self.when = when or {}  # conditional keys: not logged where they do not act
+        self.objective = objective
+        self.maximise = maximise
+        self._seen: dict[str, _Seen] = {}
         self._journal: Journal | None = None
         self._reconciled = False
         self._stop_decided: set[str] = set()
@@ -96,11 +118,15 @@ class TrackingCallback(tune.Callback):
     def __getstate__(self) -> dict[str, Any]:
         """Tune pickles its callbacks with the experiment: keep the path, not the open file
         (and reconcile again in the next driver)."""
-        return {**self.__dict__, "_journal": None, "_reconciled": False, "_stop_decided": set()}
+        return {
+            **self.__dict__, "_journal": None, "_reconciled": False, "_stop_decided": set(),
+            "_seen": {},
+        }  # fmt: skip
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # `when`: {} for a callback pickled before conditional keys existed
-        self.__dict__.update({"_stop_decided": set(), "when": {}, **state})
+        # defaults for a callback pickled before `when` and the validity tags existed
+        defaults = {"when": {}, "objective": None, "maximise": None}
+        self.__dict__.update({"_stop_decided": set(), "_seen": {}, **defaults, **state})
 
     @property
     def journal(self) -> Journal:
@@ -191,6 +217,12 @@ class TrackingCallback(tune.Callback):
                 if k.startswith(METRIC_PREFIXES) and isinstance(v, int | float)
             }
             self.journal.metrics(key, metrics, step)
+            seen = self._seen.setdefault(key, _Seen())
+            seen.metrics.update(metrics)
+            if self.objective in metrics:
+                seen.curve.append(metrics[self.objective])
+            seen.whole &= step == seen.last + 1
+            seen.last = step
         if result.get(NONDETERMINISTIC_KEY):
             self.journal.tags(key, {NONDETERMINISTIC_TAG: str(result[NONDETERMINISTIC_KEY])})
         if result.get(NODE_KEY) and NODE_TAG not in state.tags:
@@ -212,7 +244,9 @@ class TrackingCallback(tune.Callback):
         self._recovered(key)
         done = epoch_of(trial.last_result)
         budget = trial_budget(trial.config["overrides"], self.epochs)
+        seen = self._seen.pop(key, None)
         if done >= budget:  # its figures, if it gets any, come at the end (figures.py)
+            self._tag_validity(key, seen, done, completed=True)
             self.journal.status(key, "FINISHED")
             self._progress(trial, f"finished ({done} epochs)")
         elif trial.trial_id in self._stop_decided or trial.status == "PAUSED":
@@ -223,6 +257,7 @@ class TrackingCallback(tune.Callback):
                 {STOPPED_EARLY_TAG: "true", PRUNED_TAG: "true", PRUNED_RUNG_TAG: reached,
                  EPOCHS_RUN_TAG: reached},
             )  # fmt: skip
+            self._tag_validity(key, seen, done, completed=False)
             self.journal.status(key, "FINISHED")
             self._progress(trial, f"stopped early by the scheduler after epoch {done}")
         else:
@@ -233,6 +268,18 @@ class TrackingCallback(tune.Callback):
             )
             self.journal.status(key, "FAILED")
             self._progress(trial, f"ended after epoch {done} with no stop decision (FAILED)")
+
+    def _tag_validity(self, key: str, seen: _Seen | None, done: int, *, completed: bool) -> None:
+        """The ended trial's validity tags, judged as the end-of-sweep tagging judges its
+        record (`SweepRuns.validity`): only when this driver journaled its epochs 1 to `done`,
+        so that what it holds is the record."""
+        if self.objective is None or seen is None or not seen.whole or seen.last != done:
+            return
+        verdict = judge_trial(
+            seen.metrics, self.objective, maximise=self.maximise, completed=completed,
+            curve=lambda: seen.curve,
+        )  # fmt: skip
+        self.journal.tags(key, verdict.tags(MAX_TAG_CHARS))
 
     def _recovered(self, key: str) -> None:
         """A trial that errored (or ended short) in an earlier execution and ran to an end
@@ -247,6 +294,7 @@ class TrackingCallback(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """FAILED, with the error's last line as a tag and the full traceback as an artifact."""
         key = self.open(trial)
+        self._seen.pop(key, None)
         text = _error_text(trial)
         last = text.strip().splitlines()[-1] if text.strip() else "unknown error"
         self.journal.tags(key, {ERROR_TAG: last[:MAX_TAG_CHARS]})
