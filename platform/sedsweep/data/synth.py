@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import signal, special
+from scipy import special
 from scipy.fft import next_fast_len
 
 from sedsweep.data.audio import write_wav
@@ -314,6 +314,8 @@ def _impulses(
     amps: np.ndarray,
 ) -> np.ndarray:
     """Knocks: short noise bursts through a two-pole resonator at the class frequency."""
+    from scipy import signal  # 1 s to import (it loads scipy.stats): only to make a corpus
+
     idx = np.round(starts * sr).astype(np.int64)
     keep = idx < n
     excitation = np.zeros(n)
@@ -387,6 +389,8 @@ def _rain(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     np.add.at(
         spikes, rng.integers(0, n, count), rng.lognormal(0, 0.8, count) * rng.choice([-1, 1], count)
     )
+    from scipy import signal
+
     tau = rng.uniform(0.5e-3, 3e-3)
     k = max(4, int(5 * tau * sr))
     kernel = np.diff(rng.standard_normal(k + 1)) * np.exp(-np.arange(k) / (tau * sr))
