@@ -217,12 +217,8 @@ class TrackingCallback(tune.Callback):
                 if k.startswith(METRIC_PREFIXES) and isinstance(v, int | float)
             }
             self.journal.metrics(key, metrics, step)
-            seen = self._seen.setdefault(key, _Seen())
-            seen.metrics.update(metrics)
-            if self.objective in metrics:
-                seen.curve.append(metrics[self.objective])
-            seen.whole &= step == seen.last + 1
-            seen.last = step
+            if self.objective is not None:  # kept only for the validity tags
+                self._saw(key, metrics, step)
         if result.get(NONDETERMINISTIC_KEY):
             self.journal.tags(key, {NONDETERMINISTIC_TAG: str(result[NONDETERMINISTIC_KEY])})
         if result.get(NODE_KEY) and NODE_TAG not in state.tags:
@@ -268,6 +264,14 @@ class TrackingCallback(tune.Callback):
             )
             self.journal.status(key, "FAILED")
             self._progress(trial, f"ended after epoch {done} with no stop decision (FAILED)")
+
+    def _saw(self, key: str, metrics: dict[str, float], step: int) -> None:
+        seen = self._seen.setdefault(key, _Seen())
+        seen.metrics.update(metrics)
+        if self.objective in metrics:
+            seen.curve.append(metrics[self.objective])
+        seen.whole &= step == seen.last + 1
+        seen.last = step
 
     def _tag_validity(self, key: str, seen: _Seen | None, done: int, *, completed: bool) -> None:
         """The ended trial's validity tags, judged as the end-of-sweep tagging judges its
